@@ -1,0 +1,195 @@
+"""The exceptions seedream-async raises. Catch :class:`SeedreamError` to catch them all.
+
+Our exception hierarchy::
+
+    SeedreamError
+    ├── ConfigurationError        - missing API key, bad client settings
+    ├── InvalidInput              - a request or item fails validation; nothing was sent
+    │   └── InvalidImage          - missing, empty, not an image, too large
+    ├── TransportError            - the request may not have completed: connection, timeout
+    ├── APIStatusError            - the API answered with an error status
+    │   ├── AuthenticationError   - 401 / 403
+    │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
+    │   ├── RateLimitError        - 429
+    │   └── ServerError           - 5xx
+    ├── AmbiguousSubmission       - a submit may have been billed; not re-sent
+    ├── PredictionFailed          - the model reported ``failed``
+    ├── DeadlineExceeded          - a prediction did not finish in time
+    ├── OutputExpired             - an output URL expired before it was downloaded
+    ├── BudgetExceeded            - the batch's budget stopped this item's submit
+    └── JournalError              - the batch journal is unreadable or belongs elsewhere
+"""
+
+from __future__ import annotations
+
+import httpx
+
+__all__ = [
+    "APIStatusError",
+    "AmbiguousSubmission",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceeded",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "InvalidImage",
+    "InvalidInput",
+    "JournalError",
+    "OutputExpired",
+    "PredictionFailed",
+    "RateLimitError",
+    "SeedreamError",
+    "ServerError",
+    "TransportError",
+]
+
+
+class SeedreamError(Exception):
+    """Root of every exception this library raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(SeedreamError):
+    """The client is set up in a way that cannot work (for example, no API key)."""
+
+
+class InvalidInput(SeedreamError):
+    """A request or batch item is invalid. Raised before any request is sent.
+
+    Attributes:
+        field: the offending field (``prompt``, ``images[3]``, ``size``, ...) or None.
+        key: the batch item's key, when the input came from a batch item.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"item {self.key!r}: {self.message}" if self.key is not None else self.message
+
+
+class InvalidImage(InvalidInput):
+    """A reference image is missing, empty, not a supported image, or too large."""
+
+
+class TransportError(SeedreamError):
+    """A request failed below HTTP: connection refused or dropped, or a timeout.
+
+    Attributes:
+        method: the HTTP method.
+        url: the URL, without query string.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+
+
+class APIStatusError(SeedreamError):
+    """The API answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        server_message: the error message from the response body, when it had one.
+        retry_after: seconds the server asked us to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        server_message: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
+        self.retry_after = retry_after
+
+
+class AuthenticationError(APIStatusError):
+    """401 or 403: the API key is missing, wrong or not allowed."""
+
+
+class BadRequestError(APIStatusError):
+    """The API rejected the request itself (400, 404, 413, 415, 422)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests, still refused after the retry policy gave up."""
+
+
+class ServerError(APIStatusError):
+    """5xx: the API had trouble, still failing after the retry policy gave up."""
+
+
+class AmbiguousSubmission(SeedreamError):
+    """A submit may have reached the server, so it may be billed; it was not sent again.
+
+    Sending it again could pay twice for one item. The batch engine reports the item as
+    ``ambiguous``; re-run with ``resubmit_ambiguous=True`` to pay for it again knowingly.
+
+    Attributes:
+        key: the batch item's key, when known.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class PredictionFailed(SeedreamError):
+    """The prediction ended with status ``failed``.
+
+    Attributes:
+        prediction_id: the prediction's id.
+        error: the server's error message.
+    """
+
+    def __init__(self, prediction_id: str, error: str | None) -> None:
+        super().__init__(f"prediction {prediction_id} failed: {error or 'no error message'}")
+        self.prediction_id = prediction_id
+        self.error = error
+
+
+class DeadlineExceeded(SeedreamError):
+    """A prediction was not done before the caller's deadline. It may still finish server-side.
+
+    Attributes:
+        prediction_id: the prediction's id.
+        deadline: the deadline in seconds.
+    """
+
+    def __init__(self, prediction_id: str, deadline: float) -> None:
+        super().__init__(f"prediction {prediction_id} not done after {deadline:g}s")
+        self.prediction_id = prediction_id
+        self.deadline = deadline
+
+
+class OutputExpired(SeedreamError):
+    """An output URL had expired and a fresh one could not be had."""
+
+
+class BudgetExceeded(SeedreamError):
+    """The batch's budget was reached before this item was submitted; nothing was spent on it."""
+
+
+class JournalError(SeedreamError):
+    """The journal file cannot be used: corrupt, not a journal, or from a newer version."""
+
+
+def transport_error(err: httpx.TransportError, request: httpx.Request) -> TransportError:
+    """Wrap an httpx transport error without its URL's query string (signed URLs)."""
+    url = str(request.url.copy_with(query=None))
+    kind = type(err).__name__
+    detail = str(err) or "no detail"
+    return TransportError(
+        f"{request.method} {url} failed: {kind}: {detail}", method=request.method, url=url
+    )
