@@ -1,0 +1,148 @@
+"""Command-line knobs for the standalone simulator, reusable by the project CLI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import anyio
+
+from ._config import ENDPOINTS, Faults, SimulatorConfig
+from ._server import serve
+
+__all__ = ["add_arguments", "config_from_args", "main", "run_forever"]
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().replace("*", "x").partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WxH, got {text!r}")
+    return int(width), int(height)
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in ("none", "off", "") else float(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's options (ports, :class:`SimulatorConfig` and :class:`Faults`).
+
+    Args:
+        parser: the parser (or sub-parser) to extend.
+    """
+    defaults, faults = SimulatorConfig(), Faults()
+    server = parser.add_argument_group("simulator")
+    server.add_argument("--port", type=int, default=8787, help="API port (0: any free port)")
+    server.add_argument("--storage-port", type=int, default=0, help="storage port (0: any)")
+    server.add_argument("--api-key", default=defaults.api_key, help="bearer key required")
+    server.add_argument("--no-auth", action="store_true", help="accept requests without a key")
+    server.add_argument("--seed", type=int, default=defaults.seed)
+    server.add_argument(
+        "--time-scale", type=float, default=defaults.time_scale, help="prediction latency factor"
+    )
+    server.add_argument("--latency-median", type=float, default=defaults.latency_median)
+    server.add_argument("--latency-sigma", type=float, default=defaults.latency_sigma)
+    server.add_argument("--per-extra-image", type=float, default=defaults.per_extra_image)
+    server.add_argument("--request-latency", type=float, default=defaults.request_latency)
+    server.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
+    server.add_argument("--output-size", type=_size, default=defaults.output_size, metavar="WxH")
+    server.add_argument("--envelope", choices=("data", "flat", "mixed"), default=defaults.envelope)
+    inject = parser.add_argument_group("faults")
+    inject.add_argument("--rate-limit", type=float, default=faults.rate_limit, metavar="P")
+    inject.add_argument(
+        "--retry-after", type=_optional_float, default=faults.retry_after, metavar="SECONDS|none"
+    )
+    inject.add_argument(
+        "--retry-after-format",
+        choices=("seconds", "http-date", "ms"),
+        default=faults.retry_after_format,
+    )
+    inject.add_argument("--server-error", type=float, default=faults.server_error, metavar="P")
+    inject.add_argument("--drop", type=float, default=faults.drop, metavar="P")
+    inject.add_argument("--slow", type=float, default=faults.slow, metavar="P")
+    inject.add_argument("--slow-seconds", type=float, default=faults.slow_seconds)
+    inject.add_argument(
+        "--prediction-failure", type=float, default=faults.prediction_failure, metavar="P"
+    )
+    inject.add_argument("--output-ttl", type=_optional_float, default=None, metavar="SECONDS")
+    inject.add_argument("--rps", type=_optional_float, default=None, help="requests per second")
+    inject.add_argument("--max-in-flight", type=int, default=None)
+    inject.add_argument(
+        "--fault-endpoints",
+        default=",".join(sorted(faults.endpoints)),
+        help=f"comma-separated, from {','.join(sorted(ENDPOINTS))}",
+    )
+    inject.add_argument("--processed-on-error", type=float, default=faults.processed_on_error)
+
+
+def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
+    """Build a :class:`SimulatorConfig` from arguments parsed with :func:`add_arguments`.
+
+    Args:
+        ns: the parsed namespace.
+    """
+    endpoints = frozenset(name.strip() for name in ns.fault_endpoints.split(",") if name.strip())
+    faults = Faults(
+        rate_limit=ns.rate_limit,
+        retry_after=ns.retry_after,
+        retry_after_format=ns.retry_after_format,
+        server_error=ns.server_error,
+        drop=ns.drop,
+        slow=ns.slow,
+        slow_seconds=ns.slow_seconds,
+        prediction_failure=ns.prediction_failure,
+        output_ttl=ns.output_ttl,
+        requests_per_second=ns.rps,
+        max_in_flight=ns.max_in_flight,
+        endpoints=endpoints,
+        processed_on_error=ns.processed_on_error,
+    )
+    return SimulatorConfig(
+        api_key=None if ns.no_auth else ns.api_key,
+        seed=ns.seed,
+        time_scale=ns.time_scale,
+        latency_median=ns.latency_median,
+        latency_sigma=ns.latency_sigma,
+        per_extra_image=ns.per_extra_image,
+        request_latency=ns.request_latency,
+        max_upload_bytes=ns.max_upload_bytes,
+        output_size=ns.output_size,
+        envelope=ns.envelope,
+        faults=faults,
+    )
+
+
+async def run_forever(config: SimulatorConfig, port: int, storage_port: int) -> None:
+    """Serve until cancelled, after printing the one line harnesses parse.
+
+    Args:
+        config: the configuration.
+        port: the API port (0: any free port).
+        storage_port: the storage port (0: any free port).
+    """
+    async with serve(config, port=port, storage_port=storage_port) as sim:
+        print(
+            f"seedream-sim listening on {sim.base_url} storage {sim.storage_url} "
+            f"key {sim.api_key or '-'}",
+            flush=True,
+        )
+        await anyio.sleep_forever()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m seedream_async.testing``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m seedream_async.testing",
+        description="Run the simulated Atlas Cloud API (Seedream v4.5 edit-sequential).",
+    )
+    add_arguments(parser)
+    ns = parser.parse_args(argv)
+    try:
+        config = config_from_args(ns)
+    except ValueError as err:
+        parser.error(str(err))
+    try:
+        anyio.run(run_forever, config, ns.port, ns.storage_port)
+    except KeyboardInterrupt:
+        print("seedream-sim stopped", file=sys.stderr)
+    return 0
