@@ -33,10 +33,11 @@ __all__ = [
     "PredictionStatus",
     "UploadedMedia",
     "build_request",
+    "check_params",
     "unwrap",
 ]
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[*xX×]\s*(\d+)\s*$")
+_SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
 
 
 class PredictionStatus(StrEnum):
@@ -271,3 +272,23 @@ def build_request(key: str | None = None, **fields: Any) -> EditRequest:
         raise InvalidInput(f"{location}: {message}", field=location, key=key) from None
 
 
+def check_params(*, key: str | None = None, prompt: Any, images: Any, **params: Any) -> None:
+    """Check every rule of an edit that can be checked before any image is uploaded.
+
+    Local images (paths, bytes) stand in as placeholder URLs, so counts and limits are
+    checked exactly as :class:`EditRequest` will check them after upload.
+
+    Raises:
+        InvalidInput: naming the field, and ``key`` when given.
+    """
+    if isinstance(images, str | bytes) or not hasattr(images, "__len__"):
+        raise InvalidInput(
+            f"images must be a list of URLs, paths or bytes, got {type(images).__name__}",
+            field="images",
+            key=key,
+        )
+    stand_ins = [
+        image if isinstance(image, str) and "://" in image else f"https://local.invalid/{index}"
+        for index, image in enumerate(images)
+    ]
+    build_request(key, prompt=prompt, images=stand_ins, **params)

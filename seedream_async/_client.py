@@ -1,0 +1,446 @@
+"""The low-level async client: upload, submit, poll, download, each with the retry policy."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, Unpack
+
+import anyio
+import httpx
+
+from ._constants import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    DEFAULT_BASE_URL,
+    MAX_UPLOAD_BYTES,
+    PRICE_PER_EXECUTION,
+)
+from ._download import stream_to_file, write_base64
+from ._exceptions import (
+    AmbiguousSubmission,
+    APIStatusError,
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidInput,
+    PredictionFailed,
+    ServerError,
+    transport_error,
+)
+from ._http import status_error
+from ._limits import PauseGate
+from ._models import EditRequest, Prediction, UploadedMedia, build_request, check_params
+from ._polling import PollPolicy, poll_delays
+from ._retry import RetryPolicy, decide_retry
+from ._secret import Secret
+from ._upload import ImageSource, PreparedUpload, inspect_source, multipart_body
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._batch import BatchOptionsDict, BatchRun, Items
+    from ._items import BatchResult
+
+__all__ = ["AsyncSeedream", "ImageRef"]
+
+logger = logging.getLogger("seedream_async")
+
+ImageRef = str | os.PathLike[str] | bytes
+"""A reference image in an edit: an http(s) URL, a local path, or the image's bytes."""
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
+DEFAULT_ACCEPTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+_UPLOAD = "/api/v1/model/uploadMedia"
+_SUBMIT = "/api/v1/model/generateImage"
+_PREDICTION = "/api/v1/model/prediction/{id}"
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_EXPIRED = frozenset({401, 403, 410})
+
+
+def is_url(value: object) -> bool:
+    """True for an http(s) URL string."""
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
+
+
+class AsyncSeedream:
+    """An async client for Seedream v4.5 Edit Sequential on Atlas Cloud.
+
+    Use it as an async context manager; it closes what it opened (never a
+    ``http_client`` you passed in)::
+
+        async with AsyncSeedream() as client:
+            prediction = await client.edit("Put it on marble", ["shoe.png"])
+
+    Args:
+        api_key: the API key; ``ATLASCLOUD_API_KEY`` from the environment when None.
+        base_url: the API's origin; ``ATLASCLOUD_BASE_URL`` or Atlas Cloud's when None.
+        http_client: your own ``httpx.AsyncClient``; it is not closed for you.
+        timeout: per-request timeout in seconds (or an ``httpx.Timeout``), not the time
+            a prediction may take (see ``poll.deadline``).
+        max_connections: the connection pool's size, when the client makes its own.
+        retry: the retry policy for failed requests.
+        poll: how predictions are polled.
+        max_upload_bytes: the largest reference image accepted (checked before upload).
+        accepted_types: the MIME types accepted for reference images (sniffed from bytes).
+        price_per_execution: US dollars per submitted prediction, for cost accounting.
+        rng: the random source for jitter (seed it for reproducible tests).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | httpx.URL | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_connections: int = 128,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        max_upload_bytes: int = MAX_UPLOAD_BYTES,
+        accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
+        price_per_execution: float = PRICE_PER_EXECUTION,
+        rng: random.Random | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        if not key or not key.strip():
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+            )
+        self._key = Secret(key.strip())
+        url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
+        self.base_url = url.copy_with(path=url.path.rstrip("/") or "/")
+        self.retry = retry or RetryPolicy()
+        self.poll = poll or PollPolicy()
+        self.max_upload_bytes = max_upload_bytes
+        self.accepted_types = frozenset(accepted_types)
+        self.price_per_execution = price_per_execution
+        self.rng = rng or random.Random()
+        self.gate = PauseGate()
+        self.requests: Counter[str] = Counter()
+        """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            follow_redirects=True,
+        )
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"AsyncSeedream(base_url={str(self.base_url)!r}, api_key='**********')"
+
+    async def __aenter__(self) -> Self:
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task_group, self._task_group = self._task_group, None
+        try:
+            if task_group is not None:
+                # Batches whose iterator was abandoned still run here: stop them.
+                task_group.cancel_scope.cancel()
+                await task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client, if this client made it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    # -- the one place requests are sent ------------------------------------------------
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        operation: str,
+        idempotent: bool = True,
+        json: Any = None,
+        upload: PreparedUpload | None = None,
+    ) -> httpx.Response:
+        url = self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
+        attempt = 0
+        while True:
+            await self.gate.wait()
+            headers = {
+                "Authorization": f"Bearer {self._key.reveal()}",
+                "Accept": "application/json",
+                "User-Agent": f"seedream-async/{__version__}",
+            }
+            content = None
+            if upload is not None:
+                part_headers, content = multipart_body(upload, max_bytes=self.max_upload_bytes)
+                headers.update(part_headers)
+            request = self._http.build_request(
+                method, url, headers=headers, json=json, content=content
+            )
+            self.requests[operation] += 1
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as err:
+                sent = not isinstance(err, _NEVER_SENT)
+                decision = decide_retry(
+                    self.retry, attempt=attempt, idempotent=idempotent, sent=sent, rng=self.rng
+                )
+                if decision.ambiguous:
+                    raise AmbiguousSubmission(
+                        f"{what}: {type(err).__name__} after the request was sent, so it may "
+                        "have been billed; not sent again to avoid paying twice"
+                    ) from err
+                one_shot = upload is not None and upload.stream is not None
+                if not decision.retry or one_shot:
+                    raise transport_error(err, request) from err
+                logger.info(
+                    "%s: %s (attempt %d), retrying in %.2fs",
+                    what, type(err).__name__, attempt + 1, decision.delay,
+                )  # fmt: skip
+                await anyio.sleep(decision.delay)
+                attempt += 1
+                continue
+            if response.is_success:
+                logger.debug("%s: HTTP %d", what, response.status_code)
+                return response
+            decision = decide_retry(
+                self.retry,
+                attempt=attempt,
+                idempotent=idempotent,
+                status=response.status_code,
+                headers=response.headers,
+                rng=self.rng,
+            )
+            error = status_error(response, what=what)
+            if decision.ambiguous:
+                raise AmbiguousSubmission(
+                    f"{what}: HTTP {response.status_code} after the request reached the server, "
+                    "so it may have been billed; not sent again to avoid paying twice"
+                ) from error
+            if not decision.retry or (upload is not None and upload.stream is not None):
+                raise error
+            logger.info(
+                "%s: HTTP %d (attempt %d), retrying in %.2fs%s",
+                what, response.status_code, attempt + 1, decision.delay,
+                " as the server asked" if decision.server_asked else "",
+            )  # fmt: skip
+            if response.status_code == 429:
+                self.gate.pause(decision.delay)  # everyone waits, not just this request
+            else:
+                await anyio.sleep(decision.delay)
+            attempt += 1
+
+    # -- operations ----------------------------------------------------------------------
+
+    async def upload(self, source: ImageSource, *, file_name: str | None = None) -> UploadedMedia:
+        """Upload one reference image, streamed from disk, and return where it is stored.
+
+        The type is sniffed from the bytes and the size checked before any request;
+        :class:`~seedream_async.InvalidImage` says what is wrong.
+
+        Args:
+            source: a path, the image's bytes, or an async iterable of bytes (sent once,
+                never retried, since it cannot be read twice).
+            file_name: the name to store it under; the path's name when None.
+        """
+        prepared = await inspect_source(
+            source,
+            file_name=file_name,
+            max_bytes=self.max_upload_bytes,
+            accepted=self.accepted_types,
+        )
+        response = await self._send(
+            "POST",
+            _UPLOAD,
+            what=f"upload of {prepared.file_name}",
+            operation="upload",
+            upload=prepared,
+        )
+        return UploadedMedia.model_validate(_json(response, what="upload"))
+
+    async def submit(self, request: EditRequest) -> Prediction:
+        """Submit a prediction (billed once it reaches the server) and return it, running.
+
+        Raises:
+            AmbiguousSubmission: the request may have reached the server but no answer
+                came back; it is not sent again.
+        """
+        response = await self._send(
+            "POST",
+            _SUBMIT,
+            what="submit",
+            operation="submit",
+            idempotent=False,
+            json=request.to_payload(),
+        )
+        try:
+            return Prediction.model_validate(response.json())
+        except ValueError as err:
+            raise AmbiguousSubmission(
+                "submit: the API answered but its body had no readable prediction id; "
+                "it may have been billed, so it is not sent again"
+            ) from err
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        """Fetch a prediction's current state."""
+        if not prediction_id or "/" in prediction_id:
+            raise InvalidInput(f"not a prediction id: {prediction_id!r}", field="id")
+        response = await self._send(
+            "GET",
+            _PREDICTION.format(id=prediction_id),
+            what=f"poll of {prediction_id}",
+            operation="poll",
+        )
+        return Prediction.model_validate(_json(response, what=f"poll of {prediction_id}"))
+
+    async def wait(
+        self,
+        prediction_id: str,
+        *,
+        poll: PollPolicy | None = None,
+        deadline: float | None = None,
+    ) -> Prediction:
+        """Poll one prediction with backoff until it is done, and return it.
+
+        Args:
+            prediction_id: the id ``submit`` returned.
+            poll: the polling policy; the client's when None.
+            deadline: seconds to wait in all; the policy's ``deadline`` when None.
+
+        Raises:
+            PredictionFailed: the prediction failed; carries its id and the server's error.
+            DeadlineExceeded: it was still running at the deadline.
+        """
+        policy = poll or self.poll
+        limit = deadline if deadline is not None else policy.deadline
+        with anyio.move_on_after(limit if limit is not None else float("inf")):
+            for delay in poll_delays(policy, rng=self.rng):
+                await anyio.sleep(delay)
+                prediction = await self.get_prediction(prediction_id)
+                if prediction.failed:
+                    raise PredictionFailed(prediction_id, prediction.error)
+                if prediction.done:
+                    return prediction
+        raise DeadlineExceeded(prediction_id, limit if limit is not None else float("inf"))
+
+    async def upload_images(self, images: Sequence[ImageRef]) -> list[str]:
+        """Upload the local images among ``images`` at once; return every image as a URL."""
+        urls: list[str] = [""] * len(images)
+
+        async def one(index: int, image: ImageRef) -> None:
+            urls[index] = (await self.upload(image)).download_url
+
+        async with anyio.create_task_group() as group:
+            for index, image in enumerate(images):
+                if is_url(image):
+                    urls[index] = str(image)
+                else:
+                    group.start_soon(one, index, image)
+        return urls
+
+    async def edit(self, prompt: str, images: Sequence[ImageRef], **params: Any) -> Prediction:
+        """Upload local images, submit one edit, wait for it, and return the done prediction.
+
+        Every parameter is checked before anything is uploaded or paid for.
+
+        Args:
+            prompt: what to do.
+            images: 1 to 10 reference images: URLs, paths or bytes.
+            **params: ``size``, ``max_images``, ``seed``, ``enable_base64_output`` ...
+        """
+        check_params(prompt=prompt, images=images, **params)
+        urls = await self.upload_images(images)
+        prediction = await self.submit(build_request(prompt=prompt, images=urls, **params))
+        if prediction.terminal:  # sync mode, or a very fast model
+            if prediction.failed:
+                raise PredictionFailed(prediction.id, prediction.error)
+            return prediction
+        return await self.wait(prediction.id)
+
+    def edit_batch(self, items: Items, **options: Unpack[BatchOptionsDict]) -> BatchRun:
+        """Edit a whole catalog; iterate the run for results as they finish.
+
+        ::
+
+            async with AsyncSeedream() as client:
+                async for result in client.edit_batch(items, concurrency=64, out_dir="edited"):
+                    print(result.key, result.status, result.files)
+
+        Args:
+            items: :class:`EditItem` objects or mappings with the same fields, from any
+                iterable or async iterable; read lazily, so a generator of any length works.
+            **options: the fields of :class:`BatchOptions`: ``concurrency``, ``rate``,
+                ``out_dir``, ``journal``, ``budget``, ``on_progress``, ...
+        """
+        from ._batch import BatchOptions, BatchRun
+
+        return BatchRun(self, items, BatchOptions(**options))
+
+    async def edit_all(
+        self, items: Items, **options: Unpack[BatchOptionsDict]
+    ) -> list[BatchResult]:
+        """Run :meth:`edit_batch` to the end and return every result, in completion order."""
+        async with self.edit_batch(items, **options) as run:
+            return [result async for result in run]
+
+    async def download(self, url: str, dest: str | os.PathLike[str]) -> Path:
+        """Stream one output to ``dest``, atomically: a temporary name, renamed when complete.
+
+        The API key is never sent with it: outputs live on a storage host. Transport
+        errors and 5xx are retried by the retry policy. If ``dest`` has no suffix, one is
+        added from the image's sniffed type.
+
+        Raises:
+            OutputExpired: the signed URL has expired; fetch the prediction again for fresh ones.
+        """
+        if not is_url(url):
+            raise InvalidInput(f"not an http(s) output URL: {url[:60]!r}", field="url")
+        attempt = 0
+        while True:
+            self.requests["download"] += 1
+            try:
+                return await stream_to_file(self._http, url, Path(dest))
+            except httpx.TransportError as err:
+                decision = decide_retry(self.retry, attempt=attempt, idempotent=True, rng=self.rng)
+                if not decision.retry:
+                    raise transport_error(err, err.request) from err
+            except ServerError as err:
+                decision = decide_retry(
+                    self.retry, attempt=attempt, idempotent=True, status=err.status_code
+                )
+                if not decision.retry:
+                    raise
+            await anyio.sleep(decision.delay)
+            attempt += 1
+
+    async def save_output(self, output: str, dest: str | os.PathLike[str]) -> Path:
+        """Save one output, a URL (downloaded) or a base64 image (decoded), to ``dest``."""
+        if is_url(output):
+            return await self.download(output, dest)
+        return await write_base64(output, Path(dest))
+
+
+def _json(response: httpx.Response, *, what: str) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        raise APIStatusError(
+            f"{what}: the API answered HTTP {response.status_code} with a body that is not JSON",
+            status_code=response.status_code,
+        ) from None

@@ -1,0 +1,48 @@
+"""Async file streaming that works under asyncio and trio.
+
+Files are read and written chunk by chunk off the event loop. Under asyncio that is
+aiofiles; aiofiles calls ``asyncio.get_running_loop()`` and so cannot run under trio,
+where anyio's thread-backed file does the same job. Both stream a chunk at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal, Protocol
+
+import aiofiles
+import anyio
+
+__all__ = ["AsyncBinaryFile", "open_binary"]
+
+
+class AsyncBinaryFile(Protocol):
+    """The part of an async binary file this library uses."""
+
+    async def read(self, size: int = -1, /) -> bytes: ...
+
+    async def write(self, data: bytes, /) -> int: ...
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def open_binary(
+    path: str | os.PathLike[str], mode: Literal["rb", "wb"]
+) -> AsyncIterator[AsyncBinaryFile]:
+    """Open ``path`` for async binary reading or writing on whichever loop is running."""
+    if _on_asyncio():
+        async with aiofiles.open(path, mode) as handle:
+            yield handle
+    else:
+        async with await anyio.open_file(path, mode) as handle:
+            yield handle

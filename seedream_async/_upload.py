@@ -1,0 +1,169 @@
+"""Reference images: inspect a source before spending a request, then stream it as multipart.
+
+A file is never read whole into memory: its first bytes are sniffed for the type, its
+size comes from ``stat``, and the body is produced chunk by chunk (aiofiles under asyncio), so an
+upload's memory is one chunk whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterable, AsyncIterator, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from stat import S_ISREG
+
+import anyio
+
+from ._exceptions import InvalidImage
+from ._files import open_binary
+from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
+
+__all__ = ["CHUNK_SIZE", "ImageSource", "PreparedUpload", "inspect_source", "multipart_body"]
+
+CHUNK_SIZE = 256 * 1024
+
+ImageSource = str | os.PathLike[str] | bytes | AsyncIterable[bytes]
+"""A reference image: a path, the bytes themselves, or an async stream of bytes."""
+
+_TYPE_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+
+
+@dataclass(frozen=True)
+class PreparedUpload:
+    """A checked source, ready to be streamed (possibly more than once, for retries).
+
+    ``stream`` is set for an async byte stream: it can be sent only once, and its size
+    is only known once it has been read (it is checked while streaming).
+    """
+
+    file_name: str
+    content_type: str
+    size: int | None
+    path: Path | None = None
+    data: bytes | None = None
+    head: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+def _describe(accepted: Collection[str]) -> str:
+    return ", ".join(sorted(_TYPE_NAMES.get(kind, kind) for kind in accepted))
+
+
+def _check_type(head: bytes, *, name: str, accepted: Collection[str]) -> str:
+    kind = sniff_image_type(head)
+    if kind is None or kind not in accepted:
+        what = f"a {kind} image" if kind else f"not an image (it starts with {head[:8]!r})"
+        raise InvalidImage(f"{name} is {what}; accepted: {_describe(accepted)}", field="images")
+    return kind
+
+
+def _check_size(size: int, *, name: str, limit: int) -> None:
+    if size == 0:
+        raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
+    if size > limit:
+        raise InvalidImage(
+            f"{name} is {size / 1e6:.1f} MB, over the {limit / 1e6:.1f} MB upload limit",
+            field="images",
+        )
+
+
+async def inspect_source(
+    source: ImageSource,
+    *,
+    file_name: str | None,
+    max_bytes: int,
+    accepted: Collection[str],
+) -> PreparedUpload:
+    """Check a source's type and size without reading it whole; raise :class:`InvalidImage`.
+
+    Args:
+        source: a path, bytes or an async byte stream.
+        file_name: the name to upload under; derived from the path or the type when None.
+        max_bytes: the largest upload accepted.
+        accepted: the MIME types accepted.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        name = file_name or "image"
+        _check_size(len(data), name=name, limit=max_bytes)
+        kind = _check_type(data[:SNIFF_BYTES], name=name, accepted=accepted)
+        return PreparedUpload(_named(name, kind), kind, len(data), data=data)
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        try:
+            stat = await anyio.Path(path).stat()
+        except FileNotFoundError:
+            raise InvalidImage(f"{path} does not exist", field="images") from None
+        except OSError as err:
+            raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+        if not S_ISREG(stat.st_mode):
+            raise InvalidImage(f"{path} is not a regular file", field="images")
+        _check_size(stat.st_size, name=str(path), limit=max_bytes)
+        async with open_binary(path, "rb") as handle:
+            head = await handle.read(SNIFF_BYTES)
+        kind = _check_type(head, name=str(path), accepted=accepted)
+        return PreparedUpload(file_name or path.name, kind, stat.st_size, path=path, head=head)
+    iterator = aiter(source)
+    head = b""
+    while len(head) < SNIFF_BYTES:
+        try:
+            head += await anext(iterator)
+        except StopAsyncIteration:
+            break
+    name = file_name or "image"
+    if not head:
+        raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
+    kind = _check_type(head[:SNIFF_BYTES], name=name, accepted=accepted)
+    return PreparedUpload(_named(name, kind), kind, None, head=head, stream=iterator)
+
+
+def _named(name: str, kind: str) -> str:
+    return name if "." in name else name + extension_for(kind)
+
+
+def multipart_body(
+    upload: PreparedUpload, *, max_bytes: int, chunk_size: int = CHUNK_SIZE
+) -> tuple[dict[str, str], AsyncIterator[bytes]]:
+    """Headers and a fresh streaming ``multipart/form-data`` body with one part, ``file``.
+
+    ``Content-Length`` is set whenever the size is known, so the server can refuse an
+    over-size body before reading it.
+    """
+    boundary = secrets.token_hex(16)
+    safe_name = upload.file_name.replace('"', "_").replace("\r", "_").replace("\n", "_")
+    preamble = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{safe_name}"\r\n'
+        f"Content-Type: {upload.content_type}\r\n\r\n"
+    ).encode()
+    epilogue = f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if upload.size is not None:
+        headers["Content-Length"] = str(len(preamble) + upload.size + len(epilogue))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield preamble
+        if upload.data is not None:
+            for start in range(0, len(upload.data), chunk_size):
+                yield upload.data[start : start + chunk_size]
+        elif upload.path is not None:
+            async with open_binary(upload.path, "rb") as handle:
+                while chunk := await handle.read(chunk_size):
+                    yield chunk
+        else:
+            assert upload.stream is not None
+            total = len(upload.head)
+            yield upload.head
+            async for chunk in upload.stream:
+                total += len(chunk)
+                if total > max_bytes:
+                    raise InvalidImage(
+                        f"{upload.file_name} is over the {max_bytes / 1e6:.1f} MB upload limit",
+                        field="images",
+                    )
+                yield chunk
+        yield epilogue
+
+    return headers, body()
