@@ -1,0 +1,117 @@
+"""Upload each distinct reference image once per batch, however many items share it.
+
+Images are keyed by content (BLAKE2b of the bytes). A path's digest is memoised by
+``(path, size, mtime)`` so a logo shared by ten thousand items is hashed once. When two
+items need the same image at once, the second waits for the first's upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from ._client import AsyncSeedream, ImageRef, is_url
+from ._exceptions import InvalidImage, SeedreamError
+
+__all__ = ["UploadCache", "image_identity"]
+
+
+@dataclass(eq=False)
+class _Upload:
+    done: anyio.Event = field(default_factory=anyio.Event)
+    url: str | None = None
+    error: SeedreamError | None = None
+
+
+def _absolute(path: str | os.PathLike[str]) -> str:
+    # Pure string work (plus getcwd), so fine on the event loop.
+    return os.path.abspath(os.fspath(path))
+
+
+def _hash_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "blake2b").hexdigest()
+
+
+async def image_identity(image: ImageRef) -> str:
+    """A cheap identity for fingerprints: the URL, a path's stat, or the bytes' digest."""
+    if isinstance(image, bytes):
+        return "bytes:" + hashlib.blake2b(image).hexdigest()
+    if is_url(image):
+        return "url:" + str(image)
+    path = _absolute(image)
+    try:
+        stat = await anyio.Path(path).stat()
+    except OSError:
+        return f"path:{path}:missing"
+    return f"path:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+class UploadCache:
+    """Gives each image's URL, uploading every distinct content once.
+
+    Args:
+        client: the client that uploads.
+        max_in_flight: the most uploads at once.
+    """
+
+    def __init__(self, client: AsyncSeedream, *, max_in_flight: int) -> None:
+        self._client = client
+        self._slots = anyio.CapacityLimiter(max_in_flight)
+        self._uploads: dict[str, _Upload] = {}
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self.uploads = 0
+        """Uploads sent."""
+        self.reused = 0
+        """Images served from an earlier upload of the same content."""
+
+    async def url_for(self, image: ImageRef) -> str:
+        """The URL to put in a request for ``image`` (uploading it if no one has yet)."""
+        if is_url(image):
+            return str(image)
+        if isinstance(image, str) and "://" in image:
+            raise InvalidImage(f"{image[:60]!r} is not an http(s) URL", field="images")
+        digest = await self._digest(image)
+        upload = self._uploads.get(digest)
+        if upload is not None:
+            self.reused += 1
+            await upload.done.wait()
+        else:
+            upload = self._uploads[digest] = _Upload()
+            try:
+                async with self._slots:
+                    self.uploads += 1
+                    upload.url = (await self._client.upload(image)).download_url
+            except SeedreamError as err:
+                upload.error = err
+                raise
+            finally:
+                upload.done.set()
+        if upload.error is not None:
+            raise upload.error
+        assert upload.url is not None
+        return upload.url
+
+    async def _digest(self, image: ImageRef) -> str:
+        if isinstance(image, bytes):
+            return hashlib.blake2b(image).hexdigest()
+        path = Path(os.fspath(image))
+        try:
+            stat = await anyio.Path(path).stat()
+        except FileNotFoundError:
+            raise InvalidImage(f"{path} does not exist", field="images") from None
+        except OSError as err:
+            raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+        memo = (_absolute(path), stat.st_size, stat.st_mtime_ns)
+        digest = self._digests.get(memo)
+        if digest is None:
+            try:
+                digest = await anyio.to_thread.run_sync(_hash_file, path)
+            except OSError as err:
+                raise InvalidImage(f"{path} cannot be read: {err}", field="images") from None
+            self._digests[memo] = digest
+        return digest

@@ -1,0 +1,231 @@
+"""What goes into a batch and what comes out: items, results, progress counters."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ._client import ImageRef
+from ._exceptions import InvalidInput, SeedreamError
+
+__all__ = [
+    "BatchProgress",
+    "BatchResult",
+    "EditItem",
+    "ProgressCallback",
+    "ResultStatus",
+    "Timings",
+    "as_item",
+    "safe_name",
+]
+
+_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
+)
+MAX_KEY_CHARS = 512
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditItem:
+    """One item of a batch: a key of yours (a SKU, say), a prompt and reference images.
+
+    Args:
+        key: unique within the batch; names the output files and the journal row.
+        prompt: what to do.
+        images: 1 to 10 reference images: http(s) URLs, paths, or bytes.
+        size: ``"W*H"``, the request's default when None.
+        max_images: images generated in the sequence, the request's default when None.
+        seed: a fixed seed, or None for random.
+        params: any other request field (``enable_base64_output``, ``model``, ...).
+    """
+
+    key: str
+    prompt: str
+    images: Sequence[ImageRef]
+    size: str | None = None
+    max_images: int | None = None
+    seed: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def request_params(self) -> dict[str, Any]:
+        """The request fields besides prompt and images, without the unset ones."""
+        fields: dict[str, Any] = dict(self.params)
+        for name in ("size", "max_images", "seed"):
+            value = getattr(self, name)
+            if value is not None:
+                fields[name] = value
+        return fields
+
+
+def as_item(value: EditItem | Mapping[str, Any]) -> EditItem:
+    """Accept an :class:`EditItem` or a mapping with the same fields (a JSON row, say)."""
+    if isinstance(value, EditItem):
+        return value
+    if isinstance(value, Mapping):
+        known = {"key", "prompt", "images", "size", "max_images", "seed", "params"}
+        fields = {name: value[name] for name in known if name in value}
+        extra = {name: value[name] for name in value if name not in known}
+        key = fields.get("key")
+        if not isinstance(key, str):
+            raise InvalidInput("an item needs a string 'key'", field="key")
+        for name in ("prompt", "images"):
+            if name not in fields:
+                raise InvalidInput(f"missing '{name}'", field=name, key=key)
+        if extra:
+            fields["params"] = {**dict(fields.get("params") or {}), **extra}
+        return EditItem(**fields)
+    raise InvalidInput(f"a batch item must be an EditItem or a mapping, got {type(value).__name__}")
+
+
+def safe_name(key: str) -> str:
+    """A file name for ``key``: the key itself when it is plain, else a cleaned form plus
+    a short hash of the key, so two keys never share a name and none escapes ``out_dir``.
+
+    Raises:
+        InvalidInput: the key is empty, too long, has control characters, or a ``..`` part.
+    """
+    if not isinstance(key, str) or not key.strip():
+        raise InvalidInput("item key is empty", field="key", key=key)
+    if len(key) > MAX_KEY_CHARS:
+        raise InvalidInput(f"item key is over {MAX_KEY_CHARS} characters", field="key", key=key)
+    if any(ord(char) < 32 or ord(char) == 127 for char in key):
+        raise InvalidInput("item key has control characters", field="key", key=key)
+    if ".." in re.split(r"[/\\]", key):
+        raise InvalidInput(
+            "item key has a '..' path part; keys name output files and may not climb out of "
+            "the output folder",
+            field="key",
+            key=key,
+        )
+    if _SAFE.match(key) and key.upper() not in _RESERVED:
+        return key
+    cleaned = _UNSAFE_CHARS.sub("_", key).strip("_")[:60] or "item"
+    digest = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    return f"{cleaned}-{digest}"
+
+
+class ResultStatus(StrEnum):
+    """How an item ended."""
+
+    SUCCEEDED = "succeeded"
+    """Done; outputs (and files, with ``out_dir``) are in the result."""
+    FAILED = "failed"
+    """Bad input, a failed upload, a failed prediction, a deadline or a failed download."""
+    AMBIGUOUS = "ambiguous"
+    """The submit may have been billed but its answer was lost; not sent again."""
+    NOT_SUBMITTED = "not_submitted"
+    """The budget ran out first; nothing was spent on it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timings:
+    """Seconds an item spent in each stage (None for a stage it did not reach).
+
+    Args:
+        upload: preparing and uploading its images.
+        queued: waiting for a concurrency slot and the rate limiter.
+        running: from the submit to the client knowing the prediction finished.
+        download: saving the outputs.
+        total: from start to result.
+    """
+
+    upload: float | None = None
+    queued: float | None = None
+    running: float | None = None
+    download: float | None = None
+    total: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult:
+    """What became of one item.
+
+    Args:
+        key: the item's key.
+        status: how it ended.
+        prediction_id: the prediction's id, once submitted.
+        outputs: output URLs (or base64 strings), as the API gave them.
+        files: the saved outputs, with ``out_dir``.
+        error: what went wrong, for anything but success.
+        cost: US dollars billed for it in this run (0 when nothing was submitted).
+        predict_time: seconds the model ran, as the API reported.
+        timings: seconds per stage.
+        from_journal: True when it came from the journal of an earlier run.
+    """
+
+    key: str
+    status: ResultStatus
+    prediction_id: str | None = None
+    outputs: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    error: SeedreamError | None = None
+    cost: float = 0.0
+    predict_time: float | None = None
+    timings: Timings = field(default_factory=Timings)
+    from_journal: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the item succeeded."""
+        return self.status is ResultStatus.SUCCEEDED
+
+    @property
+    def error_message(self) -> str | None:
+        """The error as text, or None."""
+        return None if self.error is None else str(self.error)
+
+
+@dataclass
+class BatchProgress:
+    """Live counters of a batch, updated in place; read them whenever you like.
+
+    Args:
+        queued: items read and not yet finished, not counting those in a later stage.
+        uploading: items preparing or uploading images.
+        waiting: items waiting for a concurrency slot, the rate limiter or the budget.
+        running: predictions submitted and not yet known to be finished.
+        downloading: items saving outputs.
+        succeeded: items done.
+        failed: items failed.
+        ambiguous: items whose submit may have been billed without an answer.
+        not_submitted: items stopped by the budget.
+        from_journal: items answered from an earlier run's journal.
+        executions: predictions submitted (each one billed).
+        spent: US dollars billed in this run (ambiguous submits counted, to be safe).
+        concurrency_limit: predictions allowed in flight now (shrinks after a 429).
+    """
+
+    queued: int = 0
+    uploading: int = 0
+    waiting: int = 0
+    running: int = 0
+    downloading: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    ambiguous: int = 0
+    not_submitted: int = 0
+    from_journal: int = 0
+    executions: int = 0
+    spent: float = 0.0
+    concurrency_limit: int = 0
+
+    @property
+    def finished(self) -> int:
+        """Items with a result."""
+        return self.succeeded + self.failed + self.ambiguous + self.not_submitted
+
+    @property
+    def in_progress(self) -> int:
+        """Items started and not finished."""
+        return self.queued + self.uploading + self.waiting + self.running + self.downloading
+
+
+ProgressCallback = Callable[[BatchProgress], None]
+"""Called with the live counters after every change; keep it cheap."""
