@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._batch import BatchOptions, BatchRun
+from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from ._exceptions import (
     AmbiguousSubmission,
@@ -21,32 +23,49 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Timings
+from ._journal import Journal, JournalEntry, JournalState
 from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
+from ._polling import PollPolicy
+from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
-    "DEFAULT_BASE_URL",
-    "DEFAULT_MODEL",
-    "PRICE_PER_EXECUTION",
     "APIStatusError",
     "AmbiguousSubmission",
+    "AsyncSeedream",
     "AuthenticationError",
     "BadRequestError",
+    "BatchOptions",
+    "BatchProgress",
+    "BatchResult",
+    "BatchRun",
     "BudgetExceeded",
     "ConfigurationError",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
     "DeadlineExceeded",
+    "EditItem",
     "EditRequest",
     "InvalidImage",
     "InvalidInput",
+    "Journal",
+    "JournalEntry",
     "JournalError",
+    "JournalState",
     "Metrics",
     "OutputExpired",
+    "PRICE_PER_EXECUTION",
+    "PollPolicy",
     "Prediction",
     "PredictionFailed",
     "PredictionStatus",
     "RateLimitError",
+    "ResultStatus",
+    "RetryPolicy",
     "SeedreamError",
     "ServerError",
+    "Timings",
     "TransportError",
     "UploadedMedia",
     "__version__",

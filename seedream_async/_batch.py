@@ -22,16 +22,16 @@ import json
 import logging
 import math
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypedDict
 
 import anyio
 import anyio.abc
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._client import AsyncSeedream
 from ._dedupe import UploadCache, image_identity
@@ -41,7 +41,9 @@ from ._exceptions import (
     InvalidInput,
     OutputExpired,
     PredictionFailed,
+    RateLimitError,
     SeedreamError,
+    ServerError,
 )
 from ._items import (
     BatchProgress,
@@ -55,7 +57,7 @@ from ._items import (
 )
 from ._journal import Journal, JournalEntry, JournalState
 from ._limits import AdaptiveLimit, RateLimiter
-from ._models import Prediction, build_request, check_params
+from ._models import EditRequest, Prediction, build_request, check_params
 from ._polling import PollPolicy
 from ._scheduler import PollScheduler
 
@@ -223,6 +225,8 @@ class _Engine:
         self.journal: Journal | None = None
         self.reserved = 0.0
         self.seen: set[str] = set()
+        # The engine retries 429/503 submits itself (see _submit); the client retries the rest.
+        self.submit_retry = replace(client.retry, submit_retry_statuses=frozenset())
 
     # -- the whole batch ------------------------------------------------------------------
 
@@ -230,9 +234,9 @@ class _Engine:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(send)
             if self.options.journal is not None:
-                self.journal = await stack.enter_async_context(
-                    await Journal.open(self.options.journal)
-                )
+                journal_path = anyio.Path(self.options.journal)
+                await journal_path.parent.mkdir(parents=True, exist_ok=True)
+                self.journal = await stack.enter_async_context(await Journal.open(str(journal_path)))
             if self.out_dir is not None:
                 await anyio.Path(self.out_dir).mkdir(parents=True, exist_ok=True)
             self.client.gate.listeners.append(self._congested)
@@ -242,16 +246,18 @@ class _Engine:
                 window = anyio.Semaphore(
                     self.options.concurrency + 2 * self.options.upload_concurrency
                 )
-                async with anyio.create_task_group() as group:
+                async with anyio.create_task_group() as group, aclosing(_aiterate(items)) as rows:
                     index = 0
-                    async for raw in _aiterate(items):
+                    async for raw in rows:
                         await window.acquire()
                         group.start_soon(self._run_item, index, raw, window, send)
                         index += 1
                 outer.cancel_scope.cancel()
 
     def _congested(self, retry_after: float) -> None:
-        self.limit.congested(cooldown=max(retry_after, 0.5))
+        # Decrease at most once per server-requested wait: the 429s that answer requests
+        # sent before the first one came back carry no new information.
+        self.limit.congested(cooldown=retry_after)
         self.tracker.progress.concurrency_limit = self.limit.limit
         logger.info("rate limited: concurrency lowered to %d", self.limit.limit)
 
@@ -283,7 +289,10 @@ class _Engine:
 
     async def _process(self, state: _Item) -> BatchResult:
         try:
-            return await self._stages(state)
+            result = await self._stages(state)
+        except AmbiguousSubmission as err:
+            err.key = state.key
+            result = state.result(ResultStatus.AMBIGUOUS, error=err)
         except SeedreamError as err:
             result = state.result(ResultStatus.FAILED, error=err)
         except anyio.get_cancelled_exc_class():
@@ -317,40 +326,66 @@ class _Engine:
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
 
         state.enter("waiting")
-        await self.limit.acquire()
+        prediction = await self._submit(state, request)
+        if prediction is None:
+            return state.result(
+                ResultStatus.NOT_SUBMITTED,
+                error=BudgetExceeded(
+                    f"budget ${self.options.budget:.2f} reached before this item; "
+                    "nothing was spent on it"
+                ),
+            )
         try:
-            if self.rate is not None:
-                await self.rate.acquire()
-            if not self._reserve():
-                return state.result(
-                    ResultStatus.NOT_SUBMITTED,
-                    error=BudgetExceeded(
-                        f"budget ${self.options.budget:.2f} reached before this item; "
-                        "nothing was spent on it"
-                    ),
-                )
-            if self.journal is not None:
-                await self.journal.record_intent(item.key, request.to_payload())
-            state.enter("running")
-            try:
-                prediction = await self.client.submit(request)
-            except AmbiguousSubmission as err:
-                self._billed(state)
-                err.key = item.key
-                return state.result(ResultStatus.AMBIGUOUS, error=err)
-            except BaseException:
-                self.reserved -= self.price  # certainly not billed
-                raise
-            self._billed(state)
-            self.limit.succeeded()
-            state.prediction_id = prediction.id
-            if self.journal is not None:
-                await self.journal.record_submitted(item.key, prediction.id, self.price)
             prediction = await self._wait(prediction, request.max_images)
         finally:
             self.limit.release()
             self.tracker.progress.concurrency_limit = self.limit.limit
         return await self._finish(state, prediction, name)
+
+    async def _submit(self, state: _Item, request: EditRequest) -> Prediction | None:
+        """Submit under the limits; return the prediction holding a slot, or None (budget).
+
+        A 429 or 503 means the server did not take the submit, so it is safe to send again;
+        the engine does that itself (not the client's retry loop) so that the whole batch
+        slows down: the 429 paused every request and lowered the concurrency limit, and
+        this item gives its slot back and queues again under the lowered limit.
+        """
+        key = state.key
+        give_up_at = anyio.current_time() + (self.poll_policy.deadline or float("inf"))
+        while True:
+            await self.limit.acquire()
+            try:
+                if self.rate is not None:
+                    await self.rate.acquire()
+                if not self._reserve():
+                    self.limit.release()
+                    return None
+                if self.journal is not None:
+                    await self.journal.record_intent(key, request.to_payload())
+                state.enter("running")
+                try:
+                    prediction = await self.client.submit(request, retry=self.submit_retry)
+                except AmbiguousSubmission:
+                    self._billed(state)
+                    raise
+                except BaseException:
+                    self.reserved -= self.price  # the server did not take it: not billed
+                    raise
+            except (RateLimitError, ServerError) as err:
+                self.limit.release()
+                if err.status_code not in (429, 503) or anyio.current_time() > give_up_at:
+                    raise
+                state.enter("waiting")
+                continue
+            except BaseException:
+                self.limit.release()
+                raise
+            self._billed(state)
+            self.limit.succeeded()
+            state.prediction_id = prediction.id
+            if self.journal is not None:
+                await self.journal.record_submitted(key, prediction.id, self.price)
+            return prediction
 
     async def _wait(self, prediction: Prediction, max_images: int) -> Prediction:
         if prediction.terminal:
@@ -466,7 +501,7 @@ class _Engine:
 
 async def _aiterate(
     items: Items,
-) -> AsyncIterator[EditItem | Mapping[str, Any]]:
+) -> AsyncGenerator[EditItem | Mapping[str, Any], None]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
@@ -503,34 +538,35 @@ class BatchRun:
         self._client = client
         self._items = items
         self._engine = _Engine(client, options, self.progress)
-        self._send, self._receive = anyio.create_memory_object_stream[BatchResult](
-            options.concurrency
-        )
+        self._buffer = options.concurrency
+        self._receive: MemoryObjectReceiveStream[BatchResult] | None = None
         self._scope: anyio.CancelScope | None = None
         self._error: BaseException | None = None
         self._done = anyio.Event()
         self._own_group: anyio.abc.TaskGroup | None = None
         self._started = False
 
-    async def _main(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
-        with anyio.CancelScope() as scope:
+    async def _main(
+        self, send: MemoryObjectSendStream[BatchResult], *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        with anyio.CancelScope() as scope, send:
             self._scope = scope
             task_status.started()
             try:
-                await self._engine.run(self._items, self._send)
+                await self._engine.run(self._items, send)
             except anyio.get_cancelled_exc_class():
                 raise
             except BaseException as err:  # surfaced to whoever iterates
                 self._error = err
             finally:
                 self._done.set()
-                self._send.close()
 
     async def _start(self, group: anyio.abc.TaskGroup) -> None:
         if self._started:
             raise RuntimeError("a BatchRun can be iterated only once")
         self._started = True
-        await group.start(self._main)
+        send, self._receive = anyio.create_memory_object_stream[BatchResult](self._buffer)
+        await group.start(self._main, send)
 
     async def __aenter__(self) -> Self:
         self._own_group = anyio.create_task_group()
@@ -546,7 +582,8 @@ class BatchRun:
     ) -> bool | None:
         assert self._own_group is not None
         self.cancel()
-        self._receive.close()
+        if self._receive is not None:
+            self._receive.close()
         return await self._own_group.__aexit__(exc_type, exc, tb)
 
     def cancel(self) -> None:
@@ -554,10 +591,10 @@ class BatchRun:
         if self._scope is not None:
             self._scope.cancel()
 
-    def __aiter__(self) -> AsyncIterator[BatchResult]:
-        return self._iterate()
+    def __aiter__(self) -> BatchRun:
+        return self
 
-    async def _iterate(self) -> AsyncIterator[BatchResult]:
+    async def __anext__(self) -> BatchResult:
         if not self._started:
             group = self._client._task_group
             if group is None:
@@ -566,15 +603,26 @@ class BatchRun:
                     "the batch (async with client.edit_batch(...) as run)"
                 )
             await self._start(group)
+        assert self._receive is not None
         try:
-            async for result in self._receive:
-                yield result
-        finally:
-            if not self._done.is_set():
-                self.cancel()
-                self._receive.close()
-        if self._error is not None:
-            raise self._error
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._receive.close()
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error from None
+            raise StopAsyncIteration from None
+        except BaseException:
+            self.cancel()  # the caller was cancelled or failed: stop the batch with it
+            self._receive.close()
+            raise
+
+    def __del__(self) -> None:
+        # ``break`` out of ``async for`` drops the run: stop paying for items no one reads.
+        if self._started and not self._done.is_set():
+            self.cancel()
+        if self._receive is not None:
+            self._receive.close()
 
 
 class BatchOptionsDict(TypedDict, total=False):

@@ -29,7 +29,6 @@ from ._exceptions import (
     DeadlineExceeded,
     InvalidInput,
     PredictionFailed,
-    ServerError,
     transport_error,
 )
 from ._http import status_error
@@ -176,7 +175,9 @@ class AsyncSeedream:
         idempotent: bool = True,
         json: Any = None,
         upload: PreparedUpload | None = None,
+        retry: RetryPolicy | None = None,
     ) -> httpx.Response:
+        policy = retry or self.retry
         url = self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
         attempt = 0
         while True:
@@ -199,7 +200,7 @@ class AsyncSeedream:
             except httpx.TransportError as err:
                 sent = not isinstance(err, _NEVER_SENT)
                 decision = decide_retry(
-                    self.retry, attempt=attempt, idempotent=idempotent, sent=sent, rng=self.rng
+                    policy, attempt=attempt, idempotent=idempotent, sent=sent, rng=self.rng
                 )
                 if decision.ambiguous:
                     raise AmbiguousSubmission(
@@ -220,7 +221,7 @@ class AsyncSeedream:
                 logger.debug("%s: HTTP %d", what, response.status_code)
                 return response
             decision = decide_retry(
-                self.retry,
+                policy,
                 attempt=attempt,
                 idempotent=idempotent,
                 status=response.status_code,
@@ -228,6 +229,10 @@ class AsyncSeedream:
                 rng=self.rng,
             )
             error = status_error(response, what=what)
+            if response.status_code == 429:
+                # Everyone waits, not just this request: the limit is the key's, not ours.
+                wish = decision.delay if decision.retry else error.retry_after
+                self.gate.pause(min(wish or policy.initial_delay, policy.max_retry_after))
             if decision.ambiguous:
                 raise AmbiguousSubmission(
                     f"{what}: HTTP {response.status_code} after the request reached the server, "
@@ -240,9 +245,7 @@ class AsyncSeedream:
                 what, response.status_code, attempt + 1, decision.delay,
                 " as the server asked" if decision.server_asked else "",
             )  # fmt: skip
-            if response.status_code == 429:
-                self.gate.pause(decision.delay)  # everyone waits, not just this request
-            else:
+            if response.status_code != 429:  # a 429 already paused the gate for this long
                 await anyio.sleep(decision.delay)
             attempt += 1
 
@@ -274,8 +277,12 @@ class AsyncSeedream:
         )
         return UploadedMedia.model_validate(_json(response, what="upload"))
 
-    async def submit(self, request: EditRequest) -> Prediction:
+    async def submit(self, request: EditRequest, *, retry: RetryPolicy | None = None) -> Prediction:
         """Submit a prediction (billed once it reaches the server) and return it, running.
+
+        Args:
+            request: the validated request.
+            retry: a retry policy for this call; the client's when None.
 
         Raises:
             AmbiguousSubmission: the request may have reached the server but no answer
@@ -288,6 +295,7 @@ class AsyncSeedream:
             operation="submit",
             idempotent=False,
             json=request.to_payload(),
+            retry=retry,
         )
         try:
             return Prediction.model_validate(response.json())
@@ -420,9 +428,17 @@ class AsyncSeedream:
                 decision = decide_retry(self.retry, attempt=attempt, idempotent=True, rng=self.rng)
                 if not decision.retry:
                     raise transport_error(err, err.request) from err
-            except ServerError as err:
+            except APIStatusError as err:
+                # 408, 429 and 5xx from the storage host are retried like any idempotent GET,
+                # honouring its Retry-After; 404 and the like are raised.
+                asked = {} if err.retry_after is None else {"retry-after": str(err.retry_after)}
                 decision = decide_retry(
-                    self.retry, attempt=attempt, idempotent=True, status=err.status_code
+                    self.retry,
+                    attempt=attempt,
+                    idempotent=True,
+                    status=err.status_code,
+                    headers=asked,
+                    rng=self.rng,
                 )
                 if not decision.retry:
                     raise

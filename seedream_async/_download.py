@@ -30,8 +30,11 @@ def _temporary(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.part")
 
 
+_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tiff", ".bin"})
+
+
 def _with_suffix(dest: Path, head: bytes, content_type: str) -> Path:
-    if dest.suffix:
+    if dest.suffix.lower() in _IMAGE_SUFFIXES:
         return dest
     return dest.with_name(dest.name + extension_for(sniff_image_type(head) or content_type))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import hashlib
+import heapq
 import hmac
 import json
 import math
@@ -114,6 +115,9 @@ class App:
         self._id_rng = random.Random(f"{config.seed}:ids")
         self._secret = hashlib.sha256(f"seedream-sim:{config.seed}".encode()).digest()
         self._predictions: dict[str, _Prediction] = {}
+        # Finish times of the predictions still running: a min-heap, so counting them at a
+        # submit costs O(log n) rather than a scan of every prediction ever made.
+        self._finishing: list[float] = []
         self._files: dict[str, tuple[bytes, str]] = {}
         self._tat: dict[str, float] = {}  # GCRA theoretical arrival time per API key
         self._responses = 0
@@ -347,7 +351,9 @@ class App:
         )
 
     def _running(self, now: float) -> int:
-        return sum(1 for p in self._predictions.values() if p.created <= now < p.done_at)
+        while self._finishing and self._finishing[0] <= now:
+            heapq.heappop(self._finishing)
+        return len(self._finishing)
 
     def _create(self, request: Request, *, processed_before_error: bool) -> _Prediction:
         """Create and bill a prediction whose body was validated."""
@@ -375,6 +381,7 @@ class App:
             base64_output=fields.get("enable_base64_output") is True,
         )
         self._predictions[prediction.id] = prediction
+        heapq.heappush(self._finishing, prediction.done_at)
         if failed:
             self.ledger.record_fault("failed_prediction")
         record = SubmitRecord(
