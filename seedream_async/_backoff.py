@@ -36,7 +36,11 @@ def backoff_delay(
         jitter: fraction of the delay drawn at random, 0 (none) to 1 (full jitter).
         rng: the random source; the module's when None.
     """
-    base = min(cap, initial * multiplier ** max(attempt, 0))
+    try:
+        grown = initial * multiplier ** max(attempt, 0)
+    except OverflowError:  # a long poll (deadline=None) reaches attempt ~1750 at 1.5x
+        grown = float("inf") if initial > 0 else 0.0
+    base = min(cap, grown)
     if jitter <= 0:
         return base
     draw = (rng or random).random()

@@ -236,7 +236,8 @@ class _Engine:
             if self.options.journal is not None:
                 journal_path = anyio.Path(self.options.journal)
                 await journal_path.parent.mkdir(parents=True, exist_ok=True)
-                self.journal = await stack.enter_async_context(await Journal.open(str(journal_path)))
+                journal = await Journal.open(str(journal_path))
+                self.journal = await stack.enter_async_context(journal)
             if self.out_dir is not None:
                 await anyio.Path(self.out_dir).mkdir(parents=True, exist_ok=True)
             self.client.gate.listeners.append(self._congested)

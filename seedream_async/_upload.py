@@ -59,6 +59,12 @@ def _check_type(head: bytes, *, name: str, accepted: Collection[str]) -> str:
     return kind
 
 
+def _check_head(head: bytes, *, name: str, accepted: Collection[str]) -> str:
+    if not head:
+        raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
+    return _check_type(head[:SNIFF_BYTES], name=name, accepted=accepted)
+
+
 def _check_size(size: int, *, name: str, limit: int) -> None:
     if size == 0:
         raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
@@ -113,10 +119,21 @@ async def inspect_source(
         except StopAsyncIteration:
             break
     name = file_name or "image"
-    if not head:
-        raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
-    kind = _check_type(head[:SNIFF_BYTES], name=name, accepted=accepted)
+    try:
+        kind = _check_head(head, name=name, accepted=accepted)
+    except InvalidImage:
+        await _close(iterator)
+        raise
     return PreparedUpload(_named(name, kind), kind, None, head=head, stream=iterator)
+
+
+async def _close(iterator: AsyncIterator[bytes]) -> None:
+    """Close an async byte stream we stop reading early, as ``contextlib.aclosing`` would:
+    an abandoned async generator is otherwise finalised by the garbage collector, which
+    trio reports as an ignored exception."""
+    aclose = getattr(iterator, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _named(name: str, kind: str) -> str:
@@ -156,14 +173,17 @@ def multipart_body(
             assert upload.stream is not None
             total = len(upload.head)
             yield upload.head
-            async for chunk in upload.stream:
-                total += len(chunk)
-                if total > max_bytes:
-                    raise InvalidImage(
-                        f"{upload.file_name} is over the {max_bytes / 1e6:.1f} MB upload limit",
-                        field="images",
-                    )
-                yield chunk
+            try:
+                async for chunk in upload.stream:
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise InvalidImage(
+                            f"{upload.file_name} is over the {max_bytes / 1e6:.1f} MB upload limit",
+                            field="images",
+                        )
+                    yield chunk
+            finally:
+                await _close(upload.stream)
         yield epilogue
 
     return headers, body()

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from _helpers import external_simulator, simulated, write_images
 
 from seedream_async import (
     AmbiguousSubmission,
@@ -23,8 +24,6 @@ from seedream_async import (
     ResultStatus,
 )
 from seedream_async.testing import Faults
-
-from _helpers import external_simulator, simulated, write_images
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +40,9 @@ async def test_each_distinct_image_is_uploaded_once(tmp_path: Path) -> None:
     """Sixty items sharing three images (paths and bytes alike) upload each content once."""
     paths = write_images(tmp_path, 3)
     items = [
-        EditItem(key=f"k{n}", prompt=f"p{n}", images=[paths[n % 3], paths[(n + 1) % 3].read_bytes()])
+        EditItem(
+            key=f"k{n}", prompt=f"p{n}", images=[paths[n % 3], paths[(n + 1) % 3].read_bytes()]
+        )
         for n in range(60)
     ]
     async with simulated() as (sim, client):
@@ -103,7 +104,8 @@ async def test_one_bad_item_never_sinks_the_batch(tmp_path: Path) -> None:
     ]
     async with simulated() as (sim, client):
         results = {r.key: r for r in await client.edit_all(items)}
-    assert results["ok-1"].ok and results["ok-2"].ok
+    assert results["ok-1"].ok
+    assert results["ok-2"].ok
     for key, kind in (("missing", InvalidImage), ("text", InvalidImage), ("small", InvalidInput)):
         assert results[key].status is ResultStatus.FAILED
         assert isinstance(results[key].error, kind)
@@ -225,7 +227,8 @@ async def test_outputs_are_saved_under_safe_names(tmp_path: Path) -> None:
         results = {r.key: r for r in await client.edit_all(items, out_dir=out)}
     assert results["plain"].files == (out / "plain.png",)
     (red,) = results["shoes/red"].files
-    assert red.parent == out and red.name.startswith("shoes_red-")
+    assert red.parent == out
+    assert red.name.startswith("shoes_red-")
     assert [f.name for f in results["multi"].files] == ["multi.1.png", "multi.2.png", "multi.3.png"]
     for result in results.values():
         for file in result.files:
@@ -272,7 +275,8 @@ async def test_mappings_are_items_and_bad_rows_are_reported() -> None:
     ]
     async with simulated() as (_, client):
         results = {r.key: r for r in await client.edit_all(rows)}
-    assert results["a"].ok and len(results["a"].outputs) == 2
+    assert results["a"].ok
+    assert len(results["a"].outputs) == 2
     assert results["b"].status is ResultStatus.FAILED
     assert "missing 'prompt'" in str(results["b"].error)
 
@@ -280,12 +284,13 @@ async def test_mappings_are_items_and_bad_rows_are_reported() -> None:
 async def test_progress_counts_add_up() -> None:
     """The progress counters end with every item finished and the spend billed."""
     async with simulated() as (sim, client):
-        run = client.edit_batch(url_items(20) + [EditItem(key="bad", prompt="", images=[URL])])
+        run = client.edit_batch([*url_items(20), EditItem(key="bad", prompt="", images=[URL])])
         async with run:
             results = [r async for r in run]
     progress = run.progress
     assert len(results) == 21
-    assert progress.succeeded == 20 and progress.failed == 1
+    assert progress.succeeded == 20
+    assert progress.failed == 1
     assert progress.in_progress == 0
     assert progress.executions == sim.ledger.executions == 20
     assert progress.spent == pytest.approx(sim.ledger.cost)

@@ -1,0 +1,116 @@
+"""Check a manifest without the network: every row, key, parameter and local image."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+from .._client import DEFAULT_ACCEPTED_TYPES, is_url
+from .._constants import MAX_UPLOAD_BYTES
+from .._exceptions import InvalidInput
+from .._items import safe_name
+from .._models import check_params
+from .._sniff import SNIFF_BYTES, sniff_image_type
+from ._manifest import ManifestProblem, ManifestRow, read_rows
+
+__all__ = ["scan"]
+
+
+def scan(
+    path: str | Path,
+    *,
+    size: str | None = None,
+    max_images: int | None = None,
+    check_files: bool = True,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
+) -> Iterator[ManifestRow | ManifestProblem]:
+    """Yield each good row and each problem, in file order, sending no request.
+
+    A row is good when it reads, its key names a file safely and is not a repeat, its
+    parameters pass the request rules, and (with ``check_files``) each local image exists,
+    is not empty, is small enough and is a PNG, JPEG or WEBP by its bytes.
+
+    Args:
+        path: the manifest.
+        size: the ``size`` of rows that do not set one.
+        max_images: the ``max_images`` of rows that do not set one.
+        check_files: also open every local image (each distinct file once).
+        max_upload_bytes: the largest image accepted.
+        accepted_types: the MIME types accepted, sniffed from the bytes.
+    """
+    path = Path(path)
+    seen: dict[str, int] = {}
+    files: dict[str, str | None] = {}
+    for row in read_rows(path, size=size, max_images=max_images):
+        if isinstance(row, ManifestProblem):
+            yield row
+            continue
+        problems = _row_problems(
+            path, row, seen, files, check_files, max_upload_bytes, accepted_types
+        )
+        if problems:
+            yield from problems
+        else:
+            yield row
+
+
+def _row_problems(
+    path: Path,
+    row: ManifestRow,
+    seen: dict[str, int],
+    files: dict[str, str | None],
+    check_files: bool,
+    max_upload_bytes: int,
+    accepted_types: Collection[str],
+) -> list[ManifestProblem]:
+    item = row.item
+    found: list[tuple[str | None, str]] = []
+    try:
+        safe_name(item.key)
+    except InvalidInput as err:
+        found.append(("key", err.message))
+    if item.key in seen:
+        found.append(("key", f"repeats the key of line {seen[item.key]}"))
+    else:
+        seen[item.key] = row.line
+    try:
+        check_params(key=item.key, prompt=item.prompt, images=item.images, **item.request_params())
+    except InvalidInput as err:
+        found.append((err.field, err.message))
+    if check_files:
+        for position, image in enumerate(item.images):
+            if is_url(image) or not isinstance(image, str):
+                continue
+            if image not in files:
+                files[image] = _check_file(image, max_upload_bytes, accepted_types)
+            if files[image] is not None:
+                found.append((f"images[{position}]", f"{image}: {files[image]}"))
+    return [
+        ManifestProblem(path=path, line=row.line, field=field, message=message, key=item.key)
+        for field, message in found
+    ]
+
+
+def _check_file(image: str, max_bytes: int, accepted: Collection[str]) -> str | None:
+    try:
+        stat = os.stat(image)
+        if not Path(image).is_file():
+            return "is not a file"
+        if stat.st_size == 0:
+            return "is empty"
+        if stat.st_size > max_bytes:
+            return f"is {stat.st_size:,} bytes, over the {max_bytes:,}-byte upload limit"
+        with open(image, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as err:
+        return f"cannot be read: {err.strerror or err}"
+    kind = sniff_image_type(head)
+    if kind is None:
+        return "is not an image (PNG, JPEG or WEBP expected, judged by its bytes)"
+    if kind not in accepted:
+        return f"is {kind}, not one of {', '.join(sorted(accepted))}"
+    return None

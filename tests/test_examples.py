@@ -1,0 +1,91 @@
+"""The scripts in ``examples/`` compile, import, and work against the simulator."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from functools import partial
+from pathlib import Path
+from types import ModuleType
+
+import anyio
+import httpx
+import pytest
+
+from seedream_async import AsyncSeedream
+from seedream_async._polling import PollPolicy
+from seedream_async.testing import make_png, serve
+
+pytestmark = pytest.mark.anyio
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """Import an example, its client polling on the simulator's fast clock."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    fast = PollPolicy(first_poll=0.01, interval=0.01)
+    monkeypatch.setattr(module, "AsyncSeedream", partial(AsyncSeedream, poll=fast))
+    return module
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_examples_compile(path: Path) -> None:
+    """Every example is valid Python."""
+    compile(path.read_text(), str(path), "exec")
+
+
+async def test_edit_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """edit_folder.py edits each photo of a folder, with the logo as a second reference."""
+    module = load("edit_folder", monkeypatch)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number in range(3):
+        (photos / f"shoe{number}.png").write_bytes(make_png(16, 16, seed=number))
+    (photos / "notes.txt").write_text("not a photo")
+    logo = tmp_path / "logo.png"
+    logo.write_bytes(make_png(8, 8, seed=9))
+    async with serve(time_scale=0.001) as sim:
+        monkeypatch.setenv("ATLASCLOUD_API_KEY", sim.api_key or "")
+        monkeypatch.setenv("ATLASCLOUD_BASE_URL", sim.base_url)
+        failed = await module.edit_folder(photos, tmp_path / "out", "On marble", logo=logo)
+        assert failed == 0
+        assert sim.ledger.executions == 3
+    assert sorted(path.stem for path in (tmp_path / "out").glob("*.png")) == [
+        "shoe0",
+        "shoe1",
+        "shoe2",
+    ]
+
+
+async def test_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastapi_service.py: /edit answers with outputs; a /jobs job is done by the worker."""
+    pytest.importorskip("starlette")
+    module = load("fastapi_service", monkeypatch)
+    body = {"prompt": "On marble", "images": ["https://example.com/shoe.png"]}
+    async with serve(time_scale=0.001) as sim:
+        monkeypatch.setenv("ATLASCLOUD_API_KEY", sim.api_key or "")
+        monkeypatch.setenv("ATLASCLOUD_BASE_URL", sim.base_url)
+        app = module.app
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                edited = await http.post("/edit", json=body)
+                assert edited.status_code == 200, edited.text
+                assert edited.json()["outputs"]
+                bad = await http.post("/edit", json={**body, "images": ["/etc/passwd"]})
+                assert bad.status_code == 422
+                queued = await http.post("/jobs", json=body)
+                assert queued.status_code == 202
+                job = f"/jobs/{queued.json()['id']}"
+                with anyio.fail_after(10):
+                    # The worker runs in the app's lifespan: poll it as a web client would.
+                    while (await http.get(job)).json()["status"] in ("queued", "running"):  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                assert (await http.get(job)).json()["status"] == "succeeded"
+        assert sim.ledger.executions == 2
