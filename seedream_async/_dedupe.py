@@ -16,6 +16,7 @@ import anyio
 
 from ._client import AsyncSeedream, ImageRef, is_url
 from ._exceptions import InvalidImage, SeedreamError
+from ._upload import stat_image
 
 __all__ = ["UploadCache", "image_identity"]
 
@@ -100,12 +101,7 @@ class UploadCache:
         if isinstance(image, bytes):
             return hashlib.blake2b(image).hexdigest()
         path = Path(os.fspath(image))
-        try:
-            stat = await anyio.Path(path).stat()
-        except FileNotFoundError:
-            raise InvalidImage(f"{path} does not exist", field="images") from None
-        except OSError as err:
-            raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+        stat = await stat_image(path)
         memo = (_absolute(path), stat.st_size, stat.st_mtime_ns)
         digest = self._digests.get(memo)
         if digest is None:

@@ -20,7 +20,14 @@ from ._exceptions import InvalidImage
 from ._files import open_binary
 from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
 
-__all__ = ["CHUNK_SIZE", "ImageSource", "PreparedUpload", "inspect_source", "multipart_body"]
+__all__ = [
+    "CHUNK_SIZE",
+    "ImageSource",
+    "PreparedUpload",
+    "inspect_source",
+    "multipart_body",
+    "stat_image",
+]
 
 CHUNK_SIZE = 256 * 1024
 
@@ -45,6 +52,16 @@ class PreparedUpload:
     data: bytes | None = None
     head: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+
+
+async def stat_image(path: Path) -> os.stat_result:
+    """``stat`` a reference image, turning a missing or unreadable file into InvalidImage."""
+    try:
+        return await anyio.Path(path).stat()
+    except FileNotFoundError:
+        raise InvalidImage(f"{path} does not exist", field="images") from None
+    except OSError as err:
+        raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
 
 
 def _describe(accepted: Collection[str]) -> str:
@@ -98,12 +115,7 @@ async def inspect_source(
         return PreparedUpload(_named(name, kind), kind, len(data), data=data)
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        try:
-            stat = await anyio.Path(path).stat()
-        except FileNotFoundError:
-            raise InvalidImage(f"{path} does not exist", field="images") from None
-        except OSError as err:
-            raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+        stat = await stat_image(path)
         if not S_ISREG(stat.st_mode):
             raise InvalidImage(f"{path} is not a regular file", field="images")
         _check_size(stat.st_size, name=str(path), limit=max_bytes)

@@ -239,19 +239,9 @@ def _demo(ns: argparse.Namespace) -> int:
 
 
 def _simulate(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import anyio
+    from ..testing._cli import serve_from_args
 
-    from ..testing._cli import config_from_args, run_forever
-
-    try:
-        config = config_from_args(ns)
-    except ValueError as err:
-        parser.error(str(err))
-    try:
-        anyio.run(run_forever, config, ns.port, ns.storage_port)
-    except KeyboardInterrupt:
-        print("simulator stopped", file=sys.stderr)
-    return 0
+    return serve_from_args(ns, parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import anyio
 from ._config import ENDPOINTS, Faults, SimulatorConfig
 from ._server import serve
 
-__all__ = ["add_arguments", "config_from_args", "main", "run_forever"]
+__all__ = ["add_arguments", "config_from_args", "main", "run_forever", "serve_from_args"]
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -136,7 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the simulated Atlas Cloud API (Seedream v4.5 edit-sequential).",
     )
     add_arguments(parser)
-    ns = parser.parse_args(argv)
+    return serve_from_args(parser.parse_args(argv), parser)
+
+
+def serve_from_args(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Serve with the options :func:`add_arguments` parsed, until Ctrl-C; return 0.
+
+    Args:
+        ns: the parsed options.
+        parser: the parser, to report a bad combination of options.
+    """
     try:
         config = config_from_args(ns)
     except ValueError as err:
