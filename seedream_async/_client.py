@@ -29,6 +29,7 @@ from ._exceptions import (
     DeadlineExceeded,
     InvalidInput,
     PredictionFailed,
+    SeedreamError,
     transport_error,
 )
 from ._http import status_error
@@ -152,9 +153,11 @@ class AsyncSeedream:
         task_group, self._task_group = self._task_group, None
         try:
             if task_group is not None:
-                # Batches whose iterator was abandoned still run here: stop them.
+                # Batches whose iterator was abandoned still run here: stop them. The body's
+                # own exception is not handed to the group, so it propagates as itself
+                # rather than wrapped in an ExceptionGroup.
                 task_group.cancel_scope.cancel()
-                await task_group.__aexit__(exc_type, exc, tb)
+                await task_group.__aexit__(None, None, None)
         finally:
             await self.aclose()
 
@@ -182,11 +185,15 @@ class AsyncSeedream:
         attempt = 0
         while True:
             await self.gate.wait()
-            headers = {
-                "Authorization": f"Bearer {self._key.reveal()}",
-                "Accept": "application/json",
-                "User-Agent": f"seedream-async/{__version__}",
-            }
+            # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
+            # that records local variables (Sentry and the like) never shows the key.
+            headers = httpx.Headers(
+                {
+                    "Authorization": f"Bearer {self._key.reveal()}",
+                    "Accept": "application/json",
+                    "User-Agent": f"seedream-async/{__version__}",
+                }
+            )
             content = None
             if upload is not None:
                 part_headers, content = multipart_body(upload, max_bytes=self.max_upload_bytes)
@@ -350,16 +357,23 @@ class AsyncSeedream:
     async def upload_images(self, images: Sequence[ImageRef]) -> list[str]:
         """Upload the local images among ``images`` at once; return every image as a URL."""
         urls: list[str] = [""] * len(images)
+        errors: list[SeedreamError] = []
 
-        async def one(index: int, image: ImageRef) -> None:
-            urls[index] = (await self.upload(image)).download_url
+        async def one(index: int, image: ImageRef, scope: anyio.CancelScope) -> None:
+            try:
+                urls[index] = (await self.upload(image)).download_url
+            except SeedreamError as err:  # raised as itself below, not in an ExceptionGroup
+                errors.append(err)
+                scope.cancel()
 
         async with anyio.create_task_group() as group:
             for index, image in enumerate(images):
                 if is_url(image):
                     urls[index] = str(image)
                 else:
-                    group.start_soon(one, index, image)
+                    group.start_soon(one, index, image, group.cancel_scope)
+        if errors:
+            raise errors[0]
         return urls
 
     async def edit(self, prompt: str, images: Sequence[ImageRef], **params: Any) -> Prediction:
