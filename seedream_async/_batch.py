@@ -37,6 +37,7 @@ from ._client import AsyncSeedream
 from ._dedupe import UploadCache, image_identity
 from ._exceptions import (
     AmbiguousSubmission,
+    APIStatusError,
     BudgetExceeded,
     InvalidInput,
     OutputExpired,
@@ -211,9 +212,13 @@ class _Engine:
         self.limit = AdaptiveLimit(options.concurrency)
         progress.concurrency_limit = self.limit.limit
         self.rate = RateLimiter(options.rate) if options.rate else None
-        self.uploads = UploadCache(client, max_in_flight=options.upload_concurrency)
-        self.downloads = anyio.CapacityLimiter(options.download_concurrency)
         self.poll_policy = options.poll or client.poll
+        self.uploads = UploadCache(
+            client,
+            max_in_flight=options.upload_concurrency,
+            persist=self.poll_policy.deadline or 900.0,
+        )
+        self.downloads = anyio.CapacityLimiter(options.download_concurrency)
         self.scheduler = PollScheduler(
             client,
             policy=self.poll_policy,
@@ -240,8 +245,6 @@ class _Engine:
                 self.journal = await stack.enter_async_context(journal)
             if self.out_dir is not None:
                 await anyio.Path(self.out_dir).mkdir(parents=True, exist_ok=True)
-            self.client.gate.listeners.append(self._congested)
-            stack.callback(self.client.gate.listeners.remove, self._congested)
             async with anyio.create_task_group() as outer:
                 outer.start_soon(self.scheduler.run)
                 window = anyio.Semaphore(
@@ -255,12 +258,18 @@ class _Engine:
                         index += 1
                 outer.cancel_scope.cancel()
 
-    def _congested(self, retry_after: float) -> None:
-        # Decrease at most once per server-requested wait: the 429s that answer requests
-        # sent before the first one came back carry no new information.
-        self.limit.congested(cooldown=retry_after)
+    def _congested(self, err: APIStatusError) -> None:
+        # Only a refused submit lowers the concurrency: a 429 on a poll says the request
+        # rate is high, which the client's pause gate already paces. Decrease at most once
+        # per round trip of this control loop, which is a prediction's duration (the number
+        # in flight only falls as predictions finish): the refusals that come sooner answer
+        # submits made before the last decrease took effect, and carry no new information.
+        round_trip = self.scheduler.typical_duration() or self.poll_policy.first_poll
+        self.limit.congested(cooldown=max(err.retry_after or 0.0, round_trip))
         self.tracker.progress.concurrency_limit = self.limit.limit
-        logger.info("rate limited: concurrency lowered to %d", self.limit.limit)
+        logger.info(
+            "submit refused (HTTP %d): concurrency lowered to %d", err.status_code, self.limit.limit
+        )
 
     async def _run_item(
         self,
@@ -376,6 +385,9 @@ class _Engine:
                 self.limit.release()
                 if err.status_code not in (429, 503) or anyio.current_time() > give_up_at:
                     raise
+                self._congested(err)
+                if err.status_code == 503:  # 429s paused the client's gate already
+                    await anyio.sleep(err.retry_after or self.client.retry.initial_delay)
                 state.enter("waiting")
                 continue
             except BaseException:
@@ -582,10 +594,13 @@ class BatchRun:
         tb: TracebackType | None,
     ) -> bool | None:
         assert self._own_group is not None
-        self.cancel()
+        self._own_group.cancel_scope.cancel()
         if self._receive is not None:
             self._receive.close()
-        return await self._own_group.__aexit__(exc_type, exc, tb)
+        # The body's own exception is not handed to the group: it propagates as itself,
+        # not wrapped in an ExceptionGroup.
+        await self._own_group.__aexit__(None, None, None)
+        return None
 
     def cancel(self) -> None:
         """Stop the batch: nothing new is submitted; what is in flight is abandoned."""

@@ -15,7 +15,13 @@ from pathlib import Path
 import anyio
 
 from ._client import AsyncSeedream, ImageRef, is_url
-from ._exceptions import InvalidImage, SeedreamError
+from ._exceptions import (
+    InvalidImage,
+    RateLimitError,
+    SeedreamError,
+    ServerError,
+    TransportError,
+)
 from ._upload import stat_image
 
 __all__ = ["UploadCache", "image_identity"]
@@ -58,10 +64,15 @@ class UploadCache:
     Args:
         client: the client that uploads.
         max_in_flight: the most uploads at once.
+        persist: seconds to keep trying an upload that fails for a passing reason
+            (429, 5xx, connection) after the client's own retries gave up.
     """
 
-    def __init__(self, client: AsyncSeedream, *, max_in_flight: int) -> None:
+    def __init__(
+        self, client: AsyncSeedream, *, max_in_flight: int, persist: float = 300.0
+    ) -> None:
         self._client = client
+        self._persist = persist
         self._slots = anyio.CapacityLimiter(max_in_flight)
         self._uploads: dict[str, _Upload] = {}
         self._digests: dict[tuple[str, int, int], str] = {}
@@ -85,8 +96,7 @@ class UploadCache:
             upload = self._uploads[digest] = _Upload()
             try:
                 async with self._slots:
-                    self.uploads += 1
-                    upload.url = (await self._client.upload(image)).download_url
+                    upload.url = await self._upload(image)
             except SeedreamError as err:
                 upload.error = err
                 raise
@@ -96,6 +106,19 @@ class UploadCache:
             raise upload.error
         assert upload.url is not None
         return upload.url
+
+    async def _upload(self, image: ImageRef) -> str:
+        # Uploads cost nothing and change nothing: in a rate-limit storm or an outage,
+        # keep at it for a while rather than fail items that have not cost anything yet.
+        give_up_at = anyio.current_time() + self._persist
+        while True:
+            self.uploads += 1
+            try:
+                return (await self._client.upload(image)).download_url
+            except (RateLimitError, ServerError, TransportError):
+                if anyio.current_time() >= give_up_at:
+                    raise
+                await anyio.sleep(self._client.retry.max_delay * self._client.rng.random())
 
     async def _digest(self, image: ImageRef) -> str:
         if isinstance(image, bytes):

@@ -161,13 +161,10 @@ class PauseGate:
     def __init__(self, clock: Clock | None = None) -> None:
         self._until = float("-inf")
         self._clock = clock or anyio.current_time
-        self.listeners: list[Callable[[float], None]] = []
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` from now (a longer pause already set stands)."""
         self._until = max(self._until, self._clock() + seconds)
-        for listener in self.listeners:
-            listener(seconds)
 
     async def wait(self) -> None:
         """Return once the gate is open."""

@@ -26,7 +26,14 @@ import anyio
 
 from ._backoff import backoff_delay
 from ._client import AsyncSeedream
-from ._exceptions import DeadlineExceeded, PredictionFailed, SeedreamError
+from ._exceptions import (
+    DeadlineExceeded,
+    PredictionFailed,
+    RateLimitError,
+    SeedreamError,
+    ServerError,
+    TransportError,
+)
 from ._limits import RateLimiter
 from ._models import Prediction
 from ._polling import PollPolicy
@@ -57,6 +64,9 @@ class DurationEstimator:
         if len(self._order) > self._window:
             oldest = self._order.popleft()
             del self._sorted[bisect.bisect_left(self._sorted, oldest)]
+
+    def __len__(self) -> int:
+        return len(self._sorted)
 
     def quantile(self, fraction: float) -> float | None:
         """The ``fraction`` quantile of recent durations, or None before ``min_samples``."""
@@ -121,6 +131,12 @@ class PollScheduler:
         self._estimators: dict[int, DurationEstimator] = {}
         self.polls = 0
         """Status requests started."""
+
+    def typical_duration(self) -> float | None:
+        """The median duration learned so far (of the most common ``max_images``), or None."""
+        if not self._estimators:
+            return None
+        return max(self._estimators.values(), key=len).quantile(0.5)
 
     async def wait(self, prediction_id: str, *, submitted_at: float, max_images: int) -> Prediction:
         """Wait until the scheduler sees ``prediction_id`` done, and return it.
@@ -187,6 +203,13 @@ class PollScheduler:
     async def _poll(self, watch: _Watch) -> None:
         try:
             prediction = await self._client.get_prediction(watch.prediction_id)
+        except (RateLimitError, ServerError, TransportError) as err:
+            # Still failing after the client's retries, but a poll is free and changes
+            # nothing: ask again later, until the deadline, rather than fail a paid item.
+            logger.info("poll of %s failed (%s); polling again later", watch.prediction_id, err)
+            watch.polls += 1
+            self._schedule(watch, anyio.current_time())
+            return
         except SeedreamError as err:
             watch.finish(error=err)
             return
