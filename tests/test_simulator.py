@@ -265,7 +265,7 @@ async def test_injected_rate_limit(
 
 async def test_requests_per_second_limit() -> None:
     """Over the GCRA rate a request gets 429 with the wait until it would conform."""
-    faults = Faults(requests_per_second=20.0)
+    faults = Faults(requests_per_second=20.0, requests_burst=1)
     async with serve(faults=faults, **FAST) as sim, client(sim) as http:
         assert (await http.get("/api/v1/model/prediction/pred_x")).status_code == 404
         response = await http.get("/api/v1/model/prediction/pred_x")

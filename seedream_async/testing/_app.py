@@ -219,17 +219,22 @@ class App:
 
     def _check_rate(self, request: Request) -> None:
         """Per-key rate limit with the Generic Cell Rate Algorithm (GCRA, ITU-T I.371;
-        https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm), burst of one: a request
-        conforms once the theoretical arrival time (TAT) has come; then TAT += 1/rate."""
-        rate = self.config.faults.requests_per_second
+        https://en.wikipedia.org/wiki/Generic_cell_rate_algorithm): a request conforms once
+        the theoretical arrival time (TAT), less the burst tolerance, has come; then
+        TAT += 1/rate. The tolerance lets ``burst`` requests through back to back."""
+        faults = self.config.faults
+        rate = faults.requests_per_second
         if rate is None:
             return
+        burst = faults.requests_burst or max(1, math.floor(rate))
+        tolerance = (burst - 1) / rate
         key = request.headers.get("authorization", "")
         now = anyio.current_time()
         tat = max(self._tat.get(key, now), now)
-        if tat > now:
+        if tat - tolerance > now:
             self.ledger.record_fault("rps_limit")
-            raise _Fault(429, f"rate limit of {rate:g} requests per second exceeded", tat - now)
+            wait = tat - tolerance - now
+            raise _Fault(429, f"rate limit of {rate:g} requests per second exceeded", wait)
         self._tat[key] = tat + 1.0 / rate
 
     async def _inject(self, endpoint: str) -> str | None:

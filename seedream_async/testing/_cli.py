@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     inject.add_argument("--output-ttl", type=_optional_float, default=None, metavar="SECONDS")
     inject.add_argument("--rps", type=_optional_float, default=None, help="requests per second")
+    inject.add_argument(
+        "--rps-burst",
+        type=int,
+        default=None,
+        help="requests allowed back to back under --rps (default: one second's worth)",
+    )
     inject.add_argument("--max-in-flight", type=int, default=None)
     inject.add_argument(
         "--fault-endpoints",
@@ -93,6 +99,7 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         prediction_failure=ns.prediction_failure,
         output_ttl=ns.output_ttl,
         requests_per_second=ns.rps,
+        requests_burst=ns.rps_burst,
         max_in_flight=ns.max_in_flight,
         endpoints=endpoints,
         processed_on_error=ns.processed_on_error,

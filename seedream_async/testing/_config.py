@@ -34,6 +34,8 @@ class Faults:
         output_ttl: real seconds an output URL stays valid after a poll handed it out;
             None means they do not expire. Expired URLs get 403 ``AccessDenied``.
         requests_per_second: per-API-key limit over all API requests (GCRA); None is no limit.
+        requests_burst: how many requests may arrive back to back under that limit; None
+            allows one second's worth, as a token bucket refilled per second would.
         max_in_flight: a submit arriving while this many predictions run gets 429; None is
             no limit.
         endpoints: which endpoints (``upload``, ``submit``, ``poll``, ``output``,
@@ -54,6 +56,7 @@ class Faults:
     failure_message: str = "The model could not complete this edit (simulated failure)"
     output_ttl: float | None = None
     requests_per_second: float | None = None
+    requests_burst: int | None = None
     max_in_flight: int | None = None
     endpoints: frozenset[str] = frozenset({"upload", "submit", "poll", "output"})
     processed_on_error: float = 0.5
@@ -67,6 +70,8 @@ class Faults:
             raise ValueError("Faults.processed_on_error must be within 0..1")
         if unknown := self.endpoints - ENDPOINTS:
             raise ValueError(f"Faults.endpoints has unknown names: {sorted(unknown)}")
+        if self.requests_burst is not None and self.requests_burst < 1:
+            raise ValueError("Faults.requests_burst must be at least 1")
         if self.server_error and not self.server_error_codes:
             raise ValueError("Faults.server_error_codes is empty")
 
