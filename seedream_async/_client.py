@@ -275,6 +275,10 @@ class AsyncSeedream:
             max_bytes=self.max_upload_bytes,
             accepted=self.accepted_types,
         )
+        return await self.upload_prepared(prepared)
+
+    async def upload_prepared(self, prepared: PreparedUpload) -> UploadedMedia:
+        """Upload a source already checked by ``inspect_source`` or ``probe_file``."""
         response = await self._send(
             "POST",
             _UPLOAD,

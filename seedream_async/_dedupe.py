@@ -1,7 +1,8 @@
 """Upload each distinct reference image once per batch, however many items share it.
 
 Images are keyed by content (BLAKE2b of the bytes). A path's digest is memoised by
-``(path, size, mtime)`` so a logo shared by ten thousand items is hashed once. When two
+``(path, size, mtime)`` so a logo shared by ten thousand items is read once; each new
+file is checked, hashed and (when it fits in a chunk) read in one worker-thread trip. When two
 items need the same image at once, the second waits for the first's upload.
 """
 
@@ -22,7 +23,7 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._upload import stat_image
+from ._upload import PreparedUpload, inspect_source, probe_file, stat_image
 
 __all__ = ["UploadCache", "image_identity"]
 
@@ -37,11 +38,6 @@ class _Upload:
 def _absolute(path: str | os.PathLike[str]) -> str:
     # Pure string work (plus getcwd), so fine on the event loop.
     return os.path.abspath(os.fspath(path))
-
-
-def _hash_file(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "blake2b").hexdigest()
 
 
 async def image_identity(image: ImageRef) -> str:
@@ -75,7 +71,8 @@ class UploadCache:
         self._persist = persist
         self._slots = anyio.CapacityLimiter(max_in_flight)
         self._uploads: dict[str, _Upload] = {}
-        self._digests: dict[tuple[str, int, int], str] = {}
+        # Absolute path -> (size, mtime, digest): a file shared by many items is read once.
+        self._paths: dict[str, tuple[int, int | None, str]] = {}
         self.uploads = 0
         """Uploads sent."""
         self.reused = 0
@@ -87,16 +84,17 @@ class UploadCache:
             return str(image)
         if isinstance(image, str) and "://" in image:
             raise InvalidImage(f"{image[:60]!r} is not an http(s) URL", field="images")
-        digest = await self._digest(image)
+        digest, prepared = await self._identify(image)
         upload = self._uploads.get(digest)
         if upload is not None:
             self.reused += 1
             await upload.done.wait()
         else:
+            assert prepared is not None  # a known digest always has its upload entry
             upload = self._uploads[digest] = _Upload()
             try:
                 async with self._slots:
-                    upload.url = await self._upload(image)
+                    upload.url = await self._upload(prepared)
             except SeedreamError as err:
                 upload.error = err
                 raise
@@ -107,30 +105,39 @@ class UploadCache:
         assert upload.url is not None
         return upload.url
 
-    async def _upload(self, image: ImageRef) -> str:
+    async def _upload(self, prepared: PreparedUpload) -> str:
         # Uploads cost nothing and change nothing: in a rate-limit storm or an outage,
         # keep at it for a while rather than fail items that have not cost anything yet.
         give_up_at = anyio.current_time() + self._persist
         while True:
             self.uploads += 1
             try:
-                return (await self._client.upload(image)).download_url
+                return (await self._client.upload_prepared(prepared)).download_url
             except (RateLimitError, ServerError, TransportError):
                 if anyio.current_time() >= give_up_at:
                     raise
                 await anyio.sleep(self._client.retry.max_delay * self._client.rng.random())
 
-    async def _digest(self, image: ImageRef) -> str:
+    async def _identify(self, image: ImageRef) -> tuple[str, PreparedUpload | None]:
+        """The image's content digest, and the checked upload unless the path is known."""
+        client = self._client
         if isinstance(image, bytes):
-            return hashlib.blake2b(image).hexdigest()
+            prepared = await inspect_source(
+                image, file_name=None, max_bytes=client.max_upload_bytes,
+                accepted=client.accepted_types,
+            )  # fmt: skip
+            return hashlib.blake2b(image).hexdigest(), prepared
         path = Path(os.fspath(image))
-        stat = await stat_image(path)
-        memo = (_absolute(path), stat.st_size, stat.st_mtime_ns)
-        digest = self._digests.get(memo)
-        if digest is None:
-            try:
-                digest = await anyio.to_thread.run_sync(_hash_file, path)
-            except OSError as err:
-                raise InvalidImage(f"{path} cannot be read: {err}", field="images") from None
-            self._digests[memo] = digest
-        return digest
+        key = _absolute(path)
+        known = self._paths.get(key)
+        if known is not None:
+            stat = await stat_image(path)
+            if (stat.st_size, stat.st_mtime_ns) == known[:2]:
+                return known[2], None
+        prepared, digest = await probe_file(
+            path, max_bytes=client.max_upload_bytes, accepted=client.accepted_types, digest=True
+        )
+        assert digest is not None
+        assert prepared.size is not None
+        self._paths[key] = (prepared.size, prepared.mtime_ns, digest)
+        return digest, prepared

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._backoff import backoff_delay
 
@@ -28,6 +28,13 @@ class PollPolicy:
         jitter: fraction of each interval drawn at random, so polls do not march in step.
         deadline: seconds after submit before giving up with ``DeadlineExceeded``
             (the prediction may still finish, and is billed anyway); None waits forever.
+        learned_first: in a batch, once durations are learned, the quantile of them at
+            which a prediction is first polled.
+        learned_spacing: in a batch, once durations are learned, the gap between later
+            polls as a fraction of the median duration. The defaults (0.35, 0.15) favour
+            finishing the batch sooner (about 2.7 polls a prediction, detection within
+            about 10% of its duration); (0.6, 0.3) favour fewer requests (about 1.8
+            polls, detection within about 20%).
     """
 
     first_poll: float = 2.0
@@ -36,8 +43,14 @@ class PollPolicy:
     max_interval: float = 10.0
     jitter: float = 0.1
     deadline: float | None = 900.0
+    learned_first: float = 0.35
+    learned_spacing: float = 0.15
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.learned_first <= 1.0:
+            raise ValueError("learned_first is a quantile, between 0 and 1")
+        if self.learned_spacing <= 0:
+            raise ValueError("learned_spacing must be more than 0")
         if min(self.first_poll, self.interval, self.max_interval) < 0:
             raise ValueError("poll intervals must not be negative")
         if self.multiplier < 1:
@@ -47,12 +60,11 @@ class PollPolicy:
 
     def scaled(self, factor: float) -> PollPolicy:
         """This policy with every duration multiplied by ``factor`` (for simulated time)."""
-        return PollPolicy(
+        return replace(
+            self,
             first_poll=self.first_poll * factor,
             interval=self.interval * factor,
-            multiplier=self.multiplier,
             max_interval=self.max_interval * factor,
-            jitter=self.jitter,
             deadline=None if self.deadline is None else self.deadline * factor,
         )
 

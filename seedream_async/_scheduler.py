@@ -102,8 +102,6 @@ class PollScheduler:
         policy: fixed backoff before anything is learned, and the deadline.
         max_in_flight: the most polls awaiting an answer at once.
         rate: the most polls started per second (GCRA), or None for no cap.
-        first_quantile: where the first poll goes among learned durations.
-        spacing: later polls' spacing, as a fraction of the learned median.
         rng: the random source for jitter.
     """
 
@@ -114,16 +112,12 @@ class PollScheduler:
         policy: PollPolicy,
         max_in_flight: int = 64,
         rate: float | None = None,
-        first_quantile: float = 0.35,
-        spacing: float = 0.15,
         rng: random.Random | None = None,
     ) -> None:
         self._client = client
         self._policy = policy
         self._slots = anyio.Semaphore(max_in_flight)
         self._rate = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
-        self._first_quantile = first_quantile
-        self._spacing = spacing
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, _Watch]] = []
         self._counter = itertools.count()
@@ -249,9 +243,9 @@ class PollScheduler:
                 rng=self._rng,
             )
         if watch.polls == 0:
-            first = estimator.quantile(self._first_quantile) or median
+            first = estimator.quantile(self._policy.learned_first) or median
             return watch.submitted_at + first
-        step = self._spacing * median
+        step = self._policy.learned_spacing * median
         tail = estimator.quantile(0.99) or median
         if now - watch.submitted_at > tail:
             # A straggler: back off from the learned spacing up to the policy's cap.

@@ -7,6 +7,8 @@ upload's memory is one chunk whatever the file's size.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Collection
@@ -26,6 +28,7 @@ __all__ = [
     "PreparedUpload",
     "inspect_source",
     "multipart_body",
+    "probe_file",
     "stat_image",
 ]
 
@@ -52,6 +55,7 @@ class PreparedUpload:
     data: bytes | None = None
     head: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    mtime_ns: int | None = None
 
 
 async def stat_image(path: Path) -> os.stat_result:
@@ -62,6 +66,73 @@ async def stat_image(path: Path) -> os.stat_result:
         raise InvalidImage(f"{path} does not exist", field="images") from None
     except OSError as err:
         raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+
+
+def _probe(
+    path: Path, *, file_name: str | None, max_bytes: int, accepted: Collection[str], digest: bool
+) -> tuple[PreparedUpload, str | None]:
+    # One trip to a worker thread does it all: a file within one chunk is read whole (the
+    # memory bound is a chunk either way) and sent from memory; a larger one is sniffed,
+    # hashed if asked, and later streamed from disk.
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidImage(f"{path} does not exist", field="images") from None
+    except OSError as err:
+        raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+    if not S_ISREG(stat.st_mode):
+        raise InvalidImage(f"{path} is not a regular file", field="images")
+    _check_size(stat.st_size, name=str(path), limit=max_bytes)
+    name = file_name or path.name
+    try:
+        with path.open("rb") as handle:
+            if stat.st_size <= CHUNK_SIZE:
+                data = handle.read()
+                kind = _check_head(data, name=str(path), accepted=accepted)
+                hashed = hashlib.blake2b(data).hexdigest() if digest else None
+                prepared = PreparedUpload(
+                    name, kind, len(data), path=path, data=data, mtime_ns=stat.st_mtime_ns
+                )
+                return prepared, hashed
+            head = handle.read(SNIFF_BYTES)
+            kind = _check_head(head, name=str(path), accepted=accepted)
+            hashed = None
+            if digest:
+                handle.seek(0)
+                hashed = hashlib.file_digest(handle, "blake2b").hexdigest()
+    except OSError as err:
+        raise InvalidImage(f"{path} cannot be read: {err}", field="images") from None
+    prepared = PreparedUpload(
+        name, kind, stat.st_size, path=path, head=head, mtime_ns=stat.st_mtime_ns
+    )
+    return prepared, hashed
+
+
+async def probe_file(
+    path: Path,
+    *,
+    file_name: str | None = None,
+    max_bytes: int,
+    accepted: Collection[str],
+    digest: bool = False,
+) -> tuple[PreparedUpload, str | None]:
+    """Check a file (exists, regular, size, sniffed type) in one worker-thread trip.
+
+    Returns the upload, and with ``digest`` the BLAKE2b of its content.
+
+    Raises:
+        InvalidImage: missing, unreadable, empty, too large or not an accepted image.
+    """
+    return await anyio.to_thread.run_sync(
+        functools.partial(
+            _probe,
+            path,
+            file_name=file_name,
+            max_bytes=max_bytes,
+            accepted=accepted,
+            digest=digest,
+        )
+    )
 
 
 def _describe(accepted: Collection[str]) -> str:
@@ -114,15 +185,10 @@ async def inspect_source(
         kind = _check_type(data[:SNIFF_BYTES], name=name, accepted=accepted)
         return PreparedUpload(_named(name, kind), kind, len(data), data=data)
     if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        stat = await stat_image(path)
-        if not S_ISREG(stat.st_mode):
-            raise InvalidImage(f"{path} is not a regular file", field="images")
-        _check_size(stat.st_size, name=str(path), limit=max_bytes)
-        async with open_binary(path, "rb") as handle:
-            head = await handle.read(SNIFF_BYTES)
-        kind = _check_type(head, name=str(path), accepted=accepted)
-        return PreparedUpload(file_name or path.name, kind, stat.st_size, path=path, head=head)
+        prepared, _ = await probe_file(
+            Path(source), file_name=file_name, max_bytes=max_bytes, accepted=accepted
+        )
+        return prepared
     iterator = aiter(source)
     head = b""
     while len(head) < SNIFF_BYTES:

@@ -1,0 +1,382 @@
+"""The orchestrator: a fresh simulator process and a fresh contender process per run.
+
+For each workload and contender it starts ``python -m seedream_async.testing`` with the
+same seed and time scale (so every contender meets the same drawn latencies, in
+submission order), runs the contender as ``python -m benchmarks.contenders.<name>``,
+reads the contender's own line (makespan, CPU, peak RSS) and the simulator's ledger
+(requests, polls, uploads, latencies, detection lags), and stops the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._figures import figures
+from ._sim import SimProcess
+from ._workload import Spec, prepare_images
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = (
+    "targets (reported, not asserted): makespan <= 1.05x ideal | <= 1.5 polls/prediction"
+    " | <= 1 ms client CPU/prediction | flat memory in N"
+)
+
+
+@dataclass(frozen=True)
+class Contender:
+    module: str
+    args: tuple[str, ...] = ()
+    sequential: bool = False
+
+
+CONTENDERS = {
+    "naive": Contender("naive_requests", sequential=True),
+    "gather-0.1": Contender("gather_httpx", ("--interval", "0.1")),
+    "gather-0.5": Contender("gather_httpx", ("--interval", "0.5")),
+    "gather-1": Contender("gather_httpx", ("--interval", "1.0")),
+    "seedream-async": Contender("seedream_default"),
+    "seedream-economy": Contender("seedream_default", ("--economy",)),
+}
+WORKLOADS = ("default", "shared", "ratelimit")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark seedream-async against what users write, on the simulator.",
+    )
+    parser.add_argument("--n", type=int, default=None, help="items per workload (2000)")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--time-scale", type=float, default=0.06,
+        help="simulator latency factor; client poll intervals are scaled by it too",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--naive-n", type=int, default=None, help="items the sequential loop runs (20)"
+    )
+    parser.add_argument("--rps", type=float, default=400.0, help="ratelimit workload: req/s")
+    parser.add_argument("--shared-fraction", type=float, default=0.3)
+    parser.add_argument("--shared-images", type=int, default=8)
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument(
+        "--memory-n", default=None,
+        help="seedream-async manifest sizes for the memory figure (10000,100000; '' skips)",
+    )  # fmt: skip
+    parser.add_argument("--memory-time-scale", type=float, default=0.0001)
+    parser.add_argument(
+        "--upload-repeats", type=int, default=None, help="5; 0 skips the upload figure"
+    )
+    parser.add_argument("--timeout", type=float, default=3600.0, help="per contender run")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument(
+        "--quick", action="store_true",
+        help="smoke run: 200 items, 5 naive, memory at 1,000 vs 10,000, 2 upload repeats",
+    )  # fmt: skip
+    return parser
+
+
+def _run_contender(module: str, args: list[str], *, timeout: float, log: Path) -> dict[str, Any]:
+    argv = [sys.executable, "-m", f"benchmarks.contenders.{module}", *args]
+    with log.open("a") as stderr:
+        proc = subprocess.run(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=timeout,
+            check=False,
+        )  # fmt: skip
+    for line in proc.stdout.splitlines():
+        if line.startswith("BENCH-RESULT "):
+            return dict(json.loads(line.removeprefix("BENCH-RESULT ")))
+    raise RuntimeError(f"{module} exited {proc.returncode} without a result (see {log})")
+
+
+def _status(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    return format(value, spec)
+
+
+def _table(rows: list[dict[str, Any]], ns: argparse.Namespace) -> str:
+    header = (
+        "workload", "contender", "N run", "makespan s", "x ideal", "polls/pred",
+        "HTTP reqs", "429s", "uploads/img", "CPU ms/pred", "peak RSS MB",
+        "lag p50 ms", "lag p99 ms", "ok/failed",
+    )  # fmt: skip
+    lines = [header]
+    for row in rows:
+        if "error" in row:
+            lines.append((row["workload"], row["contender"], "error: " + row["error"][:60]))
+            continue
+        star = "*" if row["extrapolated"] else ""
+        lines.append(
+            (
+                row["workload"],
+                row["contender"],
+                str(row["n_run"]),
+                _fmt(row["makespan_s"], ".1f") + star,
+                _fmt(row["x_ideal"]) + star,
+                _fmt(row["polls_per_prediction"]),
+                str(row["http_requests"]) + star,
+                str(row["rate_limited_429"]),
+                _fmt(row["uploads_per_distinct_image"]),
+                _fmt(row["cpu_ms_per_prediction"]),
+                _fmt(row["peak_rss_mb"], ".0f"),
+                _fmt(row["detection_lag_p50_ms"], ".0f"),
+                _fmt(row["detection_lag_p99_ms"], ".0f"),
+                f"{row['succeeded']}/{row['failed']}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(len(header))]
+    text = [
+        f"N={ns.n} concurrency={ns.concurrency} time_scale={ns.time_scale:g} seed={ns.seed} "
+        f"(median prediction {8.3 * ns.time_scale * 1000:.0f} ms real)",
+        TARGETS,
+    ]
+    for index, line in enumerate(lines):
+        text.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip())
+        if index == 0:
+            text.append("  ".join("-" * width for width in widths))
+    text.append(
+        "* extrapolated linearly from N run to N (sequential loop); per-prediction figures "
+        "are as measured. Lags are real ms (divide by the time scale for API seconds)."
+    )
+    return "\n".join(text)
+
+
+def _workload_runs(
+    ns: argparse.Namespace, names: list[str], contenders: list[str], folder: Path, logs: Path
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for workload in names:
+        fraction = ns.shared_fraction if workload == "shared" else 0.0
+        sim_flags = ["--rps", repr(ns.rps)] if workload == "ratelimit" else []
+        image_dir = folder / f"images-{workload}"
+        prepare_images(
+            Spec(n=max(ns.n, ns.naive_n), image_dir=str(image_dir), shared_fraction=fraction,
+                 shared_count=ns.shared_images)
+        )  # fmt: skip
+        workload_rows = []
+        for name in contenders:
+            contender = CONTENDERS[name]
+            n_run = min(ns.naive_n, ns.n) if contender.sequential else ns.n
+            spec = Spec(
+                n=n_run, image_dir=str(image_dir), shared_fraction=fraction,
+                shared_count=ns.shared_images,
+            )  # fmt: skip
+            _status(f"[{workload}] {name}: {n_run} items ...")
+            row: dict[str, Any] = {"workload": workload, "contender": name}
+            try:
+                with SimProcess(
+                    seed=ns.seed, time_scale=ns.time_scale, extra=sim_flags, log=logs / "sim.log"
+                ) as sim:
+                    result = _run_contender(
+                        contender.module,
+                        [
+                            "--base-url", sim.base_url, "--key", sim.key,
+                            "--spec", json.dumps(spec.to_json()),
+                            "--time-scale", repr(ns.time_scale),
+                            "--concurrency", str(ns.concurrency), *contender.args,
+                        ],
+                        timeout=ns.timeout,
+                        log=logs / f"{name}.log",
+                    )  # fmt: skip
+                    ledger = sim.ledger()
+                row |= figures(result, ledger, n_target=ns.n, concurrency=ns.concurrency)
+                row["contender_extra"] = {
+                    k: v for k, v in result.items() if k in ("client_requests", "interval_s")
+                }
+            except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+                row["error"] = str(err)
+            _status(f"[{workload}] {name}: done {_fmt(row.get('makespan_run_s'), '.1f')} s")
+            workload_rows.append(row)
+        full = [r for r in workload_rows if "error" not in r and not r["extrapolated"]]
+        ideal = full[0]["ideal_run_s"] if full else None
+        for row in workload_rows:
+            if "error" in row:
+                continue
+            own = None if row["extrapolated"] else row["ideal_run_s"]
+            row["ideal_s"] = own if own is not None else ideal
+            row["x_ideal"] = row["makespan_s"] / row["ideal_s"] if row["ideal_s"] else None
+            row.pop("latencies")
+        rows.extend(workload_rows)
+    return rows
+
+
+def _memory_runs(ns: argparse.Namespace, sizes: list[int], folder: Path, logs: Path) -> list[Any]:
+    runs = []
+    image_dir = folder / "images-memory"
+    for n in sizes:
+        spec = Spec(n=n, image_dir=str(image_dir), shared_fraction=1.0, shared_count=8)
+        prepare_images(Spec(n=8, image_dir=str(image_dir), shared_fraction=1.0, shared_count=8))
+        _status(f"[memory] seedream-async: {n} items from a generator ...")
+        try:
+            with SimProcess(
+                seed=ns.seed, time_scale=ns.memory_time_scale, log=logs / "sim.log"
+            ) as sim:
+                result = _run_contender(
+                    "seedream_default",
+                    [
+                        "--base-url", sim.base_url, "--key", sim.key,
+                        "--spec", json.dumps(spec.to_json()),
+                        "--time-scale", repr(ns.memory_time_scale),
+                        "--concurrency", str(ns.concurrency),
+                    ],
+                    timeout=ns.timeout,
+                    log=logs / "memory.log",
+                )  # fmt: skip
+        except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+            runs.append({"n": n, "error": str(err)})
+            continue
+        runs.append(
+            {
+                "n": n,
+                "peak_rss_mb": result["maxrss_kb"] / 1024,
+                "rss_before_batch_mb": result["baseline_rss_kb"] / 1024,
+                "growth_mb": (result["maxrss_kb"] - result["baseline_rss_kb"]) / 1024,
+                "makespan_s": result["makespan_s"],
+                "cpu_ms_per_prediction": 1000 * result["cpu_s"] / n,
+                "succeeded": result["succeeded"],
+                "failed": result["failed"],
+                "errors": result["errors"],
+            }
+        )
+    return runs
+
+
+def _upload_run(ns: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    _status("[upload] 8 MB upload throughput ...")
+    try:
+        with SimProcess(seed=ns.seed, time_scale=ns.time_scale, log=logs / "sim.log") as sim:
+            result = _run_contender(
+                "upload_throughput",
+                ["--base-url", sim.base_url, "--key", sim.key, "--repeats", str(ns.upload_repeats)],
+                timeout=ns.timeout,
+                log=logs / "upload.log",
+            )
+    except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
+        return {"error": str(err)}
+    summary = result["summary"]
+    library = summary["library"]["median_mb_s"]
+    return {
+        "size_bytes": result["size_bytes"],
+        "summary": summary,
+        "library_vs_httpx": library / summary["httpx"]["median_mb_s"],
+        "library_vs_socket": library / summary["socket"]["median_mb_s"],
+    }
+
+
+def _extras_text(memory: list[Any], upload: dict[str, Any] | None, ns: argparse.Namespace) -> str:
+    text = []
+    if memory:
+        text.append(
+            f"\nseedream-async memory, generator manifest, 8 shared images, "
+            f"time_scale={ns.memory_time_scale:g}:"
+        )
+        for run in memory:
+            if "error" in run:
+                text.append(f"  N={run['n']:>7}: error: {run['error'][:80]}")
+                continue
+            text.append(
+                f"  N={run['n']:>7}: peak RSS {run['peak_rss_mb']:.1f} MB "
+                f"(before the batch {run['rss_before_batch_mb']:.1f} MB, growth "
+                f"{run['growth_mb']:.1f} MB), {run['makespan_s']:.1f} s, "
+                f"CPU {run['cpu_ms_per_prediction']:.2f} ms/pred, "
+                f"{run['succeeded']} ok / {run['failed']} failed"
+            )
+        good = [run for run in memory if "error" not in run]
+        if len(good) >= 2:
+            small, large = good[0], good[-1]
+            text.append(
+                f"  peak RSS ratio N={large['n']} / N={small['n']}: "
+                f"{large['peak_rss_mb'] / small['peak_rss_mb']:.2f}x "
+                f"(growth over the batch: {small['growth_mb']:.1f} -> {large['growth_mb']:.1f} MB)"
+            )
+    if upload:
+        if "error" in upload:
+            text.append(f"\nupload throughput: error: {upload['error'][:80]}")
+        else:
+            summary = upload["summary"]
+            text.append(
+                f"\nupload of one {upload['size_bytes'] / 1e6:.0f} MB file (median of "
+                f"{ns.upload_repeats}): client.upload {summary['library']['median_mb_s']:.0f} "
+                f"MB/s, httpx in-memory POST {summary['httpx']['median_mb_s']:.0f} MB/s, raw "
+                f"loopback socket {summary['socket']['median_mb_s']:.0f} MB/s; "
+                f"library/httpx = {upload['library_vs_httpx']:.2f}, "
+                f"library/socket = {upload['library_vs_socket']:.3f}"
+            )
+    return "\n".join(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    # Flags given explicitly win over the preset.
+    preset = (200, 5, "1000,10000", 2) if ns.quick else (2000, 20, "10000,100000", 5)
+    for name, value in zip(("n", "naive_n", "memory_n", "upload_repeats"), preset, strict=True):
+        if getattr(ns, name) is None:
+            setattr(ns, name, value)
+    names = [name for name in ns.workloads.split(",") if name]
+    contenders = [name for name in ns.contenders.split(",") if name]
+    unknown = (set(names) - set(WORKLOADS)) | (set(contenders) - set(CONTENDERS))
+    if unknown:
+        _parser().error(f"unknown workloads or contenders: {sorted(unknown)}")
+    sizes = [int(size) for size in ns.memory_n.split(",") if size]
+    logs = RESULTS / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="seedream-bench-") as tmp:
+        folder = Path(tmp)
+        rows = _workload_runs(ns, names, contenders, folder, logs)
+        _write(ns, started, rows, [], None)  # a partial file, in case the rest is cut short
+        _status(_table(rows, ns))
+        memory = _memory_runs(ns, sizes, folder, logs)
+    upload = _upload_run(ns, logs) if ns.upload_repeats > 0 else None
+    print(_table(rows, ns) + _extras_text(memory, upload, ns))
+    _write(ns, started, rows, memory, upload)
+    print(f"\nwrote {ns.output}", file=sys.stderr)
+    return 0
+
+
+def _write(
+    ns: argparse.Namespace,
+    started: float,
+    rows: list[dict[str, Any]],
+    memory: list[Any],
+    upload: dict[str, Any] | None,
+) -> None:
+    ns.output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(ns).items()},
+        "scaling": {
+            "simulator": f"--time-scale {ns.time_scale:g} (prediction latency)",
+            "gather": "poll interval x time_scale",
+            "naive": "poll sleep (1 s) x time_scale",
+            "seedream-async": (
+                "PollPolicy().scaled(time_scale) except deadline (900 s, unscaled); "
+                "poll_rate = 50 / time_scale"
+            ),
+        },
+        "targets": TARGETS,
+        "started": started,
+        "elapsed_s": time.time() - started,
+        "rows": rows,
+        "memory": memory,
+        "upload": upload,
+    }
+    ns.output.write_text(json.dumps(payload, indent=2))
