@@ -237,7 +237,6 @@ class _Engine:
 
     async def run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(send)
             if self.options.journal is not None:
                 journal_path = anyio.Path(self.options.journal)
                 await journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -567,9 +566,7 @@ class BatchRun:
             task_status.started()
             try:
                 await self._engine.run(self._items, send)
-            except anyio.get_cancelled_exc_class():
-                raise
-            except BaseException as err:  # surfaced to whoever iterates
+            except Exception as err:  # surfaced to whoever iterates (cancellation is not one)
                 self._error = err
             finally:
                 self._done.set()

@@ -6,8 +6,10 @@
   allowing a burst of ``burst`` back to back.
 * :class:`AdaptiveLimit` is AIMD, additive increase / multiplicative decrease, as TCP's
   congestion avoidance (RFC 5681): a 429 halves the number of predictions allowed in
-  flight, each success grows it by ``1/limit``, so it climbs back by about one slot per
-  full window of successes.
+  flight, and each success grows it by ``1/limit``, about one slot per window. Since a
+  window here lasts a whole prediction (seconds, not a network round trip), it first
+  returns quickly, one slot per success, to 90% of the level where congestion struck,
+  as CUBIC does (RFC 9438, "fast convergence" to W_max), and probes slowly past it.
 * :class:`PauseGate` makes a whole client wait out a server's ``Retry-After`` together,
   instead of each request discovering the 429 on its own.
 """
@@ -85,6 +87,7 @@ class AdaptiveLimit:
         self._in_use = 0
         self._waiters: deque[anyio.Event] = deque()
         self._calm_after = float("-inf")
+        self._recover_to = 0.0
         self._clock = clock or anyio.current_time
         self.peak_in_use = 0
 
@@ -124,9 +127,11 @@ class AdaptiveLimit:
         self._wake()
 
     def succeeded(self) -> None:
-        """Additive increase: one success grows the limit by ``1/limit``."""
+        """Increase: one slot per success up to 90% of the last congested level, then
+        ``1/limit`` per success (about one slot per window)."""
         if self._limit < self.maximum:
-            self._limit = min(float(self.maximum), self._limit + 1.0 / self._limit)
+            step = 1.0 if self._limit < self._recover_to else 1.0 / self._limit
+            self._limit = min(float(self.maximum), self._limit + step)
             self._wake()
 
     def congested(self, cooldown: float = 1.0) -> None:
@@ -139,6 +144,7 @@ class AdaptiveLimit:
         if now < self._calm_after:
             return
         self._calm_after = now + cooldown
+        self._recover_to = 0.9 * self._limit
         self._limit = max(float(self.minimum), self._limit * self._decrease)
 
     def _take(self) -> None:
@@ -161,10 +167,13 @@ class PauseGate:
     def __init__(self, clock: Clock | None = None) -> None:
         self._until = float("-inf")
         self._clock = clock or anyio.current_time
+        self.paused_at = float("-inf")
+        """When the gate was last paused, on its clock."""
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` from now (a longer pause already set stands)."""
-        self._until = max(self._until, self._clock() + seconds)
+        self.paused_at = self._clock()
+        self._until = max(self._until, self.paused_at + seconds)
 
     async def wait(self) -> None:
         """Return once the gate is open."""

@@ -7,8 +7,10 @@ on polls in flight and an optional GCRA cap on polls per second.
 Where to poll comes from what the batch has learned: once a few predictions of the same
 ``max_images`` have finished, the first poll is placed at a quantile of their observed
 durations and later ones are spaced a fraction of the median apart, so a prediction is
-polled about twice and noticed soon after it finishes. Before anything is learned, the
-:class:`PollPolicy`'s fixed backoff applies. Past the 99th percentile the spacing backs
+polled two or three times and noticed soon after it finishes. After a 429, polls are
+spaced as the policy's economy setting would space them for a while, since each spends
+the key's request budget. Before anything is learned, the :class:`PollPolicy`'s fixed
+backoff applies. Past the 99th percentile the spacing backs
 off exponentially, so a straggler costs few polls.
 """
 
@@ -41,6 +43,9 @@ from ._polling import PollPolicy
 __all__ = ["DurationEstimator", "PollScheduler"]
 
 logger = logging.getLogger("seedream_async")
+
+# How long a 429 keeps polling sparse, in typical prediction durations.
+_PRESSURE_MEMORY = 4.0
 
 
 class DurationEstimator:
@@ -242,10 +247,15 @@ class PollScheduler:
                 jitter=policy.jitter,
                 rng=self._rng,
             )
+        first_quantile, spacing = self._policy.learned_first, self._policy.learned_spacing
+        if now - self._client.gate.paused_at < _PRESSURE_MEMORY * median:
+            # Rate limited lately: every poll spends the key's request budget, which the
+            # submits need too, so poll as sparingly as the economy setting would.
+            first_quantile, spacing = max(first_quantile, 0.6), max(spacing, 0.3)
         if watch.polls == 0:
-            first = estimator.quantile(self._policy.learned_first) or median
+            first = estimator.quantile(first_quantile) or median
             return watch.submitted_at + first
-        step = self._policy.learned_spacing * median
+        step = spacing * median
         tail = estimator.quantile(0.99) or median
         if now - watch.submitted_at > tail:
             # A straggler: back off from the learned spacing up to the policy's cap.

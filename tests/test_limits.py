@@ -101,23 +101,24 @@ def test_aimd_never_below_minimum() -> None:
     assert limit.limit == 3
 
 
-def test_aimd_grows_back_additively() -> None:
-    """Successes grow the limit by about one slot per window of successes, up to its maximum."""
-    limit = AdaptiveLimit(8, clock=FakeClock())
+def test_aimd_returns_fast_then_grows_additively() -> None:
+    """After a decrease the limit returns one slot per success to 90% of where congestion
+    struck, then grows by about one slot per window of successes, up to its maximum."""
+    limit = AdaptiveLimit(32, clock=FakeClock())
     limit.congested()
-    assert limit.limit == 4
-    for _ in range(3):
+    assert limit.limit == 16
+    for _ in range(13):
         limit.succeeded()
-    assert limit.limit == 4
-    for _ in range(2):
+    assert limit.limit == 29  # 16 + 13: fast return to 0.9 * 32 = 28.8
+    for _ in range(20):
         limit.succeeded()
-    assert limit.limit == 5  # ~1/limit per success: one slot per window
-    for _ in range(3):
+    assert limit.limit == 29  # past it, ~1/limit per success: one slot per window
+    for _ in range(10):
         limit.succeeded()
-    assert limit.limit == 5  # 8 successes from 4: additive, not a doubling
-    for _ in range(200):
+    assert limit.limit == 30
+    for _ in range(500):
         limit.succeeded()
-    assert limit.limit == 8
+    assert limit.limit == 32
 
 
 async def test_aimd_holders_never_exceed_limit() -> None:
@@ -186,7 +187,7 @@ async def test_aimd_growth_wakes_waiters() -> None:
         group.start_soon(waiter)
         await anyio.wait_all_tasks_blocked()
         assert not entered.is_set()
-        limit.succeeded()  # 1 + 1/1 = 2
+        limit.succeeded()  # 1 -> 2
         with anyio.fail_after(1):
             await entered.wait()
     assert limit.in_use == 2

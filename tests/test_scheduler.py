@@ -89,3 +89,37 @@ async def test_poll_rate_caps_status_requests() -> None:
     # Uncapped, this eager policy polls hundreds of times in this span; capped at 40 a
     # second with a burst of 40, never more than burst + rate * elapsed.
     assert sim.ledger.total_polls <= 40 + 40 * elapsed
+
+
+def test_polls_thin_out_after_a_429() -> None:
+    """After a 429 the scheduler places polls later and further apart (each poll spends the
+    key's request budget); once the 429 is old news it polls at the policy's pace again."""
+    from types import SimpleNamespace
+
+    from seedream_async._limits import PauseGate
+    from seedream_async._scheduler import PollScheduler, _Watch
+
+    clock = [0.0]
+    gate = PauseGate(clock=lambda: clock[0])
+    scheduler = PollScheduler(
+        SimpleNamespace(gate=gate),  # type: ignore[arg-type]
+        policy=PollPolicy(),
+    )
+    estimator = DurationEstimator()
+    for tenth in range(5, 16):
+        estimator.add(tenth / 10)  # durations 0.5 s .. 1.5 s, median 1.0 s
+    scheduler._estimators[1] = estimator
+
+    def first_and_next(now: float) -> tuple[float, float]:
+        fresh = _Watch("p", submitted_at=now, max_images=1, deadline_at=float("inf"))
+        polled = _Watch("q", submitted_at=now, max_images=1, deadline_at=float("inf"), polls=1)
+        return scheduler._next_due(fresh, now) - now, scheduler._next_due(polled, now) - now
+
+    calm_first, calm_gap = first_and_next(100.0)
+    clock[0] = 100.0
+    gate.pause(0.01)
+    pressed_first, pressed_gap = first_and_next(100.5)
+    assert pressed_first > calm_first
+    assert pressed_gap > 1.5 * calm_gap
+    later_first, _ = first_and_next(110.0)  # ten typical durations after the 429
+    assert later_first == calm_first
