@@ -9,12 +9,14 @@ items need the same image at once, the second waits for the first's upload.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
+from ._backoff import backoff_delay
 from ._client import AsyncSeedream, ImageRef, is_url
 from ._exceptions import (
     InvalidImage,
@@ -109,14 +111,25 @@ class UploadCache:
         # Uploads cost nothing and change nothing: in a rate-limit storm or an outage,
         # keep at it for a while rather than fail items that have not cost anything yet.
         give_up_at = anyio.current_time() + self._persist
-        while True:
+        policy = self._client.retry
+        for round_ in itertools.count():
             self.uploads += 1
             try:
                 return (await self._client.upload_prepared(prepared)).download_url
             except (RateLimitError, ServerError, TransportError):
                 if anyio.current_time() >= give_up_at:
                     raise
-                await anyio.sleep(self._client.retry.max_delay * self._client.rng.random())
+            await anyio.sleep(
+                backoff_delay(
+                    round_,
+                    initial=policy.initial_delay,
+                    multiplier=policy.multiplier,
+                    cap=policy.max_delay,
+                    jitter=policy.jitter,
+                    rng=self._client.rng,
+                )
+            )
+        raise AssertionError("unreachable")
 
     async def _identify(self, image: ImageRef) -> tuple[str, PreparedUpload | None]:
         """The image's content digest, and the checked upload unless the path is known."""
