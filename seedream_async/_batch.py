@@ -81,7 +81,9 @@ class BatchOptions:
         rate: the most submits per second (GCRA), or None for no cap.
         poll_rate: the most status polls per second, or None for no cap.
         out_dir: where outputs are saved; None keeps only their URLs.
-        journal: an SQLite file recording every item, to resume a crashed batch.
+        journal: an SQLite file recording every item, to resume a crashed batch, or an open
+            :class:`Journal` (``await Journal.open(path, durable=True)`` survives power
+            loss too, not only a crash of the process); you close one you pass in.
         budget: US dollars this run may spend; items past it are ``not_submitted``.
         resubmit_ambiguous: pay again for items whose earlier submit may have been billed.
         on_progress: called with the live counters after each change.
@@ -94,7 +96,7 @@ class BatchOptions:
     rate: float | None = None
     poll_rate: float | None = 50.0
     out_dir: str | os.PathLike[str] | None = None
-    journal: str | os.PathLike[str] | None = None
+    journal: str | os.PathLike[str] | Journal | None = None
     budget: float | None = None
     resubmit_ambiguous: bool = False
     on_progress: ProgressCallback | None = None
@@ -237,7 +239,9 @@ class _Engine:
 
     async def run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
         async with AsyncExitStack() as stack:
-            if self.options.journal is not None:
+            if isinstance(self.options.journal, Journal):
+                self.journal = self.options.journal  # the caller's: opened and closed by them
+            elif self.options.journal is not None:
                 journal_path = anyio.Path(self.options.journal)
                 await journal_path.parent.mkdir(parents=True, exist_ok=True)
                 journal = await Journal.open(str(journal_path))
@@ -647,7 +651,7 @@ class BatchOptionsDict(TypedDict, total=False):
     rate: float | None
     poll_rate: float | None
     out_dir: str | os.PathLike[str] | None
-    journal: str | os.PathLike[str] | None
+    journal: str | os.PathLike[str] | Journal | None
     budget: float | None
     resubmit_ambiguous: bool
     on_progress: ProgressCallback | None

@@ -29,6 +29,7 @@ import anyio
 from ._backoff import backoff_delay
 from ._client import AsyncSeedream
 from ._exceptions import (
+    BadRequestError,
     DeadlineExceeded,
     PredictionFailed,
     RateLimitError,
@@ -46,6 +47,8 @@ logger = logging.getLogger("seedream_async")
 
 # How long a 429 keeps polling sparse, in typical prediction durations.
 _PRESSURE_MEMORY = 4.0
+# Polls that may answer 404 for a prediction we were just given the id of.
+_UNKNOWN_ID_GRACE = 3
 
 
 class DurationEstimator:
@@ -208,6 +211,14 @@ class PollScheduler:
             logger.info("poll of %s failed (%s); polling again later", watch.prediction_id, err)
             watch.polls += 1
             self._schedule(watch, anyio.current_time())
+            return
+        except BadRequestError as err:
+            if err.status_code == 404 and watch.polls < _UNKNOWN_ID_GRACE:
+                # Just submitted and paid for: give a replicated store a moment to know it.
+                watch.polls += 1
+                self._schedule(watch, anyio.current_time())
+            else:
+                watch.finish(error=err)
             return
         except SeedreamError as err:
             watch.finish(error=err)

@@ -206,3 +206,35 @@ async def test_the_journal_never_holds_the_api_key(tmp_path: Path) -> None:
     blobs = _read_all(tmp_path)
     assert blobs
     assert all(b"sk-JOURNAL-SECRET-77" not in blob for blob in blobs)
+
+
+async def test_an_open_journal_can_be_passed_in_and_stays_open(tmp_path: Path) -> None:
+    """A caller's own Journal (durable, say) is used as is and left open for them."""
+    async with await Journal.open(tmp_path / "j.sqlite", durable=True) as journal:
+        async with simulated() as (sim, client):
+            await client.edit_all(catalog(3), journal=journal)
+            again = await client.edit_all(catalog(3), journal=journal)
+            assert sim.ledger.executions == 3
+        assert all(r.from_journal for r in again)
+        counts = await journal.counts()  # still open: the batch did not close it
+    assert counts[JournalState.SUCCEEDED] == 3
+
+
+async def test_a_journaled_id_the_api_does_not_know_fails_without_resubmitting(
+    tmp_path: Path,
+) -> None:
+    """A prediction id from the journal that answers 404 is polled a few times (a store may
+    lag behind a fresh id), then fails the item, which is never paid for again."""
+    journal_path = tmp_path / "j.sqlite"
+    (item,) = catalog(1)
+    async with await Journal.open(journal_path) as journal:
+        await journal.begin(item.key, await _fingerprint(item, item.request_params()))
+        await journal.record_intent(item.key, {"prompt": item.prompt, "max_images": 1})
+        await journal.record_submitted(item.key, "pred_gone", 0.036)
+    async with simulated() as (sim, client):
+        (result,) = await client.edit_all([item], journal=journal_path)
+        assert sim.ledger.executions == 0
+        assert sim.ledger.requests["poll"] == 4  # three 404s forgiven, the fourth final
+    assert result.status is ResultStatus.FAILED
+    assert result.prediction_id == "pred_gone"
+    assert "404" in str(result.error)
