@@ -19,6 +19,7 @@ from seedream_async import (
     EditItem,
     InvalidImage,
     InvalidInput,
+    OutputExpired,
     PollPolicy,
     PredictionFailed,
     ResultStatus,
@@ -240,16 +241,38 @@ async def test_outputs_are_saved_under_safe_names(tmp_path: Path) -> None:
     assert sim.ledger.auth_on_storage == 0
 
 
-async def test_expired_output_urls_are_refreshed(tmp_path: Path) -> None:
-    """An output URL that expired before download is fetched anew from the prediction."""
-    faults = Faults(output_ttl=0.001, endpoints=frozenset())
+async def test_an_expired_output_url_is_fetched_anew(tmp_path: Path) -> None:
+    """When a download meets an expired URL, the engine asks for the prediction again and
+    downloads from the fresh URL: the item succeeds, with no second submit."""
+    async with simulated() as (sim, client):
+        real_save = client.save_output
+        seen: list[str] = []
+
+        async def expire_first(output: str, dest: Any) -> Path:
+            seen.append(output)
+            if len(seen) == 1:
+                raise OutputExpired("output URL expired or refused (HTTP 403): simulated")
+            return await real_save(output, dest)
+
+        client.save_output = expire_first  # type: ignore[method-assign]
+        (result,) = await client.edit_all(url_items(1), out_dir=tmp_path)
+    assert result.ok
+    assert result.files[0].read_bytes().startswith(b"\x89PNG")
+    assert len(seen) == 2
+    assert seen[0] != seen[1]  # a freshly signed URL from a new poll
+    assert sim.ledger.executions == 1
+
+
+async def test_outputs_that_keep_expiring_fail_with_the_reason(tmp_path: Path) -> None:
+    """If even the refreshed URL has expired by the time it is fetched, the item fails and
+    says so (the storage here takes longer to answer than its URLs live)."""
+    faults = Faults(output_ttl=0.001, slow=1.0, slow_seconds=0.02, endpoints=frozenset({"output"}))
     async with simulated(faults=faults) as (sim, client):
-        client.gate.pause(0)
         results = await client.edit_all(url_items(2), out_dir=tmp_path)
-    # Every URL expires before its download starts: the refresh cannot help, and says so.
     assert all(r.status is ResultStatus.FAILED for r in results)
     assert all("expired" in str(r.error) for r in results)
-    assert sim.ledger.faults["expired_output"] >= 4
+    assert sim.ledger.faults["expired_output"] == 4  # two tries for each of two items
+    assert sim.ledger.executions == 2
 
 
 async def test_duplicate_keys_fail_the_later_item() -> None:

@@ -376,14 +376,15 @@ async def test_failed_prediction() -> None:
 
 async def test_expiring_outputs() -> None:
     """Output URLs expire after ``output_ttl``; a new poll hands out fresh ones."""
-    async with serve(faults=Faults(output_ttl=0.05), **FAST) as sim, client(sim) as http:
+    # Half a second: long enough that a loaded CI machine still fetches within it.
+    async with serve(faults=Faults(output_ttl=0.5), **FAST) as sim, client(sim) as http:
         prediction = await wait_done(http, await submit(http, max_images=1))
         url = prediction.outputs[0]
         async with httpx.AsyncClient() as plain:
             assert (await plain.get(url)).status_code == 200
             tampered = url.replace("sig=", "sig=0")
             assert (await plain.get(tampered)).status_code == 403
-            await anyio.sleep(0.08)
+            await anyio.sleep(0.55)
             expired = await plain.get(url)
             assert expired.status_code == 403
             assert expired.json()["message"] == "AccessDenied: Request has expired"
