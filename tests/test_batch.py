@@ -247,10 +247,13 @@ async def test_an_expired_output_url_is_fetched_anew(tmp_path: Path) -> None:
     async with simulated() as (sim, client):
         real_save = client.save_output
         seen: list[str] = []
+        polls_at_expiry: list[int] = []
 
         async def expire_first(output: str, dest: Any) -> Path:
             seen.append(output)
             if len(seen) == 1:
+                prediction_id = output.split("/outputs/")[1].split("/")[0]
+                polls_at_expiry.append(sim.ledger.polls[prediction_id])
                 raise OutputExpired("output URL expired or refused (HTTP 403): simulated")
             return await real_save(output, dest)
 
@@ -259,7 +262,9 @@ async def test_an_expired_output_url_is_fetched_anew(tmp_path: Path) -> None:
     assert result.ok
     assert result.files[0].read_bytes().startswith(b"\x89PNG")
     assert len(seen) == 2
-    assert seen[0] != seen[1]  # a freshly signed URL from a new poll
+    assert result.prediction_id is not None
+    # The fresh URL came from one more poll of the same prediction, not a new submit.
+    assert sim.ledger.polls[result.prediction_id] == polls_at_expiry[0] + 1
     assert sim.ledger.executions == 1
 
 
