@@ -277,6 +277,17 @@ async def test_requests_per_second_limit() -> None:
         assert (await http.get("/api/v1/model/prediction/pred_x")).status_code == 404
 
 
+async def test_requests_per_second_limit_allows_a_burst() -> None:
+    """By default a second's worth of requests may come back to back; the next one waits."""
+    faults = Faults(requests_per_second=3.0)  # a burst of 3, then one every 333 ms
+    async with serve(faults=faults, **FAST) as sim, client(sim) as http:
+        statuses = [
+            (await http.get("/api/v1/model/prediction/pred_x")).status_code for _ in range(4)
+        ]
+    assert statuses == [404] * 3 + [429]
+    assert sim.ledger.faults["rps_limit"] == 1
+
+
 async def test_max_in_flight() -> None:
     """A submit while ``max_in_flight`` predictions run gets 429 and is not billed."""
     faults = Faults(max_in_flight=2, retry_after=0.01)
