@@ -327,7 +327,6 @@ class _Engine:
         params = item.request_params()
         check_params(key=item.key, prompt=item.prompt, images=item.images, **params)
 
-        entry: JournalEntry | None = None
         if self.journal is not None:
             entry = await self.journal.begin(item.key, await _fingerprint(item, params))
             resumed = await self._resume(state, entry, name)

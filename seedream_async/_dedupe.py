@@ -75,10 +75,6 @@ class UploadCache:
         self._uploads: dict[str, _Upload] = {}
         # Absolute path -> (size, mtime, digest): a file shared by many items is read once.
         self._paths: dict[str, tuple[int, int | None, str]] = {}
-        self.uploads = 0
-        """Uploads sent."""
-        self.reused = 0
-        """Images served from an earlier upload of the same content."""
 
     async def url_for(self, image: ImageRef) -> str:
         """The URL to put in a request for ``image`` (uploading it if no one has yet)."""
@@ -89,7 +85,6 @@ class UploadCache:
         digest, prepared = await self._identify(image)
         upload = self._uploads.get(digest)
         if upload is not None:
-            self.reused += 1
             await upload.done.wait()
         else:
             assert prepared is not None  # a known digest always has its upload entry
@@ -113,7 +108,6 @@ class UploadCache:
         give_up_at = anyio.current_time() + self._persist
         policy = self._client.retry
         for round_ in itertools.count():
-            self.uploads += 1
             try:
                 return (await self._client.upload_prepared(prepared)).download_url
             except (RateLimitError, ServerError, TransportError):

@@ -131,8 +131,6 @@ class PollScheduler:
         self._counter = itertools.count()
         self._wakeup = anyio.Event()
         self._estimators: dict[int, DurationEstimator] = {}
-        self.polls = 0
-        """Status requests started."""
 
     def typical_duration(self) -> float | None:
         """The median duration learned so far (of the most common ``max_images``), or None."""
@@ -193,7 +191,6 @@ class PollScheduler:
                 await self._slots.acquire()
                 if self._rate is not None:
                     await self._rate.acquire()
-                self.polls += 1
                 group.start_soon(self._poll, watch)
 
     async def _sleep_until(self, due: float) -> None:
