@@ -535,6 +535,30 @@ async def _fingerprint(item: EditItem, params: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class _Runner:
+    """The part of a run its background task holds: never the :class:`BatchRun` itself,
+    so dropping the run (``break`` out of ``async for``) lets it be collected and stop."""
+
+    def __init__(self, engine: _Engine, items: Items) -> None:
+        self.engine = engine
+        self.items = items
+        self.scope = anyio.CancelScope()
+        self.error: Exception | None = None
+        self.done = anyio.Event()
+
+    async def main(
+        self, send: MemoryObjectSendStream[BatchResult], *, task_status: anyio.abc.TaskStatus[None]
+    ) -> None:
+        with self.scope, send:
+            task_status.started()
+            try:
+                await self.engine.run(self.items, send)
+            except Exception as err:  # surfaced to whoever iterates (cancellation is not one)
+                self.error = err
+            finally:
+                self.done.set()
+
+
 class BatchRun:
     """A running batch: iterate it for results in completion order.
 
@@ -542,7 +566,7 @@ class BatchRun:
     (the client must be open: ``async with AsyncSeedream() as client``). For strictly
     structured concurrency, enter it instead: ``async with client.edit_batch(...) as run:
     async for result in run: ...``. Leaving early (``break``, an exception, a cancelled
-    scope) cancels the rest of the batch.
+    scope) cancels the rest of the batch: nothing more is submitted.
 
     Attributes:
         progress: the live counters.
@@ -551,35 +575,18 @@ class BatchRun:
     def __init__(self, client: AsyncSeedream, items: Items, options: BatchOptions) -> None:
         self.progress = BatchProgress()
         self._client = client
-        self._items = items
-        self._engine = _Engine(client, options, self.progress)
+        self._runner = _Runner(_Engine(client, options, self.progress), items)
         self._buffer = options.concurrency
         self._receive: MemoryObjectReceiveStream[BatchResult] | None = None
-        self._scope: anyio.CancelScope | None = None
-        self._error: BaseException | None = None
-        self._done = anyio.Event()
         self._own_group: anyio.abc.TaskGroup | None = None
         self._started = False
-
-    async def _main(
-        self, send: MemoryObjectSendStream[BatchResult], *, task_status: anyio.abc.TaskStatus[None]
-    ) -> None:
-        with anyio.CancelScope() as scope, send:
-            self._scope = scope
-            task_status.started()
-            try:
-                await self._engine.run(self._items, send)
-            except Exception as err:  # surfaced to whoever iterates (cancellation is not one)
-                self._error = err
-            finally:
-                self._done.set()
 
     async def _start(self, group: anyio.abc.TaskGroup) -> None:
         if self._started:
             raise RuntimeError("a BatchRun can be iterated only once")
         self._started = True
         send, self._receive = anyio.create_memory_object_stream[BatchResult](self._buffer)
-        await group.start(self._main, send)
+        await group.start(self._runner.main, send)
 
     async def __aenter__(self) -> Self:
         self._own_group = anyio.create_task_group()
@@ -604,8 +611,7 @@ class BatchRun:
 
     def cancel(self) -> None:
         """Stop the batch: nothing new is submitted; what is in flight is abandoned."""
-        if self._scope is not None:
-            self._scope.cancel()
+        self._runner.scope.cancel()
 
     def __aiter__(self) -> BatchRun:
         return self
@@ -624,8 +630,8 @@ class BatchRun:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             self._receive.close()
-            if self._error is not None:
-                error, self._error = self._error, None
+            if self._runner.error is not None:
+                error, self._runner.error = self._runner.error, None
                 raise error from None
             raise StopAsyncIteration from None
         except BaseException:
@@ -634,8 +640,9 @@ class BatchRun:
             raise
 
     def __del__(self) -> None:
-        # ``break`` out of ``async for`` drops the run: stop paying for items no one reads.
-        if self._started and not self._done.is_set():
+        # ``break`` out of ``async for`` drops the run (the background task holds only the
+        # runner): stop paying for items no one will read.
+        if self._started and not self._runner.done.is_set():
             self.cancel()
         if self._receive is not None:
             self._receive.close()

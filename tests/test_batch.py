@@ -170,6 +170,19 @@ async def test_cancelling_the_callers_scope_stops_the_batch() -> None:
         assert billed < 20
 
 
+async def test_breaking_out_of_a_plain_loop_stops_paying() -> None:
+    """``break`` out of ``async for result in client.edit_batch(...)`` stops the batch: the
+    dropped run is collected at once (its background task does not hold it), and nothing
+    more is submitted while the client stays open."""
+    async with simulated(time_scale=0.01) as (sim, client):
+        async for _ in client.edit_batch(url_items(200), concurrency=4, poll_rate=None):
+            break
+        await anyio.sleep(0.05)  # a submit already on the wire may still land
+        billed = sim.ledger.executions
+        await anyio.sleep(0.3)
+        assert sim.ledger.executions == billed < 20
+
+
 async def test_breaking_out_of_an_entered_run_cancels_the_rest() -> None:
     """``async with client.edit_batch(...)`` cancels what is left when the block exits."""
     async with simulated(time_scale=0.01) as (sim, client):
