@@ -115,5 +115,8 @@ async def run_demo(
             f"{ledger.distinct_uploads} distinct files, {ledger.total_polls} polls, "
             f"{ledger.duplicate_submissions} duplicate submissions"
         )
-    console.print(f"Demo outputs in {options.out}")
+    console.print(
+        f"Done. The edited images are in {options.out}; to run your own catalog: "
+        "seedream-async run MANIFEST --out DIR (with ATLASCLOUD_API_KEY set)."
+    )
     return code
