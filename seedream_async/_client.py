@@ -181,6 +181,8 @@ class AsyncSeedream:
         retry: RetryPolicy | None = None,
     ) -> httpx.Response:
         policy = retry or self.retry
+        # An async byte stream can be read only once: its request is never sent again.
+        one_shot = upload is not None and upload.stream is not None
         url = self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
         attempt = 0
         while True:
@@ -214,7 +216,6 @@ class AsyncSeedream:
                         f"{what}: {type(err).__name__} after the request was sent, so it may "
                         "have been billed; not sent again to avoid paying twice"
                     ) from err
-                one_shot = upload is not None and upload.stream is not None
                 if not decision.retry or one_shot:
                     raise transport_error(err, request) from err
                 logger.info(
@@ -245,7 +246,7 @@ class AsyncSeedream:
                     f"{what}: HTTP {response.status_code} after the request reached the server, "
                     "so it may have been billed; not sent again to avoid paying twice"
                 ) from error
-            if not decision.retry or (upload is not None and upload.stream is not None):
+            if not decision.retry or one_shot:
                 raise error
             logger.info(
                 "%s: HTTP %d (attempt %d), retrying in %.2fs%s",

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anyio
 
-from ._backoff import backoff_delay
 from ._client import AsyncSeedream, ImageRef, is_url
 from ._exceptions import (
     InvalidImage,
@@ -113,16 +112,7 @@ class UploadCache:
             except (RateLimitError, ServerError, TransportError):
                 if anyio.current_time() >= give_up_at:
                     raise
-            await anyio.sleep(
-                backoff_delay(
-                    round_,
-                    initial=policy.initial_delay,
-                    multiplier=policy.multiplier,
-                    cap=policy.max_delay,
-                    jitter=policy.jitter,
-                    rng=self._client.rng,
-                )
-            )
+            await anyio.sleep(policy.backoff(round_, self._client.rng))
         raise AssertionError("unreachable")
 
     async def _identify(self, image: ImageRef) -> tuple[str, PreparedUpload | None]:

@@ -58,6 +58,17 @@ class PollPolicy:
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError("deadline must be more than 0 seconds, or None")
 
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds between unfinished poll ``attempt`` (0-based) and the next, jitter included."""
+        return backoff_delay(
+            attempt,
+            initial=self.interval,
+            multiplier=self.multiplier,
+            cap=self.max_interval,
+            jitter=self.jitter,
+            rng=rng,
+        )
+
     def scaled(self, factor: float) -> PollPolicy:
         """This policy with every duration multiplied by ``factor`` (for simulated time)."""
         return replace(
@@ -74,12 +85,5 @@ def poll_delays(policy: PollPolicy, *, rng: random.Random | None = None) -> Iter
     yield policy.first_poll
     attempt = 0
     while True:
-        yield backoff_delay(
-            attempt,
-            initial=policy.interval,
-            multiplier=policy.multiplier,
-            cap=policy.max_interval,
-            jitter=policy.jitter,
-            rng=rng,
-        )
+        yield policy.backoff(attempt, rng)
         attempt += 1

@@ -60,6 +60,17 @@ class RetryPolicy:
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError("jitter must be between 0 and 1")
 
+    def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based), jitter included."""
+        return backoff_delay(
+            attempt,
+            initial=self.initial_delay,
+            multiplier=self.multiplier,
+            cap=self.max_delay,
+            jitter=self.jitter,
+            rng=rng,
+        )
+
 
 @dataclass(frozen=True)
 class RetryDecision:
@@ -117,12 +128,4 @@ def decide_retry(
         if asked > policy.max_retry_after:
             return _STOP
         return RetryDecision(retry=True, delay=asked, server_asked=True)
-    delay = backoff_delay(
-        attempt,
-        initial=policy.initial_delay,
-        multiplier=policy.multiplier,
-        cap=policy.max_delay,
-        jitter=policy.jitter,
-        rng=rng,
-    )
-    return RetryDecision(retry=True, delay=delay)
+    return RetryDecision(retry=True, delay=policy.backoff(attempt, rng))

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._backoff import backoff_delay
 from ._client import AsyncSeedream
 from ._exceptions import (
     BadRequestError,
@@ -247,14 +246,7 @@ class PollScheduler:
             policy = self._policy
             if watch.polls == 0:
                 return watch.submitted_at + policy.first_poll
-            return now + backoff_delay(
-                watch.polls - 1,
-                initial=policy.interval,
-                multiplier=policy.multiplier,
-                cap=policy.max_interval,
-                jitter=policy.jitter,
-                rng=self._rng,
-            )
+            return now + policy.backoff(watch.polls - 1, self._rng)
         first_quantile, spacing = self._policy.learned_first, self._policy.learned_spacing
         if now - self._client.gate.paused_at < _PRESSURE_MEMORY * median:
             # Rate limited lately: every poll spends the key's request budget, which the

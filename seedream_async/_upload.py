@@ -58,14 +58,18 @@ class PreparedUpload:
     mtime_ns: int | None = None
 
 
-async def stat_image(path: Path) -> os.stat_result:
-    """``stat`` a reference image, turning a missing or unreadable file into InvalidImage."""
+def _stat(path: Path) -> os.stat_result:
     try:
-        return await anyio.Path(path).stat()
+        return os.stat(path)
     except FileNotFoundError:
         raise InvalidImage(f"{path} does not exist", field="images") from None
     except OSError as err:
         raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+
+
+async def stat_image(path: Path) -> os.stat_result:
+    """``stat`` a reference image, turning a missing or unreadable file into InvalidImage."""
+    return await anyio.to_thread.run_sync(_stat, path)
 
 
 def _probe(
@@ -74,12 +78,7 @@ def _probe(
     # One trip to a worker thread does it all: a file within one chunk is read whole (the
     # memory bound is a chunk either way) and sent from memory; a larger one is sniffed,
     # hashed if asked, and later streamed from disk.
-    try:
-        stat = os.stat(path)
-    except FileNotFoundError:
-        raise InvalidImage(f"{path} does not exist", field="images") from None
-    except OSError as err:
-        raise InvalidImage(f"{path} cannot be read: {err.strerror}", field="images") from None
+    stat = _stat(path)
     if not S_ISREG(stat.st_mode):
         raise InvalidImage(f"{path} is not a regular file", field="images")
     _check_size(stat.st_size, name=str(path), limit=max_bytes)
