@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     server.add_argument("--request-latency", type=float, default=defaults.request_latency)
     server.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
     server.add_argument("--output-size", type=_size, default=defaults.output_size, metavar="WxH")
-    server.add_argument("--envelope", choices=("data", "flat", "mixed"), default=defaults.envelope)
+    server.add_argument(
+        "--envelope", choices=("data", "flat", "code", "mixed"), default=defaults.envelope
+    )
     inject = parser.add_argument_group("faults")
     inject.add_argument("--rate-limit", type=float, default=faults.rate_limit, metavar="P")
     inject.add_argument(
