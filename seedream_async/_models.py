@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -48,7 +49,13 @@ from ._constants import (
     PRICE_PER_EXECUTION,
     PRICE_PER_IMAGE,
 )
-from ._exceptions import APIStatusError, InvalidInput, status_error_class
+from ._exceptions import (
+    APIStatusError,
+    InvalidInput,
+    MalformedResponse,
+    scrub,
+    status_error_class,
+)
 
 __all__ = [
     "EditRequest",
@@ -61,6 +68,8 @@ __all__ = [
     "check_params",
     "check_size",
     "envelope_error",
+    "read_prediction",
+    "read_upload",
     "unwrap",
 ]
 
@@ -137,7 +146,9 @@ def _message(body: dict[str, Any]) -> str | None:
     return None
 
 
-def envelope_error(body: Any, *, what: str = "request") -> APIStatusError | None:
+def envelope_error(
+    body: Any, *, what: str = "request", secrets: Sequence[str] = ()
+) -> APIStatusError | None:
     """The error a body's own ``code`` reports (4xx/5xx), or None for a normal answer.
 
     Atlas Cloud's first-party clients read ``{"code": 400, "message": ..., "data": null}``
@@ -147,6 +158,7 @@ def envelope_error(body: Any, *, what: str = "request") -> APIStatusError | None
     Args:
         body: the decoded JSON body.
         what: the operation, for the message (``submit``, ``poll of pred_1``).
+        secrets: removed from the server's message (see :func:`scrub`).
     """
     if not isinstance(body, dict):
         return None
@@ -155,6 +167,7 @@ def envelope_error(body: Any, *, what: str = "request") -> APIStatusError | None
         return None
     cls, hint = status_error_class(code)
     message = _message(body)
+    message = None if message is None else scrub(message, secrets)
     return cls(
         f"{what} failed: the API answered with error code {code} in its body: {message or hint}",
         status_code=code,
@@ -369,6 +382,73 @@ class Prediction(_Wire):
     def predict_time(self) -> float | None:
         """Seconds the model ran, when the API reported it."""
         return self.metrics.predict_time if self.metrics else None
+
+
+def _explain(err: ValidationError) -> str:
+    """The first problem of a ValidationError, without the input (it may echo anything)."""
+    first = err.errors(include_input=False, include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{location}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def read_prediction(
+    body: Any,
+    *,
+    what: str,
+    prediction_id: str | None = None,
+    status_code: int = 200,
+    secrets: Sequence[str] = (),
+) -> Prediction:
+    """Read a submit or poll answer, or raise an error that says why it cannot be read.
+
+    Args:
+        body: the decoded JSON body.
+        what: names the request (``submit``, ``poll of pred_1``).
+        prediction_id: the polled id, used when the answer leaves it out.
+        status_code: the HTTP status the body came with.
+        secrets: removed from every server-provided text kept (see :func:`scrub`).
+
+    Raises:
+        APIStatusError: the body carries an error ``code`` (mapped like that HTTP status).
+        MalformedResponse: the body holds no readable prediction.
+    """
+    error = envelope_error(body, what=what, secrets=secrets)
+    if error is not None:
+        raise error
+    context = {"id": prediction_id} if prediction_id else None
+    try:
+        prediction = Prediction.model_validate(body, context=context)
+    except ValidationError as err:
+        raise MalformedResponse(
+            f"{what}: the API answered HTTP {status_code} without a readable prediction "
+            f"({scrub(_explain(err), secrets)})",
+            status_code=status_code,
+        ) from None
+    if prediction.error is not None:
+        prediction = prediction.model_copy(update={"error": scrub(prediction.error, secrets)})
+    return prediction
+
+
+def read_upload(
+    body: Any, *, what: str, status_code: int = 200, secrets: Sequence[str] = ()
+) -> UploadedMedia:
+    """Read an upload answer; like :func:`read_prediction`.
+
+    Raises:
+        APIStatusError: the body carries an error ``code``.
+        MalformedResponse: the body holds no download URL.
+    """
+    error = envelope_error(body, what=what, secrets=secrets)
+    if error is not None:
+        raise error
+    try:
+        return UploadedMedia.model_validate(body)
+    except ValidationError as err:
+        raise MalformedResponse(
+            f"{what}: the API answered HTTP {status_code} without a readable upload "
+            f"({scrub(_explain(err), secrets)})",
+            status_code=status_code,
+        ) from None
 
 
 # -- requests -----------------------------------------------------------------------------

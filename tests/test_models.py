@@ -12,6 +12,7 @@ from seedream_async._exceptions import (
     AuthenticationError,
     BadRequestError,
     InvalidInput,
+    MalformedResponse,
     RateLimitError,
     ServerError,
     scrub,
@@ -25,6 +26,8 @@ from seedream_async._models import (
     build_request,
     check_params,
     envelope_error,
+    read_prediction,
+    read_upload,
     unwrap,
 )
 
@@ -392,3 +395,43 @@ def test_price_model() -> None:
 def test_scrub(text: str, expected: str) -> None:
     """The key and any bearer token are removed from server-provided text."""
     assert scrub(text, ["sk-live-123456", ""]).removesuffix(" wrong") == expected
+
+
+SECRET = "sk-LEAK-987654321"
+
+
+def test_read_prediction_contains_and_scrubs() -> None:
+    """Unreadable answers become MalformedResponse naming the request, never echoing input;
+    server text (errors, envelope messages) loses the key and bearer tokens."""
+    with pytest.raises(MalformedResponse) as caught:
+        read_prediction({"status": "running", "note": SECRET}, what="poll of p1", secrets=[SECRET])
+    assert str(caught.value).startswith("poll of p1: the API answered HTTP 200 without")
+    assert "id" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    with pytest.raises(MalformedResponse, match="outputs"):
+        read_prediction({"id": "p", "outputs": [{"w": SECRET}]}, what="poll", secrets=[SECRET])
+    polled = read_prediction({"status": "queued"}, what="poll", prediction_id="p1")
+    assert polled.id == "p1"
+    failed = read_prediction(
+        {"id": "p", "status": "failed", "error": f"bad key {SECRET}, Bearer {SECRET}"},
+        what="poll",
+        secrets=[SECRET],
+    )
+    assert failed.error == "bad key **********, Bearer **********"
+    with pytest.raises(BadRequestError) as rejected:
+        read_prediction(
+            {"code": 400, "message": f"Authorization: Bearer {SECRET}", "data": None},
+            what="submit",
+            secrets=[SECRET],
+        )
+    assert SECRET not in str(rejected.value)
+    assert SECRET not in (rejected.value.server_message or "")
+
+
+def test_read_upload() -> None:
+    """Upload answers read in every variant; an answer without a URL is MalformedResponse."""
+    assert read_upload({"data": {"url": URL}}, what="upload").download_url == URL
+    with pytest.raises(MalformedResponse, match=r"upload of a\.png"):
+        read_upload({"data": {"name": "a.png"}}, what="upload of a.png")
+    with pytest.raises(ServerError):
+        read_upload({"code": 503, "msg": "busy"}, what="upload")
