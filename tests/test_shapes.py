@@ -11,6 +11,8 @@ import pytest
 from seedream_async import (
     BadRequestError,
     DeadlineExceeded,
+    EditItem,
+    InvalidInput,
     PollPolicy,
     PredictionFailed,
     RetryPolicy,
@@ -120,3 +122,21 @@ async def test_error_envelope_on_upload() -> None:
         with pytest.raises(BadRequestError):
             await client.upload(PNG)
     assert sim.ledger.uploads == []
+
+
+async def test_extra_body_and_check_limits_reach_the_server() -> None:
+    """extra_body fields arrive in the JSON body (edit and batch); check_limits=False lets
+    the server, not the client, judge a size outside the local rule."""
+    async with simulated() as (sim, client):
+        await client.edit(PROMPT, [PNG], extra_body={"output_format": "jpeg"})
+        item = EditItem(key="k", prompt=PROMPT, images=[PNG], params={"extra_body": {"w": 1}})
+        (result,) = await client.edit_all([item])
+        assert result.ok, result.error
+        with pytest.raises(InvalidInput, match="extra_body"):
+            await client.edit(PROMPT, [PNG], watermark=False)
+        with pytest.raises(BadRequestError, match="size"):
+            await client.edit(PROMPT, [PNG], size="1024*1024", check_limits=False)
+    first, second = sim.ledger.submissions
+    assert first.unknown_fields == ("output_format",)
+    assert second.unknown_fields == ("w",)
+    assert sim.ledger.executions == 2
