@@ -343,7 +343,7 @@ def _extra(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             raise _RowError("extra", f"is not valid JSON ({err.msg})") from None
     if not isinstance(value, dict):
         raise _RowError("extra", f"must be a JSON object, got {type(value).__name__}")
