@@ -16,6 +16,7 @@ Requests are validated strictly (:class:`EditRequest`), with two ways past the l
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ from ._exceptions import (
 
 __all__ = [
     "EditRequest",
+    "ImageRef",
     "Metrics",
     "Prediction",
     "PredictionStatus",
@@ -68,10 +70,20 @@ __all__ = [
     "check_params",
     "check_size",
     "envelope_error",
+    "is_url",
     "read_prediction",
     "read_upload",
     "unwrap",
 ]
+
+ImageRef = str | os.PathLike[str] | bytes
+"""A reference image in an edit: an http(s) URL, a local path, or the image's bytes."""
+
+
+def is_url(value: object) -> bool:
+    """True for an http(s) URL string: the one check of "is this a URL" in the package."""
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
+
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
 _MAX_MESSAGE = 500
@@ -481,7 +493,7 @@ def check_size(value: str) -> str:
 
 
 def _check_url(index: int, url: str) -> None:
-    if not url.startswith(("https://", "http://")):
+    if not is_url(url):
         shown = url if len(url) <= 60 else url[:57] + "..."
         raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._engine._items import ITEM_FIELDS, EditItem
 from .._exceptions import SeedreamError
-from .._items import EditItem
+from .._models import is_url
 
 __all__ = [
     "ManifestError",
@@ -324,7 +325,7 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
     seed = fields.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise _RowError("seed", f"must be an integer, got {seed!r}")
-    known = {"key", "prompt", "images", "size", "max_images", "seed", "extra"}
+    known = (set(ITEM_FIELDS) - {"params"}) | {"extra"}
     params = {name: value for name, value in fields.items() if name not in known}
     if "extra" in fields:
         params["extra_body"] = _extra(fields["extra"])
@@ -351,7 +352,7 @@ def _extra(value: Any) -> dict[str, Any]:
 
 
 def _resolve(folder: Path, image: str) -> str:
-    if image.startswith(("https://", "http://")):
+    if is_url(image):
         return image
     path = Path(image).expanduser()
     return str(path if path.is_absolute() else folder / path)
