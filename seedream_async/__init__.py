@@ -27,6 +27,7 @@ from ._exceptions import (
     InvalidImage,
     InvalidInput,
     JournalError,
+    MalformedResponse,
     OutputExpired,
     PredictionFailed,
     RateLimitError,
@@ -34,7 +35,14 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
+from ._models import (
+    EditRequest,
+    Metrics,
+    Prediction,
+    PredictionStatus,
+    PriceModel,
+    UploadedMedia,
+)
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -62,6 +70,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalState",
+    "MalformedResponse",
     "Metrics",
     "OutputExpired",
     "PRICE_PER_EXECUTION",
@@ -69,6 +78,7 @@ __all__ = [
     "Prediction",
     "PredictionFailed",
     "PredictionStatus",
+    "PriceModel",
     "RateLimitError",
     "ResultStatus",
     "RetryPolicy",

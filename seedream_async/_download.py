@@ -100,6 +100,9 @@ async def _save_body(response: httpx.Response, temp: Path, what: str, max_bytes:
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(response, what, max_bytes)
+    kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind.startswith("text/") or kind == "application/json":
+        _check_image(response, b"", what)  # an error page served as 200: not even read
     head = b""
     size = 0
     async with open_binary(temp, "wb") as handle:
