@@ -199,7 +199,8 @@ def test_extra_column_becomes_extra_body(tmp_path: Path) -> None:
     result = rows(csv_manifest)
     first = result[0]
     assert isinstance(first, ManifestRow)
-    assert first.item.params == {"extra_body": {"output_format": "jpeg"}}
+    assert first.item.extra_body == {"output_format": "jpeg"}
+    assert first.item.request_params() == {"extra_body": {"output_format": "jpeg"}}
     assert [(p.line, p.field) for p in problems(result)] == [(3, "extra"), (4, "extra")]
     lines = [
         {"key": "a", "prompt": "p", "images": ["ok.png"], "extra": {"watermark": False}},

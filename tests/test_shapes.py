@@ -15,6 +15,7 @@ from seedream_async import (
     InvalidInput,
     PollPolicy,
     PredictionFailed,
+    PriceModel,
     RetryPolicy,
 )
 from seedream_async.testing import Faults, Hostile, Shapes, make_png
@@ -129,7 +130,7 @@ async def test_extra_body_and_check_limits_reach_the_server() -> None:
     the server, not the client, judge a size outside the local rule."""
     async with simulated() as (sim, client):
         await client.edit(PROMPT, [PNG], extra_body={"output_format": "jpeg"})
-        item = EditItem(key="k", prompt=PROMPT, images=[PNG], params={"extra_body": {"w": 1}})
+        item = EditItem(key="k", prompt=PROMPT, images=[PNG], extra_body={"w": 1})
         (result,) = await client.edit_all([item])
         assert result.ok, result.error
         with pytest.raises(InvalidInput, match="extra_body"):
@@ -140,3 +141,21 @@ async def test_extra_body_and_check_limits_reach_the_server() -> None:
     assert first.unknown_fields == ("output_format",)
     assert second.unknown_fields == ("w",)
     assert sim.ledger.executions == 2
+
+
+async def test_per_image_price_drives_budget_and_cost() -> None:
+    """With per-image pricing, a budget holds max_images x price per submit and results
+    carry that cost; the default stays $0.036 per execution."""
+    price = PriceModel.per_generated_image(0.05)
+    items = [EditItem(key=f"k{n}", prompt=PROMPT, images=[PNG], max_images=2) for n in range(3)]
+    async with simulated(client_options={"price": price}) as (sim, client):
+        results = await client.edit_all(items, budget=0.25)
+    by_status = {r.key: r.status.value for r in results}
+    assert sorted(by_status.values()) == ["not_submitted", "succeeded", "succeeded"]
+    assert sum(r.cost for r in results) == pytest.approx(0.2)
+    assert sim.ledger.executions == 2
+    assert sim.ledger.images_generated == 4
+    assert price.cost(executions=0, images=sim.ledger.images_generated) == pytest.approx(0.2)
+    async with simulated() as (sim, client):
+        (result,) = await client.edit_all(items[:1])
+    assert result.cost == pytest.approx(0.036)

@@ -80,9 +80,7 @@ class Engine:
             rate=options.poll_rate,
             rng=client.rng,
         )
-        self.budget = Budget(
-            price=client.price_per_execution, limit=options.budget, progress=progress
-        )
+        self.budget = Budget(price=client.price, limit=options.budget, progress=progress)
         self.submitter = Submitter(
             client,
             concurrency=options.concurrency,

@@ -327,8 +327,7 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
         raise _RowError("seed", f"must be an integer, got {seed!r}")
     known = (set(ITEM_FIELDS) - {"params"}) | {"extra"}
     params = {name: value for name, value in fields.items() if name not in known}
-    if "extra" in fields:
-        params["extra_body"] = _extra(fields["extra"])
+    extra_body = _extra(fields["extra"]) if "extra" in fields else None
     return EditItem(
         key=key,
         prompt=prompt,
@@ -337,6 +336,7 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
         max_images=max_images,
         seed=seed,
         params=params,
+        extra_body=extra_body,
     )
 
 
