@@ -137,6 +137,7 @@ _COLUMNS = (
     "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at"
 )
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+_NOT_NOTED = "AND NOT (state IN ('submitted', 'done') AND error IS NOT NULL)"
 
 
 def is_postgres_dsn(value: object) -> bool:
@@ -206,12 +207,14 @@ class FleetStatus:
         owners: per live owner (lease not expired), how many unfinished items it holds.
         stale: unfinished items whose owner's lease ran out (a dead worker's, until taken
             over).
-        unclaimed: unfinished items nobody holds.
+        unclaimed: unfinished items nobody holds (those below excepted).
+        noted: billed items whose delivery failed, waiting for a ``retry_noted`` pass.
     """
 
     owners: Mapping[str, int]
     stale: int
     unclaimed: int
+    noted: int = 0
 
 
 def _record(row: Sequence[Any]) -> ItemRecord:
@@ -434,29 +437,34 @@ class PostgresJournal:
 
         return await self._tx(claim)
 
-    async def claim_next(self, owner: str, *, limit: int, lease: float) -> list[ClaimedItem]:
+    async def claim_next(
+        self, owner: str, *, limit: int, lease: float, retry_noted: bool = False
+    ) -> list[ClaimedItem]:
         """Claim up to ``limit`` loaded items that still need work, in manifest order.
 
         Rows held by a live worker are skipped (``FOR UPDATE SKIP LOCKED`` keeps workers
         asking at once from waiting on each other); rows whose lease ran out are taken over
-        as they were left. Only rows loaded with :meth:`load` (which carry their item) are
-        handed out.
+        as they were left, the caller's own included. Only rows loaded with :meth:`load`
+        (which carry their item) are handed out. A billed item whose delivery failed (an
+        error noted by :meth:`note_error`) waits for a pass with ``retry_noted=True``, so a
+        drain ends instead of retrying a broken download forever.
         """
+        noted = "" if retry_noted else _NOT_NOTED
 
         def claim_next(tx: _Tx) -> list[ClaimedItem]:
             rows = tx.all(
                 f"""
                 WITH picked AS (
                     SELECT key, owner AS previous FROM seedream_items
-                    WHERE state IN {_sql_list(_LIVE)} AND item IS NOT NULL
-                      AND (owner IS NULL OR owner = %s OR lease_expires <= %s)
+                    WHERE state IN {_sql_list(_LIVE)} AND item IS NOT NULL {noted}
+                      AND (owner IS NULL OR lease_expires <= %s)
                     ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED)
                 UPDATE seedream_items AS i SET owner = %s, lease_expires = %s
                 FROM picked WHERE i.key = picked.key
                 RETURNING {", ".join(f"i.{c}" for c in _COLUMNS.split(", "))},
                     i.item, picked.previous
                 """,
-                (owner, tx.now, limit, owner, tx.now + lease),
+                (tx.now, limit, owner, tx.now + lease),
             )
             rows.sort(key=lambda row: int(row[1]))
             return [
@@ -761,14 +769,23 @@ class PostgresJournal:
 
         def fleet(tx: _Tx) -> FleetStatus:
             rows = tx.all(
-                f"SELECT owner, lease_expires > %s, count(*) FROM seedream_items "
-                f"WHERE state IN {_sql_list(_LIVE)} GROUP BY 1, 2",
+                f"SELECT owner, lease_expires > %s, "
+                f"state IN ('submitted', 'done') AND error IS NOT NULL, count(*) "
+                f"FROM seedream_items WHERE state IN {_sql_list(_LIVE)} GROUP BY 1, 2, 3",
                 (tx.now,),
             )
-            owners = {owner: n for owner, live, n in rows if owner is not None and live}
-            stale = sum(n for owner, live, n in rows if owner is not None and not live)
-            unclaimed = sum(n for owner, _live, n in rows if owner is None)
-            return FleetStatus(owners=owners, stale=stale, unclaimed=unclaimed)
+            owners: dict[str, int] = {}
+            stale = unclaimed = noted = 0
+            for owner, live, was_noted, n in rows:
+                if owner is not None and live:
+                    owners[owner] = owners.get(owner, 0) + n
+                elif was_noted:
+                    noted += n
+                elif owner is not None:
+                    stale += n
+                else:
+                    unclaimed += n
+            return FleetStatus(owners=owners, stale=stale, unclaimed=unclaimed, noted=noted)
 
         return await self._tx(fleet)
 
