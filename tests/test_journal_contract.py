@@ -19,7 +19,7 @@ import pytest
 from seedream_async._engine._store import (
     Claim,
     ClaimStatus,
-    ItemState,
+    JournalState,
     JournalStore,
     LostClaim,
 )
@@ -98,9 +98,9 @@ async def test_claim_creates_rows_in_order_and_holds_them(store: JournalStore) -
     assert [r.key for r in records if r] == ["b", "a", "c"]
     for record in records:
         assert record is not None
-        assert (record.state, record.owner, record.attempts) == (ItemState.PENDING, "run-a", 0)
+        assert (record.state, record.owner, record.attempts) == (JournalState.PENDING, "run-a", 0)
         assert record.lease_expires is not None
-    assert (await store.counts())[ItemState.PENDING] == 3
+    assert (await store.counts())[JournalState.PENDING] == 3
 
 
 async def test_a_live_claim_is_busy_for_another_run(store: JournalStore) -> None:
@@ -140,7 +140,7 @@ async def test_takeover_of_a_billed_item_keeps_its_id_and_never_reserves_again(
     assert outcome.status is ClaimStatus.CLAIMED
     assert outcome.record is not None
     assert (outcome.record.state, outcome.record.prediction_id) == (
-        ItemState.SUBMITTED,
+        JournalState.SUBMITTED,
         "pred-1",
     )
     assert outcome.record.undelivered
@@ -216,7 +216,7 @@ async def test_a_delivered_item_went_through_every_state(store: JournalStore) ->
     assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=1.0)
     record = await store.get("a")
     assert record is not None
-    assert (record.state, record.request, record.attempts) == (ItemState.INTENT, REQUEST, 1)
+    assert (record.state, record.request, record.attempts) == (JournalState.INTENT, REQUEST, 1)
     assert (await store.spend()).reserved == pytest.approx(PRICE)
 
     await store.submitted("run-a", "a", prediction_id="pred-1", cost=PRICE)
@@ -227,13 +227,14 @@ async def test_a_delivered_item_went_through_every_state(store: JournalStore) ->
     await store.delivered("run-a", "a", files=["out/a.png"], outputs=["https://o/1.png"])
     record = await store.get("a")
     assert record is not None
-    assert record.state is ItemState.DELIVERED
+    assert record.state is JournalState.DELIVERED
     assert (record.prediction_id, record.files, record.predict_time) == (
         "pred-1",
         ("out/a.png",),
         8.5,
     )
     assert record.cost == pytest.approx(PRICE)
+    assert record.owner is None  # delivered releases the claim
     assert (await store.spend()).in_flight == 0
     [attempt] = await store.history("a")
     assert (attempt.number, attempt.owner, attempt.prediction_id) == (1, "run-a", "pred-1")
@@ -248,7 +249,7 @@ async def test_note_error_keeps_the_id(store: JournalStore) -> None:
     record = await store.get("a")
     assert record is not None
     assert (record.state, record.prediction_id, record.error) == (
-        ItemState.DONE,
+        JournalState.DONE,
         "pred-1",
         "disk full",
     )
@@ -262,14 +263,14 @@ async def test_refund_costs_nothing_and_ambiguous_counts_as_billed(store: Journa
     await store.refund("run-a", "a", error="429")
     record = await store.get("a")
     assert record is not None
-    assert (record.state, record.cost) == (ItemState.PENDING, 0)
+    assert (record.state, record.cost) == (JournalState.PENDING, 0)
     assert [a for a in await store.history("a") if a.cost] == []
 
     assert await store.reserve("run-a", "b", request=REQUEST, amount=PRICE, budget=None)
     await store.ambiguous("run-a", "b", cost=PRICE, error="connection dropped")
     record = await store.get("b")
     assert record is not None
-    assert record.state is ItemState.AMBIGUOUS
+    assert record.state is JournalState.AMBIGUOUS
     assert record.billed
     spend = await store.spend()
     assert (spend.billed, spend.reserved) == (pytest.approx(PRICE), 0)
@@ -298,8 +299,8 @@ async def test_a_failed_prediction_resubmitted_is_a_second_paid_attempt(
     await store.submitted("run-a", "a", prediction_id="pred-2", cost=PRICE)
     history = await store.history("a")
     assert [(a.number, a.state, a.prediction_id) for a in history] == [
-        (1, ItemState.API_FAILED, "pred-1"),
-        (2, ItemState.SUBMITTED, "pred-2"),
+        (1, JournalState.API_FAILED, "pred-1"),
+        (2, JournalState.SUBMITTED, "pred-2"),
     ]
     record = await store.get("a")
     assert record is not None
@@ -316,7 +317,7 @@ async def test_a_changed_fingerprint_is_a_new_job_with_the_old_attempts_kept(
     assert outcome.status is ClaimStatus.CLAIMED
     assert outcome.record is not None
     assert (outcome.record.state, outcome.record.fingerprint, outcome.record.prediction_id) == (
-        ItemState.PENDING,
+        JournalState.PENDING,
         "fp2",
         None,
     )
@@ -355,7 +356,7 @@ async def test_reservations_count_against_the_budget(store: JournalStore) -> Non
     assert not await store.reserve("run-a", "b", request=REQUEST, amount=PRICE, budget=1.5 * PRICE)
     record = await store.get("b")
     assert record is not None
-    assert record.state is ItemState.PENDING  # a refused reserve changes nothing
+    assert record.state is JournalState.PENDING  # a refused reserve changes nothing
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -376,8 +377,8 @@ async def test_pages_counts_and_get_many(store: JournalStore) -> None:
     assert seen == keys
     assert set(await store.get_many(["k1", "k5", "nope"])) == {"k1", "k5"}
     counts = await store.counts()
-    assert set(counts) == set(ItemState)
-    assert counts[ItemState.PENDING] == 7
+    assert set(counts) == set(JournalState)
+    assert counts[JournalState.PENDING] == 7
 
 
 async def test_changes_to_an_unknown_key_are_refused(store: JournalStore) -> None:

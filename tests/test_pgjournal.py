@@ -12,7 +12,7 @@ from seedream_async._engine._pgjournal import (
     is_postgres_dsn,
     redact_dsn,
 )
-from seedream_async._engine._store import ItemState
+from seedream_async._engine._store import JournalState
 from seedream_async._exceptions import JournalError
 
 pytestmark = pytest.mark.anyio
@@ -106,7 +106,8 @@ async def test_loading_is_idempotent_and_detects_changed_rows(postgres_dsn: str)
         assert report.name_conflicts == (("other", "sku-0003"),)
         record = await journal.get(key)
         assert record is not None
-        assert (record.state, record.fingerprint, record.owner) == (ItemState.PENDING, "fp2", None)
+        assert (record.state, record.fingerprint) == (JournalState.PENDING, "fp2")
+        assert record.owner is None
         assert [a.prediction_id for a in await journal.history(key)] == ["pred-1"]
         assert (await journal.spend()).billed == pytest.approx(PRICE)
 
@@ -150,8 +151,9 @@ async def test_claim_next_takes_over_expired_leases_as_left(postgres_dsn: str) -
         taken = await journal.claim_next("live", limit=10, lease=60)
         assert [c.taken_over_from for c in taken] == ["dead"] * 3
         states = {c.record.key: (c.record.state, c.record.prediction_id) for c in taken}
-        assert states[first] == (ItemState.SUBMITTED, "pred-1")
-        assert states[second] == (ItemState.INTENT, None)  # may be billed: ambiguous, not re-sent
+        assert states[first] == (JournalState.SUBMITTED, "pred-1")
+        # Caught between submit and answer: maybe billed, so ambiguous, never sent again.
+        assert states[second] == (JournalState.INTENT, None)
         assert (await journal.spend()).reserved == pytest.approx(PRICE)
         await journal.ambiguous("live", second, cost=PRICE, error="worker died mid-submit")
         spend = await journal.spend()

@@ -47,7 +47,7 @@ from ._store import (
     ClaimOutcome,
     ClaimStatus,
     ItemRecord,
-    ItemState,
+    JournalState,
     LostClaim,
     Page,
     Spend,
@@ -75,13 +75,18 @@ _LOCK_ID = 0x53444A31  # pg_advisory_xact_lock id while creating or checking the
 _EPSILON = 1e-9  # float sums of prices: a budget of 10 x $0.036 must fit 10 submits
 
 DRAINABLE_STATES = frozenset(
-    {ItemState.PENDING, ItemState.INTENT, ItemState.SUBMITTED, ItemState.DONE}
+    {JournalState.PENDING, JournalState.INTENT, JournalState.SUBMITTED, JournalState.DONE}
 )
 """States a worker still has something to do for (claim_next picks them): run, mark
 ambiguous (INTENT left by a dead worker), or fetch by id and deliver."""
 _LIVE = tuple(sorted(DRAINABLE_STATES))
 _RESERVABLE = frozenset(
-    {ItemState.PENDING, ItemState.NOT_SUBMITTED, ItemState.API_FAILED, ItemState.AMBIGUOUS}
+    {
+        JournalState.PENDING,
+        JournalState.NOT_SUBMITTED,
+        JournalState.API_FAILED,
+        JournalState.AMBIGUOUS,
+    }
 )
 
 _SCHEMA = """
@@ -225,7 +230,7 @@ def _record(row: Sequence[Any]) -> ItemRecord:
         seq=seq,
         fingerprint=fp,
         name=name,
-        state=ItemState(state),
+        state=JournalState(state),
         request=None if request is None else json.loads(request),
         prediction_id=pid,
         outputs=tuple(json.loads(outputs)),
@@ -276,7 +281,7 @@ class _Tx:
             raise LostClaim(key, owner, holder)
         return tuple(rest)
 
-    def close_attempt(self, key: str, number: int, state: ItemState, **fields: Any) -> None:
+    def close_attempt(self, key: str, number: int, state: JournalState, **fields: Any) -> None:
         sets = ", ".join(f"{name} = %s" for name in fields)
         self.run(
             f"UPDATE seedream_attempts SET state = %s, ended_at = %s{', ' if sets else ''}{sets} "
@@ -303,10 +308,10 @@ class _Tx:
     def new_job(self, key: str, fingerprint: str, name: str, state: str, reserved: float) -> None:
         """The row's fingerprint changed: the same key is a new job from PENDING. Its paid
         attempts stay in seedream_attempts; one caught on the wire counts as ambiguous."""
-        if state == ItemState.INTENT:
+        if state == JournalState.INTENT:
             row = self.one("SELECT attempts FROM seedream_items WHERE key = %s", (key,))
             assert row is not None
-            self.close_attempt(key, row[0], ItemState.AMBIGUOUS, cost=reserved)
+            self.close_attempt(key, row[0], JournalState.AMBIGUOUS, cost=reserved)
             self.settle(reserved, reserved)
             self.run("UPDATE seedream_items SET cost = cost + %s WHERE key = %s", (reserved, key))
         self.run(
@@ -515,7 +520,7 @@ class PostgresJournal:
 
         def reserve(tx: _Tx) -> bool:
             state, _reserved, attempts, fingerprint = tx.owned(owner, key, live=True)
-            if ItemState(state) not in _RESERVABLE:
+            if JournalState(state) not in _RESERVABLE:
                 raise JournalError(
                     f"item {key!r} is {state}: a new submit would pay for it twice; fetch "
                     "it by its prediction id instead (or mark it ambiguous first)"
@@ -546,7 +551,7 @@ class PostgresJournal:
     def _from_intent(self, owner: str, key: str, action: str) -> Callable[[_Tx], tuple[float, int]]:
         def check(tx: _Tx) -> tuple[float, int]:
             state, reserved, attempts, _fp = tx.owned(owner, key)
-            if state != ItemState.INTENT:
+            if state != JournalState.INTENT:
                 raise JournalError(f"item {key!r} is {state}, not intent: cannot {action}")
             return float(reserved), int(attempts)
 
@@ -565,7 +570,7 @@ class PostgresJournal:
                 (prediction_id, cost, tx.now, key),
             )
             tx.close_attempt(
-                key, number, ItemState.SUBMITTED, prediction_id=prediction_id, cost=cost
+                key, number, JournalState.SUBMITTED, prediction_id=prediction_id, cost=cost
             )
 
         await self._tx(submitted)
@@ -599,7 +604,7 @@ class PostgresJournal:
                 "error = %s, error_type = 'AmbiguousSubmission', updated_at = %s WHERE key = %s",
                 (cost, error, tx.now, key),
             )
-            tx.close_attempt(key, number, ItemState.AMBIGUOUS, cost=cost, error=error)
+            tx.close_attempt(key, number, JournalState.AMBIGUOUS, cost=cost, error=error)
 
         await self._tx(ambiguous)
 
@@ -609,8 +614,8 @@ class PostgresJournal:
         self,
         owner: str,
         key: str,
-        sources: frozenset[ItemState],
-        target: ItemState,
+        sources: frozenset[JournalState],
+        target: JournalState,
         assignments: Mapping[str, Any],
         attempt: Mapping[str, Any] | None = None,
     ) -> Callable[[_Tx], None]:
@@ -618,7 +623,7 @@ class PostgresJournal:
 
         def move(tx: _Tx) -> None:
             state, _reserved, number, _fp = tx.owned(owner, key)
-            if ItemState(state) not in sources:
+            if JournalState(state) not in sources:
                 raise JournalError(f"item {key!r} is {state}: cannot move it to {target}")
             tx.run(
                 f"UPDATE seedream_items SET state = %s, updated_at = %s{sets} WHERE key = %s",
@@ -634,14 +639,14 @@ class PostgresJournal:
     ) -> None:
         """See :meth:`JournalStore.done`."""
         fields = {"outputs": json.dumps(list(outputs)), "predict_time": predict_time}
-        sources = frozenset({ItemState.SUBMITTED, ItemState.DONE})
-        await self._tx(self._move(owner, key, sources, ItemState.DONE, fields, {}))
+        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
+        await self._tx(self._move(owner, key, sources, JournalState.DONE, fields, {}))
 
     async def api_failed(self, owner: str, key: str, *, error: str) -> None:
         """See :meth:`JournalStore.api_failed`."""
         fields = {"error": error, "error_type": "PredictionFailed"}
-        sources = frozenset({ItemState.SUBMITTED, ItemState.DONE})
-        move = self._move(owner, key, sources, ItemState.API_FAILED, fields, {"error": error})
+        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
+        move = self._move(owner, key, sources, JournalState.API_FAILED, fields, {"error": error})
         await self._tx(move)
 
     async def delivered(
@@ -653,9 +658,11 @@ class PostgresJournal:
             "outputs": json.dumps(list(outputs)),
             "error": None,
             "error_type": None,
+            "owner": None,  # final: the claim is released with it
+            "lease_expires": None,
         }
-        sources = frozenset({ItemState.SUBMITTED, ItemState.DONE})
-        await self._tx(self._move(owner, key, sources, ItemState.DELIVERED, fields, {}))
+        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
+        await self._tx(self._move(owner, key, sources, JournalState.DELIVERED, fields, {}))
 
     async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
         """See :meth:`JournalStore.note_error`."""
@@ -675,12 +682,12 @@ class PostgresJournal:
 
         def not_submitted(tx: _Tx) -> None:
             state, reserved, number, _fp = tx.owned(owner, key)
-            if state not in (ItemState.PENDING, ItemState.INTENT, ItemState.NOT_SUBMITTED):
+            if state not in (JournalState.PENDING, JournalState.INTENT, JournalState.NOT_SUBMITTED):
                 raise JournalError(
                     f"item {key!r} is {state}: it was (or may have been) billed, so it "
                     "cannot be recorded as not submitted"
                 )
-            if state == ItemState.INTENT:
+            if state == JournalState.INTENT:
                 tx.settle(float(reserved), 0.0)
                 tx.run(
                     "DELETE FROM seedream_attempts WHERE key = %s AND number = %s", (key, number)
@@ -815,7 +822,7 @@ class PostgresJournal:
                 number=number,
                 fingerprint=fp,
                 owner=owner,
-                state=ItemState(state),
+                state=JournalState(state),
                 prediction_id=pid,
                 cost=cost,
                 error=error,
@@ -837,12 +844,12 @@ class PostgresJournal:
 
         return await self._tx(spend)
 
-    async def counts(self) -> dict[ItemState, int]:
+    async def counts(self) -> dict[JournalState, int]:
         """See :meth:`JournalStore.counts`."""
         sql = "SELECT state, count(*) FROM seedream_items GROUP BY state"
         rows = await self._tx(lambda tx: tx.all(sql))
-        counts = dict.fromkeys(ItemState, 0)
-        counts.update({ItemState(state): n for state, n in rows})
+        counts = dict.fromkeys(JournalState, 0)
+        counts.update({JournalState(state): n for state, n in rows})
         return counts
 
     async def page(self, *, after: int = 0, limit: int = 1000) -> Page:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._engine._pgjournal import PostgresJournal, is_postgres_dsn, redact_dsn
-from .._engine._store import ItemState
+from .._engine._store import JournalState
 from .._exceptions import JournalError, SeedreamError
 from .._polling import PollPolicy
 
@@ -207,7 +207,7 @@ async def _status(ns: argparse.Namespace, console: Console, errors: Console) -> 
     table = Table(title=f"Journal {redact_dsn(ns.journal)}")
     table.add_column("state")
     table.add_column("items", justify="right")
-    for state in ItemState:
+    for state in JournalState:
         table.add_row(str(state), str(counts[state]))
     table.add_row("total", str(sum(counts.values())))
     console.print(table)

@@ -31,7 +31,7 @@ import anyio
 from .._batch import _fingerprint
 from .._client import AsyncSeedream
 from .._engine._pgjournal import ClaimedItem, LoadReport, LoadRow, PostgresJournal
-from .._engine._store import ItemState, LostClaim
+from .._engine._store import JournalState, LostClaim
 from .._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
@@ -180,7 +180,7 @@ class _Worker:
 
     async def _item(self, claimed: ClaimedItem) -> None:
         record, key = claimed.record, claimed.record.key
-        if record.state is ItemState.INTENT:
+        if record.state is JournalState.INTENT:
             # A worker died between sending the submit and hearing back: maybe billed.
             await self.journal.ambiguous(
                 self.owner,
@@ -191,11 +191,11 @@ class _Worker:
                 "again (re-run with --resubmit-ambiguous to pay for it again)",
             )
             self.tally.ambiguous += 1
-        elif record.prediction_id and record.state in (ItemState.SUBMITTED, ItemState.DONE):
+        elif record.prediction_id and record.state in (JournalState.SUBMITTED, JournalState.DONE):
             self.tally.fetched_by_id += 1
             max_images = int((record.request or {}).get("max_images", 1))
             await self._deliver(key, record.prediction_id, max_images)
-        elif record.state is ItemState.PENDING:
+        elif record.state is JournalState.PENDING:
             await self._run_new(claimed)
 
     async def _run_new(self, claimed: ClaimedItem) -> None:
