@@ -113,8 +113,10 @@ CREATE TABLE seedream_items (
     reserved double precision NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL
 );
-CREATE INDEX seedream_items_live ON seedream_items (seq)
-    WHERE state IN ('pending', 'intent', 'submitted', 'done');
+CREATE INDEX seedream_items_free ON seedream_items (seq)
+    WHERE owner IS NULL AND state IN ('pending', 'intent', 'submitted', 'done');
+CREATE INDEX seedream_items_held ON seedream_items (lease_expires)
+    WHERE owner IS NOT NULL AND state IN ('pending', 'intent', 'submitted', 'done');
 CREATE INDEX seedream_items_owner ON seedream_items (owner) WHERE owner IS NOT NULL;
 CREATE TABLE seedream_attempts (
     id bigserial PRIMARY KEY,
@@ -456,13 +458,12 @@ class PostgresJournal:
         """
         noted = "" if retry_noted else _NOT_NOTED
 
-        def claim_next(tx: _Tx) -> list[ClaimedItem]:
-            rows = tx.all(
+        def pick(tx: _Tx, which: str, limit: int) -> list[tuple[Any, ...]]:
+            return tx.all(
                 f"""
                 WITH picked AS (
                     SELECT key, owner AS previous FROM seedream_items
-                    WHERE state IN {_sql_list(_LIVE)} AND item IS NOT NULL {noted}
-                      AND (owner IS NULL OR lease_expires <= %s)
+                    WHERE state IN {_sql_list(_LIVE)} AND item IS NOT NULL {noted} AND {which}
                     ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED)
                 UPDATE seedream_items AS i SET owner = %s, lease_expires = %s
                 FROM picked WHERE i.key = picked.key
@@ -471,6 +472,14 @@ class PostgresJournal:
                 """,
                 (tx.now, limit, owner, tx.now + lease),
             )
+
+        def claim_next(tx: _Tx) -> list[ClaimedItem]:
+            # Two index scans rather than one with an OR: expired leases first (a dead
+            # worker's items, maybe billed, are the oldest work), then rows nobody holds.
+            # Rows held by live workers are never scanned, however many are in flight.
+            rows = pick(tx, "owner IS NOT NULL AND lease_expires <= %s", limit)
+            if len(rows) < limit:
+                rows += pick(tx, "owner IS NULL AND %s IS NOT NULL", limit - len(rows))
             rows.sort(key=lambda row: int(row[1]))
             return [
                 ClaimedItem(
