@@ -25,10 +25,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _drain(dsn: str, workers: int, args: argparse.Namespace, folder: Path) -> str:
+def _drain(dsn: str, workers: int, args: argparse.Namespace, folder: Path, concurrency: int) -> str:
     sim = subprocess.Popen(
         [sys.executable, "-m", "seedream_async.testing", "--port", "0", "--time-scale",
-         str(args.time_scale), "--output-size", "8x8"],
+         str(args.time_scale), "--output-size", "8x8",
+         *(["--max-in-flight", str(args.max_in_flight)] if args.max_in_flight else [])],
         stdout=subprocess.PIPE,
     )  # fmt: skip
     assert sim.stdout is not None
@@ -42,7 +43,7 @@ def _drain(dsn: str, workers: int, args: argparse.Namespace, folder: Path) -> st
         subprocess.run([*cli, "load", str(folder / "m.jsonl"), "--journal", dsn], check=True)
         env = {**os.environ, "ATLASCLOUD_API_KEY": key}
         work = [*cli, "work", "--journal", dsn, "--base-url", base_url, "--out",
-                str(folder / f"out{workers}"), "--concurrency", str(args.concurrency),
+                str(folder / f"out{workers}"), "--concurrency", str(concurrency),
                 "--first-poll", "0.01", "--poll-interval", "0.01"]  # fmt: skip
         started = time.perf_counter()
         procs = [subprocess.Popen(work, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)]
@@ -57,9 +58,10 @@ def _drain(dsn: str, workers: int, args: argparse.Namespace, folder: Path) -> st
         sim.wait()
         sim.stdout.close()
     return (
-        f"{workers} worker(s) x concurrency {args.concurrency}: {args.items} items in "
+        f"{workers} worker(s) x concurrency {concurrency}: {args.items} items in "
         f"{elapsed:.1f} s; executions {ledger['executions']}, paid twice "
-        f"{ledger['duplicate_submissions']}"
+        f"{ledger['duplicate_submissions']}, refused {sum(ledger['faults'].values())} "
+        f"({ledger['faults']}), most in flight {ledger['max_in_flight']}"
     )
 
 
@@ -69,6 +71,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--time-scale", type=float, default=0.002)
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        help="the key's quota in the simulator; then also run N workers at the whole quota each",
+    )
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "tests"))
     from _postgres import _Cluster, find_pg_bin
@@ -86,8 +94,13 @@ def main() -> None:
                 for n in range(args.items):
                     row = {"key": f"sku-{n:05d}", "prompt": f"edit {n}"}
                     out.write(json.dumps({**row, "images": [f"https://e.com/{n}.png"]}) + "\n")
-            print(_drain(dsn, 1, args, folder))
-            print(_drain(dsn, args.workers, args, folder))
+            if args.max_in_flight:  # a shared quota: total / N each, vs the whole quota each
+                share = max(1, args.max_in_flight // args.workers)
+                print(_drain(dsn, args.workers, args, folder, share))
+                print(_drain(dsn, args.workers, args, folder, args.max_in_flight))
+            else:
+                print(_drain(dsn, 1, args, folder, args.concurrency))
+                print(_drain(dsn, args.workers, args, folder, args.concurrency))
     finally:
         cluster.stop()
 
