@@ -28,9 +28,11 @@ from typing import Any
 
 import anyio
 
-from .._batch import _fingerprint
 from .._client import AsyncSeedream
+from .._engine._items import EditItem, as_item
+from .._engine._names import output_stems, safe_name
 from .._engine._pgjournal import ClaimedItem, LoadReport, LoadRow, PostgresJournal
+from .._engine._resume import fingerprint
 from .._engine._store import JournalState, LostClaim
 from .._exceptions import (
     AmbiguousSubmission,
@@ -39,7 +41,6 @@ from .._exceptions import (
     PredictionFailed,
     SeedreamError,
 )
-from .._items import EditItem, as_item, safe_name
 from .._models import build_request, check_params
 
 __all__ = ["WorkTally", "drain", "load_items", "worker_id"]
@@ -92,11 +93,11 @@ async def load_items(
     for item in items:
         params = item.request_params()
         check_params(key=item.key, prompt=item.prompt, images=item.images, **params)
-        fingerprint = await _fingerprint(item, params)
+        digest = await fingerprint(item, params)
         batch.append(
             LoadRow(
                 key=item.key,
-                fingerprint=fingerprint,
+                fingerprint=digest,
                 name=safe_name(item.key),
                 item=_item_json(item),
             )
@@ -278,10 +279,7 @@ class _Worker:
         )
         files: list[str] = []
         if self.out_dir is not None:
-            name = safe_name(key)
-            stems = (
-                [name] if len(outputs) == 1 else [f"{name}.{n}" for n in range(1, 1 + len(outputs))]
-            )
+            stems = output_stems(safe_name(key), len(outputs))
             try:
                 for output, stem in zip(outputs, stems, strict=False):
                     path = await self.client.save_output(output, self.out_dir / stem)
