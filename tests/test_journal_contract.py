@@ -36,13 +36,13 @@ Opener = Callable[[], AbstractAsyncContextManager[JournalStore]]
 
 def _sqlite_opener(tmp_path: Path) -> Opener:
     try:
-        from seedream_async._engine._journal import SqliteJournal  # type: ignore[attr-defined]
+        from seedream_async._engine._sqlite import SQLiteJournal  # type: ignore[import-not-found]
     except ImportError:
         pytest.skip("the SQLite JournalStore (issue 11) is not on this branch yet")
 
     @asynccontextmanager
     async def open_store() -> AsyncIterator[JournalStore]:
-        async with await SqliteJournal.open(tmp_path / "journal.sqlite") as store:
+        async with await SQLiteJournal.open(tmp_path / "journal.sqlite") as store:
             yield store
 
     return open_store
@@ -154,13 +154,22 @@ async def test_takeover_of_a_billed_item_keeps_its_id_and_never_reserves_again(
     assert [a.prediction_id for a in await store.history("a")] == ["pred-1"]
 
 
-async def test_reserve_needs_a_live_lease(store: JournalStore) -> None:
-    """A run that stalled past its lease may not start a submit, even if no one took over."""
-    await claimed(store, "run-a", "a", lease=0.0)
-    with pytest.raises(LostClaim):
-        await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
-    assert (await store.heartbeat("run-a", lease=LONG)) == 1
+async def test_takeover_mid_submit_makes_the_item_ambiguous_and_billed(
+    store: JournalStore,
+) -> None:
+    """An item whose run stopped between reserve and id comes back AMBIGUOUS, its
+    reservation counted as billed: it is never sent again on its own."""
+    await claimed(store, "run-a", "a", lease=LONG)
     assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.heartbeat("run-a", lease=0.0)
+    [outcome] = await store.claim("run-b", [claim("a")], lease=LONG)
+    assert outcome.status is ClaimStatus.CLAIMED
+    assert outcome.record is not None
+    assert outcome.record.state is JournalState.AMBIGUOUS
+    spend = await store.spend()
+    assert (spend.billed, spend.reserved) == (pytest.approx(PRICE), 0)
+    [attempt] = await store.history("a")
+    assert (attempt.state, attempt.owner) == (JournalState.AMBIGUOUS, "run-a")
 
 
 async def test_heartbeat_renews_and_release_hands_over(store: JournalStore) -> None:

@@ -12,7 +12,7 @@ from seedream_async._engine._pgjournal import (
     is_postgres_dsn,
     redact_dsn,
 )
-from seedream_async._engine._store import JournalState
+from seedream_async._engine._store import JournalState, LostClaim
 from seedream_async._exceptions import JournalError
 
 pytestmark = pytest.mark.anyio
@@ -153,10 +153,21 @@ async def test_claim_next_takes_over_expired_leases_as_left(postgres_dsn: str) -
         states = {c.record.key: (c.record.state, c.record.prediction_id) for c in taken}
         assert states[first] == (JournalState.SUBMITTED, "pred-1")
         # Caught between submit and answer: maybe billed, so ambiguous, never sent again.
-        assert states[second] == (JournalState.INTENT, None)
-        assert (await journal.spend()).reserved == pytest.approx(PRICE)
-        await journal.ambiguous("live", second, cost=PRICE, error="worker died mid-submit")
+        assert states[second] == (JournalState.AMBIGUOUS, None)
         spend = await journal.spend()
         assert (spend.billed, spend.reserved) == (pytest.approx(2 * PRICE), 0)
         status = await journal.fleet()
         assert (status.stale, status.owners) == (0, {"live": 2})
+
+
+async def test_reserve_needs_a_live_lease(postgres_dsn: str) -> None:
+    """Across machines, a worker that stalled past its lease may not start a submit, even
+    before anyone took the item over (stricter than the SQLite journal needs to be)."""
+    async with await PostgresJournal.open(postgres_dsn) as journal:
+        await journal.load(rows(1))
+        [claimed] = await journal.claim_next("w", limit=1, lease=0.0)
+        key = claimed.record.key
+        with pytest.raises(LostClaim):
+            await journal.reserve("w", key, request=REQUEST, amount=PRICE, budget=None)
+        assert await journal.heartbeat("w", lease=60) == 1
+        assert await journal.reserve("w", key, request=REQUEST, amount=PRICE, budget=None)

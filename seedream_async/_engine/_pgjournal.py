@@ -307,15 +307,26 @@ class _Tx:
         )
         return None if row is None else str(row[0])
 
-    def new_job(self, key: str, fingerprint: str, name: str, state: str, reserved: float) -> None:
+    def to_ambiguous(self, key: str, error: str) -> None:
+        """INTENT -> AMBIGUOUS for a run that stopped mid-submit: its reservation counts as
+        billed, to be safe, and the item is never sent again on its own."""
+        row = self.one("SELECT attempts, reserved FROM seedream_items WHERE key = %s", (key,))
+        assert row is not None
+        number, reserved = int(row[0]), float(row[1])
+        self.close_attempt(key, number, JournalState.AMBIGUOUS, cost=reserved, error=error)
+        self.settle(reserved, reserved)
+        self.run(
+            "UPDATE seedream_items SET state = 'ambiguous', cost = cost + reserved, "
+            "reserved = 0, error = %s, error_type = 'AmbiguousSubmission', updated_at = %s "
+            "WHERE key = %s",
+            (error, self.now, key),
+        )
+
+    def new_job(self, key: str, fingerprint: str, name: str, state: str) -> None:
         """The row's fingerprint changed: the same key is a new job from PENDING. Its paid
         attempts stay in seedream_attempts; one caught on the wire counts as ambiguous."""
         if state == JournalState.INTENT:
-            row = self.one("SELECT attempts FROM seedream_items WHERE key = %s", (key,))
-            assert row is not None
-            self.close_attempt(key, row[0], JournalState.AMBIGUOUS, cost=reserved)
-            self.settle(reserved, reserved)
-            self.run("UPDATE seedream_items SET cost = cost + %s WHERE key = %s", (reserved, key))
+            self.to_ambiguous(key, "superseded by a changed item while its submit was out")
         self.run(
             "UPDATE seedream_items SET fingerprint = %s, name = %s, name_folded = %s, "
             "state = 'pending', request = NULL, prediction_id = NULL, outputs = '[]', "
@@ -323,6 +334,13 @@ class _Tx:
             "reserved = 0, updated_at = %s WHERE key = %s",
             (fingerprint, name, name.casefold(), self.now, key),
         )
+
+
+def _stopped_mid_submit(holder: str) -> str:
+    return (
+        f"the run {holder} stopped between this item's submit and its answer; it may have "
+        "been billed, so it is not sent again (resubmit_ambiguous pays for it again)"
+    )
 
 
 class PostgresJournal:
@@ -480,6 +498,15 @@ class PostgresJournal:
             rows = pick(tx, "owner IS NOT NULL AND lease_expires <= %s", limit)
             if len(rows) < limit:
                 rows += pick(tx, "owner IS NULL AND %s IS NOT NULL", limit - len(rows))
+            for index, row in enumerate(rows):
+                previous = row[18]
+                if row[4] == JournalState.INTENT and previous not in (None, owner):
+                    tx.to_ambiguous(row[0], _stopped_mid_submit(previous))
+                    fresh = tx.one(
+                        f"SELECT {_COLUMNS}, item FROM seedream_items WHERE key = %s", (row[0],)
+                    )
+                    assert fresh is not None
+                    rows[index] = (*fresh, previous)
             rows.sort(key=lambda row: int(row[1]))
             return [
                 ClaimedItem(
@@ -585,18 +612,18 @@ class PostgresJournal:
         await self._tx(submitted)
 
     async def refund(self, owner: str, key: str, *, error: str | None = None) -> None:
-        """See :meth:`JournalStore.refund`. The refunded attempt leaves no trace in the
-        history: it was never billed."""
+        """See :meth:`JournalStore.refund`. The attempt stays in the history, closed at no
+        cost."""
         check = self._from_intent(owner, key, "refund")
 
         def refund(tx: _Tx) -> None:
             reserved, number = check(tx)
             tx.settle(reserved, 0.0)
-            tx.run("DELETE FROM seedream_attempts WHERE key = %s AND number = %s", (key, number))
+            tx.close_attempt(key, number, JournalState.PENDING, cost=0.0, error=error)
             tx.run(
-                "UPDATE seedream_items SET state = 'pending', reserved = 0, attempts = %s, "
-                "error = %s, updated_at = %s WHERE key = %s",
-                (number - 1, error, tx.now, key),
+                "UPDATE seedream_items SET state = 'pending', reserved = 0, error = %s, "
+                "updated_at = %s WHERE key = %s",
+                (error, tx.now, key),
             )
 
         await self._tx(refund)
@@ -647,7 +674,12 @@ class PostgresJournal:
         self, owner: str, key: str, *, outputs: Sequence[str], predict_time: float | None
     ) -> None:
         """See :meth:`JournalStore.done`."""
-        fields = {"outputs": json.dumps(list(outputs)), "predict_time": predict_time}
+        fields = {
+            "outputs": json.dumps(list(outputs)),
+            "predict_time": predict_time,
+            "error": None,
+            "error_type": None,
+        }
         sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
         await self._tx(self._move(owner, key, sources, JournalState.DONE, fields, {}))
 
@@ -670,7 +702,7 @@ class PostgresJournal:
             "owner": None,  # final: the claim is released with it
             "lease_expires": None,
         }
-        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
+        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE, JournalState.DELIVERED})
         await self._tx(self._move(owner, key, sources, JournalState.DELIVERED, fields, {}))
 
     async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
@@ -687,10 +719,13 @@ class PostgresJournal:
         await self._tx(note)
 
     async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
-        """See :meth:`JournalStore.not_submitted`."""
+        """See :meth:`JournalStore.not_submitted`. On an API_FAILED or AMBIGUOUS item (a
+        retry that was not sent) the paid state is left as it was."""
 
         def not_submitted(tx: _Tx) -> None:
             state, reserved, number, _fp = tx.owned(owner, key)
+            if state in (JournalState.API_FAILED, JournalState.AMBIGUOUS):
+                return
             if state not in (JournalState.PENDING, JournalState.INTENT, JournalState.NOT_SUBMITTED):
                 raise JournalError(
                     f"item {key!r} is {state}: it was (or may have been) billed, so it "
@@ -698,14 +733,11 @@ class PostgresJournal:
                 )
             if state == JournalState.INTENT:
                 tx.settle(float(reserved), 0.0)
-                tx.run(
-                    "DELETE FROM seedream_attempts WHERE key = %s AND number = %s", (key, number)
-                )
-                number -= 1
+                tx.close_attempt(key, number, JournalState.NOT_SUBMITTED, cost=0.0, error=error)
             tx.run(
-                "UPDATE seedream_items SET state = 'not_submitted', reserved = 0, attempts = %s, "
+                "UPDATE seedream_items SET state = 'not_submitted', reserved = 0, "
                 "error = %s, error_type = %s, updated_at = %s WHERE key = %s",
-                (number, error, error_type, tx.now, key),
+                (error, error_type, tx.now, key),
             )
 
         await self._tx(not_submitted)
@@ -753,7 +785,7 @@ class PostgresJournal:
                     else:  # a key or name another loader inserted a moment ago
                         conflicts.append((row.key, tx.name_holder(row.key, row.name) or row.key))
                 elif old[0] != row.fingerprint:
-                    tx.new_job(row.key, row.fingerprint, row.name, old[1], float(old[2]))
+                    tx.new_job(row.key, row.fingerprint, row.name, old[1])
                     tx.run(
                         "UPDATE seedream_items SET item = %s, owner = NULL, lease_expires = NULL "
                         "WHERE key = %s",
@@ -891,19 +923,22 @@ def _claim_one(tx: _Tx, owner: str, wanted: Claim, lease: float) -> ClaimOutcome
             # Another run inserted this key or this name since we looked: ask again.
             return _claim_one(tx, owner, wanted, lease)
         return ClaimOutcome(status=ClaimStatus.NAME_TAKEN, conflict=holder)
-    fingerprint, name, state, reserved, holder, holder_expires = row
+    fingerprint, name, state, _reserved, holder, holder_expires = row
     if holder not in (None, owner) and (holder_expires or 0.0) > tx.now:
         return ClaimOutcome(
             status=ClaimStatus.BUSY,
             record=_get(tx, wanted.key),
             retry_after=holder_expires - tx.now,
         )
+    if holder not in (None, owner) and state == JournalState.INTENT:
+        tx.to_ambiguous(wanted.key, _stopped_mid_submit(holder))
+        state = JournalState.AMBIGUOUS
     if name.casefold() != wanted.name.casefold() or fingerprint != wanted.fingerprint:
         conflict = tx.name_holder(wanted.key, wanted.name)
         if conflict is not None:
             return ClaimOutcome(status=ClaimStatus.NAME_TAKEN, conflict=conflict)
     if fingerprint != wanted.fingerprint:
-        tx.new_job(wanted.key, wanted.fingerprint, wanted.name, state, float(reserved))
+        tx.new_job(wanted.key, wanted.fingerprint, wanted.name, state)
     elif name != wanted.name:
         tx.run(
             "UPDATE seedream_items SET name = %s, name_folded = %s WHERE key = %s",

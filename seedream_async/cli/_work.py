@@ -8,7 +8,8 @@ heartbeat, and takes every claimed item through what is left of it:
   id, wait, save, deliver;
 - SUBMITTED / DONE (billed earlier, by this worker or a dead one): fetch by prediction id,
   save, deliver; never submit again;
-- INTENT (a dead worker was between submit and answer): ambiguous, not sent again.
+- INTENT (a dead worker was between submit and answer): ambiguous, not sent again (the
+  journal marks it so as it hands the item over).
 
 It ends when the journal has nothing left to do: no item unclaimed, no lease held by a live
 worker or waiting to expire. A worker killed at any point leaves its items to the others
@@ -181,7 +182,11 @@ class _Worker:
 
     async def _item(self, claimed: ClaimedItem) -> None:
         record, key = claimed.record, claimed.record.key
-        if record.state is JournalState.INTENT:
+        if record.state is JournalState.AMBIGUOUS:
+            # Taken over from a worker that died mid-submit: the journal marked it (maybe
+            # billed, never sent again); nothing is left to do but report it.
+            self.tally.ambiguous += 1
+        elif record.state is JournalState.INTENT:
             # A worker died between sending the submit and hearing back: maybe billed.
             await self.journal.ambiguous(
                 self.owner,
