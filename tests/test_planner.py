@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from seedream_async._frontier import Durations, fixed_interval, frontier
+from seedream_async._planner import PollPlanner, Shape
+
+ONE = Shape(max_images=1)
+TRUE = Durations.lognormal(8.3, 0.3)
+
+
+def _planner(polls: float = 5.0, **kwargs: float) -> PollPlanner:
+    return PollPlanner(polls=polls, typical=8.0, tail_cap=10.0, **kwargs)  # type: ignore[arg-type]
+
+
+def _play(planner: PollPlanner, shape: Shape, durations: list[float]) -> tuple[float, float]:
+    """Poll each prediction where the planner says, learning as each is seen done, as the
+    scheduler does (one at a time, no clock): (polls per prediction, mean lag share)."""
+    polls = lag = 0.0
+    for duration in durations:
+        elapsed = 0.0
+        while True:
+            elapsed = planner.due(shape, elapsed)
+            polls += 1
+            if elapsed >= duration:
+                lag += elapsed - duration
+                planner.learn(shape, duration)
+                break
+    mean = sum(durations) / len(durations)
+    return polls / len(durations), lag / len(durations) / mean
+
+
+def test_prior_schedule_before_anything_is_learned() -> None:
+    """With nothing learned, polls follow the optimal schedule for the contract's ~8 s edit:
+    none in the first few seconds, within the budget in expectation."""
+    planner = _planner(5.0)
+    schedule = planner.schedule(ONE)
+    assert schedule.polls <= 5.0
+    assert 3.0 < schedule.times[0] < 8.0
+    assert planner.due(ONE, 0.0) == schedule.times[0]
+
+
+def test_prior_stretches_with_max_images() -> None:
+    """Before learning, a three-image sequence is expected to take longer than one image."""
+    planner = _planner()
+    assert planner.due(Shape(max_images=3), 0.0) > planner.due(ONE, 0.0)
+
+
+@pytest.mark.parametrize("budget", [3.0, 5.5, 12.0], ids=["thrifty", "default", "fast"])
+def test_learned_polling_stays_within_a_point_of_the_bound(budget: float) -> None:
+    """Playing 800 predictions (learning as they finish) costs about the budget, with a
+    mean lag within one percentage point of the best any schedule reaches at that count."""
+    rng = random.Random(7)
+    durations = [rng.lognormvariate(math.log(8.3), 0.3) for _ in range(800)]
+    polls, lag = _play(_planner(budget), ONE, durations)
+    assert polls <= budget * 1.05
+    best = frontier(Durations.empirical(durations)).best_lag_share(polls)
+    assert best is not None
+    assert lag - best < 0.01
+
+
+@pytest.mark.parametrize(
+    ("budget", "interval"),
+    [(3.0, 2.0), (5.5, 1.0), (12.0, 0.5)],
+    ids=["thrifty-vs-2s", "default-vs-1s", "fast-vs-0.5s"],
+)
+def test_each_preset_budget_beats_its_fixed_poller(budget: float, interval: float) -> None:
+    """In play, each preset's budget gives fewer polls and less lag than its fixed poller."""
+    rng = random.Random(3)
+    durations = [rng.lognormvariate(math.log(8.3), 0.3) for _ in range(600)]
+    polls, lag = _play(_planner(budget), ONE, durations)
+    fixed = fixed_interval(TRUE, interval)
+    assert polls < fixed.polls
+    assert lag < fixed.lag_share
+
+
+def test_shapes_are_learned_apart() -> None:
+    """Durations of three-image sequences move their schedule, not the one-image one's."""
+    planner = _planner(min_samples=10)
+    before = planner.schedule(ONE)
+    three = Shape(max_images=3)
+    for value in (20.0, 21.0, 22.0, 19.0, 20.5) * 4:
+        planner.learn(three, value)
+    assert planner.schedule(ONE) is before
+    assert planner.schedule(three).times[0] > before.times[0]
+    assert planner.typical(three) == pytest.approx(20.5, abs=0.6)
+
+
+def test_schedules_are_solved_again_only_as_samples_grow() -> None:
+    """A schedule is reused between polls and re-solved once samples grew by a quarter."""
+    planner = _planner(min_samples=8)
+    for value in range(8):
+        planner.learn(ONE, 4.0 + value * 0.1)
+    first = planner.schedule(ONE)
+    assert planner.schedule(ONE) is first
+    planner.learn(ONE, 4.2)
+    assert planner.schedule(ONE) is first  # 1 new sample of 9: not yet
+    for _ in range(3):
+        planner.learn(ONE, 4.3)
+    assert planner.schedule(ONE) is not first
+
+
+def test_a_straggler_is_polled_ever_more_rarely_up_to_the_cap() -> None:
+    """Past the schedule's end, waits grow and never exceed the tail cap."""
+    planner = _planner()
+    end = planner.schedule(ONE).times[-1]
+    elapsed, waits = end, []
+    for _ in range(30):
+        due = planner.due(ONE, elapsed)
+        waits.append(due - elapsed)
+        elapsed = due
+    assert all(later >= earlier - 1e-9 for earlier, later in itertools.pairwise(waits))
+    assert max(waits) == pytest.approx(10.0)
+    assert all(wait > 0 for wait in waits)
+
+
+def test_due_skips_times_already_past() -> None:
+    """A poll that ran late is followed by the next scheduled time after now, not a burst."""
+    planner = _planner()
+    times = planner.schedule(ONE).times
+    assert planner.due(ONE, times[2] + 1e-6) == times[3]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"polls": 0.5}, {"typical": 0.0}, {"tail_cap": 0.0}],
+    ids=["polls", "typical", "tail_cap"],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
+    """Nonsense settings raise ValueError."""
+    settings = {"polls": 5.0, "typical": 8.0, "tail_cap": 10.0, **kwargs}
+    with pytest.raises(ValueError, match="must"):
+        PollPlanner(**settings)  # type: ignore[arg-type]
