@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections import Counter
 
 import anyio
 
 from seedream_async import AsyncSeedream, BatchOptions, EditItem, PollPolicy, ResultStatus
 
-from .._workload import item_specs
+from .._workload import item_specs, max_images_of
 from ._common import Meter, Tally, parse_args, report, spec_of
 
 
@@ -30,21 +31,27 @@ async def _run(ns: argparse.Namespace) -> None:
     default_rate = BatchOptions().poll_rate
     poll_rate = None if default_rate is None else default_rate / ns.time_scale
     meter, tally = Meter(), Tally()
+    statuses: Counter[str] = Counter()
     items = (
-        EditItem(key=key, prompt=prompt, images=images) for key, prompt, images in item_specs(spec)
+        EditItem(key=key, prompt=prompt, images=images, max_images=max_images_of(spec, index))
+        for index, (key, prompt, images) in enumerate(item_specs(spec))
     )
     async with AsyncSeedream(ns.key, base_url=ns.base_url, poll=policy) as client:
         meter.start()
         async for result in client.edit_batch(
             items, concurrency=ns.concurrency, poll=policy, poll_rate=poll_rate
         ):
+            statuses[result.status.value] += 1
             if result.status is ResultStatus.SUCCEEDED:
                 tally.succeeded += 1
             else:
                 tally.fail(result.error or result.status.value)
         meter.stop()
         requests = dict(client.requests)
-    report(meter, tally, n=spec.n, client_requests=requests, poll_rate=poll_rate)
+    report(
+        meter, tally, n=spec.n, client_requests=requests, poll_rate=poll_rate,
+        statuses=dict(statuses),
+    )  # fmt: skip
 
 
 def main() -> None:
