@@ -13,6 +13,7 @@ not per poll: a solve costs a few tens of milliseconds.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Hashable
@@ -101,7 +102,8 @@ class PollPlanner:
         return self._prior_median(shape)
 
     def schedule(self, shape: Shape) -> Schedule:
-        """The current optimal schedule for ``shape`` (solved again when due)."""
+        """The current optimal schedule for ``shape`` (solved again when due): give it to
+        a prediction at submit and place its polls with :meth:`due`."""
         group = self._group(shape)
         count = len(group.samples)
         learned = count >= self._min_samples
@@ -120,15 +122,21 @@ class PollPlanner:
         assert group.schedule is not None
         return group.schedule
 
-    def due(self, shape: Shape, elapsed: float) -> float:
-        """Seconds after submit at which to poll next, given ``elapsed`` seconds since submit
-        (the first scheduled time after it; past the schedule, a growing tail wait)."""
-        times = self.schedule(shape).times
-        for t in times:
-            if t > elapsed:
-                return t
+    def due(self, schedule: Schedule, elapsed: float) -> float:
+        """Seconds after submit at which to poll next, given ``elapsed`` seconds since submit:
+        the first time of ``schedule`` after it; past its end, a growing tail wait.
+
+        A prediction keeps the schedule it was given at submit (pass the same one each
+        time): switching a prediction in flight to a re-solved schedule costs polls that
+        neither schedule would spend.
+        """
+        times = schedule.times
+        # A poll placed at t may report elapsed = t less a rounding error: skip past it.
+        index = bisect.bisect_right(times, elapsed + 1e-9 * (1.0 + abs(elapsed)))
+        if index < len(times):
+            return times[index]
         last = times[-1] if times else 0.0
-        gap = times[-1] - times[-2] if len(times) >= 2 else self._typical * 0.05
+        gap = times[-1] - times[-2] if len(times) >= 2 else schedule.mean * 0.05
         # A straggler: wait half as long again as it has outlived the schedule, so its
         # polls thin out geometrically, but never longer than the cap.
         step = min(self._tail_cap, max(gap, 0.5 * (elapsed - last)))
