@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._items import BatchResult, ResultStatus
+from .._engine._items import BatchResult, ResultStatus
 
 __all__ = ["ReportWriter", "Tally", "print_failures", "record", "summary_table"]
 
