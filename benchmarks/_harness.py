@@ -57,9 +57,25 @@ CONTENDERS = {
     "gather-1": Contender("gather_httpx", ("--interval", "1.0")),
     "gather-2": Contender("gather_httpx", ("--interval", "2.0")),
     "seedream-async": Contender("seedream_default"),
-    "seedream-economy": Contender("seedream_default", ("--economy",)),
+    "seedream-thrifty": Contender("seedream_default", ("--preset", "thrifty")),
+    "seedream-fast": Contender("seedream_default", ("--preset", "fast", "--poll-rate-scale", "3")),
+    "seedream-sync": Contender("seedream_default", ("--completion", "sync")),
+    "seedream-sync-drops": Contender(
+        "seedream_default",
+        ("--completion", "sync"),
+        sim_args=("--drop", "0.01", "--fault-endpoints", "submit", "--processed-on-error", "1"),
+    ),
 }
-DEFAULT_CONTENDERS = ("gather-0.5", "gather-1", "gather-2", "seedream-async", "seedream-economy")
+DEFAULT_CONTENDERS = (
+    "gather-2", "seedream-thrifty", "gather-1", "seedream-async", "gather-0.5", "seedream-fast",
+    "seedream-sync", "seedream-sync-drops",
+)  # fmt: skip
+# Each preset and the fixed poller it should beat on both axes.
+PAIRS = {
+    "seedream-thrifty": "gather-2",
+    "seedream-async": "gather-1",
+    "seedream-fast": "gather-0.5",
+}
 # The fixed pollers, by interval in API seconds: the curve prints their theoretical points.
 FIXED = {"gather-0.5": 0.5, "gather-1": 1.0, "gather-2": 2.0}
 # CPU per prediction is reported as a ratio to this contender's.
@@ -215,6 +231,29 @@ def _curve_text(curves: dict[str, dict[str, Any]]) -> str:
             text.append(
                 f"  every {name} (theory on these draws): {_pct(lag)}% lag at {polls:.1f} polls"
             )
+    return "\n".join(text)
+
+
+def _pairs_text(rows: list[dict[str, Any]]) -> str:
+    """Each preset against the fixed poller it should beat, on makespan and on polls."""
+    by_key = {(r["workload"], r["contender"]): r for r in rows if "error" not in r}
+    text = []
+    for (workload, name), row in by_key.items():
+        other = by_key.get((workload, PAIRS.get(name, "")))
+        if other is None:
+            continue
+        if not text:
+            text.append("\neach preset against its fixed poller (x ideal | polls/pred | lag %):")
+        wins = (
+            row["x_ideal"] < other["x_ideal"]
+            and row["polls_per_prediction"] < other["polls_per_prediction"]
+        )
+        text.append(
+            f"  {workload}: {name} {row['x_ideal']:.3f} | {row['polls_per_prediction']:.2f} | "
+            f"{_pct(row['lag_share'])}  vs  {other['contender']} {other['x_ideal']:.3f} | "
+            f"{other['polls_per_prediction']:.2f} | {_pct(other['lag_share'])}  -> "
+            + ("beats it on both" if wins else "does NOT beat it on both")
+        )
     return "\n".join(text)
 
 
@@ -492,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             ns, names, contenders, folder, logs, time_scale=ns.time_scale, curves=curves
         )
         _write(ns, started, rows, curves, [], [], None)  # partial, in case the rest is cut short
-        _status(_table(rows, ns, ns.time_scale) + _curve_text(curves))
+        _status(_table(rows, ns, ns.time_scale) + _pairs_text(rows) + _curve_text(curves))
         checks = (
             _workload_runs(ns, names, check, folder, logs, time_scale=ns.check_scale)
             if check
@@ -502,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     upload = _upload_run(ns, logs) if ns.upload_repeats > 0 else None
     print(
         _table(rows, ns, ns.time_scale)
+        + _pairs_text(rows)
         + _curve_text(curves)
         + _check_text(rows, checks, ns)
         + _extras_text(memory, upload, ns)
@@ -528,8 +568,8 @@ def _write(
             "gather": "poll interval x time_scale",
             "naive": "poll sleep (1 s) x time_scale",
             "seedream-async": (
-                "PollPolicy().scaled(time_scale) except deadline (900 s, unscaled); "
-                "poll_rate = 50 / time_scale"
+                "PollPolicy preset .scaled(time_scale) (typical, max_interval...) except "
+                "deadline (900 s, unscaled); poll_rate = 50 / time_scale (x3 for the fast preset)"
             ),
         },
         "targets": TARGETS,

@@ -152,11 +152,11 @@ def silverman(samples: Sequence[float]) -> float:
 def _kernel(values: list[float], bandwidth: float) -> Durations:
     """A mixture of lognormals of spread ``bandwidth``, one centred on each sample.
 
-    The samples are first binned in ``log`` space (bins a quarter of the bandwidth wide,
-    which moves no kernel by more than an eighth of its spread), then the mixture is
+    The samples are first binned in ``log`` space (bins a third of the bandwidth wide,
+    which moves no kernel by more than a sixth of its spread), then the mixture is
     tabulated once on a fine grid (cdf and partial mean, interpolated linearly): building
     it costs O(bins x table) whatever the sample size, reading it O(log table)."""
-    width = bandwidth / 4
+    width = bandwidth / 3
     bins: dict[int, int] = {}
     for value in values:
         index = round(math.log(value) / width)
@@ -165,7 +165,7 @@ def _kernel(values: list[float], bandwidth: float) -> Durations:
     shift = math.exp(bandwidth * bandwidth / 2)
     low = math.exp(centres[0][0] - 5 * bandwidth)
     high = math.exp(centres[-1][0] + 5 * bandwidth)
-    size = 400
+    size = 240
     step = math.log(high / low) / (size - 1)
     points = [0.0] + [low * math.exp(step * i) for i in range(size)]
     cdfs = [0.0]
@@ -426,7 +426,9 @@ def _bisect(durations: Durations, grid: int, fits: Callable[[Schedule], bool]) -
     cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
     dear_fits = fits(_solve(table, math.exp(dear)))
     best: Schedule | None = None
-    for _ in range(36):
+    # 16 halvings of a bracket 16 wide (in log price) pin the price within 0.03%: far
+    # finer than the schedules it tells apart, each solve a millisecond or so.
+    for _ in range(16):
         middle = (cheap + dear) / 2
         schedule = _solve(table, math.exp(middle))
         if fits(schedule) == dear_fits:

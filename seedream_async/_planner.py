@@ -7,8 +7,10 @@ size: an edit-sequential run grows with ``max_images``), solved for a budget of 
 polls per prediction, the one knob. Until a shape has enough finished predictions, a prior
 stands in: the contract's typical edit (about 8 s) stretched by ``max_images``.
 
-Schedules are re-solved as samples accumulate (each time their count grows by a quarter),
-not per poll: a solve costs a few tens of milliseconds.
+Schedules are re-solved as samples accumulate (each time their count grows by a quarter
+while the first durations, biased to the short ones that finish first, give way to a
+fair sample; every half window once the window is full), not per poll: a solve costs a
+few tens of milliseconds of the event loop.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Shape:
 class _Group:
     def __init__(self, window: int) -> None:
         self.samples: deque[float] = deque(maxlen=window)
-        self.schedule: Schedule | None = None
+        self.durations: Durations | None = None  # what the schedules were solved for
+        self.schedules: dict[float, Schedule] = {}  # by poll budget
         self.solved_at = 0  # sample count at the last solve
         self.seen = 0
 
@@ -101,26 +104,39 @@ class PollPlanner:
             return ordered[len(ordered) // 2]
         return self._prior_median(shape)
 
-    def schedule(self, shape: Shape) -> Schedule:
+    def typical_duration(self) -> float | None:
+        """The learned median duration of the most learned shape, or None before any."""
+        learned = [g for g in self._groups.values() if len(g.samples) >= self._min_samples]
+        if not learned:
+            return None
+        ordered = sorted(max(learned, key=lambda group: group.seen).samples)
+        return ordered[len(ordered) // 2]
+
+    def schedule(self, shape: Shape, *, polls: float | None = None) -> Schedule:
         """The current optimal schedule for ``shape`` (solved again when due): give it to
-        a prediction at submit and place its polls with :meth:`due`."""
+        a prediction at submit and place its polls with :meth:`due`.
+
+        Args:
+            shape: the request's shape.
+            polls: a budget other than the planner's own (fewer polls under pressure).
+        """
         group = self._group(shape)
         count = len(group.samples)
-        learned = count >= self._min_samples
-        stale = group.schedule is None or (
-            learned
-            and (group.solved_at < self._min_samples or group.seen - group.solved_at >= count / 4)
-        )
-        if stale:
-            if learned:
-                samples = list(group.samples)
-                durations = Durations.empirical(samples, smoothing=silverman(samples))
-                group.solved_at = group.seen
-            else:
-                durations = Durations.lognormal(self._prior_median(shape), _PRIOR_SIGMA)
-            group.schedule = schedule_for_polls(durations, self.polls)
-        assert group.schedule is not None
-        return group.schedule
+        if count >= self._min_samples and (
+            group.solved_at < self._min_samples
+            or group.seen - group.solved_at >= min(count / 4, self._window / 2)
+        ):
+            samples = list(group.samples)
+            group.durations = Durations.empirical(samples, smoothing=silverman(samples))
+            group.solved_at = group.seen
+            group.schedules.clear()
+        if group.durations is None:
+            group.durations = Durations.lognormal(self._prior_median(shape), _PRIOR_SIGMA)
+        budget = self.polls if polls is None else polls
+        schedule = group.schedules.get(budget)
+        if schedule is None:
+            schedule = group.schedules[budget] = schedule_for_polls(group.durations, budget)
+        return schedule
 
     def due(self, schedule: Schedule, elapsed: float) -> float:
         """Seconds after submit at which to poll next, given ``elapsed`` seconds since submit:

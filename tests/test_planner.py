@@ -120,9 +120,10 @@ def test_schedules_are_solved_again_only_as_samples_grow() -> None:
     assert planner.schedule(ONE) is first
     planner.learn(ONE, 4.2)
     assert planner.schedule(ONE) is first  # 1 new sample of 9: not yet
-    for _ in range(3):
-        planner.learn(ONE, 4.3)
-    assert planner.schedule(ONE) is not first
+    planner.learn(ONE, 4.3)
+    assert planner.schedule(ONE) is first  # 2 new of 10: not yet
+    planner.learn(ONE, 4.3)
+    assert planner.schedule(ONE) is not first  # 3 new of 11
 
 
 def test_a_straggler_is_polled_ever_more_rarely_up_to_the_cap() -> None:
