@@ -43,7 +43,7 @@ from ._models import (
     PriceModel,
     UploadedMedia,
 )
-from ._polling import PollPolicy
+from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -58,6 +58,7 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BudgetExceeded",
+    "Completion",
     "ConfigurationError",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",

@@ -86,9 +86,13 @@ class Endpoint:
         on_refused: RefusedHook | None = None,
         keep_trying_for: float | None = None,
         max_bytes: int | None = None,
+        read_timeout: float | None = None,
     ) -> httpx.Response:
         """Send one API request (retried by ``policy``) and return its successful response,
         its body read (at most ``max_bytes``, the endpoint's cap when None).
+
+        ``read_timeout`` lengthens the client's read timeout, and the overall deadline, for
+        this request (a sync-mode submit is answered only when its prediction is done).
 
         Raises:
             MalformedResponse: the answer is too large, or redirects off the API's origin.
@@ -97,6 +101,18 @@ class Endpoint:
             AmbiguousSubmission: a submit failed after it may have reached the server.
         """
         url = self._base_url.copy_with(path=self._base_url.path.rstrip("/") + path)
+        timeout = self._http.timeout
+        if read_timeout is not None and timeout.read is not None:
+            timeout = httpx.Timeout(
+                connect=timeout.connect,
+                read=max(timeout.read, read_timeout),
+                write=timeout.write,
+                pool=timeout.pool,
+            )
+
+        deadline = self.deadline
+        if read_timeout is not None and deadline is not None:
+            deadline = max(deadline, read_timeout)
 
         async def attempt() -> httpx.Response:
             # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
@@ -113,9 +129,9 @@ class Endpoint:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
                 headers.update(part_headers)
             request = self._http.build_request(
-                method, url, headers=headers, json=json, content=content
+                method, url, headers=headers, json=json, content=content, timeout=timeout
             )
-            async with bounded(request, self.deadline):
+            async with bounded(request, deadline):
                 response = await self._exchange(request, what, max_bytes or self.max_bytes)
             if not response.is_success:
                 raise status_error(response, what=what, secrets=(self._key.reveal(),))
