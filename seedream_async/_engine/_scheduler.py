@@ -97,7 +97,9 @@ class PollScheduler:
         self._counter = itertools.count()
         self._wakeup = anyio.Event()
         self._planner = PollPlanner(
-            polls=policy.polls, typical=policy.typical, tail_cap=max(policy.max_interval, 1e-6)
+            polls=policy.polls,
+            typical=policy.prior_duration,
+            tail_cap=max(policy.max_interval, 1e-6),
         )
 
     def typical_duration(self) -> float | None:
@@ -208,7 +210,7 @@ class PollScheduler:
 
     def _schedule_for(self, shape: Shape, now: float) -> Schedule:
         """The schedule a prediction submitted ``now`` keeps until it is seen done."""
-        typical = self._planner.typical_duration() or self._policy.typical
+        typical = self._planner.typical_duration() or self._policy.prior_duration
         if now - self._client.rate_limited_at < _PRESSURE_MEMORY * typical:
             # Rate limited lately: every poll spends the key's request budget, which the
             # submits need too, so poll as sparingly as the thrifty preset would.

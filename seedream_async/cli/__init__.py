@@ -77,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
         help="send again items an earlier run may have paid for without an answer",
     )
     run.add_argument(
+        "--first-poll",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="wait before a prediction's first status poll before durations are learned "
+        f"(default: {PollPolicy().first_poll:g}; a batch assumes edits take 4x this)",
+    )
+    run.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help=f"first wait between status polls, growing after (default: {PollPolicy().interval:g})",
+    )
+    run.add_argument(
         "--polls",
         type=_positive_float,
         default=None,
@@ -90,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="a one-image edit's duration to assume until durations are learned "
-        f"(default: {PollPolicy().typical:g})",
+        f"(default: {PollPolicy().prior_duration:g}, or 4x --first-poll)",
     )
     run.add_argument("--base-url", default=None, help="the API's origin (default: Atlas Cloud)")
     run.add_argument(
@@ -143,7 +158,12 @@ def _add_manifest_defaults(parser: argparse.ArgumentParser) -> None:
 def _poll_policy(ns: argparse.Namespace) -> PollPolicy | None:
     changes = {
         name: value
-        for name, value in (("polls", ns.polls), ("typical", ns.typical))
+        for name, value in (
+            ("first_poll", ns.first_poll),
+            ("interval", ns.poll_interval),
+            ("polls", ns.polls),
+            ("typical", ns.typical),
+        )
         if value is not None
     }
     return dataclasses.replace(PollPolicy(), **changes) if changes else None
