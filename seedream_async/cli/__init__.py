@@ -1,4 +1,4 @@
-"""The ``seedream-async`` command: ``run``, ``validate``, ``demo`` and ``simulate``.
+"""The ``seedream-async`` command: ``run``, ``validate``, ``review``, ``demo`` and ``simulate``.
 
 Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library itself never
 imports this package.
@@ -105,6 +105,17 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("manifest", type=Path)
     _add_manifest_defaults(validate)
 
+    review = commands.add_parser(
+        "review",
+        help="write the review sheet (review.html) of a run's outputs",
+        description="Write review.html beside OUT's report.jsonl: a static page, opened "
+        "straight from disk, with each item's inputs and outputs, filters by status, and "
+        "approve / reject buttons that export the rejected keys for run --reroll.",
+    )
+    review.add_argument(
+        "out", type=Path, metavar="OUT", help="the run's --out folder (or its report.jsonl)"
+    )
+
     demo = commands.add_parser(
         "demo",
         help="run a sample catalog against the bundled simulator (offline, no API key)",
@@ -162,7 +173,7 @@ def _interrupted(errors: Console, journal: Path) -> int:
     return EXIT_INTERRUPTED
 
 
-def _run(ns: argparse.Namespace) -> int:
+def _command_run(ns: argparse.Namespace) -> int:
     import anyio
 
     from ._run import EXIT_USAGE, RunOptions, run_manifest
@@ -195,7 +206,7 @@ def _run(ns: argparse.Namespace) -> int:
         return _interrupted(errors, options.journal_path)
 
 
-def _validate(ns: argparse.Namespace) -> int:
+def _command_validate(ns: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from ._manifest import ManifestProblem
@@ -217,7 +228,21 @@ def _validate(ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _demo(ns: argparse.Namespace) -> int:
+def _command_review(ns: argparse.Namespace) -> int:
+    from ._review import read_report, write_review
+    from ._run import EXIT_OK, EXIT_USAGE, REPORT_NAME
+
+    console, errors = _consoles()
+    report = ns.out if ns.out.is_file() else ns.out / REPORT_NAME
+    if not report.is_file():
+        errors.print(f"error: no {REPORT_NAME} in {ns.out}; pass the --out folder of a run")
+        return EXIT_USAGE
+    page = write_review(report)
+    console.print(f"Review sheet: {page} ({len(read_report(report))} items); open it in a browser")
+    return EXIT_OK
+
+
+def _command_demo(ns: argparse.Namespace) -> int:
     import anyio
 
     from ._demo import run_demo
@@ -238,7 +263,7 @@ def _demo(ns: argparse.Namespace) -> int:
         return _interrupted(errors, ns.out / "outputs" / JOURNAL_NAME)
 
 
-def _simulate(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _command_simulate(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..testing._cli import serve_from_args
 
     return serve_from_args(ns, parser)
@@ -262,9 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     ns = parser.parse_args(argv)
     if ns.command == "run":
-        return _run(ns)
+        return _command_run(ns)
     if ns.command == "validate":
-        return _validate(ns)
+        return _command_validate(ns)
+    if ns.command == "review":
+        return _command_review(ns)
     if ns.command == "demo":
-        return _demo(ns)
-    return _simulate(ns, parser)
+        return _command_demo(ns)
+    return _command_simulate(ns, parser)

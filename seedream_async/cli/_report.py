@@ -1,4 +1,10 @@
-"""The run's record: ``report.jsonl`` (one line per item) and the summary table."""
+"""The run's record: ``report.jsonl`` (one line per item) and the summary table.
+
+A line holds what became of the item (status, prediction id, files, cost, error) and what was
+asked (prompt, images, params, seed), so a run can be reviewed from the report alone. When
+the run ends, :func:`complete_from_journal` adds what only the journal knows: the uploaded
+URL of each local image and the item's earlier paid attempts.
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,59 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+import anyio
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._items import BatchResult, ResultStatus
+from .._items import BatchResult, EditItem, ResultStatus
+from .._journal import Journal, JournalEntry
 
-__all__ = ["ReportWriter", "Tally", "print_failures", "record", "summary_table"]
+__all__ = [
+    "ReportWriter",
+    "Tally",
+    "complete_from_journal",
+    "print_failures",
+    "record",
+    "summary_table",
+]
 
 # Failed items shown under the summary; the rest are in report.jsonl.
 _SHOWN_FAILURES = 10
 
 
-def record(result: BatchResult) -> dict[str, Any]:
-    """One ``report.jsonl`` line: what became of an item, JSON-ready.
+def _image(image: object) -> dict[str, str | None]:
+    if isinstance(image, str):
+        if image.startswith(("https://", "http://")):
+            return {"path": None, "url": image}
+        return {"path": str(Path(image).absolute()), "url": None}
+    return {"path": None, "url": None}  # bytes: nothing to link to
+
+
+def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
+    """One ``report.jsonl`` line: what was asked and what became of it, JSON-ready.
 
     Args:
         result: the item's result.
+        item: the item as the manifest gave it; its prompt, images, params and seed.
     """
+    params = item.request_params() if item is not None else {}
+    seed = params.pop("seed", None)
+    attempt = {
+        "prediction_id": result.prediction_id,
+        "status": str(result.status),
+        "cost": result.cost,
+        "files": [str(path.absolute()) for path in result.files],
+    }
     return {
         "key": result.key,
         "status": str(result.status),
+        "prompt": item.prompt if item is not None else None,
+        "images": [_image(image) for image in item.images] if item is not None else [],
+        "params": params,
+        "seed": seed,
         "prediction_id": result.prediction_id,
-        "files": [str(path) for path in result.files],
+        "files": [str(path.absolute()) for path in result.files],
         "outputs": list(result.outputs),
         "error": result.error_message,
         "error_type": type(result.error).__name__ if result.error is not None else None,
@@ -38,6 +74,7 @@ def record(result: BatchResult) -> dict[str, Any]:
         "predict_time": result.predict_time,
         "timings": asdict(result.timings),
         "from_journal": result.from_journal,
+        "attempts": [attempt] if result.prediction_id is not None else [],
     }
 
 
@@ -70,10 +107,10 @@ class ReportWriter:
             self._handle.close()
             self._handle = None
 
-    def write(self, result: BatchResult) -> None:
+    def write(self, result: BatchResult, item: EditItem | None = None) -> None:
         """Append one item's line."""
         assert self._handle is not None, "use ReportWriter as a context manager"
-        self._handle.write(json.dumps(record(result), ensure_ascii=False) + "\n")
+        self._handle.write(json.dumps(record(result, item), ensure_ascii=False) + "\n")
         self._handle.flush()
 
 
@@ -145,3 +182,60 @@ def print_failures(console: Console, tally: Tally) -> None:
     hidden = tally.total - tally.counts[ResultStatus.SUCCEEDED] - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
+
+
+def _with_journal(line: dict[str, Any], entry: JournalEntry, history: list[JournalEntry]) -> None:
+    request = entry.request or {}
+    sent = request.get("images")
+    images = line.get("images") or []
+    if isinstance(sent, list) and len(sent) == len(images):
+        for image, url in zip(images, sent, strict=True):
+            if (
+                image.get("url") is None
+                and isinstance(url, str)
+                and url.startswith(("https://", "http://"))
+            ):
+                image["url"] = url  # the uploaded copy of a local file
+    if line.get("seed") is None and isinstance(request.get("seed"), int):
+        line["seed"] = request["seed"]
+    earlier = [
+        {
+            "prediction_id": old.prediction_id,
+            "status": str(old.state),
+            "cost": old.cost,
+            "files": list(old.files),
+        }
+        for old in history
+        if old.prediction_id is not None
+    ]
+    line["attempts"] = earlier + list(line.get("attempts") or [])
+
+
+async def complete_from_journal(report: Path, journal: Path) -> None:
+    """Add to each report line what the journal knows: uploaded URLs and earlier attempts.
+
+    The file is rewritten whole (through a temporary file), still one line per key. A line
+    cut short by a crash is dropped. Nothing happens when either file is missing.
+
+    Args:
+        report: the ``report.jsonl`` just written.
+        journal: the run's journal.
+    """
+    report_file, journal_file = anyio.Path(report), anyio.Path(journal)
+    if not await report_file.exists() or not await journal_file.exists():
+        return
+    lines = []
+    for text in (await report_file.read_text(encoding="utf-8")).splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    async with await Journal.open(journal) as opened:
+        for line in lines:
+            entry = await opened.get(line["key"])
+            if entry is not None:
+                _with_journal(line, entry, await opened.history(line["key"]))
+    temporary = report_file.with_name(f".{report.name}.tmp")
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    await temporary.write_text(text, encoding="utf-8")
+    await temporary.replace(report_file)

@@ -7,17 +7,22 @@ the demo exercises exactly what a real run does.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncSeedream
+from .._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, print_failures, summary_table
+from ._report import ReportWriter, Tally, complete_from_journal, print_failures, summary_table
+from ._review import REVIEW_NAME, write_review
 from ._validate import scan
 
 __all__ = [
@@ -85,6 +90,11 @@ class RunOptions:
         """Where ``report.jsonl`` goes."""
         return self.out / REPORT_NAME
 
+    @property
+    def review_path(self) -> Path:
+        """Where the review sheet goes."""
+        return self.out / REVIEW_NAME
+
 
 def print_problems(console: Console, problems: list[ManifestProblem], total: int) -> None:
     """Print the first manifest problems, then how many more there were.
@@ -116,6 +126,13 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
     return rows, shown, problems
 
 
+async def _finish_report(options: RunOptions) -> None:
+    """Complete report.jsonl from the journal, then write the review sheet from it."""
+    await complete_from_journal(options.report_path, options.journal_path)
+    if await anyio.Path(options.report_path).exists():
+        await anyio.to_thread.run_sync(write_review, options.report_path, options.review_path)
+
+
 async def run_manifest(options: RunOptions, *, console: Console, errors: Console) -> int:
     """Run every row of the manifest and return the exit code.
 
@@ -143,7 +160,13 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
     else:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
-    items = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    asked: dict[str, EditItem] = {}  # items in flight, for their report lines
+
+    def items() -> Iterator[EditItem]:
+        for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+            asked[item.key] = item
+            yield item
+
     tally = Tally()
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +180,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 ProgressDisplay(console, total) as display,
             ):
                 batch = client.edit_batch(
-                    items,
+                    items(),
                     concurrency=options.concurrency,
                     rate=options.rate,
                     out_dir=options.out,
@@ -168,12 +191,15 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 )
                 async with batch:
                     async for result in batch:
-                        report.write(result)
+                        report.write(result, asked.pop(result.key, None))
                         tally.add(result)
                         display.add(result)
     finally:
         console.print(summary_table(tally, expected=total, elapsed=time.monotonic() - started))
+        with anyio.CancelScope(shield=True):  # an interrupted run still gets its sheet
+            await _finish_report(options)
     print_failures(console, tally)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
+    console.print(f"Review:  {options.review_path}")
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
