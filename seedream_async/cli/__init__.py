@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._constants import API_KEY_ENV
+from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._polling import PollPolicy
 from .._version import __version__
 
@@ -66,7 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_manifest_defaults(run)
     run.add_argument("--concurrency", type=_positive_int, default=64, help="default: 64")
     run.add_argument("--rate", type=_positive_float, default=None, help="submits per second")
-    run.add_argument("--budget", type=_positive_float, default=None, metavar="USD")
+    run.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=None,
+        metavar="USD",
+        help="stop submitting before this run's cost would pass USD (default: no limit)",
+    )
     run.add_argument(
         "--journal", type=Path, default=None, help="default: <out>/.seedream-journal.sqlite"
     )
@@ -89,20 +95,31 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"first wait between status polls, growing after (default: {PollPolicy().interval:g})",
     )
-    run.add_argument("--base-url", default=None, help="the API's origin (default: Atlas Cloud)")
+    run.add_argument(
+        "--base-url",
+        default=None,
+        help=f"the API's origin, e.g. a simulator's http://127.0.0.1:8787 (default: "
+        f"${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
+    )
     run.add_argument(
         "--api-key-env",
         default=API_KEY_ENV,
         metavar="NAME",
         help=f"environment variable holding the API key (default: {API_KEY_ENV})",
     )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (the bar and notes go to stderr)",
+    )
+    _add_logging(run)
 
     validate = commands.add_parser(
         "validate",
         help="check a manifest and its images without sending anything",
         description="Check every row, parameter, key and local image; no network request.",
     )
-    validate.add_argument("manifest", type=Path)
+    validate.add_argument("manifest", type=Path, help="CSV (key,prompt,images,...) or JSONL")
     _add_manifest_defaults(validate)
 
     review = commands.add_parser(
@@ -119,18 +136,34 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         help="run a sample catalog against the bundled simulator (offline, no API key)",
+        description="Write a sample catalog (product photos, backdrops, a logo) and run it "
+        "through the same code as `run`, against the bundled simulator in this process: no "
+        "network, no API key, nothing billed. Each demo starts over in its folder.",
     )
-    demo.add_argument("--items", type=_positive_int, default=24, help="default: 24")
-    demo.add_argument("--out", type=Path, default=Path("seedream-demo"))
+    demo.add_argument(
+        "--items", type=_positive_int, default=24, help="catalog items to make (default: 24)"
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("seedream-demo"),
+        help="folder for the catalog, outputs, report and review sheet; replaced if it holds "
+        "an earlier demo (default: ./seedream-demo)",
+    )
     demo.add_argument(
         "--time-scale",
         type=_positive_float,
         default=0.02,
         help="simulated latency factor; 1.0 is about 8 s per edit (default: 0.02)",
     )
+    _add_logging(demo)
 
     simulate = commands.add_parser(
-        "simulate", help="serve the simulated API on a local port until Ctrl-C"
+        "simulate",
+        help="serve the simulated API on a local port until Ctrl-C",
+        description="Serve the simulated Atlas Cloud API on 127.0.0.1 until Ctrl-C. Point "
+        f"`run` at it with --base-url http://127.0.0.1:PORT (or {BASE_URL_ENV}) and "
+        f"{API_KEY_ENV}=sim-key (its default --api-key).",
     )
     from ..testing._cli import add_arguments
 
@@ -143,6 +176,37 @@ def _add_manifest_defaults(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-images", type=_positive_int, default=None, help="for rows without max_images"
     )
+
+
+def _add_logging(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log retries and waits (-v), and every request (-vv)",
+    )
+    group.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default=None,
+        help="the library's log level (-v is INFO, -vv DEBUG; default: WARNING)",
+    )
+
+
+def _configure_logging(ns: argparse.Namespace, errors: Console) -> None:
+    """Send the library's log to stderr, drawn above the progress bar."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    level = ns.log_level or {0: "WARNING", 1: "INFO"}.get(ns.verbose, "DEBUG")
+    handler = RichHandler(console=errors, show_path=False, markup=False, log_time_format="%X")
+    logger = logging.getLogger("seedream_async")
+    logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def _poll_policy(ns: argparse.Namespace) -> PollPolicy | None:
@@ -163,13 +227,10 @@ def _consoles() -> tuple[Console, Console]:
     )
 
 
-def _interrupted(errors: Console, journal: Path) -> int:
+def _interrupted(errors: Console, message: str) -> int:
     from ._run import EXIT_INTERRUPTED
 
-    errors.print(
-        f"\nInterrupted. Finished items are recorded in {journal}; "
-        "re-run the same command to resume without paying for them again."
-    )
+    errors.print(f"\nInterrupted. {message}")
     return EXIT_INTERRUPTED
 
 
@@ -179,6 +240,7 @@ def _command_run(ns: argparse.Namespace) -> int:
     from ._run import EXIT_USAGE, RunOptions, run_manifest
 
     console, errors = _consoles()
+    _configure_logging(ns, errors)
     api_key = os.environ.get(ns.api_key_env, "").strip()
     if not api_key:
         errors.print(
@@ -199,17 +261,25 @@ def _command_run(ns: argparse.Namespace) -> int:
         max_images=ns.max_images,
         resubmit_ambiguous=ns.resubmit_ambiguous,
         poll=_poll_policy(ns),
+        json_summary=ns.json,
     )
+    # With --json, stdout carries the JSON alone; everything for people goes to stderr.
+    shown = errors if ns.json else console
     try:
-        return anyio.run(lambda: run_manifest(options, console=console, errors=errors))
+        return anyio.run(lambda: run_manifest(options, console=shown, errors=errors))
     except KeyboardInterrupt:
-        return _interrupted(errors, options.journal_path)
+        return _interrupted(
+            errors,
+            f"Finished items are recorded in {options.journal_path}; re-run the same command "
+            "to resume without paying for them again.",
+        )
 
 
 def _command_validate(ns: argparse.Namespace) -> int:
     from rich.markup import escape
 
     from ._manifest import ManifestProblem
+    from ._report import estimate
     from ._run import EXIT_FAILED, EXIT_OK
     from ._validate import scan
 
@@ -225,6 +295,10 @@ def _command_validate(ns: argparse.Namespace) -> int:
         errors.print(f"{ns.manifest}: {problems} problem(s); {rows} row(s) OK")
         return EXIT_FAILED
     console.print(f"{ns.manifest}: {rows} row(s) OK, every local image readable")
+    console.print(
+        f"Cost if every row is submitted: {estimate(rows)} (billed per prediction, "
+        "whatever its max_images; rows already done in a journal are not paid again)"
+    )
     return EXIT_OK
 
 
@@ -246,9 +320,9 @@ def _command_demo(ns: argparse.Namespace) -> int:
     import anyio
 
     from ._demo import run_demo
-    from ._run import JOURNAL_NAME
 
     console, errors = _consoles()
+    _configure_logging(ns, errors)
     try:
         return anyio.run(
             lambda: run_demo(
@@ -260,7 +334,13 @@ def _command_demo(ns: argparse.Namespace) -> int:
             )
         )
     except KeyboardInterrupt:
-        return _interrupted(errors, ns.out / "outputs" / JOURNAL_NAME)
+        # The simulator lived in this process: its predictions are gone, so the journal's
+        # ids would answer 404. Say what is true rather than promise a resume.
+        return _interrupted(
+            errors,
+            "The demo's simulator stopped with it, so running the demo again starts over "
+            f"in {ns.out}. A real catalog (seedream-async run) resumes from its journal.",
+        )
 
 
 def _command_simulate(ns: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -19,15 +19,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .._constants import PRICE_PER_EXECUTION
 from .._items import BatchResult, EditItem, ResultStatus
 from .._journal import Journal, JournalEntry
 
 __all__ = [
     "ReportWriter",
     "Tally",
+    "cli_words",
     "complete_from_journal",
+    "estimate",
     "print_failures",
+    "print_next_steps",
     "record",
+    "summary_json",
     "summary_table",
 ]
 
@@ -128,7 +133,9 @@ class Tally:
         self.counts[result.status] += 1
         self.cost += result.cost
         self.from_journal += result.from_journal
-        if not result.ok and len(self.failures) < _SHOWN_FAILURES:
+        # Items the budget stopped are summed up in one line, not listed.
+        listed = result.status in (ResultStatus.FAILED, ResultStatus.AMBIGUOUS)
+        if listed and len(self.failures) < _SHOWN_FAILURES:
             self.failures.append(result)
 
     @property
@@ -164,24 +171,91 @@ def summary_table(tally: Tally, *, expected: int, elapsed: float) -> Table:
             table.add_row(
                 f"[{style}]{status.value.replace('_', ' ')}[/]", str(tally.counts[status])
             )
-    if tally.from_journal:
-        table.add_row("  of which from the journal", str(tally.from_journal))
     if expected > tally.total:
         table.add_row("[yellow]not reached[/]", str(expected - tally.total))
     table.add_row("total", str(expected), end_section=True)
+    # Its own section: a count across every outcome above, not a part of the last one.
+    if tally.from_journal:
+        table.add_row("answered from the journal (no new cost)", str(tally.from_journal))
     table.add_row("cost this run", f"${tally.cost:.3f}")
     table.add_row("time", f"{elapsed:.1f}s")
     return table
 
 
+def summary_json(tally: Tally, *, expected: int, elapsed: float) -> dict[str, Any]:
+    """The end-of-run summary as JSON (``run --json``): the table's figures, by name.
+
+    Args:
+        tally: the run's counts.
+        expected: items in the manifest.
+        elapsed: seconds the run took.
+    """
+    return {
+        "total": expected,
+        **{str(status): tally.counts[status] for status in ResultStatus},
+        "not_reached": max(expected - tally.total, 0),
+        "from_journal": tally.from_journal,
+        "cost": round(tally.cost, 6),
+        "elapsed": round(elapsed, 3),
+    }
+
+
+def estimate(executions: int) -> str:
+    """The cost of ``executions`` paid predictions: "N times the price = total".
+
+    Args:
+        executions: predictions that would be submitted (one per item, whatever its
+            ``max_images``: the API bills per execution).
+    """
+    total = executions * PRICE_PER_EXECUTION
+    return f"{executions} \N{MULTIPLICATION SIGN} ${PRICE_PER_EXECUTION:.3f} = ${total:,.3f}"
+
+
+# The engine words its hints for Python callers; the command line has flags instead.
+_CLI_WORDS = {"pass resubmit_ambiguous=True": "re-run with --resubmit-ambiguous"}
+
+
+def cli_words(message: str) -> str:
+    """A library message with its Python-keyword hints replaced by the command's flags."""
+    for python, flag in _CLI_WORDS.items():
+        message = message.replace(python, flag)
+    return message
+
+
 def print_failures(console: Console, tally: Tally) -> None:
     """Print the first failed items with their errors."""
     for result in tally.failures:
-        message = escape(f"{result.key} ({result.status.value}): {result.error_message}")
-        console.print(f"[red]✗[/] {message}")
-    hidden = tally.total - tally.counts[ResultStatus.SUCCEEDED] - len(tally.failures)
+        text = cli_words(f"{result.key} ({result.status.value}): {result.error_message}")
+        console.print(f"[red]✗[/] {escape(text)}")
+    listed = tally.counts[ResultStatus.FAILED] + tally.counts[ResultStatus.AMBIGUOUS]
+    hidden = listed - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
+
+
+def print_next_steps(console: Console, tally: Tally, *, budget: float | None) -> None:
+    """One line per outcome that needs the user: the budget reached, ambiguous items.
+
+    Args:
+        console: where to print.
+        tally: the run's counts.
+        budget: the run's ``--budget``, if any.
+    """
+    skipped = tally.counts[ResultStatus.NOT_SUBMITTED]
+    if skipped:
+        limit = f" of ${budget:.2f}" if budget is not None else ""
+        console.print(
+            f"[yellow]Budget{limit} reached[/]: ${tally.cost:.3f} spent this run, and one more "
+            f"item would have passed it; {skipped} item(s) not submitted, nothing spent on "
+            "them. Re-run with a higher --budget to finish them (finished items are not paid "
+            "again)."
+        )
+    ambiguous = tally.counts[ResultStatus.AMBIGUOUS]
+    if ambiguous:
+        console.print(
+            f"[yellow]{ambiguous} item(s) may have been billed without an answer[/] and were "
+            "not sent again. To pay for them again knowingly, re-run with --resubmit-ambiguous."
+        )
 
 
 def _with_journal(line: dict[str, Any], entry: JournalEntry, history: list[JournalEntry]) -> None:

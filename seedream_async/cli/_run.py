@@ -6,6 +6,8 @@ the demo exercises exactly what a real run does.
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +23,15 @@ from .._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, complete_from_journal, print_failures, summary_table
+from ._report import (
+    ReportWriter,
+    Tally,
+    complete_from_journal,
+    print_failures,
+    print_next_steps,
+    summary_json,
+    summary_table,
+)
 from ._review import REVIEW_NAME, write_review
 from ._validate import scan
 
@@ -65,6 +75,10 @@ class RunOptions:
         resubmit_ambiguous: pay again for items an earlier run may have paid for without
             hearing back.
         poll: the polling policy; the client's default when None.
+        resumable: re-running the same command resumes (False for the demo, whose
+            simulator forgets its predictions when it stops).
+        json_summary: print the summary as one JSON object on stdout instead of a table
+            (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
 
     manifest: Path
@@ -79,6 +93,8 @@ class RunOptions:
     max_images: int | None = None
     resubmit_ambiguous: bool = False
     poll: PollPolicy | None = None
+    json_summary: bool = False
+    resumable: bool = True
 
     @property
     def journal_path(self) -> Path:
@@ -158,8 +174,10 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     journal = options.journal_path
     if journal.exists():
         console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
-    else:
+    elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
+    else:
+        console.print(f"Journal: {journal}")
     asked: dict[str, EditItem] = {}  # items in flight, for their report lines
 
     def items() -> Iterator[EditItem]:
@@ -195,11 +213,19 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                         tally.add(result)
                         display.add(result)
     finally:
-        console.print(summary_table(tally, expected=total, elapsed=time.monotonic() - started))
+        elapsed = time.monotonic() - started
+        if not options.json_summary:
+            console.print(summary_table(tally, expected=total, elapsed=elapsed))
         with anyio.CancelScope(shield=True):  # an interrupted run still gets its sheet
             await _finish_report(options)
     print_failures(console, tally)
+    print_next_steps(console, tally, budget=options.budget)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
     console.print(f"Review:  {options.review_path}")
+    if options.json_summary:
+        summary = summary_json(tally, expected=total, elapsed=elapsed)
+        paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
+        summary.update({name: str(path) for name, path in paths.items()})
+        sys.stdout.write(json.dumps(summary) + "\n")
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
