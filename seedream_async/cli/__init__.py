@@ -112,7 +112,47 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the summary as one JSON object on stdout (the bar and notes go to stderr)",
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="say what would be submitted, answered from the journal, fetched again by id or "
+        "billed again because its inputs changed, with the cost; send nothing (no key needed)",
+    )
+    run.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="KEY",
+        help="run only these keys (or the keys in a file, one a line); other rows are left alone",
+    )
+    run.add_argument(
+        "--keys-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run only the keys in FILE, one a line (as the review sheet exports them)",
+    )
+    run.add_argument(
+        "--seed-from-key",
+        action="store_true",
+        help="rows without a seed get one derived from their key, so results can be made "
+        "again (switching it on for rows already billed bills them again: try --dry-run)",
+    )
     _add_logging(run)
+
+    status = commands.add_parser(
+        "status",
+        help="where a catalog stands, from its journal; sends nothing",
+        description="Counts by state, money billed over every run, and the ambiguous and "
+        "failed keys with their reasons, read from the journal alone; no request is made.",
+    )
+    status.add_argument(
+        "target",
+        type=Path,
+        metavar="OUT|JOURNAL",
+        help="a run's --out folder (its .seedream-journal.sqlite) or a journal file",
+    )
+    status.add_argument("--json", action="store_true", help="print it as one JSON object")
 
     validate = commands.add_parser(
         "validate",
@@ -242,7 +282,12 @@ def _command_run(ns: argparse.Namespace) -> int:
     console, errors = _consoles()
     _configure_logging(ns, errors)
     api_key = os.environ.get(ns.api_key_env, "").strip()
-    if not api_key:
+    try:
+        only = _only_keys(ns)
+    except OSError as err:
+        errors.print(f"error: cannot read the keys file: {err}")
+        return EXIT_USAGE
+    if not api_key and not ns.dry_run:
         errors.print(
             f"error: no API key; set the {ns.api_key_env} environment variable "
             "(or name another variable with --api-key-env)"
@@ -262,6 +307,9 @@ def _command_run(ns: argparse.Namespace) -> int:
         resubmit_ambiguous=ns.resubmit_ambiguous,
         poll=_poll_policy(ns),
         json_summary=ns.json,
+        dry_run=ns.dry_run,
+        only=only,
+        seed_from_key=ns.seed_from_key,
     )
     # With --json, stdout carries the JSON alone; everything for people goes to stderr.
     shown = errors if ns.json else console
@@ -273,6 +321,38 @@ def _command_run(ns: argparse.Namespace) -> int:
             f"Finished items are recorded in {options.journal_path}; re-run the same command "
             "to resume without paying for them again.",
         )
+
+
+def _only_keys(ns: argparse.Namespace) -> frozenset[str] | None:
+    from ._keys import keys_from_args, read_keys
+
+    if ns.only is None and ns.keys_file is None:
+        return None
+    keys = keys_from_args(ns.only or [])
+    if ns.keys_file is not None:
+        keys += read_keys(ns.keys_file)
+    return frozenset(keys)
+
+
+def _command_status(ns: argparse.Namespace) -> int:
+    import json
+
+    import anyio
+
+    from ._run import EXIT_OK, EXIT_USAGE, JOURNAL_NAME
+    from ._status import journal_exists, load_journal, print_status, status_json
+
+    console, errors = _consoles()
+    journal = ns.target / JOURNAL_NAME if ns.target.is_dir() else ns.target
+    if not journal_exists(journal):
+        errors.print(f"error: no journal at {journal}; pass a run's --out folder or --journal")
+        return EXIT_USAGE
+    view = anyio.run(load_journal, journal)
+    if ns.json:
+        print(json.dumps(status_json(view)))
+    else:
+        print_status(console, view)
+    return EXIT_OK
 
 
 def _command_validate(ns: argparse.Namespace) -> int:
@@ -370,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_run(ns)
     if ns.command == "validate":
         return _command_validate(ns)
+    if ns.command == "status":
+        return _command_status(ns)
     if ns.command == "review":
         return _command_review(ns)
     if ns.command == "demo":

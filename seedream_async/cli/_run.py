@@ -6,6 +6,8 @@ the demo exercises exactly what a real run does.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -33,6 +35,7 @@ from ._report import (
     summary_table,
 )
 from ._review import REVIEW_NAME, write_review
+from ._status import journal_exists, load_journal, plan_run, print_plan
 from ._validate import scan
 
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "JOURNAL_NAME",
     "REPORT_NAME",
     "RunOptions",
+    "key_seed",
     "print_problems",
     "run_manifest",
 ]
@@ -77,6 +81,11 @@ class RunOptions:
         poll: the polling policy; the client's default when None.
         resumable: re-running the same command resumes (False for the demo, whose
             simulator forgets its predictions when it stops).
+        dry_run: print what would be submitted, answered from the journal, fetched again
+            or billed again, with the cost, and send nothing.
+        only: run only these keys (every other row is left alone); None runs them all.
+        seed_from_key: give each row without a seed one derived from its key, so the
+            catalog's results can be made again.
         json_summary: print the summary as one JSON object on stdout instead of a table
             (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
@@ -95,6 +104,9 @@ class RunOptions:
     poll: PollPolicy | None = None
     json_summary: bool = False
     resumable: bool = True
+    dry_run: bool = False
+    only: frozenset[str] | None = None
+    seed_from_key: bool = False
 
     @property
     def journal_path(self) -> Path:
@@ -126,10 +138,17 @@ def print_problems(console: Console, problems: list[ManifestProblem], total: int
         console.print(f"... and {total - len(problems)} more problem(s)")
 
 
-def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
-    """Read the whole manifest once before spending anything: rows, first problems, count."""
+def key_seed(key: str) -> int:
+    """The seed ``--seed-from-key`` gives a row without one: 32 bits of its key's digest."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+
+
+def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int, set[str]]:
+    """Read the whole manifest once before spending anything: rows selected, first problems,
+    how many problems, and the selected keys found (to name the --only keys not found)."""
     rows, problems = 0, 0
     shown: list[ManifestProblem] = []
+    found: set[str] = set()
     for row in scan(
         options.manifest, size=options.size, max_images=options.max_images, check_files=False
     ):
@@ -137,9 +156,35 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
             problems += 1
             if len(shown) < _SHOWN_PROBLEMS:
                 shown.append(row)
-        else:
+        elif options.only is None or row.item.key in options.only:
             rows += 1
-    return rows, shown, problems
+            if options.only is not None:
+                found.add(row.item.key)
+    return rows, shown, problems, found
+
+
+def _selected(options: RunOptions) -> Iterator[EditItem]:
+    """The manifest's items this run is about: --only applied, --seed-from-key seeds set."""
+    for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+        if options.only is not None and item.key not in options.only:
+            continue
+        if options.seed_from_key and item.seed is None:
+            item = dataclasses.replace(item, seed=key_seed(item.key))
+        yield item
+
+
+async def _dry_run(options: RunOptions, console: Console) -> int:
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    where = f"the journal {journal}" if view is not None else "no journal yet"
+    console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
+    plan = await plan_run(
+        _selected(options),
+        view,
+        resubmit_ambiguous=options.resubmit_ambiguous,
+    )
+    print_plan(console, plan, budget=options.budget)
+    return EXIT_OK
 
 
 async def _finish_report(options: RunOptions) -> None:
@@ -163,14 +208,23 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     Returns:
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
-    total, problems, count = _prescan(options)
+    total, problems, count, found = _prescan(options)
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
         return EXIT_USAGE
+    if options.only is not None and (missing := sorted(options.only - found)):
+        shown = ", ".join(repr(key) for key in missing[:_SHOWN_PROBLEMS])
+        errors.print(
+            f"error: {len(missing)} key(s) given are not in {options.manifest}: "
+            f"{escape(shown)}; nothing was sent"
+        )
+        return EXIT_USAGE
     if total == 0:
         errors.print(f"{options.manifest}: no rows to run")
         return EXIT_USAGE
+    if options.dry_run:
+        return await _dry_run(options, console)
     journal = options.journal_path
     if journal.exists():
         console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
@@ -181,7 +235,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     asked: dict[str, EditItem] = {}  # items in flight, for their report lines
 
     def items() -> Iterator[EditItem]:
-        for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+        for item in _selected(options):
             asked[item.key] = item
             yield item
 
