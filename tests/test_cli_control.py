@@ -132,3 +132,42 @@ async def test_seed_from_key(tmp_path: Path) -> None:
             assert done.returncode == 0, out(done)
             seeds = {line["key"]: line["seed"] for line in report(target)}
             assert seeds == {"sku-0": key_seed("sku-0"), "sku-1": 42}
+
+
+async def test_reroll(tmp_path: Path) -> None:
+    """--reroll FILE pays once more for each key with a new seed, keeps the earlier output
+    (moved aside) and attempt (in the history); the next plain run pays nothing."""
+    manifest = catalog(tmp_path / "cat", 3)
+    target = tmp_path / "out"
+    rejected = tmp_path / "rejected-keys.txt"
+    rejected.write_text("sku-1\n")
+    async with serve(time_scale=0.001) as sim:
+        args = ["run", manifest, "--out", target, "--base-url", sim.base_url, *FAST_POLL]
+        assert (await cli(*args)).returncode == 0
+        before = {line["key"]: line for line in report(target)}
+        earlier = await anyio.Path(before["sku-1"]["files"][0]).read_bytes()
+
+        dry = await cli(*args, "--reroll", rejected, "--dry-run")
+        assert "re-roll with a new seed (--reroll): sku-1" in out(dry)
+        assert sim.ledger.executions == 3
+
+        rolled = await cli(*args, "--reroll", rejected)
+        assert rolled.returncode == 0, out(rolled)
+        assert sim.ledger.executions == 4
+        after = {line["key"]: line for line in report(target)}
+        line = after["sku-1"]
+        assert line["seed"] is not None
+        assert line["prediction_id"] != before["sku-1"]["prediction_id"]
+        assert [a["prediction_id"] for a in line["attempts"]] == [
+            before["sku-1"]["prediction_id"],
+            line["prediction_id"],
+        ]
+        kept = target / "rerolled" / "sku-1.attempt1.png"
+        assert await anyio.Path(kept).read_bytes() == earlier
+        assert await anyio.Path(line["files"][0]).exists()
+        assert after["sku-0"]["from_journal"]
+
+        again = await cli(*args)
+        assert again.returncode == 0, out(again)
+        assert sim.ledger.executions == 4  # the pinned seed finds the re-rolled attempt
+        assert sim.ledger.duplicate_submissions == 0

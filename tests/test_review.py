@@ -18,7 +18,7 @@ import anyio
 import pytest
 from rich.console import Console
 
-from seedream_async.cli import main
+from seedream_async.cli import _parser, main
 from seedream_async.cli._keys import keys_from_args, read_keys
 from seedream_async.cli._review import REVIEW_NAME, review_data, write_review
 from seedream_async.cli._run import RunOptions, run_manifest
@@ -242,7 +242,7 @@ def test_status_filter(page: Any, run_out: Path, status: str) -> None:
 def test_reject_export_round_trip(
     page: Any, run_out: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """Rejected keys download as a file that the --reroll parser reads back exactly."""
+    """Rejected keys download as a file that `run --reroll FILE` reads back exactly."""
     lines = _report(run_out)
     chosen = [HOSTILE_KEY, next(line["key"] for line in lines if line["key"] != HOSTILE_KEY)]
     for key in chosen:
@@ -270,4 +270,6 @@ def test_reject_export_round_trip(
     assert download.suggested_filename == "rejected-keys.txt"
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
-    assert keys_from_args([str(saved)]) == sorted(chosen)
+    # As `run --reroll FILE` reads it: the command's own parser, then its keys reader.
+    ns = _parser().parse_args(["run", "m.jsonl", "--out", "o", "--reroll", str(saved)])
+    assert keys_from_args(ns.reroll) == sorted(chosen)

@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the keys in FILE, one a line (as the review sheet exports them)",
     )
     run.add_argument(
+        "--reroll",
+        nargs="+",
+        default=None,
+        metavar="KEY|FILE",
+        help="pay again on purpose for these keys (or the keys in a file, as the review "
+        "sheet exports them), each with a new seed; earlier outputs move to OUT/rerolled/",
+    )
+    run.add_argument(
         "--seed-from-key",
         action="store_true",
         help="rows without a seed get one derived from their key, so results can be made "
@@ -277,6 +285,7 @@ def _interrupted(errors: Console, message: str) -> int:
 def _command_run(ns: argparse.Namespace) -> int:
     import anyio
 
+    from ._keys import keys_from_args
     from ._run import EXIT_USAGE, RunOptions, run_manifest
 
     console, errors = _consoles()
@@ -284,6 +293,7 @@ def _command_run(ns: argparse.Namespace) -> int:
     api_key = os.environ.get(ns.api_key_env, "").strip()
     try:
         only = _only_keys(ns)
+        reroll = frozenset(keys_from_args(ns.reroll or []))
     except OSError as err:
         errors.print(f"error: cannot read the keys file: {err}")
         return EXIT_USAGE
@@ -310,6 +320,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         dry_run=ns.dry_run,
         only=only,
         seed_from_key=ns.seed_from_key,
+        reroll=reroll,
     )
     # With --json, stdout carries the JSON alone; everything for people goes to stderr.
     shown = errors if ns.json else console

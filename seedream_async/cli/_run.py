@@ -34,6 +34,7 @@ from ._report import (
     summary_json,
     summary_table,
 )
+from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
 from ._review import REVIEW_NAME, write_review
 from ._status import journal_exists, load_journal, plan_run, print_plan
 from ._validate import scan
@@ -86,6 +87,8 @@ class RunOptions:
         only: run only these keys (every other row is left alone); None runs them all.
         seed_from_key: give each row without a seed one derived from its key, so the
             catalog's results can be made again.
+        reroll: keys to pay for again on purpose, each with a new seed; the earlier
+            attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
         json_summary: print the summary as one JSON object on stdout instead of a table
             (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
@@ -107,6 +110,12 @@ class RunOptions:
     dry_run: bool = False
     only: frozenset[str] | None = None
     seed_from_key: bool = False
+    reroll: frozenset[str] = frozenset()
+
+    @property
+    def named(self) -> frozenset[str]:
+        """Keys the user named (--only, --reroll): each must be in the manifest."""
+        return (self.only or frozenset()) | self.reroll
 
     @property
     def journal_path(self) -> Path:
@@ -156,21 +165,44 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int, set[
             problems += 1
             if len(shown) < _SHOWN_PROBLEMS:
                 shown.append(row)
-        elif options.only is None or row.item.key in options.only:
-            rows += 1
-            if options.only is not None:
+        else:
+            if options.only is None or row.item.key in options.only:
+                rows += 1
+            if row.item.key in options.named:
                 found.add(row.item.key)
     return rows, shown, problems, found
 
 
 def _selected(options: RunOptions) -> Iterator[EditItem]:
-    """The manifest's items this run is about: --only applied, --seed-from-key seeds set."""
+    """The manifest's items this run is about: --only applied, re-rolled seeds pinned,
+    --seed-from-key seeds set."""
+    pins = load_pins(pins_path(options.journal_path))
     for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
         if options.only is not None and item.key not in options.only:
             continue
+        item = apply_pin(item, pins)
         if options.seed_from_key and item.seed is None:
             item = dataclasses.replace(item, seed=key_seed(item.key))
         yield item
+
+
+async def _reroll(options: RunOptions, console: Console) -> None:
+    """Pin new seeds for the --reroll keys and move their current outputs aside."""
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    files = {key: view.rows[key].files for key in options.reroll if view and key in view.rows}
+    raw = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    items = {item.key: item for item in raw if item.key in options.reroll}
+    done = await anyio.to_thread.run_sync(
+        lambda: reroll(
+            pins_path(journal), options.out, items, files, seed_from_key=options.seed_from_key
+        )
+    )
+    moved = sum(len(entry["moved"]) for entry in done.values())
+    console.print(
+        f"Re-rolling {len(done)} item(s) with new seeds (a new paid attempt each); "
+        f"{moved} earlier output file(s) moved to {options.out / REROLLED_DIR}."
+    )
 
 
 async def _dry_run(options: RunOptions, console: Console) -> int:
@@ -182,6 +214,7 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
         _selected(options),
         view,
         resubmit_ambiguous=options.resubmit_ambiguous,
+        reroll=options.reroll,
     )
     print_plan(console, plan, budget=options.budget)
     return EXIT_OK
@@ -213,7 +246,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
         return EXIT_USAGE
-    if options.only is not None and (missing := sorted(options.only - found)):
+    if missing := sorted(options.named - found):
         shown = ", ".join(repr(key) for key in missing[:_SHOWN_PROBLEMS])
         errors.print(
             f"error: {len(missing)} key(s) given are not in {options.manifest}: "
@@ -225,6 +258,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         return EXIT_USAGE
     if options.dry_run:
         return await _dry_run(options, console)
+    if options.reroll:
+        await _reroll(options, console)
     journal = options.journal_path
     if journal.exists():
         console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
