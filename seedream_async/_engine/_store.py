@@ -1,0 +1,417 @@
+"""The journal as the record of what was billed: the interface every journal implements.
+
+The batch engine talks to its journal only through :class:`JournalStore`. The bundled
+implementation is SQLite (WAL mode, one short ``BEGIN IMMEDIATE`` transaction per call); a
+server-backed journal (PostgreSQL) implements the same calls. Every call is one small
+transaction, so two runs (two processes, or two machines on a server journal) can share a
+journal and split its items between them.
+
+The invariant it exists for: **a prediction the API has billed is paid for once, ever.**
+Once an item has a prediction id, everything that can still go wrong with it (download,
+disk, expired URL, storage outage, deadline, auth, a stop) is recovered by fetching that
+prediction again by id, never by a new submit.
+
+An item's states (one row per key; every arrow is one call)::
+
+    PENDING ──reserve──► INTENT ──submitted──► SUBMITTED ──done──► DONE ──delivered──► DELIVERED
+       ▲                   │  │                    │                │
+       │                   │  └─ambiguous─► AMBIGUOUS (may be billed; no id)
+       └───────refund──────┘                       └─api_failed─► API_FAILED (billed, failed)
+    (not_submitted: PENDING/INTENT ──► NOT_SUBMITTED, nothing billed: budget, a stop, a rejection)
+
+- Billed states: SUBMITTED, DONE, DELIVERED, API_FAILED, and AMBIGUOUS (counted as billed, to
+  be safe). An item in SUBMITTED or DONE is *billed but undelivered*: a resume fetches it by
+  its ``prediction_id`` (fresh output URLs) and downloads again; :meth:`JournalStore.note_error`
+  keeps the id and records why the last try did not deliver.
+- Only API_FAILED may be submitted again, and only when the caller asks (``retry_failed``);
+  AMBIGUOUS only with ``resubmit_ambiguous``. Either way :meth:`JournalStore.reserve` opens a
+  new :class:`Attempt`: every paid attempt stays in the item's history.
+- PENDING and NOT_SUBMITTED cost nothing and run normally.
+
+Claims (leases). Before touching an item a run claims it (:meth:`JournalStore.claim`, many
+keys per call). A claim names its owner (a run id) and expires ``lease`` seconds later unless
+the owner's heartbeat (:meth:`JournalStore.heartbeat`) renews it. An item claimed by a live
+run is :attr:`ClaimStatus.BUSY` for everyone else; a killed run's claims expire and the next
+claimer takes them over, getting the row as it was left (so an item with an id is polled).
+Every state change names its owner and is *fenced*: it raises :class:`LostClaim` when the
+claim is no longer the caller's, so a run that stalled past its lease cannot overwrite the
+run that took over. Lease times are measured on the store's own clock (the database server's
+for a server journal): callers pass durations, never timestamps.
+
+Output names. A claim carries the item's output file stem; the store refuses
+(:attr:`ClaimStatus.NAME_TAKEN`) a stem that another key already holds, compared
+case-insensitively (``str.casefold``), so no two keys can ever write the same file on any
+file system. The refusal happens before anything is paid.
+
+Budget. :meth:`JournalStore.reserve` checks the budget over the whole journal, in the same
+transaction that records the intent: what every attempt of every item has been billed, plus
+what other runs hold reserved right now, plus this submit, must fit. A submit that is
+certainly not billed (refused with 429/503, rejected with 4xx) is refunded.
+
+The report is written from :meth:`JournalStore.page`, never from a run's own stream of
+results, so concurrent runs cannot interleave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from .._exceptions import JournalError
+
+__all__ = [
+    "BILLED_STATES",
+    "UNDELIVERED_STATES",
+    "Attempt",
+    "Claim",
+    "ClaimOutcome",
+    "ClaimStatus",
+    "ItemRecord",
+    "JournalState",
+    "JournalStore",
+    "LostClaim",
+    "Page",
+    "Spend",
+]
+
+
+class JournalState(StrEnum):
+    """Where an item stands in the journal; see the module docstring for the arrows."""
+
+    PENDING = "pending"
+    """Known; nothing sent, nothing billed."""
+    INTENT = "intent"
+    """Budget reserved; the submit is about to go (or is) on the wire. No id yet."""
+    SUBMITTED = "submitted"
+    """The API gave a prediction id: billed. Not known to be done."""
+    DONE = "done"
+    """The API reported it completed (outputs listed); not yet delivered to disk."""
+    DELIVERED = "delivered"
+    """Outputs saved and verified (or recorded, without an output folder). Final."""
+    API_FAILED = "api_failed"
+    """The API reported the prediction failed. Billed. Resubmitted only with ``retry_failed``."""
+    AMBIGUOUS = "ambiguous"
+    """A submit may have been billed but no id came back. Resubmitted only with
+    ``resubmit_ambiguous``."""
+    NOT_SUBMITTED = "not_submitted"
+    """Nothing billed: the budget, a stop, a fatal account error or a rejected request."""
+
+
+BILLED_STATES = frozenset(
+    {
+        JournalState.SUBMITTED,
+        JournalState.DONE,
+        JournalState.DELIVERED,
+        JournalState.API_FAILED,
+        JournalState.AMBIGUOUS,
+    }
+)
+"""States whose latest attempt was (or, for AMBIGUOUS, may have been) billed."""
+
+UNDELIVERED_STATES = frozenset({JournalState.SUBMITTED, JournalState.DONE})
+"""Billed and not delivered: a resume fetches these by prediction id, never resubmits."""
+
+
+class LostClaim(JournalError):
+    """A state change was refused: the item's claim is no longer the caller's (its lease ran
+    out and another run took the item over). The caller must drop the item, not retry."""
+
+    def __init__(self, key: str, owner: str, holder: str | None) -> None:
+        super().__init__(
+            f"item {key!r}: this run ({owner}) no longer holds its claim (now held by "
+            f"{holder or 'nobody'}); another run carries it on, nothing is paid twice"
+        )
+        self.key = key
+        self.owner = owner
+        self.holder = holder
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """One paid (or possibly paid) attempt of an item: a submit and what became of it.
+
+    Args:
+        number: 1 for the first attempt of this key, then 2, 3 ... (across fingerprints).
+        fingerprint: the item's content fingerprint at that attempt.
+        owner: the run that made it.
+        state: the state the attempt reached (INTENT while on the wire).
+        prediction_id: the id, once the API gave one.
+        cost: US dollars billed (0 while only reserved or when refunded).
+        error: why it did not deliver, if it did not.
+        started_at: store-clock seconds since the epoch of the reserve.
+        ended_at: store-clock seconds since the epoch of its last change.
+    """
+
+    number: int
+    fingerprint: str
+    owner: str
+    state: JournalState
+    prediction_id: str | None = None
+    cost: float = 0.0
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemRecord:
+    """An item's current row.
+
+    Args:
+        key: the item's key.
+        seq: position of the key's first appearance in the journal (report order, paging).
+        fingerprint: a digest of the item's prompt, parameters and image *contents*.
+        name: the output file stem reserved for the key (unique, case-insensitively).
+        state: where it stands.
+        request: the JSON payload of the latest attempt (no headers, never the key).
+        prediction_id: the latest attempt's prediction id, once known.
+        outputs: output URLs (or base64) the API last listed.
+        files: the delivered files.
+        error: why the latest attempt did not deliver (yet), if so.
+        error_type: that error's class name.
+        cost: US dollars billed for this key over all its attempts.
+        predict_time: the model's reported seconds.
+        attempts: how many attempts (paid or possibly paid) the key has had.
+        owner: the run holding its claim, or None.
+        lease_expires: store-clock time its claim runs out, or None.
+        updated_at: store-clock time of its last change.
+    """
+
+    key: str
+    seq: int
+    fingerprint: str
+    name: str
+    state: JournalState
+    request: Mapping[str, Any] | None = None
+    prediction_id: str | None = None
+    outputs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    error: str | None = None
+    error_type: str | None = None
+    cost: float = 0.0
+    predict_time: float | None = None
+    attempts: int = 0
+    owner: str | None = None
+    lease_expires: float | None = None
+    updated_at: float = 0.0
+
+    @property
+    def billed(self) -> bool:
+        """The latest attempt was (or may have been) billed."""
+        return self.state in BILLED_STATES
+
+    @property
+    def undelivered(self) -> bool:
+        """Billed and not delivered: fetch by id, never resubmit."""
+        return self.state in UNDELIVERED_STATES
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """What a run asks to claim: an item's key, content fingerprint and output stem.
+
+    A fingerprint that differs from the stored one makes the item a new job: the old row
+    (with its paid attempts) stays in the history and the row starts again at PENDING.
+    """
+
+    key: str
+    fingerprint: str
+    name: str
+
+
+class ClaimStatus(StrEnum):
+    """The answer to one :class:`Claim`."""
+
+    CLAIMED = "claimed"
+    """The caller holds the item now (new, unclaimed, its own, or taken over after expiry)."""
+    BUSY = "busy"
+    """Another live run holds it; ask again later (``retry_after`` seconds is a hint)."""
+    NAME_TAKEN = "name_taken"
+    """Another key already has this output name (case-insensitively); refused, unpaid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimOutcome:
+    """The answer to one claim.
+
+    Args:
+        status: claimed, busy or name taken.
+        record: the row after the claim (CLAIMED), or as another run holds it (BUSY).
+        taken_over_from: the expired owner the caller took the item over from, if any.
+        conflict: the other key holding the name (NAME_TAKEN).
+        retry_after: for BUSY, seconds until the holder's lease would run out.
+    """
+
+    status: ClaimStatus
+    record: ItemRecord | None = None
+    taken_over_from: str | None = None
+    conflict: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spend:
+    """Money over the whole journal, in US dollars.
+
+    Args:
+        billed: billed by every attempt ever made (ambiguous ones included).
+        reserved: held by submits on the wire right now (any run).
+        in_flight: how many billed predictions are not yet done or failed at the API.
+    """
+
+    billed: float = 0.0
+    reserved: float = 0.0
+    in_flight: int = 0
+
+    @property
+    def committed(self) -> float:
+        """What the budget is checked against: billed plus reserved."""
+        return self.billed + self.reserved
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    """One page of :meth:`JournalStore.page`: rows in ``seq`` order, and where to go on."""
+
+    records: Sequence[ItemRecord] = field(default_factory=tuple)
+    next_after: int | None = None
+
+
+class JournalStore(Protocol):
+    """The calls the batch engine makes on a journal. Each is one short transaction.
+
+    Every state change takes the caller's ``owner`` (its run id) and raises
+    :class:`LostClaim` if the item's claim is not the caller's any more. Changes to a key the
+    journal does not have raise :class:`~seedream_async.JournalError`.
+    """
+
+    # -- claims ------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, claims: Sequence[Claim], *, lease: float
+    ) -> list[ClaimOutcome]:
+        """Claim items for ``owner`` for ``lease`` seconds, in one transaction.
+
+        Creates missing rows (PENDING), starts a new job on a changed fingerprint (the old
+        row goes to the history), takes over claims whose lease ran out, and refuses an
+        output name another key holds. Outcomes are in the order of ``claims``.
+        """
+        ...
+
+    async def heartbeat(self, owner: str, *, lease: float) -> int:
+        """Renew every claim ``owner`` holds to ``lease`` seconds from now; return how many."""
+        ...
+
+    async def release(self, owner: str, keys: Sequence[str]) -> None:
+        """Give up ``owner``'s claims on ``keys`` (those it does not hold are left alone)."""
+        ...
+
+    # -- one attempt: reserve, then exactly one of submitted / refund / ambiguous ------
+
+    async def reserve(
+        self,
+        owner: str,
+        key: str,
+        *,
+        request: Mapping[str, Any],
+        amount: float,
+        budget: float | None,
+    ) -> bool:
+        """Record the intent to submit ``request`` and reserve ``amount`` dollars for it.
+
+        In one transaction: check that the journal's committed spend (billed plus every
+        run's reservations) plus ``amount`` fits ``budget`` (None: no cap), then move the
+        item to INTENT and open a new :class:`Attempt`. Returns False, changing nothing,
+        when the budget does not allow it. Called *before* the POST leaves.
+
+        Raises:
+            JournalError: the item is SUBMITTED, DONE or DELIVERED: it has a prediction
+                already, and a new submit would pay for it twice. (The engine decides
+                whether an API_FAILED or AMBIGUOUS item may be tried again; the store
+                refuses only what can never be right.)
+        """
+        ...
+
+    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
+        """INTENT -> SUBMITTED: the API took the request as ``prediction_id``, billed ``cost``.
+
+        Called the moment the id is known (under a shield, so a stop cannot lose it).
+        """
+        ...
+
+    async def refund(self, owner: str, key: str, *, error: str | None = None) -> None:
+        """INTENT -> PENDING: the submit certainly did not reach billing (429, 503, refused
+        connection); the reservation is dropped and the attempt closed at no cost."""
+        ...
+
+    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+        """INTENT -> AMBIGUOUS: the submit may have been billed, but no id came back.
+        ``cost`` is counted as billed, to be safe."""
+        ...
+
+    # -- after the id ------------------------------------------------------------------
+
+    async def done(
+        self,
+        owner: str,
+        key: str,
+        *,
+        outputs: Sequence[str],
+        predict_time: float | None,
+    ) -> None:
+        """SUBMITTED (or DONE, fetched again for fresh URLs) -> DONE: the API reported the
+        prediction completed with ``outputs``."""
+        ...
+
+    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
+        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed."""
+        ...
+
+    async def delivered(
+        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+    ) -> None:
+        """SUBMITTED/DONE -> DELIVERED: ``files`` are on disk and verified (none without an
+        out dir); the claim is released with it."""
+        ...
+
+    async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        """Keep the state (and the prediction id), record why it did not deliver this time
+        (download failed, disk full, deadline, auth, a stop)."""
+        ...
+
+    async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        """PENDING/INTENT -> NOT_SUBMITTED: nothing billed (budget, a stop, a rejected
+        request, a fatal account error); any reservation is dropped."""
+        ...
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def get(self, key: str) -> ItemRecord | None:
+        """The current row of ``key``, or None."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
+        """The current rows of ``keys`` that exist, by key (one query)."""
+        ...
+
+    async def history(self, key: str) -> list[Attempt]:
+        """Every attempt of ``key``, oldest first (superseded fingerprints included)."""
+        ...
+
+    async def spend(self) -> Spend:
+        """Money over the whole journal: billed, reserved now, predictions in flight."""
+        ...
+
+    async def counts(self) -> dict[JournalState, int]:
+        """Current rows per state, every state present (zeros included)."""
+        ...
+
+    async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
+        """Rows with ``seq > after`` in ``seq`` order, at most ``limit``; for the report."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the journal (the engine closes only a journal it opened)."""
+        ...
