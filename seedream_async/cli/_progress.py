@@ -64,7 +64,7 @@ class ProgressDisplay:
         self.counts = dict.fromkeys(ResultStatus, 0)
         self._progress = Progress(
             TextColumn("[bold]editing"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             _CountsColumn(self),
             TimeElapsedColumn(),
