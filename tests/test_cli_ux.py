@@ -173,3 +173,19 @@ def test_readme_says_how_to_point_run_at_the_simulator() -> None:
     assert "## Review and re-run" in readme
     assert "docs/review-sheet.png" in readme
     assert (ROOT / "docs" / "review-sheet.png").is_file()
+
+
+async def test_wrong_key_is_one_line(tmp_path: Path) -> None:
+    """A key the API refuses shows as one line naming the variable, not one per item."""
+    manifest = catalog(tmp_path / "cat", 5)
+    async with serve(time_scale=0.001) as sim:
+        done = await cli(
+            "run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url,
+            *FAST_POLL, env=cli_env("not-the-key"),
+        )  # fmt: skip
+        assert sim.ledger.executions == 0
+    text = out(done)
+    assert done.returncode == 1, text
+    assert text.count("The API refused the key (HTTP 401) for 5 item(s)") == 1
+    assert "ATLASCLOUD_API_KEY" in text
+    assert "✗" not in text.split("seedream-async run")[-1]  # no item listed one by one

@@ -321,6 +321,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         only=only,
         seed_from_key=ns.seed_from_key,
         reroll=reroll,
+        api_key_env=ns.api_key_env,
     )
     # With --json, stdout carries the JSON alone; everything for people goes to stderr.
     shown = errors if ns.json else console

@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._constants import PRICE_PER_EXECUTION
+from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._exceptions import AuthenticationError
 from .._items import BatchResult, EditItem, ResultStatus
 from .._journal import Journal, JournalEntry
 
@@ -127,12 +128,18 @@ class Tally:
     from_journal: int = 0
     cost: float = 0.0
     failures: list[BatchResult] = field(default_factory=list)
+    refused_key: int = 0
+    refused_status: int | None = None
 
     def add(self, result: BatchResult) -> None:
         """Count one result."""
         self.counts[result.status] += 1
         self.cost += result.cost
         self.from_journal += result.from_journal
+        if isinstance(result.error, AuthenticationError):
+            self.refused_key += 1
+            self.refused_status = result.error.status_code
+            return  # one line says it for all of them
         # Items the budget stopped are summed up in one line, not listed.
         listed = result.status in (ResultStatus.FAILED, ResultStatus.AMBIGUOUS)
         if listed and len(self.failures) < _SHOWN_FAILURES:
@@ -228,19 +235,30 @@ def print_failures(console: Console, tally: Tally) -> None:
         text = cli_words(f"{result.key} ({result.status.value}): {result.error_message}")
         console.print(f"[red]✗[/] {escape(text)}")
     listed = tally.counts[ResultStatus.FAILED] + tally.counts[ResultStatus.AMBIGUOUS]
-    hidden = listed - len(tally.failures)
+    hidden = listed - tally.refused_key - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
 
 
-def print_next_steps(console: Console, tally: Tally, *, budget: float | None) -> None:
-    """One line per outcome that needs the user: the budget reached, ambiguous items.
+def print_next_steps(
+    console: Console, tally: Tally, *, budget: float | None, api_key_env: str = API_KEY_ENV
+) -> None:
+    """One line per outcome that needs the user: a refused key, the budget reached,
+    ambiguous items.
 
     Args:
         console: where to print.
         tally: the run's counts.
         budget: the run's ``--budget``, if any.
+        api_key_env: the variable the key came from.
     """
+    if tally.refused_key:
+        console.print(
+            f"[red]The API refused the key[/] (HTTP {tally.refused_status}) for "
+            f"{tally.refused_key} item(s): check the key in {api_key_env} (a typo, a revoked "
+            "key, another account's key). Then re-run the same command; finished items are "
+            "not paid again."
+        )
     skipped = tally.counts[ResultStatus.NOT_SUBMITTED]
     if skipped:
         limit = f" of ${budget:.2f}" if budget is not None else ""

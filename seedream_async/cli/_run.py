@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncSeedream
+from .._constants import API_KEY_ENV
 from .._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
@@ -89,6 +90,7 @@ class RunOptions:
             catalog's results can be made again.
         reroll: keys to pay for again on purpose, each with a new seed; the earlier
             attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
+        api_key_env: the environment variable the key came from, for messages.
         json_summary: print the summary as one JSON object on stdout instead of a table
             (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
@@ -111,6 +113,7 @@ class RunOptions:
     only: frozenset[str] | None = None
     seed_from_key: bool = False
     reroll: frozenset[str] = frozenset()
+    api_key_env: str = API_KEY_ENV
 
     @property
     def named(self) -> frozenset[str]:
@@ -308,7 +311,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         with anyio.CancelScope(shield=True):  # an interrupted run still gets its sheet
             await _finish_report(options)
     print_failures(console, tally)
-    print_next_steps(console, tally, budget=options.budget)
+    print_next_steps(console, tally, budget=options.budget, api_key_env=options.api_key_env)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
     console.print(f"Review:  {options.review_path}")
