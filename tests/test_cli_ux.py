@@ -17,7 +17,7 @@ from rich.console import Console
 from test_cli import FAST_POLL, ROOT, catalog, cli, cli_env, finished, out
 
 from seedream_async import AmbiguousSubmission
-from seedream_async._items import BatchProgress, BatchResult, ResultStatus
+from seedream_async._engine._items import BatchProgress, BatchResult, ResultStatus
 from seedream_async.cli import _parser
 from seedream_async.cli._progress import ProgressDisplay
 from seedream_async.cli._report import Tally, print_failures, print_next_steps, summary_table

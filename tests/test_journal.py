@@ -10,8 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from seedream_async._engine._journal import Journal, JournalEntry, JournalState
 from seedream_async._exceptions import JournalError
-from seedream_async._journal import Journal, JournalEntry, JournalState
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +165,7 @@ async def test_intent_survives_kill_9(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import os, signal, anyio
-        from seedream_async._journal import Journal
+        from seedream_async._engine._journal import Journal
 
         async def main():
             journal = await Journal.open({str(path)!r})

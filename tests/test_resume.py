@@ -19,7 +19,7 @@ from seedream_async import (
     JournalState,
     ResultStatus,
 )
-from seedream_async._batch import _fingerprint
+from seedream_async._engine._resume import fingerprint
 from seedream_async._models import build_request
 from seedream_async.testing import Faults
 
@@ -71,7 +71,7 @@ async def test_an_item_with_a_prediction_id_is_polled_not_resubmitted(tmp_path: 
         request = build_request(item.key, prompt=item.prompt, images=[URL])
         prediction = await client.submit(request)
         async with await Journal.open(journal_path) as journal:
-            await journal.begin(item.key, await _fingerprint(item, item.request_params()))
+            await journal.begin(item.key, await fingerprint(item, item.request_params()))
             await journal.record_intent(item.key, request.to_payload())
             await journal.record_submitted(item.key, prediction.id, 0.036)
         (result,) = await client.edit_all([item], journal=journal_path)
@@ -228,7 +228,7 @@ async def test_a_journaled_id_the_api_does_not_know_fails_without_resubmitting(
     journal_path = tmp_path / "j.sqlite"
     (item,) = catalog(1)
     async with await Journal.open(journal_path) as journal:
-        await journal.begin(item.key, await _fingerprint(item, item.request_params()))
+        await journal.begin(item.key, await fingerprint(item, item.request_params()))
         await journal.record_intent(item.key, {"prompt": item.prompt, "max_images": 1})
         await journal.record_submitted(item.key, "pred_gone", 0.036)
     async with simulated() as (sim, client):

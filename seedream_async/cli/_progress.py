@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .._items import BatchProgress, BatchResult, ResultStatus
+from .._engine._items import BatchProgress, BatchResult, ResultStatus
 
 __all__ = ["ProgressDisplay"]
 

@@ -20,9 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._engine._items import BatchResult, EditItem, ResultStatus
+from .._engine._journal import Journal, JournalEntry
 from .._exceptions import AuthenticationError
-from .._items import BatchResult, EditItem, ResultStatus
-from .._journal import Journal, JournalEntry
 
 __all__ = [
     "ReportWriter",

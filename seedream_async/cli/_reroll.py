@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .._items import EditItem
+from .._engine._items import EditItem
 
 __all__ = ["REROLLED_DIR", "Pin", "apply_pin", "load_pins", "pins_path", "reroll"]
 

@@ -22,7 +22,7 @@ from rich.markup import escape
 
 from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
-from .._items import EditItem
+from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from .._items import EditItem
+from .._engine._items import EditItem
 from ._report import cli_words
 
 __all__ = [
@@ -95,7 +95,7 @@ async def load_journal(path: Path) -> JournalView:
     Args:
         path: the SQLite journal.
     """
-    from .._journal import Journal
+    from .._engine._journal import Journal
 
     rows: dict[str, JournalRow] = {}
     billed = 0.0
@@ -121,9 +121,9 @@ async def load_journal(path: Path) -> JournalView:
 
 async def fingerprint(item: EditItem) -> str:
     """The digest the engine files ``item`` under: a changed one means a new paid job."""
-    from .._batch import _fingerprint
+    from .._engine._resume import fingerprint as engine_fingerprint
 
-    return await _fingerprint(item, item.request_params())
+    return await engine_fingerprint(item, item.request_params())
 
 
 class Action(StrEnum):

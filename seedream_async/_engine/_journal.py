@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from ._exceptions import JournalError
+from .._exceptions import JournalError
 
 __all__ = ["Journal", "JournalEntry", "JournalState"]
 

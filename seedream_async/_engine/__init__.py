@@ -1,0 +1,35 @@
+"""The batch engine: items in, results out, written against :class:`EngineAPI` only.
+
+Modules, in the order a batch's data flows through them: ``_items`` (what goes in and
+comes out), ``_names`` (output file names), ``_journal`` (the crash-safe record),
+``_uploads`` (each image once), ``_scheduler`` (one poller), ``_budget``, ``_tracking``
+(live counters), ``_resume`` (what the journal says to do), ``_options``, ``_submit``
+(submits under the limits), ``_stages`` (the engine), ``_run`` (the iterable run).
+"""
+
+from __future__ import annotations
+
+from ._api import EngineAPI, PollAPI, RefusedHook
+from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, Timings
+from ._journal import Journal, JournalEntry, JournalState
+from ._options import BatchOptions, BatchOptionsDict, Items
+from ._run import BatchRun
+
+__all__ = [
+    "BatchOptions",
+    "BatchOptionsDict",
+    "BatchProgress",
+    "BatchResult",
+    "BatchRun",
+    "EditItem",
+    "EngineAPI",
+    "Items",
+    "Journal",
+    "JournalEntry",
+    "JournalState",
+    "PollAPI",
+    "RefusedHook",
+    "ResultStatus",
+    "Stage",
+    "Timings",
+]
