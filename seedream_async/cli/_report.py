@@ -22,7 +22,7 @@ from rich.table import Table
 from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
 from .._engine._items import BatchResult, EditItem, ResultStatus
 from .._engine._journal import Journal, JournalEntry
-from .._exceptions import AuthenticationError
+from .._exceptions import APIUnreachable, AuthenticationError
 
 __all__ = [
     "ReportWriter",
@@ -130,12 +130,18 @@ class Tally:
     failures: list[BatchResult] = field(default_factory=list)
     refused_key: int = 0
     refused_status: int | None = None
+    unreachable: int = 0
+    unreachable_message: str = ""
 
     def add(self, result: BatchResult) -> None:
         """Count one result."""
         self.counts[result.status] += 1
         self.cost += result.cost
         self.from_journal += result.from_journal
+        if isinstance(result.error, APIUnreachable):
+            self.unreachable += 1
+            self.unreachable_message = str(result.error)
+            return  # one line says it for all of them
         if isinstance(result.error, AuthenticationError):
             self.refused_key += 1
             self.refused_status = result.error.status_code
@@ -235,7 +241,7 @@ def print_failures(console: Console, tally: Tally) -> None:
         text = cli_words(f"{result.key} ({result.status.value}): {result.error_message}")
         console.print(f"[red]✗[/] {escape(text)}")
     listed = tally.counts[ResultStatus.FAILED] + tally.counts[ResultStatus.AMBIGUOUS]
-    hidden = listed - tally.refused_key - len(tally.failures)
+    hidden = listed - tally.refused_key - tally.unreachable - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
 
@@ -252,6 +258,11 @@ def print_next_steps(
         budget: the run's ``--budget``, if any.
         api_key_env: the variable the key came from.
     """
+    if tally.unreachable:
+        console.print(
+            f"[red]Stopped: {escape(tally.unreachable_message)}[/] {tally.unreachable} item(s) "
+            "not done; re-run the same command once it is fixed."
+        )
     if tally.refused_key:
         console.print(
             f"[red]The API refused the key[/] (HTTP {tally.refused_status}) for "
