@@ -11,6 +11,7 @@ import anyio
 import pytest
 from test_cli import FAST_POLL, catalog, cli, cli_env, out, report
 
+from seedream_async.cli._review import review_data
 from seedream_async.cli._run import key_seed
 from seedream_async.testing import Faults, serve
 
@@ -164,6 +165,9 @@ async def test_reroll(tmp_path: Path) -> None:
         ]
         kept = target / "rerolled" / "sku-1.attempt1.png"
         assert await anyio.Path(kept).read_bytes() == earlier
+        assert line["attempts"][0]["files"] == [str(kept)]  # where the earlier output is now
+        card = review_data([line], target)["cards"][0]
+        assert [image["src"] for image in card["earlier"]] == ["./rerolled/sku-1.attempt1.png"]
         assert await anyio.Path(line["files"][0]).exists()
         assert after["sku-0"]["from_journal"]
 

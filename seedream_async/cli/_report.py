@@ -9,6 +9,7 @@ URL of each local image and the item's earlier paid attempts.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,6 +24,7 @@ from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
 from .._engine._items import BatchResult, EditItem, ResultStatus
 from .._engine._journal import Journal, JournalEntry
 from .._exceptions import APIUnreachable, AuthenticationError
+from ._reroll import REROLLED_DIR
 
 __all__ = [
     "ReportWriter",
@@ -306,12 +308,25 @@ def _with_journal(line: dict[str, Any], entry: JournalEntry, history: list[Journ
             "prediction_id": old.prediction_id,
             "status": str(old.state),
             "cost": old.cost,
-            "files": list(old.files),
+            "files": _kept(old.files, number),
         }
-        for old in history
-        if old.prediction_id is not None
+        for number, old in enumerate(
+            (old for old in history if old.prediction_id is not None), start=1
+        )
     ]
     line["attempts"] = earlier + list(line.get("attempts") or [])
+
+
+def _kept(files: Sequence[str], attempt: int) -> list[str]:
+    """Where an earlier attempt's files are now: moved aside by ``run --reroll`` (see
+    cli/_reroll.py), else nowhere (a later attempt wrote over them)."""
+    kept = []
+    for name in files:
+        path = Path(name)
+        moved = path.parent / REROLLED_DIR / f"{path.stem}.attempt{attempt}{path.suffix}"
+        if moved.is_file():
+            kept.append(str(moved))
+    return kept
 
 
 async def complete_from_journal(report: Path, journal: Path) -> None:

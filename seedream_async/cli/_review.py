@@ -69,6 +69,13 @@ def _card(line: Mapping[str, Any], folder: Path) -> dict[str, Any]:
         ]
     card["inputs"] = inputs
     card["outputs"] = outputs
+    # Outputs of earlier paid attempts that are still on disk (moved aside by --reroll).
+    card["earlier"] = [
+        {"name": f"attempt {number}: {Path(file).name}", "src": _link(file, folder)}
+        for number, attempt in enumerate(line.get("attempts") or [], start=1)
+        if attempt.get("prediction_id") != line.get("prediction_id")
+        for file in attempt.get("files") or []
+    ]
     card["attempts"] = len(line.get("attempts") or [])
     card["from_journal"] = bool(line.get("from_journal"))
     return card
