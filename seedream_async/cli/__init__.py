@@ -1,4 +1,6 @@
-"""The ``seedream-async`` command: ``run``, ``validate``, ``review``, ``demo`` and ``simulate``.
+"""The ``seedream-async`` command: ``run``, ``validate``, ``status``, ``review``, ``demo``,
+``simulate``, and for a fleet of workers on one PostgreSQL journal ``load`` and ``work``
+(``status --journal postgresql://...`` shows a fleet's journal).
 
 Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library itself never
 imports this package.
@@ -148,20 +150,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_logging(run)
 
-    status = commands.add_parser(
-        "status",
-        help="where a catalog stands, from its journal; sends nothing",
-        description="Counts by state, money billed over every run, and the ambiguous and "
-        "failed keys with their reasons, read from the journal alone; no request is made.",
-    )
-    status.add_argument(
-        "target",
-        type=Path,
-        metavar="OUT|JOURNAL",
-        help="a run's --out folder (its .seedream-journal.sqlite) or a journal file",
-    )
-    status.add_argument("--json", action="store_true", help="print it as one JSON object")
-
     validate = commands.add_parser(
         "validate",
         help="check a manifest and its images without sending anything",
@@ -216,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     from ..testing._cli import add_arguments
 
     add_arguments(simulate)
+    from ._fleet import add_commands
+
+    add_commands(commands, positive_int=_positive_int, positive_float=_positive_float)
     return parser
 
 
@@ -462,10 +453,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _command_run(ns)
     if ns.command == "validate":
         return _command_validate(ns)
-    if ns.command == "status":
-        return _command_status(ns)
+    if ns.command == "status" and ns.target is not None:
+        return _command_status(ns)  # a run's folder or its SQLite journal
+    if ns.command == "status" and not ns.journal:
+        print(
+            "seedream-async status: pass a run's --out folder (or its journal file), or "
+            "--journal postgresql://... for a fleet's journal",
+            file=sys.stderr,
+        )
+        return 2
     if ns.command == "review":
         return _command_review(ns)
     if ns.command == "demo":
         return _command_demo(ns)
+    if ns.command in ("load", "work", "status"):
+        from ._fleet import run_command
+
+        return run_command(ns, *_consoles())
     return _command_simulate(ns, parser)
