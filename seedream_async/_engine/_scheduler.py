@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from .._exceptions import (
+    APIUnreachable,
     BadRequestError,
     DeadlineExceeded,
     PredictionFailed,
@@ -171,6 +172,11 @@ class PollScheduler:
     async def _poll(self, watch: _Watch) -> None:
         try:
             prediction = await self._client.get_prediction(watch.prediction_id)
+        except APIUnreachable as err:
+            # Nothing has reached the API: asking again until the deadline would only hide
+            # a wrong URL for minutes. The id stays with the item's result.
+            watch.finish(error=err)
+            return
         except (RateLimitError, ServerError, TransportError) as err:
             # Still failing after the client's retries, but a poll is free and changes
             # nothing: ask again later, until the deadline, rather than fail a paid item.
