@@ -19,6 +19,7 @@ from ._engine import (
 from ._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
+    APIUnreachable,
     AuthenticationError,
     BadRequestError,
     BudgetExceeded,
@@ -49,6 +50,7 @@ from ._version import __version__
 
 __all__ = [
     "APIStatusError",
+    "APIUnreachable",
     "AmbiguousSubmission",
     "AsyncSeedream",
     "AuthenticationError",
