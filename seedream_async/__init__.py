@@ -28,6 +28,7 @@ from ._exceptions import (
     InvalidImage,
     InvalidInput,
     JournalError,
+    MalformedResponse,
     OutputExpired,
     PredictionFailed,
     RateLimitError,
@@ -35,7 +36,14 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
+from ._models import (
+    EditRequest,
+    Metrics,
+    Prediction,
+    PredictionStatus,
+    PriceModel,
+    UploadedMedia,
+)
 from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
@@ -65,6 +73,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalState",
+    "MalformedResponse",
     "Metrics",
     "OutputExpired",
     "PRICE_PER_EXECUTION",
@@ -72,6 +81,7 @@ __all__ = [
     "Prediction",
     "PredictionFailed",
     "PredictionStatus",
+    "PriceModel",
     "RateLimitError",
     "ResultStatus",
     "RetryPolicy",

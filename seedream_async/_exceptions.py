@@ -8,11 +8,14 @@ Our exception hierarchy::
     │   └── InvalidImage          - missing, empty, not an image, too large
     ├── TransportError            - the request may not have completed: connection, timeout
     │   └── APIUnreachable        - no request has reached the API yet, and N could not connect
-    ├── APIStatusError            - the API answered with an error status
+    ├── APIStatusError            - the API answered with an error status (or an error
+    │   │                           ``code`` in a 200 body)
     │   ├── AuthenticationError   - 401 / 403
     │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
     │   ├── RateLimitError        - 429
-    │   └── ServerError           - 5xx
+    │   ├── ServerError           - 5xx
+    │   └── MalformedResponse     - an answer that cannot be read: not JSON, too large,
+    │                               missing what it must carry, or a redirect off the API
     ├── AmbiguousSubmission       - a submit may have been billed; not re-sent
     ├── PredictionFailed          - the model reported ``failed``
     ├── DeadlineExceeded          - a prediction did not finish in time
@@ -22,6 +25,9 @@ Our exception hierarchy::
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterable
 
 import httpx
 
@@ -37,12 +43,15 @@ __all__ = [
     "InvalidImage",
     "InvalidInput",
     "JournalError",
+    "MalformedResponse",
     "OutputExpired",
     "PredictionFailed",
     "RateLimitError",
     "SeedreamError",
     "ServerError",
     "TransportError",
+    "scrub",
+    "status_error_class",
 ]
 
 
@@ -154,6 +163,15 @@ class ServerError(APIStatusError):
     """5xx: the API had trouble, still failing after the retry policy gave up."""
 
 
+class MalformedResponse(APIStatusError):
+    """The API (or storage) answered, but not with anything this client can read.
+
+    A body that is not JSON, larger than the configured cap, without the fields it must
+    carry (a prediction without an id), or a redirect to another origin. On a poll the
+    next poll may be fine, so pollers retry it; on a submit it is ambiguous (billed?).
+    """
+
+
 class AmbiguousSubmission(SeedreamError):
     """A submit may have reached the server, so it may be billed; it was not sent again.
 
@@ -217,3 +235,35 @@ def transport_error(err: httpx.TransportError, request: httpx.Request) -> Transp
     return TransportError(
         f"{request.method} {url} failed: {kind}: {detail}", method=request.method, url=url
     )
+
+
+def status_error_class(status: int) -> tuple[type[APIStatusError], str]:
+    """The exception class for an error ``status`` (HTTP, or a body's ``code``), and a hint."""
+    if status in (401, 403):
+        return AuthenticationError, "check the API key (ATLASCLOUD_API_KEY)"
+    if status == 429:
+        return RateLimitError, "rate limited; lower concurrency or rate"
+    if status >= 500:
+        return ServerError, "the API had trouble"
+    return BadRequestError, "the API rejected the request"
+
+
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_REDACTED = "**********"
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret, and any ``Bearer <token>``, replaced by asterisks.
+
+    Server-provided text (error messages, bodies) may echo the request's Authorization
+    header; it is scrubbed before it is stored in an exception, a journal or a report.
+
+    Args:
+        text: the text to clean.
+        secrets: the strings to remove (the API key); empty or very short ones are skipped,
+            since removing every "a" would only mangle the message.
+    """
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, _REDACTED)
+    return _BEARER.sub(lambda match: f"{match[1]} {_REDACTED}", text)

@@ -39,10 +39,22 @@ def _on_asyncio() -> bool:
 async def open_binary(
     path: str | os.PathLike[str], mode: Literal["rb", "wb"]
 ) -> AsyncIterator[AsyncBinaryFile]:
-    """Open ``path`` for async binary reading or writing on whichever loop is running."""
+    """Open ``path`` for async binary reading or writing on whichever loop is running.
+
+    The file is closed even when the block is cancelled (a download past its deadline):
+    the close is shielded, or a cancelled close would leak the descriptor.
+    """
     if _on_asyncio():
-        async with aiofiles.open(path, mode) as handle:
+        handle = await aiofiles.open(path, mode)
+        try:
             yield handle
+        finally:
+            with anyio.CancelScope(shield=True):
+                await handle.close()
     else:
-        async with await anyio.open_file(path, mode) as handle:
-            yield handle
+        trio_handle = await anyio.open_file(path, mode)
+        try:
+            yield trio_handle
+        finally:
+            with anyio.CancelScope(shield=True):
+                await trio_handle.aclose()

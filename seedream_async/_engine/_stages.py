@@ -82,9 +82,7 @@ class Engine:
             rate=options.poll_rate,
             rng=client.rng,
         )
-        self.budget = Budget(
-            price=client.price_per_execution, limit=options.budget, progress=progress
-        )
+        self.budget = Budget(price=client.price, limit=options.budget, progress=progress)
         self.submitter = Submitter(
             client,
             concurrency=options.concurrency,

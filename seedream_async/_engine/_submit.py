@@ -32,16 +32,17 @@ logger = logging.getLogger("seedream_async")
 class _Hold:
     """One submit's hold on a concurrency slot and on the budget, each given back once."""
 
-    def __init__(self, limit: AdaptiveLimit, budget: Budget) -> None:
+    def __init__(self, limit: AdaptiveLimit, budget: Budget, cost: float) -> None:
         self._limit = limit
         self._budget = budget
+        self.cost = cost
         self.slot = False
         self.money = False
 
     def give_back(self) -> None:
         if self.money:
             self.money = False
-            self._budget.refund()
+            self._budget.refund(self.cost)
         if self.slot:
             self.slot = False
             self._limit.release()
@@ -91,7 +92,7 @@ class Submitter:
             AmbiguousSubmission: it may have been billed without an answer (counted spent).
         """
         give_up_at = anyio.current_time() + (self._give_up_after or float("inf"))
-        hold = _Hold(self.limit, self._budget)
+        hold = _Hold(self.limit, self._budget, self._budget.cost_of(request.max_images))
 
         async def requeue(refusal: APIStatusError, wait: float) -> None:
             hold.give_back()
@@ -106,14 +107,14 @@ class Submitter:
             await self._admit(state, request, journal, hold)
             prediction = await self._client.submit(request, on_refused=requeue)
             hold.money = False  # taken and billed
-            state.cost = self._budget.spend()
+            state.cost = self._budget.spend(hold.cost)
             self.limit.succeeded()
             state.prediction_id = prediction.id
             if journal is not None:
-                await journal.record_submitted(state.key, prediction.id, self._budget.price)
+                await journal.record_submitted(state.key, prediction.id, hold.cost)
         except AmbiguousSubmission:
             hold.money = False  # it may have been billed: the reservation stands
-            state.cost = self._budget.spend()
+            state.cost = self._budget.spend(hold.cost)
             hold.give_back()
             raise
         except BaseException:
@@ -137,7 +138,7 @@ class Submitter:
         hold.slot = True
         if self._rate is not None:
             await self._rate.acquire()
-        self._budget.reserve()
+        self._budget.reserve(hold.cost)
         hold.money = True
         if journal is not None:
             await journal.record_intent(state.key, request.to_payload())

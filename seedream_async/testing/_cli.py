@@ -105,10 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     server.add_argument(
         "--envelope",
-        choices=("data", "flat", "mixed"),
+        choices=("data", "flat", "code", "mixed"),
         default=defaults.envelope,
-        help='response bodies wrapped in {"data": ...}, bare, or alternating '
-        "(default: %(default)s)",
+        help='response bodies wrapped in {"data": ...}, bare, in {"code": 200, "message", '
+        '"data"}, or alternating data and bare (default: %(default)s)',
     )
     inject = parser.add_argument_group("faults", "probabilities P are 0..1, drawn per request")
     inject.add_argument(
