@@ -35,7 +35,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
-from ._polling import PollPolicy
+from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -50,6 +50,7 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BudgetExceeded",
+    "Completion",
     "ConfigurationError",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",

@@ -29,7 +29,7 @@ def load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    fast = PollPolicy(first_poll=0.01, interval=0.01)
+    fast = PollPolicy(first_poll=0.01, interval=0.01, typical=0.01)
     monkeypatch.setattr(module, "AsyncSeedream", partial(AsyncSeedream, poll=fast))
     return module
 

@@ -27,6 +27,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .._constants import DEFAULT_SIZE
 from .._exceptions import (
     AmbiguousSubmission,
     BudgetExceeded,
@@ -36,6 +37,7 @@ from .._exceptions import (
     SeedreamError,
 )
 from .._models import Prediction, build_request, check_params
+from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, as_item
@@ -43,7 +45,7 @@ from ._journal import Journal, JournalEntry
 from ._names import output_stems, safe_name
 from ._options import BatchOptions, Items
 from ._resume import Resume, ambiguous_before, fingerprint, record_result, resume_action
-from ._scheduler import PollScheduler
+from ._scheduler import PollScheduler, Shape
 from ._submit import Submitter
 from ._tracking import ItemState, Tracker
 from ._uploads import UploadCache
@@ -187,21 +189,23 @@ class Engine:
 
         state.enter(Stage.UPLOADING)
         urls = [await self.uploads.url_for(image) for image in item.images]
+        if self.options.completion == Completion.SYNC:
+            params = {**params, "enable_sync_mode": True}
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
 
         state.enter(Stage.WAITING)
         prediction = await self.submitter.submit(state, request, self.journal)
         try:
-            prediction = await self._wait(prediction, request.max_images)
+            prediction = await self._wait(prediction, Shape(request.max_images, request.size))
         finally:
             self.submitter.release()
         return await self._finish(state, prediction, name)
 
-    async def _wait(self, prediction: Prediction, max_images: int) -> Prediction:
+    async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:
         if prediction.terminal:
             return prediction
         return await self.scheduler.wait(
-            prediction.id, submitted_at=anyio.current_time(), max_images=max_images
+            prediction.id, submitted_at=anyio.current_time(), shape=shape
         )
 
     async def _finish(self, state: ItemState, prediction: Prediction, name: str) -> BatchResult:
@@ -242,9 +246,10 @@ class Engine:
         await self.submitter.acquire()
         try:
             state.enter(Stage.RUNNING)
-            max_images = (entry.request or {}).get("max_images", 1)
+            request = entry.request or {}
+            shape = Shape(int(request.get("max_images", 1)), str(request.get("size", DEFAULT_SIZE)))
             pending = Prediction(id=entry.prediction_id)
-            prediction = await self._wait(pending, int(max_images))
+            prediction = await self._wait(pending, shape)
         finally:
             self.submitter.release()
         return await self._finish(state, prediction, name)

@@ -77,18 +77,20 @@ def _parser() -> argparse.ArgumentParser:
         help="send again items an earlier run may have paid for without an answer",
     )
     run.add_argument(
-        "--first-poll",
+        "--polls",
         type=_positive_float,
         default=None,
-        metavar="SECONDS",
-        help=f"wait before a prediction's first status poll (default: {PollPolicy().first_poll:g})",
+        metavar="N",
+        help="status polls to spend per prediction on average: fewer save requests, more "
+        f"finish the batch sooner (thrifty 3, default {PollPolicy().polls:g}, fast 12)",
     )
     run.add_argument(
-        "--poll-interval",
+        "--typical",
         type=_positive_float,
         default=None,
         metavar="SECONDS",
-        help=f"first wait between status polls, growing after (default: {PollPolicy().interval:g})",
+        help="a one-image edit's duration to assume until durations are learned "
+        f"(default: {PollPolicy().typical:g})",
     )
     run.add_argument("--base-url", default=None, help="the API's origin (default: Atlas Cloud)")
     run.add_argument(
@@ -141,7 +143,7 @@ def _add_manifest_defaults(parser: argparse.ArgumentParser) -> None:
 def _poll_policy(ns: argparse.Namespace) -> PollPolicy | None:
     changes = {
         name: value
-        for name, value in (("first_poll", ns.first_poll), ("interval", ns.poll_interval))
+        for name, value in (("polls", ns.polls), ("typical", ns.typical))
         if value is not None
     }
     return dataclasses.replace(PollPolicy(), **changes) if changes else None
