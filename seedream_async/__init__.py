@@ -19,6 +19,7 @@ from ._engine import (
 from ._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
+    APIUnreachable,
     AuthenticationError,
     BadRequestError,
     BudgetExceeded,
@@ -41,6 +42,7 @@ from ._version import __version__
 
 __all__ = [
     "APIStatusError",
+    "APIUnreachable",
     "AmbiguousSubmission",
     "AsyncSeedream",
     "AuthenticationError",

@@ -71,7 +71,8 @@ class PollPolicy:
             (a slot is held until a poll sees its prediction done). Presets:
             :meth:`thrifty` (3), the default (5), :meth:`fast` (12).
         typical: in a batch, the median duration of a one-image edit assumed until
-            durations are learned (the API documents about 8 s), in seconds.
+            durations are learned, in seconds; None assumes four times ``first_poll``
+            (8 s by default: the API documents about 8 s).
 
     The first five fields pace :meth:`AsyncSeedream.wait` for a single prediction; in a
     batch, ``max_interval`` caps the wait between polls of a prediction that outlives
@@ -85,7 +86,7 @@ class PollPolicy:
     jitter: float = 0.1
     deadline: float | None = 900.0
     polls: float = DEFAULT_POLLS
-    typical: float = 8.0
+    typical: float | None = None
 
     @classmethod
     def thrifty(cls, **changes: Any) -> PollPolicy:
@@ -110,14 +111,19 @@ class PollPolicy:
     def __post_init__(self) -> None:
         if self.polls < 1:
             raise ValueError("polls must be at least 1 per prediction")
-        if self.typical <= 0:
-            raise ValueError("typical must be more than 0 seconds")
+        if self.typical is not None and self.typical <= 0:
+            raise ValueError("typical must be more than 0 seconds, or None")
         if min(self.first_poll, self.interval, self.max_interval) < 0:
             raise ValueError("poll intervals must not be negative")
         if self.multiplier < 1:
             raise ValueError("multiplier must be at least 1")
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError("deadline must be more than 0 seconds, or None")
+
+    @property
+    def prior_duration(self) -> float:
+        """The one-image edit duration a batch assumes before it has learned any."""
+        return self.typical if self.typical is not None else 4.0 * max(self.first_poll, 1e-6)
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds between unfinished poll ``attempt`` (0-based) and the next, jitter included."""
@@ -138,7 +144,7 @@ class PollPolicy:
             interval=self.interval * factor,
             max_interval=self.max_interval * factor,
             deadline=None if self.deadline is None else self.deadline * factor,
-            typical=self.typical * factor,
+            typical=None if self.typical is None else self.typical * factor,
         )
 
 

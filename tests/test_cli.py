@@ -26,7 +26,7 @@ def anyio_backend() -> str:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST_POLL = ("--typical", "0.01")
+FAST_POLL = ("--first-poll", "0.01", "--poll-interval", "0.01")
 
 
 def cli_env(api_key: str | None = "sim-key") -> dict[str, str]:

@@ -126,3 +126,13 @@ def test_a_prediction_keeps_its_schedule_and_shapes_learn_apart() -> None:
     first = scheduler._next_due(early, 0.0)
     assert first == early.schedule.times[0]
     assert scheduler._next_due(early, first) == early.schedule.times[1]
+
+
+def test_the_prior_follows_first_poll_unless_typical_is_given() -> None:
+    """Before learning, a batch assumes edits take ``typical`` seconds, or 4x ``first_poll``
+    (8 s by default), and scaling the policy scales the assumption with it."""
+    assert PollPolicy().prior_duration == 8.0
+    assert PollPolicy(first_poll=0.01).prior_duration == pytest.approx(0.04)
+    assert PollPolicy(first_poll=0.01, typical=3.0).prior_duration == 3.0
+    assert PollPolicy(typical=3.0).scaled(0.5).prior_duration == pytest.approx(1.5)
+    assert PollPolicy.fast().polls > PollPolicy().polls > PollPolicy.thrifty().polls

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from .._exceptions import (
+    APIUnreachable,
     BadRequestError,
     DeadlineExceeded,
     PredictionFailed,
@@ -97,7 +98,9 @@ class PollScheduler:
         self._counter = itertools.count()
         self._wakeup = anyio.Event()
         self._planner = PollPlanner(
-            polls=policy.polls, typical=policy.typical, tail_cap=max(policy.max_interval, 1e-6)
+            polls=policy.polls,
+            typical=policy.prior_duration,
+            tail_cap=max(policy.max_interval, 1e-6),
         )
 
     def typical_duration(self) -> float | None:
@@ -169,6 +172,11 @@ class PollScheduler:
     async def _poll(self, watch: _Watch) -> None:
         try:
             prediction = await self._client.get_prediction(watch.prediction_id)
+        except APIUnreachable as err:
+            # Nothing has reached the API: asking again until the deadline would only hide
+            # a wrong URL for minutes. The id stays with the item's result.
+            watch.finish(error=err)
+            return
         except (RateLimitError, ServerError, TransportError) as err:
             # Still failing after the client's retries, but a poll is free and changes
             # nothing: ask again later, until the deadline, rather than fail a paid item.
@@ -208,7 +216,7 @@ class PollScheduler:
 
     def _schedule_for(self, shape: Shape, now: float) -> Schedule:
         """The schedule a prediction submitted ``now`` keeps until it is seen done."""
-        typical = self._planner.typical_duration() or self._policy.typical
+        typical = self._planner.typical_duration() or self._policy.prior_duration
         if now - self._client.rate_limited_at < _PRESSURE_MEMORY * typical:
             # Rate limited lately: every poll spends the key's request budget, which the
             # submits need too, so poll as sparingly as the thrifty preset would.

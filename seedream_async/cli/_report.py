@@ -1,36 +1,80 @@
-"""The run's record: ``report.jsonl`` (one line per item) and the summary table."""
+"""The run's record: ``report.jsonl`` (one line per item) and the summary table.
+
+A line holds what became of the item (status, prediction id, files, cost, error) and what was
+asked (prompt, images, params, seed), so a run can be reviewed from the report alone. When
+the run ends, :func:`complete_from_journal` adds what only the journal knows: the uploaded
+URL of each local image and the item's earlier paid attempts.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+import anyio
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._engine._items import BatchResult, ResultStatus
+from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._engine._items import BatchResult, EditItem, ResultStatus
+from .._engine._journal import Journal, JournalEntry
+from .._exceptions import APIUnreachable, AuthenticationError
+from ._reroll import REROLLED_DIR
 
-__all__ = ["ReportWriter", "Tally", "print_failures", "record", "summary_table"]
+__all__ = [
+    "ReportWriter",
+    "Tally",
+    "cli_words",
+    "complete_from_journal",
+    "estimate",
+    "print_failures",
+    "print_next_steps",
+    "record",
+    "summary_json",
+    "summary_table",
+]
 
 # Failed items shown under the summary; the rest are in report.jsonl.
 _SHOWN_FAILURES = 10
 
 
-def record(result: BatchResult) -> dict[str, Any]:
-    """One ``report.jsonl`` line: what became of an item, JSON-ready.
+def _image(image: object) -> dict[str, str | None]:
+    if isinstance(image, str):
+        if image.startswith(("https://", "http://")):
+            return {"path": None, "url": image}
+        return {"path": str(Path(image).absolute()), "url": None}
+    return {"path": None, "url": None}  # bytes: nothing to link to
+
+
+def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
+    """One ``report.jsonl`` line: what was asked and what became of it, JSON-ready.
 
     Args:
         result: the item's result.
+        item: the item as the manifest gave it; its prompt, images, params and seed.
     """
+    params = item.request_params() if item is not None else {}
+    seed = params.pop("seed", None)
+    attempt = {
+        "prediction_id": result.prediction_id,
+        "status": str(result.status),
+        "cost": result.cost,
+        "files": [str(path.absolute()) for path in result.files],
+    }
     return {
         "key": result.key,
         "status": str(result.status),
+        "prompt": item.prompt if item is not None else None,
+        "images": [_image(image) for image in item.images] if item is not None else [],
+        "params": params,
+        "seed": seed,
         "prediction_id": result.prediction_id,
-        "files": [str(path) for path in result.files],
+        "files": [str(path.absolute()) for path in result.files],
         "outputs": list(result.outputs),
         "error": result.error_message,
         "error_type": type(result.error).__name__ if result.error is not None else None,
@@ -38,6 +82,7 @@ def record(result: BatchResult) -> dict[str, Any]:
         "predict_time": result.predict_time,
         "timings": asdict(result.timings),
         "from_journal": result.from_journal,
+        "attempts": [attempt] if result.prediction_id is not None else [],
     }
 
 
@@ -70,10 +115,10 @@ class ReportWriter:
             self._handle.close()
             self._handle = None
 
-    def write(self, result: BatchResult) -> None:
+    def write(self, result: BatchResult, item: EditItem | None = None) -> None:
         """Append one item's line."""
         assert self._handle is not None, "use ReportWriter as a context manager"
-        self._handle.write(json.dumps(record(result), ensure_ascii=False) + "\n")
+        self._handle.write(json.dumps(record(result, item), ensure_ascii=False) + "\n")
         self._handle.flush()
 
 
@@ -85,13 +130,27 @@ class Tally:
     from_journal: int = 0
     cost: float = 0.0
     failures: list[BatchResult] = field(default_factory=list)
+    refused_key: int = 0
+    refused_status: int | None = None
+    unreachable: int = 0
+    unreachable_message: str = ""
 
     def add(self, result: BatchResult) -> None:
         """Count one result."""
         self.counts[result.status] += 1
         self.cost += result.cost
         self.from_journal += result.from_journal
-        if not result.ok and len(self.failures) < _SHOWN_FAILURES:
+        if isinstance(result.error, APIUnreachable):
+            self.unreachable += 1
+            self.unreachable_message = str(result.error)
+            return  # one line says it for all of them
+        if isinstance(result.error, AuthenticationError):
+            self.refused_key += 1
+            self.refused_status = result.error.status_code
+            return  # one line says it for all of them
+        # Items the budget stopped are summed up in one line, not listed.
+        listed = result.status in (ResultStatus.FAILED, ResultStatus.AMBIGUOUS)
+        if listed and len(self.failures) < _SHOWN_FAILURES:
             self.failures.append(result)
 
     @property
@@ -127,21 +186,174 @@ def summary_table(tally: Tally, *, expected: int, elapsed: float) -> Table:
             table.add_row(
                 f"[{style}]{status.value.replace('_', ' ')}[/]", str(tally.counts[status])
             )
-    if tally.from_journal:
-        table.add_row("  of which from the journal", str(tally.from_journal))
     if expected > tally.total:
         table.add_row("[yellow]not reached[/]", str(expected - tally.total))
     table.add_row("total", str(expected), end_section=True)
+    # Its own section: a count across every outcome above, not a part of the last one.
+    if tally.from_journal:
+        table.add_row("answered from the journal (no new cost)", str(tally.from_journal))
     table.add_row("cost this run", f"${tally.cost:.3f}")
     table.add_row("time", f"{elapsed:.1f}s")
     return table
 
 
+def summary_json(tally: Tally, *, expected: int, elapsed: float) -> dict[str, Any]:
+    """The end-of-run summary as JSON (``run --json``): the table's figures, by name.
+
+    Args:
+        tally: the run's counts.
+        expected: items in the manifest.
+        elapsed: seconds the run took.
+    """
+    return {
+        "total": expected,
+        **{str(status): tally.counts[status] for status in ResultStatus},
+        "not_reached": max(expected - tally.total, 0),
+        "from_journal": tally.from_journal,
+        "cost": round(tally.cost, 6),
+        "elapsed": round(elapsed, 3),
+    }
+
+
+def estimate(executions: int) -> str:
+    """The cost of ``executions`` paid predictions: "N times the price = total".
+
+    Args:
+        executions: predictions that would be submitted (one per item, whatever its
+            ``max_images``: the API bills per execution).
+    """
+    total = executions * PRICE_PER_EXECUTION
+    return f"{executions} \N{MULTIPLICATION SIGN} ${PRICE_PER_EXECUTION:.3f} = ${total:,.3f}"
+
+
+# The engine words its hints for Python callers; the command line has flags instead.
+_CLI_WORDS = {"pass resubmit_ambiguous=True": "re-run with --resubmit-ambiguous"}
+
+
+def cli_words(message: str) -> str:
+    """A library message with its Python-keyword hints replaced by the command's flags."""
+    for python, flag in _CLI_WORDS.items():
+        message = message.replace(python, flag)
+    return message
+
+
 def print_failures(console: Console, tally: Tally) -> None:
     """Print the first failed items with their errors."""
     for result in tally.failures:
-        message = escape(f"{result.key} ({result.status.value}): {result.error_message}")
-        console.print(f"[red]✗[/] {message}")
-    hidden = tally.total - tally.counts[ResultStatus.SUCCEEDED] - len(tally.failures)
+        text = cli_words(f"{result.key} ({result.status.value}): {result.error_message}")
+        console.print(f"[red]✗[/] {escape(text)}")
+    listed = tally.counts[ResultStatus.FAILED] + tally.counts[ResultStatus.AMBIGUOUS]
+    hidden = listed - tally.refused_key - tally.unreachable - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
+
+
+def print_next_steps(
+    console: Console, tally: Tally, *, budget: float | None, api_key_env: str = API_KEY_ENV
+) -> None:
+    """One line per outcome that needs the user: a refused key, the budget reached,
+    ambiguous items.
+
+    Args:
+        console: where to print.
+        tally: the run's counts.
+        budget: the run's ``--budget``, if any.
+        api_key_env: the variable the key came from.
+    """
+    if tally.unreachable:
+        console.print(
+            f"[red]Stopped: {escape(tally.unreachable_message)}[/] {tally.unreachable} item(s) "
+            "not done; re-run the same command once it is fixed."
+        )
+    if tally.refused_key:
+        console.print(
+            f"[red]The API refused the key[/] (HTTP {tally.refused_status}) for "
+            f"{tally.refused_key} item(s): check the key in {api_key_env} (a typo, a revoked "
+            "key, another account's key). Then re-run the same command; finished items are "
+            "not paid again."
+        )
+    skipped = tally.counts[ResultStatus.NOT_SUBMITTED]
+    if skipped:
+        limit = f" of ${budget:.2f}" if budget is not None else ""
+        console.print(
+            f"[yellow]Budget{limit} reached[/]: ${tally.cost:.3f} spent this run, and one more "
+            f"item would have passed it; {skipped} item(s) not submitted, nothing spent on "
+            "them. Re-run with a higher --budget to finish them (finished items are not paid "
+            "again)."
+        )
+    ambiguous = tally.counts[ResultStatus.AMBIGUOUS]
+    if ambiguous:
+        console.print(
+            f"[yellow]{ambiguous} item(s) may have been billed without an answer[/] and were "
+            "not sent again. To pay for them again knowingly, re-run with --resubmit-ambiguous."
+        )
+
+
+def _with_journal(line: dict[str, Any], entry: JournalEntry, history: list[JournalEntry]) -> None:
+    request = entry.request or {}
+    sent = request.get("images")
+    images = line.get("images") or []
+    if isinstance(sent, list) and len(sent) == len(images):
+        for image, url in zip(images, sent, strict=True):
+            if (
+                image.get("url") is None
+                and isinstance(url, str)
+                and url.startswith(("https://", "http://"))
+            ):
+                image["url"] = url  # the uploaded copy of a local file
+    if line.get("seed") is None and isinstance(request.get("seed"), int):
+        line["seed"] = request["seed"]
+    earlier = [
+        {
+            "prediction_id": old.prediction_id,
+            "status": str(old.state),
+            "cost": old.cost,
+            "files": _kept(old.files, number),
+        }
+        for number, old in enumerate(
+            (old for old in history if old.prediction_id is not None), start=1
+        )
+    ]
+    line["attempts"] = earlier + list(line.get("attempts") or [])
+
+
+def _kept(files: Sequence[str], attempt: int) -> list[str]:
+    """Where an earlier attempt's files are now: moved aside by ``run --reroll`` (see
+    cli/_reroll.py), else nowhere (a later attempt wrote over them)."""
+    kept = []
+    for name in files:
+        path = Path(name)
+        moved = path.parent / REROLLED_DIR / f"{path.stem}.attempt{attempt}{path.suffix}"
+        if moved.is_file():
+            kept.append(str(moved))
+    return kept
+
+
+async def complete_from_journal(report: Path, journal: Path) -> None:
+    """Add to each report line what the journal knows: uploaded URLs and earlier attempts.
+
+    The file is rewritten whole (through a temporary file), still one line per key. A line
+    cut short by a crash is dropped. Nothing happens when either file is missing.
+
+    Args:
+        report: the ``report.jsonl`` just written.
+        journal: the run's journal.
+    """
+    report_file, journal_file = anyio.Path(report), anyio.Path(journal)
+    if not await report_file.exists() or not await journal_file.exists():
+        return
+    lines = []
+    for text in (await report_file.read_text(encoding="utf-8")).splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            continue
+    async with await Journal.open(journal) as opened:
+        for line in lines:
+            entry = await opened.get(line["key"])
+            if entry is not None:
+                _with_journal(line, entry, await opened.history(line["key"]))
+    temporary = report_file.with_name(f".{report.name}.tmp")
+    text = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    await temporary.write_text(text, encoding="utf-8")
+    await temporary.replace(report_file)

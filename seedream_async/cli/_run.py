@@ -6,18 +6,38 @@ the demo exercises exactly what a real run does.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncSeedream
+from .._constants import API_KEY_ENV
+from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, print_failures, summary_table
+from ._report import (
+    ReportWriter,
+    Tally,
+    complete_from_journal,
+    print_failures,
+    print_next_steps,
+    summary_json,
+    summary_table,
+)
+from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
+from ._review import REVIEW_NAME, write_review
+from ._status import journal_exists, load_journal, plan_run, print_plan
 from ._validate import scan
 
 __all__ = [
@@ -28,6 +48,7 @@ __all__ = [
     "JOURNAL_NAME",
     "REPORT_NAME",
     "RunOptions",
+    "key_seed",
     "print_problems",
     "run_manifest",
 ]
@@ -60,6 +81,18 @@ class RunOptions:
         resubmit_ambiguous: pay again for items an earlier run may have paid for without
             hearing back.
         poll: the polling policy; the client's default when None.
+        resumable: re-running the same command resumes (False for the demo, whose
+            simulator forgets its predictions when it stops).
+        dry_run: print what would be submitted, answered from the journal, fetched again
+            or billed again, with the cost, and send nothing.
+        only: run only these keys (every other row is left alone); None runs them all.
+        seed_from_key: give each row without a seed one derived from its key, so the
+            catalog's results can be made again.
+        reroll: keys to pay for again on purpose, each with a new seed; the earlier
+            attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
+        api_key_env: the environment variable the key came from, for messages.
+        json_summary: print the summary as one JSON object on stdout instead of a table
+            (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
 
     manifest: Path
@@ -74,6 +107,18 @@ class RunOptions:
     max_images: int | None = None
     resubmit_ambiguous: bool = False
     poll: PollPolicy | None = None
+    json_summary: bool = False
+    resumable: bool = True
+    dry_run: bool = False
+    only: frozenset[str] | None = None
+    seed_from_key: bool = False
+    reroll: frozenset[str] = frozenset()
+    api_key_env: str = API_KEY_ENV
+
+    @property
+    def named(self) -> frozenset[str]:
+        """Keys the user named (--only, --reroll): each must be in the manifest."""
+        return (self.only or frozenset()) | self.reroll
 
     @property
     def journal_path(self) -> Path:
@@ -84,6 +129,11 @@ class RunOptions:
     def report_path(self) -> Path:
         """Where ``report.jsonl`` goes."""
         return self.out / REPORT_NAME
+
+    @property
+    def review_path(self) -> Path:
+        """Where the review sheet goes."""
+        return self.out / REVIEW_NAME
 
 
 def print_problems(console: Console, problems: list[ManifestProblem], total: int) -> None:
@@ -100,10 +150,17 @@ def print_problems(console: Console, problems: list[ManifestProblem], total: int
         console.print(f"... and {total - len(problems)} more problem(s)")
 
 
-def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
-    """Read the whole manifest once before spending anything: rows, first problems, count."""
+def key_seed(key: str) -> int:
+    """The seed ``--seed-from-key`` gives a row without one: 32 bits of its key's digest."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+
+
+def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int, set[str]]:
+    """Read the whole manifest once before spending anything: rows selected, first problems,
+    how many problems, and the selected keys found (to name the --only keys not found)."""
     rows, problems = 0, 0
     shown: list[ManifestProblem] = []
+    found: set[str] = set()
     for row in scan(
         options.manifest, size=options.size, max_images=options.max_images, check_files=False
     ):
@@ -112,8 +169,65 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
             if len(shown) < _SHOWN_PROBLEMS:
                 shown.append(row)
         else:
-            rows += 1
-    return rows, shown, problems
+            if options.only is None or row.item.key in options.only:
+                rows += 1
+            if row.item.key in options.named:
+                found.add(row.item.key)
+    return rows, shown, problems, found
+
+
+def _selected(options: RunOptions) -> Iterator[EditItem]:
+    """The manifest's items this run is about: --only applied, re-rolled seeds pinned,
+    --seed-from-key seeds set."""
+    pins = load_pins(pins_path(options.journal_path))
+    for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+        if options.only is not None and item.key not in options.only:
+            continue
+        item = apply_pin(item, pins)
+        if options.seed_from_key and item.seed is None:
+            item = dataclasses.replace(item, seed=key_seed(item.key))
+        yield item
+
+
+async def _reroll(options: RunOptions, console: Console) -> None:
+    """Pin new seeds for the --reroll keys and move their current outputs aside."""
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    files = {key: view.rows[key].files for key in options.reroll if view and key in view.rows}
+    raw = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    items = {item.key: item for item in raw if item.key in options.reroll}
+    done = await anyio.to_thread.run_sync(
+        lambda: reroll(
+            pins_path(journal), options.out, items, files, seed_from_key=options.seed_from_key
+        )
+    )
+    moved = sum(len(entry["moved"]) for entry in done.values())
+    console.print(
+        f"Re-rolling {len(done)} item(s) with new seeds (a new paid attempt each); "
+        f"{moved} earlier output file(s) moved to {options.out / REROLLED_DIR}."
+    )
+
+
+async def _dry_run(options: RunOptions, console: Console) -> int:
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    where = f"the journal {journal}" if view is not None else "no journal yet"
+    console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
+    plan = await plan_run(
+        _selected(options),
+        view,
+        resubmit_ambiguous=options.resubmit_ambiguous,
+        reroll=options.reroll,
+    )
+    print_plan(console, plan, budget=options.budget)
+    return EXIT_OK
+
+
+async def _finish_report(options: RunOptions) -> None:
+    """Complete report.jsonl from the journal, then write the review sheet from it."""
+    await complete_from_journal(options.report_path, options.journal_path)
+    if await anyio.Path(options.report_path).exists():
+        await anyio.to_thread.run_sync(write_review, options.report_path, options.review_path)
 
 
 async def run_manifest(options: RunOptions, *, console: Console, errors: Console) -> int:
@@ -130,20 +244,39 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     Returns:
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
-    total, problems, count = _prescan(options)
+    total, problems, count, found = _prescan(options)
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
         return EXIT_USAGE
+    if missing := sorted(options.named - found):
+        shown = ", ".join(repr(key) for key in missing[:_SHOWN_PROBLEMS])
+        errors.print(
+            f"error: {len(missing)} key(s) given are not in {options.manifest}: "
+            f"{escape(shown)}; nothing was sent"
+        )
+        return EXIT_USAGE
     if total == 0:
         errors.print(f"{options.manifest}: no rows to run")
         return EXIT_USAGE
+    if options.dry_run:
+        return await _dry_run(options, console)
+    if options.reroll:
+        await _reroll(options, console)
     journal = options.journal_path
     if journal.exists():
         console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
-    else:
+    elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
-    items = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    else:
+        console.print(f"Journal: {journal}")
+    asked: dict[str, EditItem] = {}  # items in flight, for their report lines
+
+    def items() -> Iterator[EditItem]:
+        for item in _selected(options):
+            asked[item.key] = item
+            yield item
+
     tally = Tally()
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +290,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 ProgressDisplay(console, total) as display,
             ):
                 batch = client.edit_batch(
-                    items,
+                    items(),
                     concurrency=options.concurrency,
                     rate=options.rate,
                     out_dir=options.out,
@@ -168,12 +301,23 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 )
                 async with batch:
                     async for result in batch:
-                        report.write(result)
+                        report.write(result, asked.pop(result.key, None))
                         tally.add(result)
                         display.add(result)
     finally:
-        console.print(summary_table(tally, expected=total, elapsed=time.monotonic() - started))
+        elapsed = time.monotonic() - started
+        if not options.json_summary:
+            console.print(summary_table(tally, expected=total, elapsed=elapsed))
+        with anyio.CancelScope(shield=True):  # an interrupted run still gets its sheet
+            await _finish_report(options)
     print_failures(console, tally)
+    print_next_steps(console, tally, budget=options.budget, api_key_env=options.api_key_env)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
+    console.print(f"Review:  {options.review_path}")
+    if options.json_summary:
+        summary = summary_json(tally, expected=total, elapsed=elapsed)
+        paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
+        summary.update({name: str(path) for name, path in paths.items()})
+        sys.stdout.write(json.dumps(summary) + "\n")
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
