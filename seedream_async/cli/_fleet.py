@@ -23,7 +23,7 @@ from .._engine._store import JournalState
 from .._exceptions import JournalError, SeedreamError
 from .._polling import PollPolicy
 
-__all__ = ["add_commands", "run_command"]
+__all__ = ["add_commands", "postgres_status", "run_command"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS = ("load", "work", "status")
@@ -96,6 +96,10 @@ def add_commands(commands: Any, *, positive_int: Any, positive_float: Any) -> No
     work.add_argument("--base-url", default=None, help="the API's origin (default: Atlas Cloud)")
     work.add_argument("--api-key-env", default="ATLASCLOUD_API_KEY", metavar="NAME")
 
+    if "status" in commands.choices:
+        # Another `status` (a run's folder or SQLite journal) is there already: it hands a
+        # postgresql:// target to :func:`postgres_status`.
+        return
     status = commands.add_parser(
         "status",
         help="where a catalog stands, from its journal; sends nothing",
@@ -194,6 +198,12 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
         f"{tally.undelivered}, lost to another worker {tally.lost}"
     )
     return EXIT_OK
+
+
+def postgres_status(dsn: str, *, as_json: bool, console: Console, errors: Console) -> int:
+    """``status`` of a PostgreSQL journal: items per state, money, workers; no API request."""
+    ns = argparse.Namespace(command="status", journal=dsn, json=as_json)
+    return run_command(ns, console, errors)
 
 
 async def _status(ns: argparse.Namespace, console: Console, errors: Console) -> int:
