@@ -9,6 +9,7 @@ Our exception hierarchy::
     ├── TransportError            - the request may not have completed: connection, timeout
     ├── APIStatusError            - the API answered with an error status
     │   ├── AuthenticationError   - 401 / 403
+    │   ├── InsufficientBalance   - 402: the account's balance is exhausted
     │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
     │   ├── RateLimitError        - 429
     │   └── ServerError           - 5xx
@@ -32,6 +33,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigurationError",
     "DeadlineExceeded",
+    "InsufficientBalance",
     "InvalidImage",
     "InvalidInput",
     "JournalError",
@@ -116,6 +118,11 @@ class APIStatusError(SeedreamError):
 
 class AuthenticationError(APIStatusError):
     """401 or 403: the API key is missing, wrong or not allowed."""
+
+
+class InsufficientBalance(APIStatusError):
+    """402: the account's balance is exhausted. Fatal for a whole batch: no new submit can
+    succeed until the balance is topped up; predictions already paid for still finish."""
 
 
 class BadRequestError(APIStatusError):
