@@ -17,6 +17,7 @@ Our exception hierarchy::
     ├── PredictionFailed          - the model reported ``failed``
     ├── DeadlineExceeded          - a prediction did not finish in time
     ├── OutputExpired             - an output URL expired before it was downloaded
+    ├── OutputInvalid             - an output is not a whole image of an expected type
     ├── BudgetExceeded            - the batch's budget stopped this item's submit
     └── JournalError              - the batch journal is unreadable or belongs elsewhere
 """
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidInput",
     "JournalError",
     "OutputExpired",
+    "OutputInvalid",
     "PredictionFailed",
     "RateLimitError",
     "SeedreamError",
@@ -182,6 +184,11 @@ class DeadlineExceeded(SeedreamError):
 
 class OutputExpired(SeedreamError):
     """An output URL had expired and a fresh one could not be had."""
+
+
+class OutputInvalid(SeedreamError):
+    """An output is not a whole image of an expected type: an HTML page, junk, a file cut
+    short, or over the size cap. The prediction is paid for: a re-run fetches it again."""
 
 
 class BudgetExceeded(SeedreamError):
