@@ -69,7 +69,7 @@ __all__ = [
     "ClaimOutcome",
     "ClaimStatus",
     "ItemRecord",
-    "ItemState",
+    "JournalState",
     "JournalStore",
     "LostClaim",
     "Page",
@@ -77,7 +77,7 @@ __all__ = [
 ]
 
 
-class ItemState(StrEnum):
+class JournalState(StrEnum):
     """Where an item stands in the journal; see the module docstring for the arrows."""
 
     PENDING = "pending"
@@ -101,16 +101,16 @@ class ItemState(StrEnum):
 
 BILLED_STATES = frozenset(
     {
-        ItemState.SUBMITTED,
-        ItemState.DONE,
-        ItemState.DELIVERED,
-        ItemState.API_FAILED,
-        ItemState.AMBIGUOUS,
+        JournalState.SUBMITTED,
+        JournalState.DONE,
+        JournalState.DELIVERED,
+        JournalState.API_FAILED,
+        JournalState.AMBIGUOUS,
     }
 )
 """States whose latest attempt was (or, for AMBIGUOUS, may have been) billed."""
 
-UNDELIVERED_STATES = frozenset({ItemState.SUBMITTED, ItemState.DONE})
+UNDELIVERED_STATES = frozenset({JournalState.SUBMITTED, JournalState.DONE})
 """Billed and not delivered: a resume fetches these by prediction id, never resubmits."""
 
 
@@ -147,7 +147,7 @@ class Attempt:
     number: int
     fingerprint: str
     owner: str
-    state: ItemState
+    state: JournalState
     prediction_id: str | None = None
     cost: float = 0.0
     error: str | None = None
@@ -183,7 +183,7 @@ class ItemRecord:
     seq: int
     fingerprint: str
     name: str
-    state: ItemState
+    state: JournalState
     request: Mapping[str, Any] | None = None
     prediction_id: str | None = None
     outputs: tuple[str, ...] = ()
@@ -325,6 +325,12 @@ class JournalStore(Protocol):
         run's reservations) plus ``amount`` fits ``budget`` (None: no cap), then move the
         item to INTENT and open a new :class:`Attempt`. Returns False, changing nothing,
         when the budget does not allow it. Called *before* the POST leaves.
+
+        Raises:
+            JournalError: the item is SUBMITTED, DONE or DELIVERED: it has a prediction
+                already, and a new submit would pay for it twice. (The engine decides
+                whether an API_FAILED or AMBIGUOUS item may be tried again; the store
+                refuses only what can never be right.)
         """
         ...
 
@@ -355,17 +361,19 @@ class JournalStore(Protocol):
         outputs: Sequence[str],
         predict_time: float | None,
     ) -> None:
-        """SUBMITTED -> DONE: the API reported the prediction completed with ``outputs``."""
+        """SUBMITTED (or DONE, fetched again for fresh URLs) -> DONE: the API reported the
+        prediction completed with ``outputs``."""
         ...
 
     async def api_failed(self, owner: str, key: str, *, error: str) -> None:
-        """SUBMITTED -> API_FAILED: the API reported the prediction failed."""
+        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed."""
         ...
 
     async def delivered(
         self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
     ) -> None:
-        """DONE -> DELIVERED: ``files`` are on disk and verified (none without an out dir)."""
+        """SUBMITTED/DONE -> DELIVERED: ``files`` are on disk and verified (none without an
+        out dir); the claim is released with it."""
         ...
 
     async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
@@ -396,7 +404,7 @@ class JournalStore(Protocol):
         """Money over the whole journal: billed, reserved now, predictions in flight."""
         ...
 
-    async def counts(self) -> dict[ItemState, int]:
+    async def counts(self) -> dict[JournalState, int]:
         """Current rows per state, every state present (zeros included)."""
         ...
 
