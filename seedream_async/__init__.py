@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from ._batch import BatchOptions, BatchRun
 from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
+from ._engine import (
+    BatchOptions,
+    BatchProgress,
+    BatchResult,
+    BatchRun,
+    EditItem,
+    Journal,
+    JournalEntry,
+    JournalState,
+    JournalStore,
+    ResultStatus,
+    Timings,
+)
 from ._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
@@ -25,8 +37,6 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Timings
-from ._journal import Journal, JournalEntry, JournalState
 from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
 from ._polling import PollPolicy
 from ._retry import RetryPolicy
@@ -56,6 +66,7 @@ __all__ = [
     "JournalEntry",
     "JournalError",
     "JournalState",
+    "JournalStore",
     "Metrics",
     "OutputExpired",
     "OutputInvalid",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import random
-from collections import Counter
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, Unpack
+from typing import Any, Self, Unpack
 
 import anyio
 import httpx
@@ -22,49 +20,44 @@ from ._constants import (
     PRICE_PER_EXECUTION,
 )
 from ._download import stream_to_file, write_base64
+from ._driver import Driver, RefusedHook
+from ._endpoint import Endpoint, read_json
+from ._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
 from ._exceptions import (
     AmbiguousSubmission,
-    APIStatusError,
     ConfigurationError,
     DeadlineExceeded,
     InvalidInput,
     PredictionFailed,
     SeedreamError,
-    transport_error,
 )
-from ._http import status_error
-from ._limits import PauseGate
-from ._models import EditRequest, Prediction, UploadedMedia, build_request, check_params
+from ._models import (
+    EditRequest,
+    ImageRef,
+    Prediction,
+    UploadedMedia,
+    build_request,
+    check_params,
+    is_url,
+)
 from ._polling import PollPolicy, poll_delays
-from ._retry import RetryPolicy, decide_retry
+from ._retry import RetryPolicy
 from ._secret import Secret
-from ._upload import ImageSource, PreparedUpload, inspect_source, multipart_body
-from ._version import __version__
+from ._upload import (
+    DEFAULT_ACCEPTED_TYPES,
+    ImageSource,
+    PreparedUpload,
+    UploadRules,
+    inspect_source,
+)
 
-if TYPE_CHECKING:
-    from ._batch import BatchOptionsDict, BatchRun, Items
-    from ._items import BatchResult
-
-__all__ = ["AsyncSeedream", "ImageRef"]
-
-logger = logging.getLogger("seedream_async")
-
-ImageRef = str | os.PathLike[str] | bytes
-"""A reference image in an edit: an http(s) URL, a local path, or the image's bytes."""
+__all__ = ["AsyncSeedream"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
-DEFAULT_ACCEPTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 _UPLOAD = "/api/v1/model/uploadMedia"
 _SUBMIT = "/api/v1/model/generateImage"
 _PREDICTION = "/api/v1/model/prediction/{id}"
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-_EXPIRED = frozenset({401, 403, 410})
-
-
-def is_url(value: object) -> bool:
-    """True for an http(s) URL string."""
-    return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
 class AsyncSeedream:
@@ -122,8 +115,9 @@ class AsyncSeedream:
         self.accepted_types = frozenset(accepted_types)
         self.price_per_execution = price_per_execution
         self.rng = rng or random.Random()
-        self.gate = PauseGate()
-        self.requests: Counter[str] = Counter()
+        self._driver = Driver(rng=self.rng)
+        self.gate = self._driver.gate
+        self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -133,6 +127,7 @@ class AsyncSeedream:
             ),
             follow_redirects=True,
         )
+        self._endpoint = Endpoint(self._http, self.base_url, self._key, self._driver)
         self._task_group: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -168,94 +163,15 @@ class AsyncSeedream:
 
     # -- the one place requests are sent ------------------------------------------------
 
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        operation: str,
-        idempotent: bool = True,
-        json: Any = None,
-        upload: PreparedUpload | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> httpx.Response:
-        policy = retry or self.retry
-        # An async byte stream can be read only once: its request is never sent again.
-        one_shot = upload is not None and upload.stream is not None
-        url = self.base_url.copy_with(path=self.base_url.path.rstrip("/") + path)
-        attempt = 0
-        while True:
-            await self.gate.wait()
-            # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
-            # that records local variables (Sentry and the like) never shows the key.
-            headers = httpx.Headers(
-                {
-                    "Authorization": f"Bearer {self._key.reveal()}",
-                    "Accept": "application/json",
-                    "User-Agent": f"seedream-async/{__version__}",
-                }
-            )
-            content = None
-            if upload is not None:
-                part_headers, content = multipart_body(upload, max_bytes=self.max_upload_bytes)
-                headers.update(part_headers)
-            request = self._http.build_request(
-                method, url, headers=headers, json=json, content=content
-            )
-            self.requests[operation] += 1
-            try:
-                response = await self._http.send(request)
-            except httpx.TransportError as err:
-                sent = not isinstance(err, _NEVER_SENT)
-                decision = decide_retry(
-                    policy, attempt=attempt, idempotent=idempotent, sent=sent, rng=self.rng
-                )
-                if decision.ambiguous:
-                    raise AmbiguousSubmission(
-                        f"{what}: {type(err).__name__} after the request was sent, so it may "
-                        "have been billed; not sent again to avoid paying twice"
-                    ) from err
-                if not decision.retry or one_shot:
-                    raise transport_error(err, request) from err
-                logger.info(
-                    "%s: %s (attempt %d), retrying in %.2fs",
-                    what, type(err).__name__, attempt + 1, decision.delay,
-                )  # fmt: skip
-                await anyio.sleep(decision.delay)
-                attempt += 1
-                continue
-            if response.is_success:
-                logger.debug("%s: HTTP %d", what, response.status_code)
-                return response
-            decision = decide_retry(
-                policy,
-                attempt=attempt,
-                idempotent=idempotent,
-                status=response.status_code,
-                headers=response.headers,
-                rng=self.rng,
-            )
-            error = status_error(response, what=what)
-            if response.status_code == 429:
-                # Everyone waits, not just this request: the limit is the key's, not ours.
-                wish = decision.delay if decision.retry else error.retry_after
-                self.gate.pause(min(wish or policy.initial_delay, policy.max_retry_after))
-            if decision.ambiguous:
-                raise AmbiguousSubmission(
-                    f"{what}: HTTP {response.status_code} after the request reached the server, "
-                    "so it may have been billed; not sent again to avoid paying twice"
-                ) from error
-            if not decision.retry or one_shot:
-                raise error
-            logger.info(
-                "%s: HTTP %d (attempt %d), retrying in %.2fs%s",
-                what, response.status_code, attempt + 1, decision.delay,
-                " as the server asked" if decision.server_asked else "",
-            )  # fmt: skip
-            if response.status_code != 429:  # a 429 already paused the gate for this long
-                await anyio.sleep(decision.delay)
-            attempt += 1
+    @property
+    def upload_rules(self) -> UploadRules:
+        """What a reference image must be before it is uploaded."""
+        return UploadRules(max_bytes=self.max_upload_bytes, accepted=self.accepted_types)
+
+    @property
+    def rate_limited_at(self) -> float:
+        """When the API last answered 429, on the event loop's clock (``-inf`` if never)."""
+        return self.gate.paused_at
 
     # -- operations ----------------------------------------------------------------------
 
@@ -278,36 +194,57 @@ class AsyncSeedream:
         )
         return await self.upload_prepared(prepared)
 
-    async def upload_prepared(self, prepared: PreparedUpload) -> UploadedMedia:
-        """Upload a source already checked by ``inspect_source`` or ``probe_file``."""
-        response = await self._send(
+    async def upload_prepared(
+        self, prepared: PreparedUpload, *, keep_trying_for: float | None = None
+    ) -> UploadedMedia:
+        """Upload a source already checked by ``inspect_source`` or ``probe_file``.
+
+        Args:
+            prepared: the checked source.
+            keep_trying_for: seconds to go on after the retry policy gave up on a passing
+                failure (429, 5xx, connection), backing off between rounds; None does not.
+        """
+        response = await self._endpoint.send(
             "POST",
             _UPLOAD,
             what=f"upload of {prepared.file_name}",
             operation="upload",
+            policy=self.retry,
             upload=prepared,
+            max_upload_bytes=self.max_upload_bytes,
+            keep_trying_for=keep_trying_for,
         )
-        return UploadedMedia.model_validate(_json(response, what="upload"))
+        return UploadedMedia.model_validate(read_json(response, what="upload"))
 
-    async def submit(self, request: EditRequest, *, retry: RetryPolicy | None = None) -> Prediction:
+    async def submit(
+        self,
+        request: EditRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        on_refused: RefusedHook | None = None,
+    ) -> Prediction:
         """Submit a prediction (billed once it reaches the server) and return it, running.
 
         Args:
             request: the validated request.
             retry: a retry policy for this call; the client's when None.
+            on_refused: takes over a 429 or 503 (the server did not take the submit)
+                instead of the retry policy: called with the error and the seconds the
+                server asked for, it returns to send again or raises to give up.
 
         Raises:
             AmbiguousSubmission: the request may have reached the server but no answer
                 came back; it is not sent again.
         """
-        response = await self._send(
+        response = await self._endpoint.send(
             "POST",
             _SUBMIT,
             what="submit",
             operation="submit",
+            policy=retry or self.retry,
             idempotent=False,
             json=request.to_payload(),
-            retry=retry,
+            on_refused=on_refused,
         )
         try:
             return Prediction.model_validate(response.json())
@@ -321,13 +258,14 @@ class AsyncSeedream:
         """Fetch a prediction's current state."""
         if not prediction_id or "/" in prediction_id:
             raise InvalidInput(f"not a prediction id: {prediction_id!r}", field="id")
-        response = await self._send(
+        response = await self._endpoint.send(
             "GET",
             _PREDICTION.format(id=prediction_id),
             what=f"poll of {prediction_id}",
             operation="poll",
+            policy=self.retry,
         )
-        return Prediction.model_validate(_json(response, what=f"poll of {prediction_id}"))
+        return Prediction.model_validate(read_json(response, what=f"poll of {prediction_id}"))
 
     async def wait(
         self,
@@ -415,9 +353,10 @@ class AsyncSeedream:
             **options: the fields of :class:`BatchOptions`: ``concurrency``, ``rate``,
                 ``out_dir``, ``journal``, ``budget``, ``on_progress``, ...
         """
-        from ._batch import BatchOptions, BatchRun
+        return BatchRun(self, items, BatchOptions(**options), background=self._background)
 
-        return BatchRun(self, items, BatchOptions(**options))
+    def _background(self) -> anyio.abc.TaskGroup | None:
+        return self._task_group
 
     async def edit_all(
         self, items: Items, **options: Unpack[BatchOptionsDict]
@@ -438,44 +377,20 @@ class AsyncSeedream:
         """
         if not is_url(url):
             raise InvalidInput(f"not an http(s) output URL: {url[:60]!r}", field="url")
-        attempt = 0
-        while True:
-            self.requests["download"] += 1
-            try:
-                return await stream_to_file(self._http, url, Path(dest))
-            except httpx.TransportError as err:
-                decision = decide_retry(self.retry, attempt=attempt, idempotent=True, rng=self.rng)
-                if not decision.retry:
-                    raise transport_error(err, err.request) from err
-            except APIStatusError as err:
-                # 408, 429 and 5xx from the storage host are retried like any idempotent GET,
-                # honouring its Retry-After; 404 and the like are raised.
-                asked = {} if err.retry_after is None else {"retry-after": str(err.retry_after)}
-                decision = decide_retry(
-                    self.retry,
-                    attempt=attempt,
-                    idempotent=True,
-                    status=err.status_code,
-                    headers=asked,
-                    rng=self.rng,
-                )
-                if not decision.retry:
-                    raise
-            await anyio.sleep(decision.delay)
-            attempt += 1
+        shown = url.split("?")[0]
+        # 408, 429 and 5xx from the storage host are retried like any idempotent GET,
+        # honouring its Retry-After; 404 and the like are raised. Not gated: the storage
+        # host's limits are not the API key's.
+        return await self._driver.call(
+            lambda: stream_to_file(self._http, url, Path(dest)),
+            policy=self.retry,
+            what=f"download of {shown}",
+            operation="download",
+            gated=False,
+        )
 
     async def save_output(self, output: str, dest: str | os.PathLike[str]) -> Path:
         """Save one output, a URL (downloaded) or a base64 image (decoded), to ``dest``."""
         if is_url(output):
             return await self.download(output, dest)
         return await write_base64(output, Path(dest))
-
-
-def _json(response: httpx.Response, *, what: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise APIStatusError(
-            f"{what}: the API answered HTTP {response.status_code} with a body that is not JSON",
-            status_code=response.status_code,
-        ) from None

@@ -9,6 +9,7 @@ from ._exceptions import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
+    InsufficientBalance,
     RateLimitError,
     ServerError,
 )
@@ -47,6 +48,9 @@ def status_error(response: httpx.Response, *, what: str) -> APIStatusError:
     if status in (401, 403):
         cls = AuthenticationError
         hint = "check the API key (ATLASCLOUD_API_KEY)"
+    elif status == 402:
+        cls = InsufficientBalance
+        hint = "the account's balance is exhausted; top it up, then run the batch again"
     elif status == 429:
         cls = RateLimitError
         hint = "rate limited; lower concurrency or rate"

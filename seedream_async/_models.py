@@ -7,6 +7,7 @@ and read as "still running", so a new server field or status never crashes a bat
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import datetime
 from enum import StrEnum
@@ -28,14 +29,25 @@ from ._exceptions import InvalidInput
 
 __all__ = [
     "EditRequest",
+    "ImageRef",
     "Metrics",
     "Prediction",
     "PredictionStatus",
     "UploadedMedia",
     "build_request",
     "check_params",
+    "is_url",
     "unwrap",
 ]
+
+ImageRef = str | os.PathLike[str] | bytes
+"""A reference image in an edit: an http(s) URL, a local path, or the image's bytes."""
+
+
+def is_url(value: object) -> bool:
+    """True for an http(s) URL string: the one check of "is this a URL" in the package."""
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
+
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
 
@@ -187,7 +199,7 @@ def _check_size(value: str) -> str:
 
 
 def _check_url(index: int, url: str) -> None:
-    if not url.startswith(("https://", "http://")):
+    if not is_url(url):
         shown = url if len(url) <= 60 else url[:57] + "..."
         raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
 

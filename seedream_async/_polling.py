@@ -2,7 +2,7 @@
 
 Polling is not retrying (``_retry.py``): a poll that answers "processing" succeeded.
 The single-prediction :meth:`AsyncSeedream.wait` walks :func:`poll_delays`; the batch
-engine's scheduler (``_scheduler.py``) places first polls from what it has learned.
+engine's scheduler (``_engine/_scheduler.py``) places first polls from what it has learned.
 """
 
 from __future__ import annotations

@@ -19,9 +19,15 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ._backoff import backoff_delay, retry_after
+from ._backoff import backoff_delay
+from ._backoff import retry_after as read_retry_after
 
-__all__ = ["RetryDecision", "RetryPolicy", "decide_retry"]
+__all__ = ["REFUSED_STATUSES", "RetryDecision", "RetryPolicy", "decide_retry"]
+
+REFUSED_STATUSES = frozenset({429, 503})
+"""Statuses by which the server says it did not take the request: safe to send again, even
+a submit. A caller may hand these to its own congestion response (the driver's
+``on_refused`` hook) instead of the plain retry."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +105,7 @@ def decide_retry(
     idempotent: bool,
     status: int | None = None,
     headers: Mapping[str, str] | None = None,
+    retry_after: float | None = None,
     sent: bool = True,
     rng: random.Random | None = None,
 ) -> RetryDecision:
@@ -110,6 +117,8 @@ def decide_retry(
         idempotent: False for a submit, which may cost money each time it arrives.
         status: the HTTP status, or None when the request failed below HTTP.
         headers: the response headers, for ``Retry-After``.
+        retry_after: the server's wish already read from the headers, used when
+            ``headers`` is None.
         sent: for a transport failure, whether the request may have reached the server.
         rng: the random source for jitter.
     """
@@ -123,7 +132,7 @@ def decide_retry(
             return RetryDecision(retry=False, ambiguous=not idempotent and status >= 500)
     if attempt + 1 >= policy.max_attempts:
         return _STOP
-    asked = retry_after(headers) if headers is not None else None
+    asked = read_retry_after(headers) if headers is not None else retry_after
     if asked is not None:
         if asked > policy.max_retry_after:
             return _STOP

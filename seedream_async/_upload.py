@@ -18,14 +18,17 @@ from stat import S_ISREG
 
 import anyio
 
+from ._constants import MAX_UPLOAD_BYTES
 from ._exceptions import InvalidImage
 from ._files import open_binary
 from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEFAULT_ACCEPTED_TYPES",
     "ImageSource",
     "PreparedUpload",
+    "UploadRules",
     "inspect_source",
     "multipart_body",
     "probe_file",
@@ -36,6 +39,22 @@ CHUNK_SIZE = 256 * 1024
 
 ImageSource = str | os.PathLike[str] | bytes | AsyncIterable[bytes]
 """A reference image: a path, the bytes themselves, or an async stream of bytes."""
+
+DEFAULT_ACCEPTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class UploadRules:
+    """What a reference image must be before it is uploaded.
+
+    Args:
+        max_bytes: the largest image accepted.
+        accepted: the MIME types accepted (sniffed from the bytes).
+    """
+
+    max_bytes: int = MAX_UPLOAD_BYTES
+    accepted: frozenset[str] = DEFAULT_ACCEPTED_TYPES
+
 
 _TYPE_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
 

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+# The throwaway PostgreSQL server: postgres_server (session) and postgres_dsn (per test).
+pytest_plugins = ["_postgres"]
+
 
 @pytest.fixture(
     params=[

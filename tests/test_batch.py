@@ -130,6 +130,25 @@ async def test_failed_predictions_are_reported_with_their_message() -> None:
     assert sim.ledger.executions == 3
 
 
+async def test_503s_on_submit_are_requeued_not_ambiguous() -> None:
+    """A 503 means the server did not take the submit: the engine's congestion response
+    (the driver's refused hook) lowers the concurrency and queues the item again, so every
+    item finishes, billed once, and none is reported ambiguous."""
+    limits: list[int] = []
+
+    def watch(progress: BatchProgress) -> None:
+        limits.append(progress.concurrency_limit)
+
+    faults = Faults(server_error=0.3, server_error_codes=(503,), endpoints=frozenset({"submit"}))
+    async with simulated(faults=faults, seed=3) as (sim, client):
+        results = await client.edit_all(url_items(20), concurrency=8, on_progress=watch)
+    assert [r.status for r in results] == [ResultStatus.SUCCEEDED] * 20
+    assert sim.ledger.faults["503"] > 0
+    assert min(limits) < 8
+    assert sim.ledger.executions == 20
+    assert sim.ledger.duplicate_submissions == 0
+
+
 async def test_budget_stops_new_submits() -> None:
     """With a budget for five predictions, five are submitted and the rest are not."""
     async with simulated() as (sim, client):

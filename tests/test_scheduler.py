@@ -10,7 +10,8 @@ import pytest
 from _helpers import FAST_POLL, simulated
 
 from seedream_async import DeadlineExceeded, EditItem, PollPolicy, ResultStatus, RetryPolicy
-from seedream_async._scheduler import DurationEstimator
+from seedream_async._engine._scheduler import DurationEstimator, PollScheduler, _Watch
+from seedream_async._models import Prediction
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio
@@ -91,20 +92,21 @@ async def test_poll_rate_caps_status_requests() -> None:
     assert sim.ledger.total_polls <= 40 + 40 * elapsed
 
 
+class _PressureOnly:
+    """A typed fake of the scheduler's :class:`PollAPI`: only the pressure signal is read."""
+
+    def __init__(self) -> None:
+        self.rate_limited_at = float("-inf")
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        raise AssertionError(f"{prediction_id} is never polled in this test")
+
+
 def test_polls_thin_out_after_a_429() -> None:
     """After a 429 the scheduler places polls later and further apart (each poll spends the
     key's request budget); once the 429 is old news it polls at the policy's pace again."""
-    from types import SimpleNamespace
-
-    from seedream_async._limits import PauseGate
-    from seedream_async._scheduler import PollScheduler, _Watch
-
-    clock = [0.0]
-    gate = PauseGate(clock=lambda: clock[0])
-    scheduler = PollScheduler(
-        SimpleNamespace(gate=gate),  # type: ignore[arg-type]
-        policy=PollPolicy(),
-    )
+    api = _PressureOnly()
+    scheduler = PollScheduler(api, policy=PollPolicy())
     estimator = DurationEstimator()
     for tenth in range(5, 16):
         estimator.add(tenth / 10)  # durations 0.5 s .. 1.5 s, median 1.0 s
@@ -116,8 +118,7 @@ def test_polls_thin_out_after_a_429() -> None:
         return scheduler._next_due(fresh, now) - now, scheduler._next_due(polled, now) - now
 
     calm_first, calm_gap = first_and_next(100.0)
-    clock[0] = 100.0
-    gate.pause(0.01)
+    api.rate_limited_at = 100.0  # a 429 came at t=100
     pressed_first, pressed_gap = first_and_next(100.5)
     assert pressed_first > calm_first
     assert pressed_gap > 1.5 * calm_gap

@@ -18,7 +18,7 @@ import pytest
 from _helpers import simulated, write_images
 
 from seedream_async import EditItem, InvalidInput, ResultStatus
-from seedream_async._items import safe_name
+from seedream_async._engine._names import safe_name
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio

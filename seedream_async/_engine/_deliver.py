@@ -95,11 +95,15 @@ class Deliverer:
         files: list[Path] = []
         fresh = False
         for index, stem in enumerate(_stems(name, len(outputs))):
-            try:
-                files.append(await self._save(outputs[index], stem))
-            except (OutputExpired, OutputInvalid):
-                if fresh:
-                    raise
+            # One slot for the whole of an output, the second try included: a fresh URL
+            # must not wait in the queue until it expires too.
+            async with self._slots:
+                try:
+                    files.append(await self._save(outputs[index], stem))
+                    continue
+                except (OutputExpired, OutputInvalid):
+                    if fresh:
+                        raise
                 # Signed URLs expire, and a storage hiccup can hand out a broken body: ask
                 # for the prediction again (fresh URLs) and download once more.
                 fresh = True
@@ -108,13 +112,12 @@ class Deliverer:
                     raise OutputExpired(
                         f"prediction {prediction.id} listed {len(outputs)} outputs when "
                         "fetched again"
-                    ) from None
+                    )
                 files.append(await self._save(outputs[index], stem))
         return tuple(files)
 
     async def _save(self, output: str, stem: str) -> Path:
-        async with self._slots:
-            path = await self._client.save_output(output, self.out_dir / stem)
+        path = await self._client.save_output(output, self.out_dir / stem)
         try:
             await anyio.to_thread.run_sync(self._verify, path)
         except OutputInvalid:

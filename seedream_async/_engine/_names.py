@@ -17,7 +17,15 @@ import re
 
 from .._exceptions import InvalidInput
 
-__all__ = ["MAX_KEY_CHARS", "NameRegistry", "check_key", "fold", "output_stem"]
+__all__ = [
+    "MAX_KEY_CHARS",
+    "NameRegistry",
+    "check_key",
+    "fold",
+    "output_stem",
+    "output_stems",
+    "safe_name",
+]
 
 MAX_KEY_CHARS = 512
 _PLAIN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -81,3 +89,13 @@ class NameRegistry:
         """Give ``name`` to ``key``; return the other key that holds it already, or None."""
         owner = self._owners.setdefault(fold(name), key)
         return None if owner == key else owner
+
+
+safe_name = output_stem
+"""The name :func:`output_stem` had before keys were checked case-insensitively."""
+
+
+def output_stems(name: str, count: int) -> list[str]:
+    """The file stems of ``count`` outputs of the item named ``name``: the name itself for
+    one output, ``name.1``, ``name.2``, ... for a sequence."""
+    return [name] if count == 1 else [f"{name}.{n}" for n in range(1, count + 1)]

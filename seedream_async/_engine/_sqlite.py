@@ -538,6 +538,13 @@ class SQLiteJournal:
             now = time.time()
             with _Tx(conn):
                 state, _, attempts = self._fenced(conn, owner, key, None, "submitted")
+                (expires,) = conn.execute(
+                    "SELECT lease_expires FROM items WHERE key = ?", (key,)
+                ).fetchone()
+                if expires is None or expires <= now:
+                    # Stalled past its lease: another run may be about to take the item
+                    # over, so this one may not start a paid attempt on it.
+                    raise LostClaim(key, owner, None)
                 if state in UNDELIVERED_STATES or state is JournalState.DELIVERED:
                     raise JournalError(
                         f"item {key!r} already has prediction; submitting it again would pay "

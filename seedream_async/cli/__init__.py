@@ -4,7 +4,8 @@ Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library its
 imports this package.
 
 Exit codes: 0 every item succeeded (or the manifest is valid), 1 some item did not (or the
-manifest has problems, for ``validate``), 2 a usage or manifest error, 130 interrupted.
+manifest has problems, for ``validate``), 2 a usage or manifest error, 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -73,7 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resubmit-ambiguous",
         action="store_true",
-        help="send again items an earlier run may have paid for without an answer",
+        help="send again items an earlier run may have paid for without an answer "
+        "(each may then be paid for twice)",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="pay for a new attempt of items the API reported failed in an earlier run",
     )
     run.add_argument(
         "--first-poll",
@@ -187,6 +194,7 @@ def _run(ns: argparse.Namespace) -> int:
         size=ns.size,
         max_images=ns.max_images,
         resubmit_ambiguous=ns.resubmit_ambiguous,
+        retry_failed=ns.retry_failed,
         poll=_poll_policy(ns),
     )
     try:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._engine._items import ITEM_FIELDS, EditItem
 from .._exceptions import SeedreamError
-from .._items import EditItem
+from .._models import is_url
 
 __all__ = [
     "ManifestError",
@@ -320,7 +321,7 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
     seed = fields.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise _RowError("seed", f"must be an integer, got {seed!r}")
-    known = {"key", "prompt", "images", "size", "max_images", "seed"}
+    known = set(ITEM_FIELDS) - {"params"}
     params = {name: value for name, value in fields.items() if name not in known}
     return EditItem(
         key=key,
@@ -334,7 +335,7 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
 
 
 def _resolve(folder: Path, image: str) -> str:
-    if image.startswith(("https://", "http://")):
+    if is_url(image):
         return image
     path = Path(image).expanduser()
     return str(path if path.is_absolute() else folder / path)

@@ -19,7 +19,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .._items import BatchProgress, BatchResult
+from .._engine._items import BatchProgress, BatchResult
 
 __all__ = ["ProgressDisplay"]
 

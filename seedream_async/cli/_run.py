@@ -9,15 +9,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncSeedream
+from .._engine import BatchRun
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, print_failures, summary_table
+from ._report import ReportWriter, Tally, print_failures, record, summary_table, write_report
+from ._stop import resume_command, stop_on_signals
 from ._validate import scan
 
 __all__ = [
@@ -35,7 +39,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 JOURNAL_NAME = ".seedream-journal.sqlite"
 REPORT_NAME = "report.jsonl"
 # Problems printed before "... and N more".
@@ -59,6 +63,7 @@ class RunOptions:
         max_images: the ``max_images`` of rows that do not set one.
         resubmit_ambiguous: pay again for items an earlier run may have paid for without
             hearing back.
+        retry_failed: pay for a new attempt of items the API reported failed before.
         poll: the polling policy; the client's default when None.
     """
 
@@ -73,6 +78,7 @@ class RunOptions:
     size: str | None = None
     max_images: int | None = None
     resubmit_ambiguous: bool = False
+    retry_failed: bool = False
     poll: PollPolicy | None = None
 
     @property
@@ -100,9 +106,11 @@ def print_problems(console: Console, problems: list[ManifestProblem], total: int
         console.print(f"... and {total - len(problems)} more problem(s)")
 
 
-def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
-    """Read the whole manifest once before spending anything: rows, first problems, count."""
-    rows, problems = 0, 0
+def _prescan(options: RunOptions) -> tuple[list[str], list[ManifestProblem], int]:
+    """Read the whole manifest once before spending anything: its keys, first problems,
+    and how many problems."""
+    keys: list[str] = []
+    problems = 0
     shown: list[ManifestProblem] = []
     for row in scan(
         options.manifest, size=options.size, max_images=options.max_images, check_files=False
@@ -112,8 +120,8 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
             if len(shown) < _SHOWN_PROBLEMS:
                 shown.append(row)
         else:
-            rows += 1
-    return rows, shown, problems
+            keys.append(row.item.key)
+    return keys, shown, problems
 
 
 async def run_manifest(options: RunOptions, *, console: Console, errors: Console) -> int:
@@ -130,7 +138,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     Returns:
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
-    total, problems, count = _prescan(options)
+    keys, problems, count = _prescan(options)
+    total = len(keys)
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
@@ -140,40 +149,68 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         return EXIT_USAGE
     journal = options.journal_path
     if journal.exists():
-        console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
+        console.print(f"Resuming from the journal {journal}: what was paid for is not paid again.")
     else:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
     items = iter_items(options.manifest, size=options.size, max_images=options.max_images)
     tally = Tally()
+    lines: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     journal.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        async with AsyncSeedream(
-            options.api_key, base_url=options.base_url, poll=options.poll
-        ) as client:
-            with (
-                ReportWriter(options.report_path) as report,
-                ProgressDisplay(console, total) as display,
-            ):
-                batch = client.edit_batch(
-                    items,
-                    concurrency=options.concurrency,
-                    rate=options.rate,
-                    out_dir=options.out,
-                    journal=journal,
-                    budget=options.budget,
-                    resubmit_ambiguous=options.resubmit_ambiguous,
-                    on_progress=display.on_progress,
-                )
-                async with batch:
-                    async for result in batch:
-                        report.write(result)
-                        tally.add(result)
-                        display.add(result)
-    finally:
-        console.print(summary_table(tally, expected=total, elapsed=time.monotonic() - started))
+    billed = 0.0
+    runs: list[BatchRun] = []
+    scope = anyio.CancelScope()
+
+    def hurry() -> None:  # a second Ctrl-C: give submits on the wire no more time
+        for run in runs:
+            run.cancel(wait_for_submits=False)
+
+    async with stop_on_signals(scope, hurry=hurry) as stop:
+        with scope:
+            async with AsyncSeedream(
+                options.api_key, base_url=options.base_url, poll=options.poll
+            ) as client:
+                with (
+                    ReportWriter(options.report_path) as report,
+                    ProgressDisplay(console, total) as display,
+                ):
+                    batch = client.edit_batch(
+                        items,
+                        concurrency=options.concurrency,
+                        rate=options.rate,
+                        out_dir=options.out,
+                        journal=journal,
+                        budget=options.budget,
+                        resubmit_ambiguous=options.resubmit_ambiguous,
+                        retry_failed=options.retry_failed,
+                        on_progress=display.on_progress,
+                    )
+                    runs.append(batch)
+                    try:
+                        async with batch:
+                            async for result in batch:
+                                report.write(result)  # as it comes; rewritten whole below
+                                lines[result.key] = record(result)
+                                tally.add(result)
+                                display.add(result)
+                    finally:
+                        billed = batch.progress.spent
+    # Past the batch (stopped or not): the summary, the report, how to go on.
+    with anyio.CancelScope(shield=True):
+        await write_report(options.report_path, keys, journal, lines)
+    console.print(
+        summary_table(tally, expected=total, elapsed=time.monotonic() - started, billed=billed)
+    )
     print_failures(console, tally)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
+    if stop.exit_code is not None:
+        assert stop.signal is not None
+        errors.print(
+            f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
+            f"already paid for is in the journal {journal}; re-run the same command to resume "
+            f"(what was paid for is fetched by id, not paid again):\n  {resume_command()}"
+        )
+        return stop.exit_code
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED

@@ -6,12 +6,12 @@ import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from .._client import DEFAULT_ACCEPTED_TYPES, is_url
 from .._constants import MAX_UPLOAD_BYTES
+from .._engine._names import safe_name
 from .._exceptions import InvalidInput
-from .._items import safe_name
-from .._models import check_params
+from .._models import check_params, is_url
 from .._sniff import SNIFF_BYTES, sniff_image_type
+from .._upload import DEFAULT_ACCEPTED_TYPES
 from ._manifest import ManifestProblem, ManifestRow, read_rows
 
 __all__ = ["scan"]

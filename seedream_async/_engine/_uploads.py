@@ -9,22 +9,16 @@ items need the same image at once, the second waits for the first's upload.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
-from ._client import AsyncSeedream, ImageRef, is_url
-from ._exceptions import (
-    InvalidImage,
-    RateLimitError,
-    SeedreamError,
-    ServerError,
-    TransportError,
-)
-from ._upload import PreparedUpload, inspect_source, probe_file, stat_image
+from .._exceptions import InvalidImage, SeedreamError
+from .._models import ImageRef, is_url
+from .._upload import PreparedUpload, inspect_source, probe_file, stat_image
+from ._api import EngineAPI
 
 __all__ = ["UploadCache", "image_identity"]
 
@@ -59,15 +53,15 @@ class UploadCache:
     """Gives each image's URL, uploading every distinct content once.
 
     Args:
-        client: the client that uploads.
+        client: what uploads (the engine's view of the client).
         max_in_flight: the most uploads at once.
         persist: seconds to keep trying an upload that fails for a passing reason
-            (429, 5xx, connection) after the client's own retries gave up.
+            (429, 5xx, connection) after the retry policy gave up. Uploads cost nothing
+            and change nothing: in a rate-limit storm or an outage, keep at it for a while
+            rather than fail items that have not cost anything yet.
     """
 
-    def __init__(
-        self, client: AsyncSeedream, *, max_in_flight: int, persist: float = 300.0
-    ) -> None:
+    def __init__(self, client: EngineAPI, *, max_in_flight: int, persist: float = 300.0) -> None:
         self._client = client
         self._persist = persist
         self._slots = anyio.CapacityLimiter(max_in_flight)
@@ -90,7 +84,10 @@ class UploadCache:
             upload = self._uploads[digest] = _Upload()
             try:
                 async with self._slots:
-                    upload.url = await self._upload(prepared)
+                    uploaded = await self._client.upload_prepared(
+                        prepared, keep_trying_for=self._persist
+                    )
+                    upload.url = uploaded.download_url
             except SeedreamError as err:
                 upload.error = err
                 raise
@@ -101,28 +98,13 @@ class UploadCache:
         assert upload.url is not None
         return upload.url
 
-    async def _upload(self, prepared: PreparedUpload) -> str:
-        # Uploads cost nothing and change nothing: in a rate-limit storm or an outage,
-        # keep at it for a while rather than fail items that have not cost anything yet.
-        give_up_at = anyio.current_time() + self._persist
-        policy = self._client.retry
-        for round_ in itertools.count():
-            try:
-                return (await self._client.upload_prepared(prepared)).download_url
-            except (RateLimitError, ServerError, TransportError):
-                if anyio.current_time() >= give_up_at:
-                    raise
-            await anyio.sleep(policy.backoff(round_, self._client.rng))
-        raise AssertionError("unreachable")
-
     async def _identify(self, image: ImageRef) -> tuple[str, PreparedUpload | None]:
         """The image's content digest, and the checked upload unless the path is known."""
-        client = self._client
+        rules = self._client.upload_rules
         if isinstance(image, bytes):
             prepared = await inspect_source(
-                image, file_name=None, max_bytes=client.max_upload_bytes,
-                accepted=client.accepted_types,
-            )  # fmt: skip
+                image, file_name=None, max_bytes=rules.max_bytes, accepted=rules.accepted
+            )
             return hashlib.blake2b(image).hexdigest(), prepared
         path = Path(os.fspath(image))
         key = _absolute(path)
@@ -132,7 +114,7 @@ class UploadCache:
             if (stat.st_size, stat.st_mtime_ns) == known[:2]:
                 return known[2], None
         prepared, digest = await probe_file(
-            path, max_bytes=client.max_upload_bytes, accepted=client.accepted_types, digest=True
+            path, max_bytes=rules.max_bytes, accepted=rules.accepted, digest=True
         )
         assert digest is not None
         assert prepared.size is not None

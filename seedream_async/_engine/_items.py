@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from ._client import ImageRef
-from ._exceptions import InvalidInput, SeedreamError
+from .._exceptions import InvalidInput, SeedreamError
+from .._models import ImageRef
 
 __all__ = [
     "BatchProgress",
     "BatchResult",
     "EditItem",
+    "ITEM_FIELDS",
     "ProgressCallback",
     "ResultStatus",
+    "Stage",
     "Timings",
     "as_item",
-    "safe_name",
 ]
-
-_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-_RESERVED = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
-)
-MAX_KEY_CHARS = 512
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,55 +56,46 @@ class EditItem:
         return fields
 
 
+ITEM_FIELDS: tuple[str, ...] = tuple(spec.name for spec in fields(EditItem))
+"""The fields of :class:`EditItem`, in order: the one list of them."""
+
+
 def as_item(value: EditItem | Mapping[str, Any]) -> EditItem:
     """Accept an :class:`EditItem` or a mapping with the same fields (a JSON row, say)."""
     if isinstance(value, EditItem):
         return value
     if isinstance(value, Mapping):
-        known = {"key", "prompt", "images", "size", "max_images", "seed", "params"}
-        fields = {name: value[name] for name in known if name in value}
-        extra = {name: value[name] for name in value if name not in known}
-        key = fields.get("key")
+        given = {name: value[name] for name in ITEM_FIELDS if name in value}
+        extra = {name: value[name] for name in value if name not in ITEM_FIELDS}
+        key = given.get("key")
         if not isinstance(key, str):
             raise InvalidInput("an item needs a string 'key'", field="key")
         for name in ("prompt", "images"):
-            if name not in fields:
+            if name not in given:
                 raise InvalidInput(f"missing '{name}'", field=name, key=key)
         if extra:
-            fields["params"] = {**dict(fields.get("params") or {}), **extra}
-        return EditItem(**fields)
+            given["params"] = {**dict(given.get("params") or {}), **extra}
+        return EditItem(**given)
     raise InvalidInput(f"a batch item must be an EditItem or a mapping, got {type(value).__name__}")
 
 
-def safe_name(key: str) -> str:
-    """A file name for ``key``: the key itself when it is plain, else a cleaned form plus
-    a short hash of the key, so two keys never share a name and none escapes ``out_dir``.
+class Stage(StrEnum):
+    """Where an item in progress is; each value names its :class:`BatchProgress` counter."""
 
-    Raises:
-        InvalidInput: the key is empty, too long, has control characters, or a ``..`` part.
-    """
-    if not isinstance(key, str) or not key.strip():
-        raise InvalidInput("item key is empty", field="key", key=key)
-    if len(key) > MAX_KEY_CHARS:
-        raise InvalidInput(f"item key is over {MAX_KEY_CHARS} characters", field="key", key=key)
-    if any(ord(char) < 32 or ord(char) == 127 for char in key):
-        raise InvalidInput("item key has control characters", field="key", key=key)
-    if ".." in re.split(r"[/\\]", key):
-        raise InvalidInput(
-            "item key has a '..' path part; keys name output files and may not climb out of "
-            "the output folder",
-            field="key",
-            key=key,
-        )
-    if _SAFE.match(key) and key.upper() not in _RESERVED:
-        return key
-    cleaned = _UNSAFE_CHARS.sub("_", key).strip("_")[:60] or "item"
-    digest = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
-    return f"{cleaned}-{digest}"
+    QUEUED = "queued"
+    """Read, waiting for room to start."""
+    UPLOADING = "uploading"
+    """Preparing and uploading its images."""
+    WAITING = "waiting"
+    """Waiting for a concurrency slot, the rate limiter or the budget."""
+    RUNNING = "running"
+    """Submitted; the prediction is not yet known to be finished."""
+    DOWNLOADING = "downloading"
+    """Saving its outputs."""
 
 
 class ResultStatus(StrEnum):
-    """How an item ended."""
+    """How an item ended; each value names its :class:`BatchProgress` counter."""
 
     SUCCEEDED = "succeeded"
     """Done; outputs (and files, with ``out_dir``) are in the result."""
@@ -141,6 +124,25 @@ class Timings:
     running: float | None = None
     download: float | None = None
     total: float = 0.0
+
+    @classmethod
+    def from_marks(cls, marks: Mapping[Stage, float], *, started: float, now: float) -> Timings:
+        """The timings of an item that entered each stage in ``marks`` at the time given
+        there, started at ``started`` and ended at ``now`` (all on one clock)."""
+
+        def span(stage: Stage, until: Stage | None = None) -> float | None:
+            start = marks.get(stage)
+            if start is None:
+                return None
+            return (marks.get(until, now) if until else now) - start
+
+        return cls(
+            upload=span(Stage.UPLOADING, Stage.WAITING),
+            queued=span(Stage.WAITING, Stage.RUNNING),
+            running=span(Stage.RUNNING, Stage.DOWNLOADING),
+            download=span(Stage.DOWNLOADING),
+            total=now - started,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

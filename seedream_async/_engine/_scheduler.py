@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from ._client import AsyncSeedream
-from ._exceptions import (
+from .._exceptions import (
     BadRequestError,
     DeadlineExceeded,
     PredictionFailed,
@@ -36,9 +35,10 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
-from ._limits import RateLimiter
-from ._models import Prediction
-from ._polling import PollPolicy
+from .._limits import RateLimiter
+from .._models import Prediction
+from .._polling import PollPolicy
+from ._api import PollAPI
 
 __all__ = ["DurationEstimator", "PollScheduler"]
 
@@ -105,7 +105,7 @@ class PollScheduler:
     """Polls every registered prediction from one loop; :meth:`wait` awaits one of them.
 
     Args:
-        client: the client that sends the polls.
+        client: what sends the polls and tells of rate-limit pressure.
         policy: fixed backoff before anything is learned, and the deadline.
         max_in_flight: the most polls awaiting an answer at once.
         rate: the most polls started per second (GCRA), or None for no cap.
@@ -114,7 +114,7 @@ class PollScheduler:
 
     def __init__(
         self,
-        client: AsyncSeedream,
+        client: PollAPI,
         *,
         policy: PollPolicy,
         max_in_flight: int = 64,
@@ -248,7 +248,7 @@ class PollScheduler:
                 return watch.submitted_at + policy.first_poll
             return now + policy.backoff(watch.polls - 1, self._rng)
         first_quantile, spacing = self._policy.learned_first, self._policy.learned_spacing
-        if now - self._client.gate.paused_at < _PRESSURE_MEMORY * median:
+        if now - self._client.rate_limited_at < _PRESSURE_MEMORY * median:
             # Rate limited lately: every poll spends the key's request budget, which the
             # submits need too, so poll as sparingly as the economy setting would.
             first_quantile, spacing = max(first_quantile, 0.6), max(spacing, 0.3)

@@ -1,0 +1,245 @@
+"""The one async retry driver: every HTTP request of the library is sent through it.
+
+An operation (an API call, an upload, a download) hands the driver one *attempt*, an
+async function that sends the request once and either returns or raises
+``httpx.TransportError`` / :class:`~seedream_async.APIStatusError`. The driver runs the
+attempt, asks the pure policy (:func:`~seedream_async._retry.decide_retry`) what a
+failure means, and either sends again after the delay, raises, or (for a 429 or 503,
+"refused": the server did not take the request) hands the refusal to the caller's
+``on_refused`` hook, so a batch's congestion response plugs in here instead of rewriting
+the retry policy. One loop, one home for pausing and logging, as httpx's chain of
+``send`` steps gives each concern one place.
+
+A 429 from the API pauses every API request of the client (:class:`PauseGate`): the
+limit is the key's, not one request's.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+import httpx
+
+from ._exceptions import AmbiguousSubmission, APIStatusError, TransportError, transport_error
+from ._limits import PauseGate
+from ._retry import REFUSED_STATUSES, RetryDecision, RetryPolicy, decide_retry
+
+__all__ = ["Driver", "RefusedHook"]
+
+logger = logging.getLogger("seedream_async")
+
+_T = TypeVar("_T")
+
+RefusedHook = Callable[[APIStatusError, float], Awaitable[None]]
+"""Called with a refusal (429 or 503) and the seconds the server wants us to wait (0 for a
+429, which paused the gate already). It waits as it sees fit and returns to have the
+request sent again, or raises (the refusal itself, say) to give up."""
+
+# Failures below HTTP where the request certainly never left: safe to send again.
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+class Driver:
+    """Sends attempts, retrying them by a :class:`RetryPolicy`.
+
+    Args:
+        rng: the random source for jitter.
+        gate: the pause every API request waits at after a 429.
+    """
+
+    def __init__(self, *, rng: random.Random, gate: PauseGate | None = None) -> None:
+        self.rng = rng
+        self.gate = gate or PauseGate()
+        self.requests: Counter[str] = Counter()
+        """Attempts sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
+
+    async def call(
+        self,
+        attempt: Callable[[], Awaitable[_T]],
+        *,
+        policy: RetryPolicy,
+        what: str,
+        operation: str,
+        idempotent: bool = True,
+        one_shot: bool = False,
+        gated: bool = True,
+        on_refused: RefusedHook | None = None,
+        keep_trying_for: float | None = None,
+    ) -> _T:
+        """Run ``attempt`` until it returns, or raise what ends it.
+
+        Args:
+            attempt: sends the request once.
+            policy: when to retry, and how long to wait.
+            what: names the request in messages ("upload of a.png").
+            operation: the counter to count each attempt under.
+            idempotent: False for a submit, which costs money each time it arrives.
+            one_shot: the body can be sent only once (an async byte stream): never retried.
+            gated: an API request: waits at the pause gate, and a 429 pauses it.
+            on_refused: takes over 429 and 503 (see :data:`RefusedHook`).
+            keep_trying_for: seconds to go on with passing failures (429, 5xx, transport)
+                after the policy gave up, backing off between rounds of attempts.
+
+        Raises:
+            AmbiguousSubmission: a submit failed after it may have reached the server.
+            TransportError: a transport failure that is not retried (any more).
+            APIStatusError: an error status that is not retried (any more).
+        """
+        give_up_at = None if keep_trying_for is None else anyio.current_time() + keep_trying_for
+        tries = _Tries(policy)
+        while True:
+            if gated:
+                await self.gate.wait()
+            self.requests[operation] += 1
+            try:
+                return await attempt()
+            except httpx.TransportError as err:
+                decision = self._transport_failed(err, tries, what, idempotent, one_shot)
+            except APIStatusError as err:
+                if on_refused is not None and err.status_code in REFUSED_STATUSES and gated:
+                    await self._refused(err, policy, on_refused)
+                    tries.attempt = 0  # a fresh request, as if sent anew
+                    continue
+                decision = self._status_failed(err, tries, what, idempotent, one_shot, gated)
+            if decision is None:  # the policy gave up: keep at it for a while, if asked
+                await self._next_round(tries, give_up_at)
+                continue
+            await anyio.sleep(decision.delay)
+
+    def _transport_failed(
+        self,
+        err: httpx.TransportError,
+        tries: _Tries,
+        what: str,
+        idempotent: bool,
+        one_shot: bool,
+    ) -> RetryDecision | None:
+        sent = not isinstance(err, _NEVER_SENT)
+        decision = tries.decide(idempotent=idempotent, sent=sent, rng=self.rng)
+        if decision.ambiguous:
+            raise AmbiguousSubmission(
+                f"{what}: {type(err).__name__} after the request was sent, so it may "
+                "have been billed; not sent again to avoid paying twice"
+            ) from err
+        if one_shot:
+            raise _wrap(err) from err
+        if not decision.retry:
+            tries.failure = _wrap(err)
+            tries.cause = err
+            return None
+        logger.info(
+            "%s: %s (attempt %d), retrying in %.2fs",
+            what, type(err).__name__, tries.attempt + 1, decision.delay,
+        )  # fmt: skip
+        tries.attempt += 1
+        return decision
+
+    def _status_failed(
+        self,
+        err: APIStatusError,
+        tries: _Tries,
+        what: str,
+        idempotent: bool,
+        one_shot: bool,
+        gated: bool,
+    ) -> RetryDecision | None:
+        status = err.status_code
+        decision = tries.decide(
+            idempotent=idempotent, status=status, retry_after=err.retry_after, rng=self.rng
+        )
+        policy = tries.policy
+        if status == 429 and gated:
+            # Everyone waits, not just this request: the limit is the key's, not ours.
+            wish = decision.delay if decision.retry else err.retry_after
+            self.gate.pause(min(wish or policy.initial_delay, policy.max_retry_after))
+        if decision.ambiguous:
+            raise AmbiguousSubmission(
+                f"{what}: HTTP {status} after the request reached the server, "
+                "so it may have been billed; not sent again to avoid paying twice"
+            ) from err
+        if one_shot:
+            raise err
+        if not decision.retry:
+            tries.failure, tries.cause = err, None
+            return None
+        logger.info(
+            "%s: HTTP %d (attempt %d), retrying in %.2fs%s",
+            what, status, tries.attempt + 1, decision.delay,
+            " as the server asked" if decision.server_asked else "",
+        )  # fmt: skip
+        tries.attempt += 1
+        if status == 429 and gated:  # the gate is paused for this long already
+            return RetryDecision(retry=True)
+        return decision
+
+    async def _refused(
+        self, err: APIStatusError, policy: RetryPolicy, on_refused: RefusedHook
+    ) -> None:
+        if err.status_code == 429:
+            self.gate.pause(min(err.retry_after or policy.initial_delay, policy.max_retry_after))
+            wait = 0.0
+        else:
+            wait = err.retry_after or policy.initial_delay
+        await on_refused(err, wait)
+
+    async def _next_round(self, tries: _Tries, give_up_at: float | None) -> None:
+        failure = tries.failure
+        assert failure is not None
+        passing = not isinstance(failure, APIStatusError) or _passing(failure.status_code)
+        if give_up_at is None or not passing or anyio.current_time() >= give_up_at:
+            if tries.cause is not None:
+                raise failure from tries.cause
+            raise failure
+        await anyio.sleep(tries.policy.backoff(tries.round, self.rng))
+        tries.round += 1
+        tries.attempt = 0
+
+
+class _Tries:
+    """Where one call stands: attempts in this round, rounds, the failure that ended one."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.attempt = 0
+        self.round = 0
+        self.failure: TransportError | APIStatusError | None = None
+        self.cause: BaseException | None = None
+
+    def decide(
+        self,
+        *,
+        idempotent: bool,
+        sent: bool = True,
+        status: int | None = None,
+        retry_after: float | None = None,
+        rng: random.Random,
+    ) -> RetryDecision:
+        return decide_retry(
+            self.policy,
+            attempt=self.attempt,
+            idempotent=idempotent,
+            status=status,
+            retry_after=retry_after,
+            sent=sent,
+            rng=rng,
+        )
+
+
+def _passing(status: int) -> bool:
+    """A failure that may pass if we wait: rate limited or the server in trouble."""
+    return status == 429 or status >= 500
+
+
+def _wrap(err: httpx.TransportError) -> TransportError:
+    try:
+        request = err.request
+    except RuntimeError:  # raised without a request (a hand-made transport's error)
+        return TransportError(
+            f"request failed: {type(err).__name__}: {err or 'no detail'}", method="", url=""
+        )
+    return transport_error(err, request)

@@ -1,0 +1,100 @@
+"""How a batch runs: :class:`BatchOptions`, and the keyword arguments of ``edit_batch``."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import AsyncIterable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from .._exceptions import InvalidInput
+from .._polling import PollPolicy
+from ._items import EditItem, ProgressCallback
+from ._store import JournalStore
+
+__all__ = ["BatchOptions", "BatchOptionsDict", "Items"]
+
+Items = Iterable[EditItem | Mapping[str, Any]] | AsyncIterable[EditItem | Mapping[str, Any]]
+"""What a batch takes: any iterable or async iterable of items (a generator is fine)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions:
+    """How a batch runs. Every field is a keyword of ``edit_batch``.
+
+    Args:
+        concurrency: the most predictions in flight at once (a 429 lowers it for a while).
+        upload_concurrency: the most uploads at once.
+        download_concurrency: the most output downloads at once.
+        rate: the most submits per second (GCRA), or None for no cap.
+        poll_rate: the most status polls per second, or None for no cap. 50 serves about
+            150 predictions in flight at ~8 s each (~2.8 polls apiece); raise it with
+            ``concurrency`` beyond that, or the cap, not the API, paces the batch.
+        out_dir: where outputs are saved; None keeps only their URLs.
+        journal: an SQLite file recording what was billed and delivered, to resume a stopped
+            batch without paying twice and to let runs share the catalog, or an open
+            journal (``await Journal.open(path, durable=True)`` survives power loss too;
+            any :class:`JournalStore`); you close one you pass in.
+        budget: US dollars the catalog may spend: with a journal, over every run of that
+            journal (what earlier runs billed counts); without, this run. Items past it are
+            ``not_submitted``.
+        run_budget: US dollars this run may spend at most, besides ``budget``.
+        resubmit_ambiguous: pay again for items whose earlier submit may have been billed
+            (each such item may then be paid for twice).
+        retry_failed: pay for a new attempt of items the API reported failed in an earlier
+            run (each a new paid attempt in the item's history).
+        stop_grace: seconds a submit already on the wire when the batch is stopped (``break``,
+            Ctrl-C, a cancelled scope) gets to return its prediction id, which is journaled.
+        on_progress: called with the live counters after each change.
+        poll: polling policy and per-prediction deadline; the client's when None.
+    """
+
+    concurrency: int = 64
+    upload_concurrency: int = 16
+    download_concurrency: int = 16
+    rate: float | None = None
+    poll_rate: float | None = 50.0
+    out_dir: str | os.PathLike[str] | None = None
+    journal: str | os.PathLike[str] | JournalStore | None = None
+    budget: float | None = None
+    run_budget: float | None = None
+    resubmit_ambiguous: bool = False
+    retry_failed: bool = False
+    stop_grace: float = 30.0
+    on_progress: ProgressCallback | None = None
+    poll: PollPolicy | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "upload_concurrency", "download_concurrency"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"{name} must be at least 1", field=name)
+        for name in ("rate", "poll_rate", "budget", "run_budget"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise InvalidInput(f"{name} must be a positive number or None", field=name)
+        if not (self.stop_grace >= 0 and math.isfinite(self.stop_grace)):
+            raise InvalidInput("stop_grace must be 0 or more seconds", field="stop_grace")
+
+
+class BatchOptionsDict(TypedDict, total=False):
+    """The keyword arguments of ``edit_batch``; see :class:`BatchOptions`.
+
+    A TypedDict can't be derived from a dataclass for type checkers, so it repeats the
+    fields; ``tests/test_engine_layout.py`` checks that the two never drift apart.
+    """
+
+    concurrency: int
+    upload_concurrency: int
+    download_concurrency: int
+    rate: float | None
+    poll_rate: float | None
+    out_dir: str | os.PathLike[str] | None
+    journal: str | os.PathLike[str] | JournalStore | None
+    budget: float | None
+    run_budget: float | None
+    resubmit_ambiguous: bool
+    retry_failed: bool
+    stop_grace: float
+    on_progress: ProgressCallback | None
+    poll: PollPolicy | None

@@ -1,0 +1,468 @@
+"""The best possible poll schedules for a duration distribution: pure arithmetic, no I/O.
+
+A polling client notices a finished prediction only at its next poll, so each prediction
+costs some polls and some *detection lag* (from the moment it finishes to the poll that
+sees it). For a known distribution of durations ``T`` there is a best trade-off between
+the two, found by dynamic programming over poll times ``0 = t_0 < t_1 < ... < t_n`` on a
+grid (a poll at ``t`` is spent only if the prediction was still running at the previous
+poll ``s``):
+
+    V(s) = min over t > s of [ lam * P(T > s) + E[(t - T) * 1{s < T <= t}] + V(t) ]
+
+with ``V(t_n) = 0`` at the grid's end (past almost all the mass). ``lam`` prices one
+poll in seconds of lag; sweeping it traces the *frontier*: expected polls per prediction
+against mean lag, where no schedule does better on both. The inner minimum is a lower
+envelope of lines in ``F(s)`` (one line per candidate ``t``, added in order of slope,
+queried at monotone points), so the convex hull trick makes each solve O(n) instead of
+O(n^2) (see e.g. https://cp-algorithms.com/geometry/convex_hull_trick.html).
+
+Durations come from a parametric lognormal (:meth:`Durations.lognormal`) or from observed
+samples (:meth:`Durations.empirical`, optionally smoothed by a log-normal kernel so a few
+hundred samples do not teach the schedule to poll exactly where past samples happened
+to land).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+__all__ = [
+    "Durations",
+    "Frontier",
+    "Schedule",
+    "fixed_interval",
+    "frontier",
+    "optimal_schedule",
+    "schedule_for_lag",
+    "schedule_for_polls",
+    "silverman",
+]
+
+# Grid points: the schedule's poll times are chosen among these many candidates.
+_GRID = 320
+# The grid ends at this quantile; the mass beyond it is detected by the tail backoff.
+_TOP = 1.0 - 1e-5
+_SQRT2 = math.sqrt(2.0)
+
+
+def _phi(z: float) -> float:
+    return 0.5 * (1.0 + math.erf(z / _SQRT2))
+
+
+@dataclass(frozen=True, eq=False)
+class Durations:
+    """A distribution of prediction durations, in seconds, as the DP needs it.
+
+    Build one with :meth:`lognormal` or :meth:`empirical`.
+
+    Args:
+        cdf: ``P(T <= t)``.
+        partial_mean: ``E[T * 1{T <= t}]``.
+        mean: ``E[T]``.
+        quantile: the inverse of ``cdf``.
+        key: a hashable description, for caching solved schedules.
+    """
+
+    cdf: Callable[[float], float]
+    partial_mean: Callable[[float], float]
+    mean: float
+    quantile: Callable[[float], float]
+    key: tuple[object, ...]
+
+    # Equal descriptions are equal distributions, so solved tables are shared (lru_cache).
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Durations) and other.key == self.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    @classmethod
+    def lognormal(cls, median: float, sigma: float) -> Durations:
+        """Durations ``T = median * exp(sigma * Z)`` with ``Z`` standard normal.
+
+        Args:
+            median: the median duration, seconds (> 0).
+            sigma: the spread of ``log T`` (>= 0; 0 is a fixed duration).
+        """
+        if median <= 0 or sigma < 0:
+            raise ValueError("a lognormal needs median > 0 and sigma >= 0")
+        if sigma == 0:
+            return cls.empirical([median])
+        mu = math.log(median)
+        mean = math.exp(mu + sigma * sigma / 2)
+
+        def cdf(t: float) -> float:
+            return 0.0 if t <= 0 else _phi((math.log(t) - mu) / sigma)
+
+        def partial_mean(t: float) -> float:
+            # E[T 1{T<=t}] = E[T] * Phi((ln t - mu - sigma^2) / sigma) for a lognormal.
+            return 0.0 if t <= 0 else mean * _phi((math.log(t) - mu - sigma * sigma) / sigma)
+
+        def quantile(p: float) -> float:
+            return math.exp(mu + sigma * _SQRT2 * _erfinv(2.0 * p - 1.0))
+
+        return cls(cdf, partial_mean, mean, quantile, ("lognormal", median, sigma))
+
+    @classmethod
+    def empirical(cls, samples: Sequence[float], *, smoothing: float = 0.0) -> Durations:
+        """The distribution of observed ``samples`` (seconds, > 0).
+
+        Args:
+            samples: observed durations.
+            smoothing: the bandwidth, in ``log`` seconds, of a log-normal kernel around
+                each sample (0 keeps the raw step function). :func:`silverman` gives a
+                sensible value for a sample.
+        """
+        values = sorted(float(v) for v in samples if v > 0)
+        if not values:
+            raise ValueError("empirical durations need at least one positive sample")
+        count = len(values)
+        if smoothing > 0:
+            return _kernel(values, smoothing)
+        prefix = [0.0]
+        for value in values:
+            prefix.append(prefix[-1] + value)
+
+        def cdf(t: float) -> float:
+            return bisect.bisect_right(values, t) / count
+
+        def partial_mean(t: float) -> float:
+            return prefix[bisect.bisect_right(values, t)] / count
+
+        def quantile(p: float) -> float:
+            return values[min(count - 1, max(0, math.ceil(p * count) - 1))]
+
+        return cls(cdf, partial_mean, prefix[-1] / count, quantile, ("empirical", *values))
+
+
+def silverman(samples: Sequence[float]) -> float:
+    """Silverman's rule-of-thumb bandwidth for a kernel over ``log`` of ``samples``."""
+    logs = [math.log(v) for v in samples if v > 0]
+    if len(logs) < 2:
+        return 0.0
+    mean = sum(logs) / len(logs)
+    spread = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    return 1.06 * spread * math.pow(len(logs), -0.2)
+
+
+def _kernel(values: list[float], bandwidth: float) -> Durations:
+    """A mixture of lognormals of spread ``bandwidth``, one centred on each sample.
+
+    The samples are first binned in ``log`` space (bins a quarter of the bandwidth wide,
+    which moves no kernel by more than an eighth of its spread), then the mixture is
+    tabulated once on a fine grid (cdf and partial mean, interpolated linearly): building
+    it costs O(bins x table) whatever the sample size, reading it O(log table)."""
+    width = bandwidth / 4
+    bins: dict[int, int] = {}
+    for value in values:
+        index = round(math.log(value) / width)
+        bins[index] = bins.get(index, 0) + 1
+    centres = [(index * width, count / len(values)) for index, count in sorted(bins.items())]
+    shift = math.exp(bandwidth * bandwidth / 2)
+    low = math.exp(centres[0][0] - 5 * bandwidth)
+    high = math.exp(centres[-1][0] + 5 * bandwidth)
+    size = 400
+    step = math.log(high / low) / (size - 1)
+    points = [0.0] + [low * math.exp(step * i) for i in range(size)]
+    cdfs = [0.0]
+    partials = [0.0]
+    for t in points[1:]:
+        lt = math.log(t)
+        cdf = partial = 0.0
+        for log_x, weight in centres:
+            z = (lt - log_x) / bandwidth
+            cdf += weight * _phi(z)
+            partial += weight * math.exp(log_x) * shift * _phi(z - bandwidth)
+        cdfs.append(cdf)
+        partials.append(partial)
+    mean = sum(weight * math.exp(log_x) for log_x, weight in centres) * shift
+
+    def interpolate(table: list[float], t: float) -> float:
+        if t >= points[-1]:
+            return 1.0 if table is cdfs else mean
+        index = bisect.bisect_right(points, t)
+        if index <= 0:
+            return 0.0
+        t0, t1 = points[index - 1], points[index]
+        v0, v1 = table[index - 1], table[index]
+        return float(v0 + (v1 - v0) * (t - t0) / (t1 - t0))
+
+    def quantile(p: float) -> float:
+        index = bisect.bisect_left(cdfs, p)
+        if index >= len(points):
+            return points[-1]
+        if index == 0:
+            return 0.0
+        c0, c1 = cdfs[index - 1], cdfs[index]
+        t0, t1 = points[index - 1], points[index]
+        return float(t0 + (t1 - t0) * ((p - c0) / (c1 - c0) if c1 > c0 else 1.0))
+
+    return Durations(
+        lambda t: interpolate(cdfs, t),
+        lambda t: interpolate(partials, t),
+        mean,
+        quantile,
+        ("kernel", bandwidth, *values),
+    )
+
+
+def _erfinv(y: float) -> float:
+    """The inverse error function, by Newton steps from Giles' single-precision start."""
+    if y <= -1.0:
+        return -math.inf
+    if y >= 1.0:
+        return math.inf
+    w = -math.log((1.0 - y) * (1.0 + y))
+    if w < 5.0:
+        w -= 2.5
+        x = 2.81022636e-08
+        for c in (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087,
+                  -0.00125372503, -0.00417768164, 0.246640727, 1.50140941):  # fmt: skip
+            x = c + x * w
+    else:
+        w = math.sqrt(w) - 3.0
+        x = -0.000200214257
+        for c in (0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773,
+                  -0.0076224613, 0.00943887047, 1.00167406, 2.83297682):  # fmt: skip
+            x = c + x * w
+    x *= y
+    for _ in range(2):
+        x -= (math.erf(x) - y) / (2.0 / math.sqrt(math.pi) * math.exp(-x * x))
+    return x
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A poll schedule and what it costs on the distribution it was solved for.
+
+    Args:
+        times: seconds after submit of each poll, increasing; past the last one a
+            scheduler backs off on its own.
+        polls: expected polls per prediction.
+        lag: expected detection lag, seconds.
+        mean: the distribution's mean duration, seconds.
+    """
+
+    times: tuple[float, ...]
+    polls: float
+    lag: float
+    mean: float
+
+    @property
+    def lag_share(self) -> float:
+        """Mean lag as a share of the mean duration (0.05 is 5%)."""
+        return self.lag / self.mean if self.mean > 0 else 0.0
+
+
+def _grid(durations: Durations, size: int) -> list[float]:
+    """Candidate poll times: half spaced evenly in probability (dense where predictions
+    finish), half evenly in time (so the tails are not starved), merged and sorted."""
+    top = durations.quantile(_TOP)
+    low = durations.quantile(1e-4)
+    half = size // 2
+    points = {durations.quantile((i + 0.5) / half) for i in range(half)}
+    points |= {low + (top - low) * (i + 1) / (size - half) for i in range(size - half)}
+    points.add(top)
+    return sorted(p for p in points if 0 < p <= top)
+
+
+@dataclass(frozen=True)
+class _Table:
+    times: list[float]  # t_0 = 0, then the grid
+    cdf: list[float]
+    partial: list[float]
+    mean: float
+
+
+@lru_cache(maxsize=64)
+def _table(durations: Durations, size: int) -> _Table:
+    times = [0.0, *_grid(durations, size)]
+    cdf = [durations.cdf(t) for t in times]
+    # The grid's last point detects everything, so the mass past it counts as there.
+    cdf[-1] = 1.0
+    partial = [durations.partial_mean(t) for t in times]
+    partial[-1] = durations.mean
+    return _Table(times, cdf, partial, durations.mean)
+
+
+def _solve(table: _Table, cost: float) -> Schedule:
+    """One DP solve for one price of a poll (``cost`` seconds of lag), by the convex hull
+    trick: V_i = cost * S_i + M_i + min_{j>i} [A_j - t_j * F_i], A_j = t_j F_j - M_j + V_j."""
+    t, f, m = table.times, table.cdf, table.partial
+    n = len(t) - 1
+    value = [0.0] * (n + 1)
+    choice = [n] * (n + 1)
+    intercept = [0.0] * (n + 1)
+    intercept[n] = t[n] * f[n] - m[n]
+    hull = [n]  # line indices; hull[0] has the largest t (the back), hull[-1] the smallest
+    start = 0  # lines before ``start`` are no longer optimal for any query to come
+    for i in range(n - 1, -1, -1):
+        x = f[i]
+        # Queries x = F_i only decrease, so the optimum moves toward smaller t.
+        while start + 1 < len(hull) and (
+            intercept[hull[start + 1]] - t[hull[start + 1]] * x
+            <= intercept[hull[start]] - t[hull[start]] * x
+        ):
+            start += 1
+        j = hull[start]
+        value[i] = cost * (1.0 - x) + m[i] + intercept[j] - t[j] * x
+        choice[i] = j
+        intercept[i] = t[i] * f[i] - m[i] + value[i]
+        # Add line i (the smallest t so far): drop lines it makes useless.
+        while len(hull) - start >= 2:
+            a, b = hull[-1], hull[-2]  # t[i] < t[a] < t[b]
+            left = (intercept[a] - intercept[i]) * (t[b] - t[a])
+            right = (intercept[b] - intercept[a]) * (t[a] - t[i])
+            if left >= right:
+                hull.pop()
+            else:
+                break
+        hull.append(i)
+    times = []
+    polls = lag = 0.0
+    i = 0
+    while i < n:
+        j = choice[i]
+        polls += 1.0 - f[i]
+        lag += t[j] * (f[j] - f[i]) - (m[j] - m[i])
+        times.append(t[j])
+        i = j
+    return Schedule(tuple(times), polls, lag, table.mean)
+
+
+def optimal_schedule(durations: Durations, *, cost: float, grid: int = _GRID) -> Schedule:
+    """The schedule minimising ``cost * polls + lag`` in expectation.
+
+    Args:
+        durations: the duration distribution.
+        cost: the price of one poll in seconds of lag (> 0).
+        grid: how many candidate poll times.
+    """
+    if cost <= 0:
+        raise ValueError("cost must be more than 0 seconds")
+    return _solve(_table(durations, grid), cost)
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """Optimal (polls, lag) trade-offs of one distribution, fewest polls last.
+
+    Args:
+        schedules: optimal schedules, by increasing cost per poll (so decreasing polls).
+    """
+
+    schedules: tuple[Schedule, ...]
+
+    def best_lag_share(self, polls: float) -> float | None:
+        """The least mean lag (share of the mean duration) any schedule reaches with at
+        most ``polls`` expected polls, interpolating linearly between frontier points (a
+        mix of two schedules reaches every point between them); None if below the range."""
+        points = sorted({(s.polls, s.lag_share) for s in self.schedules})
+        if not points or polls < points[0][0]:
+            return None
+        if polls >= points[-1][0]:
+            return points[-1][1]
+        index = bisect.bisect_right([p for p, _ in points], polls)
+        (p0, l0), (p1, l1) = points[index - 1], points[index]
+        return l0 + (l1 - l0) * (polls - p0) / (p1 - p0) if p1 > p0 else min(l0, l1)
+
+    def best_polls(self, lag_share: float) -> float | None:
+        """The fewest expected polls reaching mean lag ``lag_share``, or None if none does."""
+        points = sorted({(s.lag_share, s.polls) for s in self.schedules})
+        if not points or lag_share < points[0][0]:
+            return None
+        if lag_share >= points[-1][0]:
+            return points[-1][1]
+        index = bisect.bisect_right([lag for lag, _ in points], lag_share)
+        (l0, p0), (l1, p1) = points[index - 1], points[index]
+        return p0 + (p1 - p0) * (lag_share - l0) / (l1 - l0) if l1 > l0 else min(p0, p1)
+
+
+def frontier(
+    durations: Durations, *, low: float = 3e-4, high: float = 1.0, steps: int = 96,
+    grid: int = _GRID,
+) -> Frontier:  # fmt: skip
+    """Sweep the price of a poll from ``low`` to ``high`` mean durations (geometrically).
+
+    Args:
+        durations: the duration distribution.
+        low: the cheapest poll, as a fraction of the mean duration (many polls).
+        high: the dearest poll, likewise (one or two polls).
+        steps: how many prices.
+        grid: how many candidate poll times.
+    """
+    table = _table(durations, grid)
+    ratio = (high / low) ** (1.0 / max(1, steps - 1))
+    return Frontier(tuple(_solve(table, durations.mean * low * ratio**k) for k in range(steps)))
+
+
+def _bisect(durations: Durations, grid: int, fits: Callable[[Schedule], bool]) -> Schedule:
+    """The optimal schedule at the price of a poll where ``fits`` turns: ``fits`` must hold
+    for dear polls (few) and fail for cheap ones, or the reverse; bisected on log price."""
+    table = _table(durations, grid)
+    cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
+    dear_fits = fits(_solve(table, math.exp(dear)))
+    best: Schedule | None = None
+    for _ in range(36):
+        middle = (cheap + dear) / 2
+        schedule = _solve(table, math.exp(middle))
+        if fits(schedule) == dear_fits:
+            dear = middle
+            best = schedule if dear_fits else best
+        else:
+            cheap = middle
+            best = schedule if not dear_fits else best
+    return best if best is not None else _solve(table, math.exp(dear if dear_fits else cheap))
+
+
+def schedule_for_polls(durations: Durations, polls: float, *, grid: int = _GRID) -> Schedule:
+    """The optimal schedule spending at most ``polls`` expected polls (the least lag).
+
+    Args:
+        durations: the duration distribution.
+        polls: the budget, expected polls per prediction (>= 1).
+        grid: how many candidate poll times.
+    """
+    if polls < 1:
+        raise ValueError("a prediction needs at least one poll")
+    return _bisect(durations, grid, lambda schedule: schedule.polls <= polls)
+
+
+def schedule_for_lag(durations: Durations, lag_share: float, *, grid: int = _GRID) -> Schedule:
+    """The optimal schedule with mean lag at most ``lag_share`` of the mean (fewest polls).
+
+    Args:
+        durations: the duration distribution.
+        lag_share: the target, a fraction of the mean duration (> 0).
+        grid: how many candidate poll times.
+    """
+    if lag_share <= 0:
+        raise ValueError("lag_share must be more than 0")
+    return _bisect(durations, grid, lambda schedule: schedule.lag_share <= lag_share)
+
+
+def fixed_interval(durations: Durations, interval: float) -> Schedule:
+    """What polling every ``interval`` seconds from submit costs on ``durations``: about
+    ``E[T] / interval + 1/2`` polls and ``interval / 2`` lag (exactly, by summation)."""
+    if interval <= 0:
+        raise ValueError("interval must be more than 0 seconds")
+    top = durations.quantile(_TOP)
+    polls = lag = 0.0
+    previous_cdf = previous_partial = 0.0
+    k = 1
+    while True:
+        t = k * interval
+        cdf, partial = durations.cdf(t), durations.partial_mean(t)
+        if t >= top:
+            cdf, partial = 1.0, durations.mean
+        polls += 1.0 - previous_cdf
+        lag += t * (cdf - previous_cdf) - (partial - previous_partial)
+        if cdf >= 1.0:
+            break
+        previous_cdf, previous_partial = cdf, partial
+        k += 1
+    return Schedule((), polls, lag, durations.mean)

@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+
+from seedream_async._frontier import (
+    Durations,
+    Schedule,
+    _table,
+    fixed_interval,
+    frontier,
+    optimal_schedule,
+    schedule_for_lag,
+    schedule_for_polls,
+    silverman,
+)
+
+# The simulator's default shape and the contract's typical edit.
+DEFAULT = Durations.lognormal(8.3, 0.3)
+
+
+def _quadratic(durations: Durations, cost: float, grid: int) -> float:
+    """The same DP as the module's, written the obvious O(n^2) way: the optimal value."""
+    table = _table(durations, grid)
+    t, f, m = table.times, table.cdf, table.partial
+    n = len(t) - 1
+    value = [0.0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        value[i] = cost * (1 - f[i]) + min(
+            t[j] * (f[j] - f[i]) - (m[j] - m[i]) + value[j] for j in range(i + 1, n + 1)
+        )
+    return value[0]
+
+
+@pytest.mark.parametrize(
+    ("polls", "lag"),
+    [
+        pytest.param(1.6, 0.195, id="1.6"),
+        pytest.param(2.1, 0.142, id="2.1"),
+        pytest.param(2.7, 0.103, id="2.7"),
+        pytest.param(3.5, 0.074, id="3.5"),
+        pytest.param(4.8, 0.053, id="4.8"),
+        pytest.param(6.7, 0.038, id="6.7"),
+        pytest.param(10.4, 0.024, id="10.4"),
+    ],
+)
+def test_frontier_reproduces_the_issue_table(polls: float, lag: float) -> None:
+    """The best lag at each poll count for lognormal(8.3 s, 0.3) matches issue 15's table
+    within one percentage point (1.6 polls comes out at 20.3%, the rest within 0.4)."""
+    assert frontier(DEFAULT).best_lag_share(polls) == pytest.approx(lag, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("interval", "lag", "polls"),
+    [
+        pytest.param(0.5, 0.029, 17.8, id="0.5s"),
+        pytest.param(1.0, 0.058, 9.2, id="1s"),
+        pytest.param(2.0, 0.115, 4.8, id="2s"),
+    ],
+)
+def test_fixed_interval_figures(interval: float, lag: float, polls: float) -> None:
+    """Polling every ``interval`` costs E[T]/interval + 1/2 polls and interval/2 of lag."""
+    schedule = fixed_interval(DEFAULT, interval)
+    assert schedule.lag_share == pytest.approx(lag, abs=0.001)
+    assert schedule.polls == pytest.approx(polls, abs=0.1)
+
+
+@pytest.mark.parametrize("interval", [0.5, 1.0, 2.0], ids=["0.5s", "1s", "2s"])
+def test_each_fixed_poller_is_beaten_on_both_axes(interval: float) -> None:
+    """Some optimal schedule has fewer polls and less lag than each fixed poller."""
+    fixed = fixed_interval(DEFAULT, interval)
+    assert any(
+        s.polls < fixed.polls and s.lag_share < fixed.lag_share for s in frontier(DEFAULT).schedules
+    )
+
+
+def test_no_schedule_beats_all_three_fixed_pollers() -> None:
+    """Under 4.8 polls (2 s polling's count) no schedule gets below 2.9% (0.5 s's lag)."""
+    best = frontier(DEFAULT).best_lag_share(fixed_interval(DEFAULT, 2.0).polls)
+    assert best is not None
+    assert best > fixed_interval(DEFAULT, 0.5).lag_share
+
+
+@pytest.mark.parametrize(
+    ("durations", "cost"),
+    [
+        pytest.param(DEFAULT, 0.05, id="lognormal-cheap"),
+        pytest.param(DEFAULT, 2.0, id="lognormal-dear"),
+        pytest.param(Durations.lognormal(3.0, 0.8), 0.3, id="wide"),
+        pytest.param(
+            Durations.empirical([random.Random(3).expovariate(0.2) for _ in range(300)]),
+            0.4,
+            id="empirical-exponential",
+        ),
+    ],
+)
+def test_convex_hull_trick_matches_the_quadratic_dp(durations: Durations, cost: float) -> None:
+    """The O(n) solve finds the same optimum as trying every next poll time."""
+    schedule = optimal_schedule(durations, cost=cost, grid=120)
+    expected = _quadratic(durations, cost, 120)
+    assert cost * schedule.polls + schedule.lag == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_schedule_accounting_is_consistent() -> None:
+    """The first poll is always spent; polls are increasing; lag and polls are positive."""
+    schedule = optimal_schedule(DEFAULT, cost=0.5)
+    assert list(schedule.times) == sorted(set(schedule.times))
+    assert schedule.polls >= 1.0
+    assert 0 < schedule.lag_share < 1
+
+
+def test_frontier_is_monotone() -> None:
+    """Dearer polls never buy more polls, and fewer polls never buy less lag."""
+    schedules = frontier(DEFAULT).schedules
+    for cheaper, dearer in itertools.pairwise(schedules):
+        assert dearer.polls <= cheaper.polls + 1e-9
+        assert dearer.lag >= cheaper.lag - 1e-9
+
+
+@pytest.mark.parametrize("budget", [1.5, 3.0, 5.0, 12.0], ids=str)
+def test_schedule_for_polls_spends_at_most_the_budget(budget: float) -> None:
+    """The schedule for a budget stays within it and is on the frontier (no better lag)."""
+    schedule = schedule_for_polls(DEFAULT, budget)
+    assert schedule.polls <= budget
+    assert schedule.polls > budget - 0.35
+    best = frontier(DEFAULT).best_lag_share(budget)
+    assert best is not None
+    assert schedule.lag_share == pytest.approx(best, abs=0.01)
+
+
+@pytest.mark.parametrize("target", [0.02, 0.05, 0.1], ids=str)
+def test_schedule_for_lag_meets_the_target(target: float) -> None:
+    """The schedule for a target lag reaches it, with about the fewest polls that can."""
+    schedule = schedule_for_lag(DEFAULT, target)
+    assert schedule.lag_share <= target
+    fewest = frontier(DEFAULT).best_polls(target)
+    assert fewest is not None
+    assert schedule.polls == pytest.approx(fewest, rel=0.05)
+
+
+def test_empirical_samples_give_the_parametric_frontier() -> None:
+    """Durations learned from 2,000 draws, smoothed, give about the lognormal's frontier."""
+    rng = random.Random(11)
+    samples = [rng.lognormvariate(math.log(8.3), 0.3) for _ in range(2000)]
+    learned = Durations.empirical(samples, smoothing=silverman(samples))
+    raw = Durations.empirical(samples)
+    for budget in (2.0, 5.0, 10.0):
+        truth = frontier(DEFAULT).best_lag_share(budget)
+        assert truth is not None
+        for durations in (learned, raw):
+            got = frontier(durations).best_lag_share(budget)
+            assert got == pytest.approx(truth, abs=0.006)
+
+
+def test_a_learned_schedule_is_near_optimal_on_the_true_distribution() -> None:
+    """A schedule solved from 200 smoothed samples, evaluated on the true lognormal,
+    lands within a percentage point of lag of the true frontier at its poll count."""
+    rng = random.Random(5)
+    samples = [rng.lognormvariate(math.log(8.3), 0.3) for _ in range(200)]
+    learned = schedule_for_polls(Durations.empirical(samples, smoothing=silverman(samples)), 5)
+    actual = evaluate(learned, DEFAULT)
+    best = frontier(DEFAULT).best_lag_share(actual.polls)
+    assert best is not None
+    assert actual.lag_share - best < 0.01
+
+
+def evaluate(schedule: Schedule, durations: Durations) -> Schedule:
+    """What ``schedule`` costs on ``durations`` (polls past its last time: none)."""
+    polls = lag = 0.0
+    previous = (0.0, 0.0)
+    for index, t in enumerate(schedule.times):
+        cdf, partial = durations.cdf(t), durations.partial_mean(t)
+        if index == len(schedule.times) - 1:
+            cdf, partial = 1.0, durations.mean
+        polls += 1.0 - previous[0]
+        lag += t * (cdf - previous[0]) - (partial - previous[1])
+        previous = (cdf, partial)
+    return Schedule(schedule.times, polls, lag, durations.mean)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda: Durations.lognormal(0, 0.3), "median", id="median"),
+        pytest.param(lambda: Durations.empirical([]), "sample", id="empty"),
+        pytest.param(lambda: optimal_schedule(DEFAULT, cost=0), "cost", id="cost"),
+        pytest.param(lambda: schedule_for_polls(DEFAULT, 0.5), "poll", id="budget"),
+        pytest.param(lambda: schedule_for_lag(DEFAULT, 0), "lag_share", id="lag"),
+        pytest.param(lambda: fixed_interval(DEFAULT, 0), "interval", id="interval"),
+    ],
+)
+def test_bad_arguments_are_refused(make: object, message: str) -> None:
+    """Nonsense settings raise ValueError naming the setting."""
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]
