@@ -44,9 +44,21 @@ class Resume(Enum):
     """The API reported it failed: report it, do not pay again."""
 
 
-async def fingerprint(item: EditItem, params: Mapping[str, Any], digests: DigestCache) -> str:
+_DIGESTS = DigestCache()
+
+
+async def fingerprint(
+    item: EditItem, params: Mapping[str, Any], digests: DigestCache | None = None
+) -> str:
     """A hash of what the item asks for: prompt, parameters and the *content* of each image
-    (so touching, copying or moving an unchanged photo keeps the fingerprint)."""
+    (so touching, copying or moving an unchanged photo keeps the fingerprint).
+
+    Args:
+        item: the item.
+        params: its request parameters besides prompt and images.
+        digests: where image digests are memoised; a process-wide one when None.
+    """
+    digests = digests or _DIGESTS
     identities = [await digests.identity(image) for image in item.images]
     blob = json.dumps(
         {"prompt": item.prompt, "params": params, "images": identities},
