@@ -1,4 +1,6 @@
-"""The arithmetic: the ideal makespan, percentiles, and the figures of one contender's run."""
+"""The arithmetic: the ideal makespan, percentiles, the figures of one contender's run, and
+the bound: the best detection lag any poll schedule reaches on the durations the simulator
+drew (``seedream_async._frontier``), at the contender's own poll count."""
 
 from __future__ import annotations
 
@@ -7,7 +9,21 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["figures", "ideal_makespan", "percentile"]
+from seedream_async._frontier import Durations, Frontier, fixed_interval, frontier
+
+from ._workload import Spec, item_specs, max_images_of
+
+__all__ = [
+    "CURVE_POLLS",
+    "drawn_counts",
+    "drawn_frontier",
+    "drawn_groups",
+    "figures",
+    "fixed_point",
+    "ideal_makespan",
+    "lag_figures",
+    "percentile",
+]
 
 
 def ideal_makespan(durations: Sequence[float], slots: int) -> float:
@@ -73,4 +89,63 @@ def figures(
         "succeeded": result["succeeded"],
         "failed": result["failed"],
         "errors": result.get("errors", {}),
+    }
+
+
+# The poll counts at which the curve is printed (issue 15's table, and 0.5 s polling's).
+CURVE_POLLS = (1.6, 2.1, 2.7, 3.5, 4.8, 6.7, 10.4, 17.8)
+
+
+def _groups(ledger: dict[str, Any], spec: Spec) -> dict[int, list[float]]:
+    """The drawn durations (real seconds) per ``max_images``, matched by prompt."""
+    by_prompt = {
+        prompt: max_images_of(spec, index)
+        for index, (_key, prompt, _images) in enumerate(item_specs(spec))
+    }
+    groups: dict[int, list[float]] = {}
+    for record in ledger["submissions"]:
+        groups.setdefault(by_prompt.get(record["prompt"], 1), []).append(record["latency"])
+    return groups
+
+
+def drawn_counts(ledger: dict[str, Any], spec: Spec) -> dict[int, int]:
+    """How many predictions of each ``max_images`` this run billed."""
+    return {m: len(v) for m, v in sorted(_groups(ledger, spec).items())}
+
+
+def drawn_groups(ledger: dict[str, Any], spec: Spec) -> list[tuple[float, Durations]]:
+    """``(count, durations)`` per ``max_images`` of the durations this run drew."""
+    return [(len(v), Durations.empirical(v)) for _, v in sorted(_groups(ledger, spec).items())]
+
+
+def drawn_frontier(ledger: dict[str, Any], spec: Spec) -> Frontier:
+    """The best poll/lag trade-off for the durations this run drew, per ``max_images``
+    (a poller that knows each item's ``max_images`` may schedule each group apart)."""
+    return frontier(drawn_groups(ledger, spec))
+
+
+def fixed_point(groups: list[tuple[float, Durations]], interval: float) -> tuple[float, float]:
+    """(polls per prediction, lag share) of polling every ``interval`` seconds, all groups."""
+    total = sum(weight for weight, _ in groups)
+    solved = [(weight, fixed_interval(durations, interval)) for weight, durations in groups]
+    polls = sum(weight * s.polls for weight, s in solved) / total
+    lag = sum(weight * s.lag for weight, s in solved)
+    mean = sum(weight * s.mean for weight, s in solved)
+    return polls, lag / mean
+
+
+def lag_figures(ledger: dict[str, Any], spec: Spec) -> dict[str, Any]:
+    """Mean detection lag as a share of the mean duration, and the least lag any poll
+    schedule could reach on these very durations with as many polls per prediction."""
+    latencies = ledger["latencies"]
+    lags = ledger["detection_lags"]
+    polls = ledger["polls_per_prediction"]
+    if not latencies:
+        return {"lag_share": None, "best_lag_share": None}
+    mean = sum(latencies) / len(latencies)
+    curve = drawn_frontier(ledger, spec)
+    return {
+        "lag_share": (sum(lags) / len(lags)) / mean if lags else None,
+        "best_lag_share": curve.best_lag_share(polls) if polls >= 1 else None,
+        "mean_duration_s": mean,
     }

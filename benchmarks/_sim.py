@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -70,6 +71,18 @@ class SimProcess:
                 self._proc.kill()
                 self._proc.wait()
         self._log.close()
+
+    def cpu_seconds(self) -> float | None:
+        """The simulator process's user+system CPU so far (Linux ``/proc``; else None)."""
+        if self._proc is None:
+            return None
+        try:
+            with open(f"/proc/{self._proc.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        # Fields 14 and 15 of proc(5) (utime, stime), counted after the ")" of the name.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def ledger(self) -> dict[str, Any]:
         """The ledger snapshot (``GET /_sim/ledger``)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from seedream_async.testing import make_png
 
-__all__ = ["Spec", "is_shared", "item_specs", "prepare_images"]
+__all__ = ["Spec", "from_json", "is_shared", "item_specs", "max_images_of", "prepare_images"]
 
 _SIDE = 64
 
@@ -30,12 +30,15 @@ class Spec:
         image_dir: where the images are.
         shared_fraction: the fraction of items whose image is one of the shared ones.
         shared_count: how many shared images there are.
+        max_images: item ``i`` asks for ``max_images[i % len(max_images)]`` images (an
+            edit-sequential run grows with it, so this mixes prediction durations).
     """
 
     n: int
     image_dir: str
     shared_fraction: float = 0.0
     shared_count: int = 8
+    max_images: tuple[int, ...] = (1,)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,8 +49,19 @@ def is_shared(index: int, fraction: float) -> bool:
     return math.floor((index + 1) * fraction) > math.floor(index * fraction)
 
 
+def from_json(payload: dict[str, Any]) -> Spec:
+    """The :class:`Spec` that :meth:`Spec.to_json` wrote."""
+    return Spec(**{**payload, "max_images": tuple(payload.get("max_images", (1,)))})
+
+
+def max_images_of(spec: Spec, index: int) -> int:
+    """Item ``index``'s ``max_images``."""
+    return spec.max_images[index % len(spec.max_images)]
+
+
 def item_specs(spec: Spec) -> Iterator[tuple[str, str, list[str]]]:
-    """Yield ``(key, prompt, [image path])`` per item, lazily."""
+    """Yield ``(key, prompt, [image path])`` per item, lazily (``max_images_of`` gives
+    each item's ``max_images``; item ``i``'s prompt names ``i``)."""
     folder = Path(spec.image_dir)
     for index in range(spec.n):
         if is_shared(index, spec.shared_fraction):

@@ -20,6 +20,7 @@ from ._engine import (
 from ._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
+    APIUnreachable,
     AuthenticationError,
     BadRequestError,
     BudgetExceeded,
@@ -38,12 +39,13 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import EditRequest, Metrics, Prediction, PredictionStatus, UploadedMedia
-from ._polling import PollPolicy
+from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
 
 __all__ = [
     "APIStatusError",
+    "APIUnreachable",
     "AmbiguousSubmission",
     "AsyncSeedream",
     "AuthenticationError",
@@ -53,6 +55,7 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BudgetExceeded",
+    "Completion",
     "ConfigurationError",
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",

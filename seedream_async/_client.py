@@ -40,7 +40,7 @@ from ._models import (
     check_params,
     is_url,
 )
-from ._polling import PollPolicy, poll_delays
+from ._polling import Completion, PollPolicy, as_completion, poll_delays
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._upload import (
@@ -54,6 +54,8 @@ from ._upload import (
 __all__ = ["AsyncSeedream"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
+# How long a sync-mode submit may wait for its answer when the poll policy has no deadline.
+_SYNC_WAIT = 3600.0
 
 _UPLOAD = "/api/v1/model/uploadMedia"
 _SUBMIT = "/api/v1/model/generateImage"
@@ -232,9 +234,13 @@ class AsyncSeedream:
                 instead of the retry policy: called with the error and the seconds the
                 server asked for, it returns to send again or raises to give up.
 
+        With ``enable_sync_mode`` the API answers once the prediction is done, so the read
+        timeout is stretched to the poll policy's deadline for this request.
+
         Raises:
             AmbiguousSubmission: the request may have reached the server but no answer
-                came back; it is not sent again.
+                came back (a connection dropped during a sync-mode wait too); it is not
+                sent again.
         """
         response = await self._endpoint.send(
             "POST",
@@ -245,6 +251,7 @@ class AsyncSeedream:
             idempotent=False,
             json=request.to_payload(),
             on_refused=on_refused,
+            read_timeout=(self.poll.deadline or _SYNC_WAIT) if request.enable_sync_mode else None,
         )
         try:
             return Prediction.model_validate(response.json())
@@ -319,7 +326,14 @@ class AsyncSeedream:
             raise errors[0]
         return urls
 
-    async def edit(self, prompt: str, images: Sequence[ImageRef], **params: Any) -> Prediction:
+    async def edit(
+        self,
+        prompt: str,
+        images: Sequence[ImageRef],
+        *,
+        completion: Completion | str = Completion.POLL,
+        **params: Any,
+    ) -> Prediction:
         """Upload local images, submit one edit, wait for it, and return the done prediction.
 
         Every parameter is checked before anything is uploaded or paid for.
@@ -327,8 +341,12 @@ class AsyncSeedream:
         Args:
             prompt: what to do.
             images: 1 to 10 reference images: URLs, paths or bytes.
+            completion: ``"poll"`` (the default) or ``"sync"``: ask the API to answer
+                when the prediction is done (see :class:`Completion`).
             **params: ``size``, ``max_images``, ``seed``, ``enable_base64_output`` ...
         """
+        if as_completion(completion) is Completion.SYNC:
+            params["enable_sync_mode"] = True
         check_params(prompt=prompt, images=images, **params)
         urls = await self.upload_images(images)
         prediction = await self.submit(build_request(prompt=prompt, images=urls, **params))

@@ -57,8 +57,12 @@ class Endpoint:
         max_upload_bytes: int = 0,
         on_refused: RefusedHook | None = None,
         keep_trying_for: float | None = None,
+        read_timeout: float | None = None,
     ) -> httpx.Response:
         """Send one API request (retried by ``policy``) and return its successful response.
+
+        ``read_timeout`` lengthens the client's read timeout for this request (a sync-mode
+        submit is answered only when its prediction is done).
 
         Raises:
             APIStatusError: an error status that is not retried (any more).
@@ -66,6 +70,14 @@ class Endpoint:
             AmbiguousSubmission: a submit failed after it may have reached the server.
         """
         url = self._base_url.copy_with(path=self._base_url.path.rstrip("/") + path)
+        timeout = self._http.timeout
+        if read_timeout is not None and timeout.read is not None:
+            timeout = httpx.Timeout(
+                connect=timeout.connect,
+                read=max(timeout.read, read_timeout),
+                write=timeout.write,
+                pool=timeout.pool,
+            )
 
         async def attempt() -> httpx.Response:
             # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
@@ -82,7 +94,7 @@ class Endpoint:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
                 headers.update(part_headers)
             request = self._http.build_request(
-                method, url, headers=headers, json=json, content=content
+                method, url, headers=headers, json=json, content=content, timeout=timeout
             )
             response = await self._http.send(request)
             if not response.is_success:

@@ -7,6 +7,7 @@ Our exception hierarchy::
     ├── InvalidInput              - a request or item fails validation; nothing was sent
     │   └── InvalidImage          - missing, empty, not an image, too large
     ├── TransportError            - the request may not have completed: connection, timeout
+    │   └── APIUnreachable        - no request has reached the API yet, and N could not connect
     ├── APIStatusError            - the API answered with an error status
     │   ├── AuthenticationError   - 401 / 403
     │   ├── InsufficientBalance   - 402: the account's balance is exhausted
@@ -28,6 +29,7 @@ import httpx
 
 __all__ = [
     "APIStatusError",
+    "APIUnreachable",
     "AmbiguousSubmission",
     "AuthenticationError",
     "BadRequestError",
@@ -93,6 +95,28 @@ class TransportError(SeedreamError):
         super().__init__(message)
         self.method = method
         self.url = url
+
+
+class APIUnreachable(TransportError):
+    """No request has reached the API yet and the first attempts could not connect (refused,
+    no such host, TLS failure), so every API request now fails at once instead of retrying
+    for minutes: the URL, the network or TLS is wrong, not a passing blip. Nothing was billed.
+
+    Attributes:
+        attempts: the attempts that failed to connect.
+    """
+
+    def __init__(self, *, url: str, attempts: int, last: str) -> None:
+        super().__init__(
+            f"cannot reach the API at {url}: {attempts} attempts to connect failed and none "
+            f"has reached it yet (last: {last}). Check the URL (--base-url or "
+            "ATLASCLOUD_BASE_URL; Atlas Cloud's is https://api.atlascloud.ai), that its host "
+            "name resolves, your network or proxy, and TLS (http vs https, certificates). "
+            "Nothing was sent to be billed.",
+            method="",
+            url=url,
+        )
+        self.attempts = attempts
 
 
 class APIStatusError(SeedreamError):

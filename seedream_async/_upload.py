@@ -35,7 +35,10 @@ __all__ = [
     "stat_image",
 ]
 
-CHUNK_SIZE = 256 * 1024
+# A file streams in chunks of this size: each chunk is one trip to a worker thread and
+# one socket write, so at 256 KiB an 8 MB upload spent a fifth of its time on those
+# trips (0.67x an in-memory httpx POST); at 1 MiB the memory per upload is still small.
+CHUNK_SIZE = 1024 * 1024
 
 ImageSource = str | os.PathLike[str] | bytes | AsyncIterable[bytes]
 """A reference image: a path, the bytes themselves, or an async stream of bytes."""

@@ -196,3 +196,19 @@ def test_bad_arguments_are_refused(make: object, message: str) -> None:
     """Nonsense settings raise ValueError naming the setting."""
     with pytest.raises(ValueError, match=message):
         make()  # type: ignore[operator]
+
+
+def test_groups_share_one_price_per_poll() -> None:
+    """Weighted groups (one per max_images) combine into one frontier: two equal groups
+    give the single frontier, and mixing two shapes does at least as well as giving each
+    group the same budget."""
+    single = frontier(DEFAULT)
+    twice = frontier([(1.0, DEFAULT), (1.0, DEFAULT)])
+    assert twice.best_lag_share(4.0) == pytest.approx(single.best_lag_share(4.0), abs=1e-9)
+    long = Durations.lognormal(16.6, 0.3)
+    mixed = frontier([(1.0, DEFAULT), (1.0, long)])
+    even = [schedule_for_polls(d, 4.0) for d in (DEFAULT, long)]
+    even_share = sum(s.lag for s in even) / sum(s.mean for s in even)
+    best = mixed.best_lag_share(sum(s.polls for s in even) / 2)
+    assert best is not None
+    assert best <= even_share + 1e-3

@@ -145,7 +145,7 @@ _CHILD = textwrap.dedent(
     from seedream_async import AsyncSeedream, EditItem, PollPolicy
 
     async def main():
-        poll = PollPolicy(first_poll=0.005, interval=0.005, max_interval=0.02, deadline=60)
+        poll = PollPolicy(max_interval=0.02, deadline=60, typical=0.008)
         items = (
             EditItem(key=f"sku-{n}", prompt=f"edit {n}", images=["https://cdn.example.com/ref.png"])
             for n in range(int(os.environ["ITEMS"]))

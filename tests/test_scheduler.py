@@ -1,4 +1,4 @@
-"""The one polling scheduler: learned placement, failed polls, deadlines, the estimator."""
+"""The one polling scheduler: placement by the planner, failed polls, deadlines, pressure."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from _helpers import FAST_POLL, simulated
 
 from seedream_async import DeadlineExceeded, EditItem, PollPolicy, ResultStatus, RetryPolicy
-from seedream_async._engine._scheduler import DurationEstimator, PollScheduler, _Watch
+from seedream_async._engine._scheduler import PollScheduler, Shape, _Watch
 from seedream_async._models import Prediction
 from seedream_async.testing import Faults
 
@@ -23,35 +23,20 @@ def items(count: int) -> list[EditItem]:
     return [EditItem(key=f"k{n}", prompt=f"p{n}", images=[URL]) for n in range(count)]
 
 
-def test_estimator_quantiles_over_a_sliding_window() -> None:
-    """Quantiles come from the last ``window`` samples only, and none before min_samples."""
-    estimator = DurationEstimator(window=5, min_samples=3)
-    estimator.add(10.0)
-    estimator.add(20.0)
-    assert estimator.quantile(0.5) is None
-    for value in (30.0, 40.0, 50.0):
-        estimator.add(value)
-    assert estimator.quantile(0.0) == 10.0
-    assert estimator.quantile(0.5) == 30.0
-    assert estimator.quantile(1.0) == 50.0
-    estimator.add(60.0)  # 10 leaves the window
-    assert estimator.quantile(0.0) == 20.0
-    assert len(estimator) == 5
-
-
-async def test_learned_first_poll_lands_near_the_typical_duration() -> None:
-    """With steady durations, predictions after the first wave need about two polls, and are
-    noticed within a fraction of their duration: polls follow what the batch learned."""
-    policy = replace(FAST_POLL, first_poll=0.001, interval=0.001, multiplier=1.0)
-    async with simulated(time_scale=0.005, latency_sigma=0.02) as (sim, client):
-        results = await client.edit_all(items(160), concurrency=16, poll=policy, poll_rate=None)
+async def test_learned_polls_follow_the_budget() -> None:
+    """Once the first waves taught the scheduler, predictions cost about the policy's poll
+    budget (fixed 1 ms polling would take ~160 polls for these ~166 ms predictions) and
+    are noticed within a fraction of their duration. (How close to the best possible
+    each budget gets is ``test_planner.py``'s job, without a clock.)"""
+    policy = replace(FAST_POLL, polls=3.0, typical=0.1)
+    async with simulated(time_scale=0.02) as (sim, client):
+        results = await client.edit_all(items(64), concurrency=8, poll=policy, poll_rate=None)
     assert all(result.ok for result in results)
     learned = sim.ledger.submissions[48:]  # after the first waves taught the scheduler
-    polls = [sim.ledger.polls[record.prediction_id] for record in learned]
-    # Fixed 1 ms polling (the policy before learning) would take ~40 polls for ~41 ms.
-    assert statistics.mean(polls) <= 3.0
+    counts = [sim.ledger.polls[record.prediction_id] for record in learned]
+    assert statistics.mean(counts) <= 4.0
     median = statistics.median(sim.ledger.latencies())
-    assert statistics.median(sim.ledger.detection_lags()) < 0.5 * median
+    assert statistics.median(sim.ledger.detection_lags()[48:]) < 0.5 * median
 
 
 async def test_a_failing_poll_is_tried_again_not_fatal() -> None:
@@ -70,7 +55,7 @@ async def test_a_failing_poll_is_tried_again_not_fatal() -> None:
 
 async def test_deadline_ends_a_prediction_that_runs_too_long() -> None:
     """A prediction still running at the policy's deadline is that item's failure."""
-    policy = PollPolicy(first_poll=0.001, interval=0.001, max_interval=0.002, deadline=0.02)
+    policy = PollPolicy(max_interval=0.002, deadline=0.02, typical=0.001)
     async with simulated(time_scale=0.05) as (sim, client):
         (result,) = await client.edit_all(items(1), poll=policy, poll_rate=None)
     assert result.status is ResultStatus.FAILED
@@ -81,7 +66,7 @@ async def test_deadline_ends_a_prediction_that_runs_too_long() -> None:
 
 async def test_poll_rate_caps_status_requests() -> None:
     """With a poll rate cap, the batch never polls faster than the cap allows (GCRA)."""
-    eager = PollPolicy(first_poll=0.0005, interval=0.0005, multiplier=1.0, deadline=30.0)
+    eager = PollPolicy(polls=60.0, typical=0.04, max_interval=0.001, deadline=30.0)
     async with simulated(time_scale=0.005) as (sim, client):
         started = anyio.current_time()
         results = await client.edit_all(items(20), concurrency=20, poll=eager, poll_rate=40.0)
@@ -102,25 +87,52 @@ class _PressureOnly:
         raise AssertionError(f"{prediction_id} is never polled in this test")
 
 
+ONE = Shape()
+
+
+def _watch(scheduler: PollScheduler, now: float, shape: Shape = ONE) -> _Watch:
+    schedule = scheduler._schedule_for(shape, now)
+    return _Watch("p", submitted_at=now, shape=shape, schedule=schedule, deadline_at=1e9)
+
+
 def test_polls_thin_out_after_a_429() -> None:
-    """After a 429 the scheduler places polls later and further apart (each poll spends the
-    key's request budget); once the 429 is old news it polls at the policy's pace again."""
+    """After a 429 new predictions get the thrifty budget (first poll later, fewer polls:
+    each spends the key's request budget); once the 429 is old news, the policy's own."""
     api = _PressureOnly()
-    scheduler = PollScheduler(api, policy=PollPolicy())
-    estimator = DurationEstimator()
-    for tenth in range(5, 16):
-        estimator.add(tenth / 10)  # durations 0.5 s .. 1.5 s, median 1.0 s
-    scheduler._estimators[1] = estimator
-
-    def first_and_next(now: float) -> tuple[float, float]:
-        fresh = _Watch("p", submitted_at=now, max_images=1, deadline_at=float("inf"))
-        polled = _Watch("q", submitted_at=now, max_images=1, deadline_at=float("inf"), polls=1)
-        return scheduler._next_due(fresh, now) - now, scheduler._next_due(polled, now) - now
-
-    calm_first, calm_gap = first_and_next(100.0)
+    scheduler = PollScheduler(api, policy=PollPolicy(polls=8.0, typical=1.0))
+    calm = _watch(scheduler, 100.0)
     api.rate_limited_at = 100.0  # a 429 came at t=100
-    pressed_first, pressed_gap = first_and_next(100.5)
-    assert pressed_first > calm_first
-    assert pressed_gap > 1.5 * calm_gap
-    later_first, _ = first_and_next(110.0)  # ten typical durations after the 429
-    assert later_first == calm_first
+    pressed = _watch(scheduler, 100.5)
+    assert pressed.schedule.polls <= 3.0 < calm.schedule.polls
+    assert scheduler._next_due(pressed, 100.5) - 100.5 > scheduler._next_due(calm, 100.0) - 100.0
+    later = _watch(scheduler, 110.0)  # ten typical durations after the 429
+    assert later.schedule == calm.schedule
+
+
+def test_a_prediction_keeps_its_schedule_and_shapes_learn_apart() -> None:
+    """Durations learned for three-image sequences move their schedule only; a prediction
+    already in flight keeps the schedule it got at submit (no mid-flight switch)."""
+    scheduler = PollScheduler(_PressureOnly(), policy=PollPolicy(typical=1.0))
+    early = _watch(scheduler, 0.0)
+    three = Shape(max_images=3)
+    for tenth in range(60):
+        done = Prediction.model_validate(
+            {"id": "x", "status": "completed", "outputs": ["u"],
+             "metrics": {"predict_time": 4.0 + tenth / 100}}
+        )  # fmt: skip
+        scheduler._learn(_watch(scheduler, 0.0, three), done)
+    assert _watch(scheduler, 1.0).schedule == early.schedule
+    assert _watch(scheduler, 1.0, three).schedule.times[0] > 2.0
+    first = scheduler._next_due(early, 0.0)
+    assert first == early.schedule.times[0]
+    assert scheduler._next_due(early, first) == early.schedule.times[1]
+
+
+def test_the_prior_follows_first_poll_unless_typical_is_given() -> None:
+    """Before learning, a batch assumes edits take ``typical`` seconds, or 4x ``first_poll``
+    (8 s by default), and scaling the policy scales the assumption with it."""
+    assert PollPolicy().prior_duration == 8.0
+    assert PollPolicy(first_poll=0.01).prior_duration == pytest.approx(0.04)
+    assert PollPolicy(first_poll=0.01, typical=3.0).prior_duration == 3.0
+    assert PollPolicy(typical=3.0).scaled(0.5).prior_duration == pytest.approx(1.5)
+    assert PollPolicy.fast().polls > PollPolicy().polls > PollPolicy.thrifty().polls

@@ -428,6 +428,19 @@ async def test_sync_mode() -> None:
         assert len(sim.ledger.detection_lags()) == 1
 
 
+async def test_sync_mode_drop_is_billed_and_fetchable() -> None:
+    """A sync-mode submit dropped during its wait was billed: the prediction exists and
+    finishes, so a client can recover it by id (never by a new submit)."""
+    faults = Faults(drop=1.0, processed_on_error=1.0, endpoints=frozenset({"submit"}))
+    async with serve(faults=faults, **FAST) as sim, client(sim) as http:
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            await http.post(SUBMIT, json=body(enable_sync_mode=True))
+        (record,) = sim.ledger.submissions
+        assert record.processed_before_error
+        assert (await wait_done(http, record.prediction_id)).done
+        assert sim.ledger.executions == 1
+
+
 async def test_duplicate_submissions_and_chunked_body() -> None:
     """The same body billed twice counts as a duplicate; chunked request bodies are read."""
     async with serve(**FAST) as sim, client(sim) as http:

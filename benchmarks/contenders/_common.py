@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._workload import Spec
+from .._workload import Spec, from_json
 
 __all__ = ["Meter", "Tally", "parse_args", "report", "spec_of"]
 
@@ -29,7 +29,7 @@ def parse_args(
 
 
 def spec_of(ns: argparse.Namespace) -> Spec:
-    return Spec(**json.loads(ns.spec))
+    return from_json(json.loads(ns.spec))
 
 
 def _cpu() -> float:

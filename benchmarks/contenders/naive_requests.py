@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from .._workload import item_specs
+from .._workload import item_specs, max_images_of
 from ._common import Meter, Tally, parse_args, report, spec_of
 
 MODEL = "bytedance/seedream-v4.5/edit-sequential"
@@ -43,7 +43,7 @@ def main() -> None:
     session.headers["Authorization"] = f"Bearer {ns.key}"
     meter, tally = Meter(), Tally()
     meter.start()
-    for _key, prompt, images in item_specs(spec):
+    for index, (_key, prompt, images) in enumerate(item_specs(spec)):
         try:
             urls = []
             for image in images:
@@ -51,7 +51,10 @@ def main() -> None:
                 files = {"file": (path.name, path.read_bytes(), "image/png")}
                 uploaded = _send(session, "POST", f"{base}/api/v1/model/uploadMedia", files=files)
                 urls.append(uploaded["download_url"])
-            body = {"model": MODEL, "prompt": prompt, "images": urls}
+            body = {
+                "model": MODEL, "prompt": prompt, "images": urls,
+                "max_images": max_images_of(spec, index),
+            }  # fmt: skip
             prediction = _send(session, "POST", f"{base}/api/v1/model/generateImage", json=body)
             while prediction["status"] not in ("completed", "succeeded", "failed"):
                 time.sleep(POLL_SECONDS * ns.time_scale)

@@ -20,6 +20,7 @@ import anyio.to_thread
 from .._exceptions import OutputExpired, OutputInvalid
 from .._models import Prediction
 from .._verify import DEFAULT_MAX_OUTPUT_BYTES, verify_image_file
+from ._names import output_stems
 
 __all__ = ["Deliverer", "stale_parts"]
 
@@ -28,10 +29,6 @@ class _Saver(Protocol):
     async def get_prediction(self, prediction_id: str) -> Prediction: ...
 
     async def save_output(self, output: str, dest: str | os.PathLike[str]) -> Path: ...
-
-
-def _stems(name: str, count: int) -> list[str]:
-    return [name] if count == 1 else [f"{name}.{n}" for n in range(1, count + 1)]
 
 
 async def stale_parts(out_dir: Path) -> list[Path]:
@@ -81,7 +78,7 @@ class Deliverer:
             await anyio.Path(path).unlink(missing_ok=True)
 
     async def deliver(self, prediction: Prediction, name: str) -> tuple[Path, ...]:
-        """Save every output of the done ``prediction`` as ``name`` (``name.1`` ... for
+        """Save every output of the done ``prediction`` as ``name`` (then ``name.2`` ... for
         several), verified; return the files.
 
         Raises:
@@ -94,7 +91,7 @@ class Deliverer:
             raise OutputExpired(f"prediction {prediction.id} is done but listed no outputs")
         files: list[Path] = []
         fresh = False
-        for index, stem in enumerate(_stems(name, len(outputs))):
+        for index, stem in enumerate(output_stems(name, len(outputs))):
             # One slot for the whole of an output, the second try included: a fresh URL
             # must not wait in the queue until it expires too.
             async with self._slots:

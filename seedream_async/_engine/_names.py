@@ -58,7 +58,7 @@ def check_key(key: str) -> None:
 
 
 def output_stem(key: str) -> str:
-    """The file stem for ``key``'s outputs (``<stem>.png``, or ``<stem>.1.png`` ... for
+    """The file stem for ``key``'s outputs (``<stem>.png``, then ``<stem>.2.png`` ... for
     several): the key itself when plain, else a cleaned prefix and the key's digest.
 
     Raises:
@@ -96,6 +96,7 @@ safe_name = output_stem
 
 
 def output_stems(name: str, count: int) -> list[str]:
-    """The file stems of ``count`` outputs of the item named ``name``: the name itself for
-    one output, ``name.1``, ``name.2``, ... for a sequence."""
-    return [name] if count == 1 else [f"{name}.{n}" for n in range(1, count + 1)]
+    """The file stems of ``count`` outputs of the item named ``name``: ``name``, then
+    ``name.2``, ``name.3``, ... Output n has the same name whatever ``max_images`` is, so
+    changing it never renames the first image (a key never has a dot, so no clash)."""
+    return [name] + [f"{name}.{n}" for n in range(2, count + 1)]

@@ -4,29 +4,28 @@ Instead of a sleeping task per prediction, one loop keeps a due-time queue (a bi
 heap) of the predictions in flight and starts each poll when it falls due, under a cap
 on polls in flight and an optional GCRA cap on polls per second.
 
-Where to poll comes from what the batch has learned: once a few predictions of the same
-``max_images`` have finished, the first poll is placed at a quantile of their observed
-durations and later ones are spaced a fraction of the median apart, so a prediction is
-polled two or three times and noticed soon after it finishes. After a 429, polls are
-spaced as the policy's economy setting would space them for a while, since each spends
-the key's request budget. Before anything is learned, the :class:`PollPolicy`'s fixed
-backoff applies. Past the 99th percentile the spacing backs
-off exponentially, so a straggler costs few polls.
+Where to poll comes from a :class:`~seedream_async._planner.PollPlanner`: at submit, a
+prediction is given the optimal schedule (dynamic programming over poll times,
+``_frontier.py``) for the durations learned from finished predictions of the same shape
+(``max_images`` and size), spending the policy's ``polls`` on average; before a shape has
+enough finished predictions, a prior (the typical edit) stands in. After a 429, new
+predictions get the thrifty budget for a while, since each poll spends the key's request
+budget. Past the end of its schedule a straggler is polled ever more rarely, up to the
+policy's ``max_interval``.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import logging
 import random
-from collections import deque
 from dataclasses import dataclass, field
 
 import anyio
 
 from .._exceptions import (
+    APIUnreachable,
     BadRequestError,
     DeadlineExceeded,
     PredictionFailed,
@@ -35,12 +34,14 @@ from .._exceptions import (
     ServerError,
     TransportError,
 )
+from .._frontier import Schedule
 from .._limits import RateLimiter
 from .._models import Prediction
-from .._polling import PollPolicy
+from .._planner import PollPlanner, Shape
+from .._polling import THRIFTY_POLLS, PollPolicy
 from ._api import PollAPI
 
-__all__ = ["DurationEstimator", "PollScheduler"]
+__all__ = ["PollScheduler", "Shape"]
 
 logger = logging.getLogger("seedream_async")
 
@@ -50,47 +51,14 @@ _PRESSURE_MEMORY = 4.0
 _UNKNOWN_ID_GRACE = 3
 
 
-class DurationEstimator:
-    """Quantiles of the last ``window`` observed prediction durations.
-
-    Args:
-        window: how many recent samples to keep.
-        min_samples: fewer samples than this give no estimate.
-    """
-
-    def __init__(self, *, window: int = 512, min_samples: int = 5) -> None:
-        self._order: deque[float] = deque()
-        self._sorted: list[float] = []
-        self._window = window
-        self._min_samples = min_samples
-
-    def add(self, seconds: float) -> None:
-        """Record one observed duration."""
-        self._order.append(seconds)
-        bisect.insort(self._sorted, seconds)
-        if len(self._order) > self._window:
-            oldest = self._order.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, oldest)]
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    def quantile(self, fraction: float) -> float | None:
-        """The ``fraction`` quantile of recent durations, or None before ``min_samples``."""
-        if len(self._sorted) < self._min_samples:
-            return None
-        index = min(len(self._sorted) - 1, max(0, round(fraction * (len(self._sorted) - 1))))
-        return self._sorted[index]
-
-
 @dataclass(eq=False)
 class _Watch:
     prediction_id: str
     submitted_at: float
-    max_images: int
+    shape: Shape
+    schedule: Schedule
     deadline_at: float
     polls: int = 0
-    tail_interval: float = 0.0
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Prediction | None = None
     error: SeedreamError | None = None
@@ -106,7 +74,7 @@ class PollScheduler:
 
     Args:
         client: what sends the polls and tells of rate-limit pressure.
-        policy: fixed backoff before anything is learned, and the deadline.
+        policy: the poll budget, the prior, the straggler cap and the deadline.
         max_in_flight: the most polls awaiting an answer at once.
         rate: the most polls started per second (GCRA), or None for no cap.
         rng: the random source for jitter.
@@ -129,21 +97,23 @@ class PollScheduler:
         self._heap: list[tuple[float, int, _Watch]] = []
         self._counter = itertools.count()
         self._wakeup = anyio.Event()
-        self._estimators: dict[int, DurationEstimator] = {}
+        self._planner = PollPlanner(
+            polls=policy.polls,
+            typical=policy.prior_duration,
+            tail_cap=max(policy.max_interval, 1e-6),
+        )
 
     def typical_duration(self) -> float | None:
-        """The median duration learned so far (of the most common ``max_images``), or None."""
-        if not self._estimators:
-            return None
-        return max(self._estimators.values(), key=len).quantile(0.5)
+        """The median duration learned so far (of the most common shape), or None."""
+        return self._planner.typical_duration()
 
-    async def wait(self, prediction_id: str, *, submitted_at: float, max_images: int) -> Prediction:
+    async def wait(self, prediction_id: str, *, submitted_at: float, shape: Shape) -> Prediction:
         """Wait until the scheduler sees ``prediction_id`` done, and return it.
 
         Args:
             prediction_id: the prediction.
             submitted_at: when its submit was answered, on the event loop's clock.
-            max_images: its ``max_images``; durations are learned per value.
+            shape: its request's shape; durations are learned per shape.
 
         Raises:
             PredictionFailed: it failed.
@@ -153,7 +123,8 @@ class PollScheduler:
         watch = _Watch(
             prediction_id,
             submitted_at,
-            max_images,
+            shape,
+            self._schedule_for(shape, anyio.current_time()),
             submitted_at + (deadline if deadline is not None else float("inf")),
         )
         self._schedule(watch, anyio.current_time())
@@ -201,6 +172,11 @@ class PollScheduler:
     async def _poll(self, watch: _Watch) -> None:
         try:
             prediction = await self._client.get_prediction(watch.prediction_id)
+        except APIUnreachable as err:
+            # Nothing has reached the API: asking again until the deadline would only hide
+            # a wrong URL for minutes. The id stays with the item's result.
+            watch.finish(error=err)
+            return
         except (RateLimitError, ServerError, TransportError) as err:
             # Still failing after the client's retries, but a poll is free and changes
             # nothing: ask again later, until the deadline, rather than fail a paid item.
@@ -236,35 +212,20 @@ class PollScheduler:
         if not seconds or seconds <= 0:
             seconds = prediction.predict_time
         if seconds and seconds > 0:
-            estimator = self._estimators.setdefault(watch.max_images, DurationEstimator())
-            estimator.add(seconds)
+            self._planner.learn(watch.shape, seconds)
+
+    def _schedule_for(self, shape: Shape, now: float) -> Schedule:
+        """The schedule a prediction submitted ``now`` keeps until it is seen done."""
+        typical = self._planner.typical_duration() or self._policy.prior_duration
+        if now - self._client.rate_limited_at < _PRESSURE_MEMORY * typical:
+            # Rate limited lately: every poll spends the key's request budget, which the
+            # submits need too, so poll as sparingly as the thrifty preset would.
+            return self._planner.schedule(shape, polls=min(self._policy.polls, THRIFTY_POLLS))
+        return self._planner.schedule(shape)
 
     def _next_due(self, watch: _Watch, now: float) -> float:
-        estimator = self._estimators.get(watch.max_images)
-        median = estimator.quantile(0.5) if estimator else None
-        if estimator is None or median is None:
-            policy = self._policy
-            if watch.polls == 0:
-                return watch.submitted_at + policy.first_poll
-            return now + policy.backoff(watch.polls - 1, self._rng)
-        first_quantile, spacing = self._policy.learned_first, self._policy.learned_spacing
-        if now - self._client.rate_limited_at < _PRESSURE_MEMORY * median:
-            # Rate limited lately: every poll spends the key's request budget, which the
-            # submits need too, so poll as sparingly as the economy setting would.
-            first_quantile, spacing = max(first_quantile, 0.6), max(spacing, 0.3)
-        if watch.polls == 0:
-            first = estimator.quantile(first_quantile) or median
-            return watch.submitted_at + first
-        step = spacing * median
-        tail = estimator.quantile(0.99) or median
-        if now - watch.submitted_at > tail:
-            # A straggler: back off from the learned spacing up to the policy's cap.
-            watch.tail_interval = min(
-                max(watch.tail_interval * self._policy.multiplier, step),
-                max(self._policy.max_interval, step),
-            )
-            step = watch.tail_interval
-        return now + step * (1.0 + 0.2 * (self._rng.random() - 0.5))
+        elapsed = now - watch.submitted_at
+        return watch.submitted_at + self._planner.due(watch.schedule, elapsed)
 
     def _schedule(self, watch: _Watch, now: float) -> None:
         due = min(max(self._next_due(watch, now), now), watch.deadline_at)

@@ -34,6 +34,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
+from .._constants import DEFAULT_SIZE
 from .._exceptions import (
     AmbiguousSubmission,
     AuthenticationError,
@@ -43,7 +44,8 @@ from .._exceptions import (
     PredictionFailed,
     SeedreamError,
 )
-from .._models import Prediction, build_request, check_params
+from .._models import Prediction, PredictionStatus, build_request, check_params
+from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
 from ._claims import Busy, Claims, name_taken
@@ -54,7 +56,7 @@ from ._journal import Journal
 from ._names import NameRegistry, output_stem
 from ._options import BatchOptions, Items
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
-from ._scheduler import PollScheduler
+from ._scheduler import PollScheduler, Shape
 from ._sqlite import new_owner
 from ._stop import StopControl
 from ._store import ItemRecord, JournalStore
@@ -287,23 +289,30 @@ class Engine:
             raise refused
         state.enter(Stage.UPLOADING)
         urls = [await self.uploads.url_for(image) for image in item.images]
+        if self.options.completion == Completion.SYNC:
+            params = {**params, "enable_sync_mode": True}
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
 
         state.enter(Stage.WAITING)
         assert self.submitter is not None
         prediction = await self.submitter.submit(state, request)
         try:
-            prediction = await self._wait(prediction, request.max_images)
+            prediction = await self._wait(prediction, Shape(request.max_images, request.size))
         finally:
             self.submitter.release()
         return await self._finish(state, prediction, name)
 
-    async def _wait(self, prediction: Prediction, max_images: int) -> Prediction:
+    async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:
         if prediction.terminal:
             return prediction
-        return await self.scheduler.wait(
-            prediction.id, submitted_at=anyio.current_time(), max_images=max_images
-        )
+        try:
+            return await self.scheduler.wait(
+                prediction.id, submitted_at=anyio.current_time(), shape=shape
+            )
+        except PredictionFailed as err:
+            # Back to a failed prediction, so _finish journals it API_FAILED (not left
+            # SUBMITTED, which every later run would fetch by id again).
+            return Prediction(id=prediction.id, status=PredictionStatus.FAILED, error=err.error)
 
     async def _finish(self, state: ItemState, prediction: Prediction, name: str) -> BatchResult:
         claims = self.claims
@@ -361,8 +370,9 @@ class Engine:
         await self.submitter.acquire()
         try:
             state.enter(Stage.RUNNING)
-            max_images = (record.request or {}).get("max_images", 1)
-            prediction = await self._wait(Prediction(id=record.prediction_id), int(max_images))
+            request = record.request or {}
+            shape = Shape(int(request.get("max_images", 1)), str(request.get("size", DEFAULT_SIZE)))
+            prediction = await self._wait(Prediction(id=record.prediction_id), shape)
         finally:
             self.submitter.release()
         result = await self._finish(state, prediction, name)

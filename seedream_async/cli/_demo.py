@@ -106,6 +106,7 @@ async def run_demo(
             base_url=sim.base_url,
             # Simulated time runs fast; poll on the same clock.
             poll=PollPolicy().scaled(time_scale),
+            resumable=False,
         )
         code = await run_manifest(options, console=console, errors=errors)
         ledger = sim.ledger

@@ -97,7 +97,20 @@ def add_commands(commands: Any, *, positive_int: Any, positive_float: Any) -> No
     work.add_argument("--api-key-env", default="ATLASCLOUD_API_KEY", metavar="NAME")
 
     status = commands.add_parser(
-        "status", help="where a shared journal stands: items per state, money, workers"
+        "status",
+        help="where a catalog stands, from its journal; sends nothing",
+        description="Counts by state, money billed over every run, and the ambiguous and "
+        "failed keys with their reasons, read from the journal alone; no request is made. "
+        "Give a run's --out folder (or its SQLite journal), or --journal postgresql://... "
+        "for a fleet's shared journal (then also its workers).",
+    )
+    status.add_argument(
+        "target",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="OUT|JOURNAL",
+        help="a run's --out folder (its .seedream-journal.sqlite) or a journal file",
     )
     journal_option(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")

@@ -267,10 +267,15 @@ class App:
         processed = (status == 0 or status in _PROCESSED_CODES) and self._draw(
             self.config.faults.processed_on_error
         )
-        if processed and isinstance(self._validate(request), EditRequest):
+        edit = self._validate(request) if processed else None
+        if isinstance(edit, EditRequest):
             limit = self.config.faults.max_in_flight
             if limit is None or self._running(anyio.current_time()) < limit:
-                self._create(request, processed_before_error=True)
+                created = self._create(request, processed_before_error=True)
+                if status == 0 and edit.enable_sync_mode:
+                    # A sync-mode submit holds its connection open while the prediction
+                    # runs, so a drop lands somewhere in that wait, not at once.
+                    await anyio.sleep(self._fault_rng.random() * created.latency)
         return self._injected(outcome)
 
     async def _ledger_route(self, request: Request) -> Response:

@@ -1,0 +1,168 @@
+"""Where to place each poll, from durations learned as a batch runs: pure policy, no I/O.
+
+The batch's poll scheduler asks :meth:`PollPlanner.due` when to poll a prediction next.
+The answer follows an optimal schedule (``_frontier.py``: dynamic programming over poll
+times) for the durations of predictions of the same :class:`Shape` (``max_images`` and
+size: an edit-sequential run grows with ``max_images``), solved for a budget of expected
+polls per prediction, the one knob. Until a shape has enough finished predictions, a prior
+stands in: the contract's typical edit (about 8 s) stretched by ``max_images``.
+
+Schedules are re-solved as samples accumulate (each time their count grows by a quarter
+while the first durations, biased to the short ones that finish first, give way to a
+fair sample; every half window once the window is full), not per poll: a solve costs a
+few tens of milliseconds of the event loop.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from ._frontier import Durations, Schedule, schedule_for_polls, silverman
+
+__all__ = ["PollPlanner", "Shape"]
+
+# Each extra generated image adds about this share of a one-image edit (prior only).
+_PRIOR_PER_EXTRA_IMAGE = 0.5
+# The prior's spread (of log duration): wider than a steady API's, as it is a guess.
+_PRIOR_SIGMA = 0.4
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The request features that shift a prediction's duration.
+
+    Args:
+        max_images: images generated in the sequence.
+        size: the requested ``W*H``, or None for the API's default.
+    """
+
+    max_images: int = 1
+    size: str | None = None
+
+
+class _Group:
+    def __init__(self, window: int) -> None:
+        self.samples: deque[float] = deque(maxlen=window)
+        self.durations: Durations | None = None  # what the schedules were solved for
+        self.schedules: dict[float, Schedule] = {}  # by poll budget
+        self.solved_at = 0  # sample count at the last solve
+        self.seen = 0
+
+
+class PollPlanner:
+    """Optimal poll times per request shape, for one budget of polls per prediction.
+
+    Args:
+        polls: expected polls per prediction (the knob: fewer polls, more detection lag).
+        typical: the prior median duration of a one-image edit, in seconds.
+        tail_cap: the longest wait between polls once a prediction outlives its schedule.
+        min_samples: finished predictions of a shape before its own durations are used.
+        window: how many recent durations per shape are kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        polls: float,
+        typical: float,
+        tail_cap: float,
+        min_samples: int = 40,
+        window: int = 512,
+    ) -> None:
+        if polls < 1:
+            raise ValueError("polls must be at least 1 per prediction")
+        if typical <= 0 or tail_cap <= 0:
+            raise ValueError("typical and tail_cap must be more than 0 seconds")
+        self.polls = polls
+        self._typical = typical
+        self._tail_cap = tail_cap
+        self._min_samples = max(2, min_samples)
+        self._window = window
+        self._groups: dict[Hashable, _Group] = {}
+
+    def learn(self, shape: Shape, seconds: float) -> None:
+        """Record one finished prediction's duration (seconds from submit to done)."""
+        if seconds > 0 and math.isfinite(seconds):
+            group = self._group(shape)
+            group.samples.append(seconds)
+            group.seen += 1
+
+    def learned(self, shape: Shape) -> int:
+        """How many durations of ``shape`` were recorded."""
+        group = self._groups.get(shape)
+        return group.seen if group else 0
+
+    def typical(self, shape: Shape) -> float:
+        """The median duration of ``shape``: learned, or the prior's."""
+        group = self._groups.get(shape)
+        if group is not None and len(group.samples) >= self._min_samples:
+            ordered = sorted(group.samples)
+            return ordered[len(ordered) // 2]
+        return self._prior_median(shape)
+
+    def typical_duration(self) -> float | None:
+        """The learned median duration of the most learned shape, or None before any."""
+        learned = [g for g in self._groups.values() if len(g.samples) >= self._min_samples]
+        if not learned:
+            return None
+        ordered = sorted(max(learned, key=lambda group: group.seen).samples)
+        return ordered[len(ordered) // 2]
+
+    def schedule(self, shape: Shape, *, polls: float | None = None) -> Schedule:
+        """The current optimal schedule for ``shape`` (solved again when due): give it to
+        a prediction at submit and place its polls with :meth:`due`.
+
+        Args:
+            shape: the request's shape.
+            polls: a budget other than the planner's own (fewer polls under pressure).
+        """
+        group = self._group(shape)
+        count = len(group.samples)
+        if count >= self._min_samples and (
+            group.solved_at < self._min_samples
+            or group.seen - group.solved_at >= min(count / 4, self._window / 2)
+        ):
+            samples = list(group.samples)
+            group.durations = Durations.empirical(samples, smoothing=silverman(samples))
+            group.solved_at = group.seen
+            group.schedules.clear()
+        if group.durations is None:
+            group.durations = Durations.lognormal(self._prior_median(shape), _PRIOR_SIGMA)
+        budget = self.polls if polls is None else polls
+        schedule = group.schedules.get(budget)
+        if schedule is None:
+            schedule = group.schedules[budget] = schedule_for_polls(group.durations, budget)
+        return schedule
+
+    def due(self, schedule: Schedule, elapsed: float) -> float:
+        """Seconds after submit at which to poll next, given ``elapsed`` seconds since submit:
+        the first time of ``schedule`` after it; past its end, a growing tail wait.
+
+        A prediction keeps the schedule it was given at submit (pass the same one each
+        time): switching a prediction in flight to a re-solved schedule costs polls that
+        neither schedule would spend.
+        """
+        times = schedule.times
+        # A poll placed at t may report elapsed = t less a rounding error: skip past it.
+        index = bisect.bisect_right(times, elapsed + 1e-9 * (1.0 + abs(elapsed)))
+        if index < len(times):
+            return times[index]
+        last = times[-1] if times else 0.0
+        gap = times[-1] - times[-2] if len(times) >= 2 else schedule.mean * 0.05
+        # A straggler: wait half as long again as it has outlived the schedule, so its
+        # polls thin out geometrically, but never longer than the cap.
+        step = min(self._tail_cap, max(gap, 0.5 * (elapsed - last)))
+        return max(elapsed, last) + step
+
+    def _group(self, shape: Shape) -> _Group:
+        group = self._groups.get(shape)
+        if group is None:
+            group = self._groups[shape] = _Group(self._window)
+        return group
+
+    def _prior_median(self, shape: Shape) -> float:
+        return self._typical * (1 + _PRIOR_PER_EXTRA_IMAGE * (max(1, shape.max_images) - 1))
