@@ -365,7 +365,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
                 f"already paid for is in the journal {journal}; re-run the same command to "
                 "resume (what was paid for is fetched by id, not paid again):\n  "
-                f"{resume_command()}"
+                f"{resume_command(drop='--reroll' if options.reroll else None)}"
             )
         else:
             errors.print(

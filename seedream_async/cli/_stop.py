@@ -65,6 +65,22 @@ async def stop_on_signals(
             group.cancel_scope.cancel()
 
 
-def resume_command() -> str:
-    """The command line that resumes this run: the same command again."""
-    return shlex.join(["seedream-async", *sys.argv[1:]])
+def resume_command(*, drop: str | None = None) -> str:
+    """The command line that resumes this run: the same command again.
+
+    Args:
+        drop: an option (taking one or more values) to leave out, with its values: e.g.
+            ``--reroll``, whose new seeds are pinned already, so repeating it would pay
+            for the same items once more.
+    """
+    args: list[str] = []
+    dropping = False
+    for arg in sys.argv[1:]:
+        if drop is not None and (arg == drop or arg.startswith(f"{drop}=")):
+            dropping = arg == drop
+            continue
+        if dropping and not arg.startswith("-"):
+            continue
+        dropping = False
+        args.append(arg)
+    return shlex.join(["seedream-async", *args])
