@@ -76,9 +76,12 @@ async def test_key_never_leaks_from_a_faulty_batch(
     assert client.requests["submit"] > 0
     assert KEY not in repr(client)
 
-    # Some of everything happened, so the check below covers retries and failures too.
-    statuses = {r.status for r in results}
-    assert {ResultStatus.SUCCEEDED, ResultStatus.FAILED} <= statuses
+    # Retries, billed predictions and failures happened, so the check below covers them.
+    # (Not "some succeeded": with 10 ms output URLs, a loaded machine may see every
+    # download expire, and the test must not depend on the machine's speed.)
+    assert len(results) == len(items)
+    assert ResultStatus.FAILED in {r.status for r in results}
+    assert any(r.prediction_id for r in results)
     assert sim.ledger.faults["drop"] > 0
     assert any(r.name.startswith("httpx") for r in caplog.records)
 
