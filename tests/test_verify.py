@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seedream_async import OutputInvalid
-from seedream_async._verify import verify_image, verify_image_file
+from seedream_async._verify import looks_whole, verify_image, verify_image_file
 from seedream_async.testing import make_png
 
 PNG = make_png(16, 16, seed=3)
@@ -66,3 +66,17 @@ def test_a_missing_file_is_invalid_not_an_os_error(tmp_path: Path) -> None:
     """Reading back a file that vanished is an OutputInvalid naming it."""
     with pytest.raises(OutputInvalid, match=r"gone\.png"):
         verify_image_file(tmp_path / "gone.png")
+
+
+@pytest.mark.parametrize(
+    ("data", "whole"),
+    [(PNG, True), (JPEG, True), (WEBP, True), (PNG[:-12], False), (JPEG[:-2], False),
+     (WEBP[:-4], False), (b"<html></html>", False), (b"", False)],
+    ids=["png", "jpeg", "webp", "png-cut", "jpeg-cut", "webp-cut", "html", "empty"],
+)  # fmt: skip
+def test_the_cheap_recheck_of_a_delivered_file(tmp_path: Path, data: bytes, whole: bool) -> None:
+    """looks_whole (used on resume) accepts whole images and refuses a cut or foreign file."""
+    path = tmp_path / "out.img"
+    path.write_bytes(data)
+    assert looks_whole(path) is whole
+    assert looks_whole(tmp_path / "gone.png") is False
