@@ -132,7 +132,7 @@ def test_progress_counts_each_outcome_apart() -> None:
     display._progress.console.file.close()
 
 
-@pytest.mark.parametrize("command", ["simulate", "demo", "run", "review", "validate"])
+@pytest.mark.parametrize("command", ["simulate", "demo", "run", "review", "validate", "status"])
 def test_every_option_has_help(command: str) -> None:
     """Every option of the command says what it does in --help."""
     parser = _parser()
