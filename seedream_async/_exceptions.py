@@ -11,6 +11,7 @@ Our exception hierarchy::
     ├── APIStatusError            - the API answered with an error status (or an error
     │   │                           ``code`` in a 200 body)
     │   ├── AuthenticationError   - 401 / 403
+    │   ├── InsufficientBalance   - 402: the account's balance is exhausted
     │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
     │   ├── RateLimitError        - 429
     │   ├── ServerError           - 5xx
@@ -20,6 +21,7 @@ Our exception hierarchy::
     ├── PredictionFailed          - the model reported ``failed``
     ├── DeadlineExceeded          - a prediction did not finish in time
     ├── OutputExpired             - an output URL expired before it was downloaded
+    ├── OutputInvalid             - an output is not a whole image of an expected type
     ├── BudgetExceeded            - the batch's budget stopped this item's submit
     └── JournalError              - the batch journal is unreadable or belongs elsewhere
 """
@@ -40,11 +42,13 @@ __all__ = [
     "BudgetExceeded",
     "ConfigurationError",
     "DeadlineExceeded",
+    "InsufficientBalance",
     "InvalidImage",
     "InvalidInput",
     "JournalError",
     "MalformedResponse",
     "OutputExpired",
+    "OutputInvalid",
     "PredictionFailed",
     "RateLimitError",
     "SeedreamError",
@@ -151,6 +155,11 @@ class AuthenticationError(APIStatusError):
     """401 or 403: the API key is missing, wrong or not allowed."""
 
 
+class InsufficientBalance(APIStatusError):
+    """402: the account's balance is exhausted. Fatal for a whole batch: no new submit can
+    succeed until the balance is topped up; predictions already paid for still finish."""
+
+
 class BadRequestError(APIStatusError):
     """The API rejected the request itself (400, 404, 413, 415, 422)."""
 
@@ -219,6 +228,11 @@ class OutputExpired(SeedreamError):
     """An output URL had expired and a fresh one could not be had."""
 
 
+class OutputInvalid(SeedreamError):
+    """An output is not a whole image of an expected type: an HTML page, junk, a file cut
+    short, or over the size cap. The prediction is paid for: a re-run fetches it again."""
+
+
 class BudgetExceeded(SeedreamError):
     """The batch's budget was reached before this item was submitted; nothing was spent on it."""
 
@@ -241,6 +255,11 @@ def status_error_class(status: int) -> tuple[type[APIStatusError], str]:
     """The exception class for an error ``status`` (HTTP, or a body's ``code``), and a hint."""
     if status in (401, 403):
         return AuthenticationError, "check the API key (ATLASCLOUD_API_KEY)"
+    if status == 402:
+        return (
+            InsufficientBalance,
+            "the account's balance is exhausted; top it up, then run the batch again",
+        )
     if status == 429:
         return RateLimitError, "rate limited; lower concurrency or rate"
     if status >= 500:

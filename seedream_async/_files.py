@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiofiles
 import anyio
@@ -41,20 +41,20 @@ async def open_binary(
 ) -> AsyncIterator[AsyncBinaryFile]:
     """Open ``path`` for async binary reading or writing on whichever loop is running.
 
-    The file is closed even when the block is cancelled (a download past its deadline):
-    the close is shielded, or a cancelled close would leak the descriptor.
+    Opening and closing are shielded from cancellation: each runs in a worker thread, and
+    a cancel arriving meanwhile (a stopped batch) would otherwise leave the file open.
     """
-    if _on_asyncio():
-        handle = await aiofiles.open(path, mode)
-        try:
-            yield handle
-        finally:
-            with anyio.CancelScope(shield=True):
+    handle: Any
+    with anyio.CancelScope(shield=True):
+        if _on_asyncio():
+            handle = await aiofiles.open(path, mode)
+        else:
+            handle = await anyio.open_file(path, mode)
+    try:
+        yield handle
+    finally:
+        with anyio.CancelScope(shield=True):
+            if isinstance(handle, anyio.AsyncFile):
+                await handle.aclose()
+            else:
                 await handle.close()
-    else:
-        trio_handle = await anyio.open_file(path, mode)
-        try:
-            yield trio_handle
-        finally:
-            with anyio.CancelScope(shield=True):
-                await trio_handle.aclose()

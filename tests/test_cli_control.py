@@ -56,7 +56,8 @@ async def test_status(tmp_path: Path) -> None:
     for key, error in failed.items():
         assert f"{key}: {error}" in text
     summary = json.loads(as_json.stdout)
-    assert summary["counts"] == {"failed": len(failed), "succeeded": 4 - len(failed)}
+    # Counted in the journal's own states (issue 11's JournalState values).
+    assert summary["counts"] == {"api_failed": len(failed), "delivered": 4 - len(failed)}
     assert summary["failed"] == failed
     assert summary["billed"] == pytest.approx(4 * PRICE)
     missing = await cli("status", tmp_path / "nowhere")

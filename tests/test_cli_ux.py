@@ -82,7 +82,7 @@ async def test_budget_reached_line(tmp_path: Path) -> None:
         assert sim.ledger.executions == 2
     text = out(done)
     assert done.returncode == 1, text
-    assert "Budget of $0.08 reached: $0.072 spent this run" in text
+    assert "Budget of $0.08 reached: $0.072 billed this run" in text
     assert "2 item(s) not submitted" in text
     assert "(not_submitted)" not in text
 
@@ -189,3 +189,16 @@ async def test_wrong_key_is_one_line(tmp_path: Path) -> None:
     assert text.count("The API refused the key (HTTP 401) for 5 item(s)") == 1
     assert "ATLASCLOUD_API_KEY" in text
     assert "✗" not in text.split("seedream-async run")[-1]  # no item listed one by one
+
+
+async def test_resume_command_of_a_reroll_leaves_the_reroll_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stopped `run --reroll` is resumed without --reroll: its seeds are pinned already,
+    and repeating it would pay for the same items once more."""
+    from seedream_async.cli._stop import resume_command
+
+    argv = ["seedream-async", "run", "m.csv", "--reroll", "a", "b", "--out", "o", "--reroll=c"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert resume_command(drop="--reroll") == "seedream-async run m.csv --out o"
+    assert resume_command() == "seedream-async " + " ".join(argv[1:])

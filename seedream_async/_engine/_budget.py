@@ -1,4 +1,4 @@
-"""What a batch may spend and has spent."""
+"""What a run may spend and has spent (the journal keeps the budget over every run)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ __all__ = ["Budget"]
 
 
 class Budget:
-    """Reserve the price of a submit before it is sent, refund it when the server did not
-    take it, and count it as spent once billed (an ambiguous submit too, to be safe).
+    """This run's money: reserve the price of a submit before it is sent, refund it when
+    the server did not take it, count it as spent once billed (an ambiguous one too).
+
+    With a journal, the budget over the whole journal is checked by the journal itself
+    (``JournalStore.reserve``); this object then holds only a per-run cap, if any.
 
     A submit's price comes from the client's :class:`PriceModel`: per execution, or per
     generated image, where the most the submit can generate (``max_images``) is held and
@@ -19,7 +22,7 @@ class Budget:
 
     Args:
         price: how the API bills (a plain number is dollars per execution).
-        limit: US dollars the batch may spend, or None for no limit.
+        limit: US dollars this run may spend, or None for no limit.
         progress: the live counters, whose ``executions`` and ``spent`` it keeps.
     """
 

@@ -6,7 +6,8 @@ Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library its
 imports this package.
 
 Exit codes: 0 every item succeeded (or the manifest is valid), 1 some item did not (or the
-manifest has problems, for ``validate``), 2 a usage or manifest error, 130 interrupted.
+manifest has problems, for ``validate``), 2 a usage or manifest error, 130 stopped by Ctrl-C
+(SIGINT), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=None,
         metavar="USD",
-        help="stop submitting before this run's cost would pass USD (default: no limit)",
+        help="stop submitting before the catalog's cost (every run of its journal counted) "
+        "would pass USD (default: no limit)",
     )
     run.add_argument(
         "--journal", type=Path, default=None, help="default: <out>/.seedream-journal.sqlite"
@@ -81,7 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resubmit-ambiguous",
         action="store_true",
-        help="send again items an earlier run may have paid for without an answer",
+        help="send again items an earlier run may have paid for without an answer "
+        "(each may then be paid for twice)",
+    )
+    run.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="pay for a new attempt of items the API reported failed in an earlier run",
     )
     run.add_argument(
         "--first-poll",
@@ -328,6 +336,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         size=ns.size,
         max_images=ns.max_images,
         resubmit_ambiguous=ns.resubmit_ambiguous,
+        retry_failed=ns.retry_failed,
         poll=_poll_policy(ns),
         json_summary=ns.json,
         dry_run=ns.dry_run,

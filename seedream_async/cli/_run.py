@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -22,6 +23,7 @@ from rich.markup import escape
 
 from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
+from .._engine import BatchRun
 from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
@@ -29,15 +31,17 @@ from ._progress import ProgressDisplay
 from ._report import (
     ReportWriter,
     Tally,
-    complete_from_journal,
     print_failures,
     print_next_steps,
+    record,
     summary_json,
     summary_table,
+    write_report,
 )
 from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
 from ._review import REVIEW_NAME, write_review
 from ._status import journal_exists, load_journal, plan_run, print_plan
+from ._stop import resume_command, stop_on_signals
 from ._validate import scan
 
 __all__ = [
@@ -56,7 +60,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 JOURNAL_NAME = ".seedream-journal.sqlite"
 REPORT_NAME = "report.jsonl"
 # Problems printed before "... and N more".
@@ -80,6 +84,7 @@ class RunOptions:
         max_images: the ``max_images`` of rows that do not set one.
         resubmit_ambiguous: pay again for items an earlier run may have paid for without
             hearing back.
+        retry_failed: pay for a new attempt of items the API reported failed before.
         poll: the polling policy; the client's default when None.
         resumable: re-running the same command resumes (False for the demo, whose
             simulator forgets its predictions when it stops).
@@ -106,6 +111,7 @@ class RunOptions:
     size: str | None = None
     max_images: int | None = None
     resubmit_ambiguous: bool = False
+    retry_failed: bool = False
     poll: PollPolicy | None = None
     json_summary: bool = False
     resumable: bool = True
@@ -155,10 +161,12 @@ def key_seed(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
 
 
-def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int, set[str]]:
-    """Read the whole manifest once before spending anything: rows selected, first problems,
-    how many problems, and the selected keys found (to name the --only keys not found)."""
-    rows, problems = 0, 0
+def _prescan(options: RunOptions) -> tuple[list[str], list[ManifestProblem], int, set[str]]:
+    """Read the whole manifest once before spending anything: the selected keys (in order),
+    first problems, how many problems, and the named keys found (to name the --only keys not
+    found)."""
+    keys: list[str] = []
+    problems = 0
     shown: list[ManifestProblem] = []
     found: set[str] = set()
     for row in scan(
@@ -170,10 +178,10 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int, set[
                 shown.append(row)
         else:
             if options.only is None or row.item.key in options.only:
-                rows += 1
+                keys.append(row.item.key)
             if row.item.key in options.named:
                 found.add(row.item.key)
-    return rows, shown, problems, found
+    return keys, shown, problems, found
 
 
 def _selected(options: RunOptions) -> Iterator[EditItem]:
@@ -216,18 +224,25 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     plan = await plan_run(
         _selected(options),
         view,
+        retry_failed=options.retry_failed,
         resubmit_ambiguous=options.resubmit_ambiguous,
         reroll=options.reroll,
     )
-    print_plan(console, plan, budget=options.budget)
+    billed = view.billed if view is not None else 0.0
+    print_plan(console, plan, budget=options.budget, billed=billed)
     return EXIT_OK
 
 
-async def _finish_report(options: RunOptions) -> None:
-    """Complete report.jsonl from the journal, then write the review sheet from it."""
-    await complete_from_journal(options.report_path, options.journal_path)
-    if await anyio.Path(options.report_path).exists():
-        await anyio.to_thread.run_sync(write_review, options.report_path, options.review_path)
+async def _write_records(
+    options: RunOptions,
+    keys: list[str],
+    lines: dict[str, dict[str, Any]],
+    items: dict[str, EditItem],
+) -> None:
+    """Write report.jsonl whole from this run's lines and the journal, then the review sheet
+    from it (also after a stopped run)."""
+    await write_report(options.report_path, keys, options.journal_path, lines, items)
+    await anyio.to_thread.run_sync(write_review, options.report_path, options.review_path)
 
 
 async def run_manifest(options: RunOptions, *, console: Console, errors: Console) -> int:
@@ -244,7 +259,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     Returns:
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
-    total, problems, count, found = _prescan(options)
+    keys, problems, count, found = _prescan(options)
+    total = len(keys)
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
@@ -265,7 +281,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         await _reroll(options, console)
     journal = options.journal_path
     if journal.exists():
-        console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
+        console.print(f"Resuming from the journal {journal}: what was paid for is not paid again.")
     elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
     else:
@@ -274,50 +290,88 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
 
     def items() -> Iterator[EditItem]:
         for item in _selected(options):
-            asked[item.key] = item
+            asked[item.key] = given[item.key] = item
             yield item
 
+    given: dict[str, EditItem] = {}  # every item read, for the lines the journal writes
     tally = Tally()
+    lines: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     journal.parent.mkdir(parents=True, exist_ok=True)
+    billed = 0.0
+    runs: list[BatchRun] = []
+    scope = anyio.CancelScope()
+
+    def hurry() -> None:  # a second Ctrl-C: give submits on the wire no more time
+        for run in runs:
+            run.cancel(wait_for_submits=False)
+
     try:
-        async with AsyncSeedream(
-            options.api_key, base_url=options.base_url, poll=options.poll
-        ) as client:
-            with (
-                ReportWriter(options.report_path) as report,
-                ProgressDisplay(console, total) as display,
-            ):
-                batch = client.edit_batch(
-                    items(),
-                    concurrency=options.concurrency,
-                    rate=options.rate,
-                    out_dir=options.out,
-                    journal=journal,
-                    budget=options.budget,
-                    resubmit_ambiguous=options.resubmit_ambiguous,
-                    on_progress=display.on_progress,
-                )
-                async with batch:
-                    async for result in batch:
-                        report.write(result, asked.pop(result.key, None))
-                        tally.add(result)
-                        display.add(result)
+        async with stop_on_signals(scope, hurry=hurry) as stop:
+            with scope:
+                async with AsyncSeedream(
+                    options.api_key, base_url=options.base_url, poll=options.poll
+                ) as client:
+                    with (
+                        ReportWriter(options.report_path) as report,
+                        ProgressDisplay(console, total) as display,
+                    ):
+                        batch = client.edit_batch(
+                            items(),
+                            concurrency=options.concurrency,
+                            rate=options.rate,
+                            out_dir=options.out,
+                            journal=journal,
+                            budget=options.budget,
+                            resubmit_ambiguous=options.resubmit_ambiguous,
+                            retry_failed=options.retry_failed,
+                            on_progress=display.on_progress,
+                        )
+                        runs.append(batch)
+                        try:
+                            async with batch:
+                                async for result in batch:
+                                    item = asked.pop(result.key, None)
+                                    report.write(result, item)  # as it comes; rewritten below
+                                    lines[result.key] = record(result, item)
+                                    tally.add(result)
+                                    display.add(result)
+                        finally:
+                            billed = batch.progress.spent
     finally:
+        # Past the batch (stopped or not): the report from the journal, the review sheet.
         elapsed = time.monotonic() - started
-        if not options.json_summary:
-            console.print(summary_table(tally, expected=total, elapsed=elapsed))
-        with anyio.CancelScope(shield=True):  # an interrupted run still gets its sheet
-            await _finish_report(options)
+        with anyio.CancelScope(shield=True):
+            await _write_records(options, keys, lines, given)
+    if not options.json_summary:
+        console.print(summary_table(tally, expected=total, elapsed=elapsed, billed=billed))
     print_failures(console, tally)
-    print_next_steps(console, tally, budget=options.budget, api_key_env=options.api_key_env)
+    print_next_steps(
+        console, tally, budget=options.budget, api_key_env=options.api_key_env, billed=billed
+    )
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
     console.print(f"Review:  {options.review_path}")
     if options.json_summary:
-        summary = summary_json(tally, expected=total, elapsed=elapsed)
+        summary = summary_json(tally, expected=total, elapsed=elapsed, billed=billed)
         paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
         summary.update({name: str(path) for name, path in paths.items()})
         sys.stdout.write(json.dumps(summary) + "\n")
+    if stop.exit_code is not None:
+        assert stop.signal is not None
+        if options.resumable:
+            errors.print(
+                f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
+                f"already paid for is in the journal {journal}; re-run the same command to "
+                "resume (what was paid for is fetched by id, not paid again):\n  "
+                f"{resume_command(drop='--reroll' if options.reroll else None)}"
+            )
+        else:
+            errors.print(
+                f"Stopped by {stop.signal.name}. The demo's simulator stopped with it, so "
+                "running the demo again starts over. A real catalog (seedream-async run) "
+                "resumes from its journal."
+            )
+        return stop.exit_code
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED

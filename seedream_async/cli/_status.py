@@ -20,6 +20,8 @@ import anyio
 from rich.console import Console
 
 from .._engine._items import EditItem
+from .._engine._store import ItemRecord, JournalState
+from .._exceptions import PredictionFailed
 from ._report import cli_words
 
 __all__ = [
@@ -89,6 +91,13 @@ class JournalView:
         return Counter(row.state for row in self.rows.values())
 
 
+def _error(record: ItemRecord) -> str | None:
+    """The row's error as the run's report words it (a failed prediction names its id)."""
+    if record.state is JournalState.API_FAILED and record.prediction_id and record.error:
+        return str(PredictionFailed(record.prediction_id, record.error))
+    return record.error
+
+
 async def load_journal(path: Path) -> JournalView:
     """Read the journal at ``path`` (which must exist) without changing it.
 
@@ -98,24 +107,31 @@ async def load_journal(path: Path) -> JournalView:
     from .._engine._journal import Journal
 
     rows: dict[str, JournalRow] = {}
-    billed = 0.0
     async with await Journal.open(path) as journal:
-        for entry in await journal.entries():
-            history = await journal.history(entry.key)
-            earlier = [old for old in history if old.prediction_id is not None]
-            paid = entry.prediction_id is not None or entry.state.value in _AMBIGUOUS
-            cost = entry.cost + sum(old.cost for old in history)
-            billed += cost
-            rows[entry.key] = JournalRow(
-                key=entry.key,
-                state=entry.state.value,
-                fingerprint=entry.fingerprint,
-                prediction_id=entry.prediction_id,
-                files=entry.files,
-                error=entry.error,
-                cost=cost,
-                attempts=len(earlier) + paid,
-            )
+        after = 0
+        while True:
+            page = await journal.page(after=after)
+            for record in page.records:
+                history = await journal.history(record.key) if record.attempts else []
+                paid = [
+                    old
+                    for old in history
+                    if old.prediction_id is not None or old.state.value in _AMBIGUOUS
+                ]
+                rows[record.key] = JournalRow(
+                    key=record.key,
+                    state=record.state.value,
+                    fingerprint=record.fingerprint,
+                    prediction_id=record.prediction_id,
+                    files=record.files,
+                    error=_error(record),
+                    cost=sum(old.cost for old in history),
+                    attempts=len(paid),
+                )
+            if page.next_after is None:
+                break
+            after = page.next_after
+        billed = (await journal.spend()).billed
     return JournalView(path=path, rows=rows, billed=billed)
 
 
@@ -269,13 +285,14 @@ def _keys_text(keys: list[str]) -> str:
     return shown + (f", ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
 
 
-def print_plan(console: Console, plan: Plan, *, budget: float | None) -> None:
+def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: float = 0.0) -> None:
     """Print a dry run: items per action (paid ones with their keys) and the cost.
 
     Args:
         console: where to print.
         plan: the plan.
-        budget: the run's --budget, if any.
+        budget: the run's --budget, if any: the catalog's, every run of the journal counted.
+        billed: US dollars the journal has billed already (they count against ``budget``).
     """
     from rich.markup import escape
     from rich.table import Table
@@ -297,10 +314,11 @@ def print_plan(console: Console, plan: Plan, *, budget: float | None) -> None:
     if budget is not None:
         from .._constants import PRICE_PER_EXECUTION
 
-        fits = int((budget + 1e-9) // PRICE_PER_EXECUTION)
+        fits = max(int((budget - billed + 1e-9) // PRICE_PER_EXECUTION), 0)
         if fits < plan.paid:
+            spent = f" (less ${billed:.3f} already billed)" if billed else ""
             console.print(
-                f"[yellow]--budget {budget:g} covers {fits} of them[/]; the other "
+                f"[yellow]--budget {budget:g}{spent} covers {fits} of them[/]; the other "
                 f"{plan.paid - fits} would be left not submitted"
             )
 
