@@ -9,6 +9,7 @@ import pytest
 from _helpers import simulated
 
 from seedream_async import EditItem
+from seedream_async._engine._items import ResultStatus
 from seedream_async._engine._pgjournal import PostgresJournal
 from seedream_async._engine._store import JournalState
 from seedream_async._models import build_request
@@ -44,8 +45,8 @@ async def test_two_workers_drain_the_journal_once(postgres_dsn: str, tmp_path: P
             group.start_soon(worker, "w2")
         counts = await journal.counts()
         assert counts[JournalState.DELIVERED] == 40
-        assert sum(t.delivered for t in tallies) == 40
-        assert all(t.delivered for t in tallies)  # both took a share
+        assert sum(t.count(ResultStatus.SUCCEEDED) for t in tallies) == 40
+        assert all(t.executions for t in tallies)  # both took a share
         assert sim.ledger.executions == 40
         assert sim.ledger.duplicate_submissions == 0
         assert len([p async for p in anyio.Path(tmp_path).glob("sku-*.png")]) == 40
@@ -71,12 +72,9 @@ async def test_a_dead_workers_items_are_finished_without_paying_again(
         await journal.heartbeat("dead", lease=0.0)  # it died: no more heartbeats
 
         tally = await drain(client, journal, owner="live", concurrency=4)
-        assert (tally.taken_over, tally.fetched_by_id, tally.ambiguous, tally.submitted) == (
-            3,
-            1,
-            1,
-            1,
-        )
+        assert tally.taken_over == 3
+        assert (tally.count(ResultStatus.SUCCEEDED), tally.count(ResultStatus.AMBIGUOUS)) == (2, 1)
+        assert tally.executions == 1
         assert sim.ledger.executions == 2  # the dead worker's one, and the untouched item's
         records = await journal.get_many([c.record.key for c in (billed, caught, untouched)])
         assert records[billed.record.key].state is JournalState.DELIVERED
@@ -101,13 +99,23 @@ async def test_the_budget_is_shared_and_a_failed_download_ends_the_drain(
         counts = await journal.counts()
         assert counts[JournalState.NOT_SUBMITTED] == 4
         assert sim.ledger.executions == 6
+        assert tally.executions == 6
         assert (await journal.spend()).billed <= budget + 1e-9
         # Outputs expired at once: billed, undelivered, the ids kept for a later pass.
-        assert tally.undelivered == 6
-        assert counts[JournalState.DONE] == 6
+        assert counts[JournalState.DONE] + counts[JournalState.SUBMITTED] == 6
         assert (await journal.fleet()).noted == 6
 
         sim.configure(faults=Faults())
         again = await drain(client, journal, out_dir=tmp_path, retry_noted=True)
-        assert (again.fetched_by_id, again.delivered, again.submitted) == (6, 6, 0)
+        assert (again.count(ResultStatus.SUCCEEDED), again.executions) == (6, 0)
         assert sim.ledger.executions == 6
+
+
+async def test_edit_batch_takes_a_postgres_dsn(postgres_dsn: str) -> None:
+    """journal="postgresql://..." in the library: a re-run pays nothing again."""
+    async with simulated() as (sim, client):
+        first = await client.edit_all(catalog(5), journal=postgres_dsn)
+        again = await client.edit_all(catalog(5), journal=postgres_dsn)
+    assert [r.status for r in first] == [ResultStatus.SUCCEEDED] * 5
+    assert all(r.from_journal for r in again)
+    assert sim.ledger.executions == 5

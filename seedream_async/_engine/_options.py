@@ -36,7 +36,9 @@ class BatchOptions:
         journal: an SQLite file recording what was billed and delivered, to resume a stopped
             batch without paying twice and to let runs share the catalog, or an open
             journal (``await Journal.open(path, durable=True)`` survives power loss too;
-            any :class:`JournalStore`); you close one you pass in.
+            any :class:`JournalStore`); you close one you pass in. A
+            ``postgresql://user@host/db`` DSN opens a PostgreSQL journal that runs and
+            workers on many machines share (``pip install 'seedream-async[postgres]'``).
         budget: US dollars the catalog may spend: with a journal, over every run of that
             journal (what earlier runs billed counts); without, this run. Items past it are
             ``not_submitted``.

@@ -55,6 +55,7 @@ from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, a
 from ._journal import Journal
 from ._names import NameRegistry, output_stem
 from ._options import BatchOptions, Items
+from ._pgjournal import PostgresJournal, is_postgres_dsn
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
 from ._sqlite import new_owner
@@ -183,6 +184,8 @@ class Engine:
             return None
         if not isinstance(journal, str | os.PathLike):
             return journal  # the caller's: opened and closed by them
+        if is_postgres_dsn(journal):  # one journal for many runs on many machines
+            return await stack.enter_async_context(await PostgresJournal.open(journal))
         journal_path = anyio.Path(journal)
         await journal_path.parent.mkdir(parents=True, exist_ok=True)
         return await stack.enter_async_context(await Journal.open(str(journal_path)))

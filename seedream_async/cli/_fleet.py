@@ -190,12 +190,11 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
             owner=owner,
             retry_noted=ns.retry_undelivered,
         )
+    results = ", ".join(f"{status} {n}" for status, n in sorted((tally.results or {}).items()))
     console.print(
         f"Worker {owner} done in {time.monotonic() - started:.1f} s: claimed {tally.claimed} "
-        f"(taken over {tally.taken_over}), submitted {tally.submitted}, fetched by id "
-        f"{tally.fetched_by_id}, delivered {tally.delivered}, failed {tally.failed}, "
-        f"ambiguous {tally.ambiguous}, not submitted {tally.not_submitted}, undelivered "
-        f"{tally.undelivered}, lost to another worker {tally.lost}"
+        f"(taken over {tally.taken_over}), submitted {tally.executions}, from the journal "
+        f"{tally.from_journal}; {results or 'no results'}"
     )
     return EXIT_OK
 

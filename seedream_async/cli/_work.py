@@ -1,19 +1,15 @@
 """A fleet on one journal: ``load`` a manifest into it, ``work`` to drain it, ``status``.
 
 ``work`` is one worker of any number, on any machines, sharing a PostgreSQL journal. It
-claims items in batches (the journal's ``claim_next``), keeps its leases alive with a
-heartbeat, and takes every claimed item through what is left of it:
+claims items in batches (the journal's ``claim_next``) and feeds them to the batch engine
+(``edit_batch``) under its own owner id, so every item gets what a run gives it: uploads
+once, the adaptive limit, one poll scheduler, verified delivery, the journal's budget, and
+what is left of it when taken over (an item with a prediction id is fetched by that id,
+one caught mid-submit by a dead worker is ambiguous: neither is submitted again).
 
-- PENDING: upload, reserve the price in the journal (the fleet's budget), submit, record the
-  id, wait, save, deliver;
-- SUBMITTED / DONE (billed earlier, by this worker or a dead one): fetch by prediction id,
-  save, deliver; never submit again;
-- INTENT (a dead worker was between submit and answer): ambiguous, not sent again (the
-  journal marks it so as it hands the item over).
-
-It ends when the journal has nothing left to do: no item unclaimed, no lease held by a live
-worker or waiting to expire. A worker killed at any point leaves its items to the others
-once its leases run out.
+It ends when the journal has nothing left for anyone: no item unclaimed, no lease held by
+another live worker or waiting to expire. A worker killed at any point leaves its items to
+the others once its leases run out.
 """
 
 from __future__ import annotations
@@ -22,33 +18,34 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from .._client import AsyncSeedream
-from .._engine._items import EditItem, as_item
-from .._engine._names import output_stems, safe_name
-from .._engine._pgjournal import ClaimedItem, LoadReport, LoadRow, PostgresJournal
+from .._engine._identity import DigestCache
+from .._engine._items import BatchResult, EditItem, ResultStatus
+from .._engine._names import output_stem
+from .._engine._pgjournal import LoadReport, LoadRow, PostgresJournal
 from .._engine._resume import fingerprint
-from .._engine._store import JournalState, LostClaim
-from .._exceptions import (
-    AmbiguousSubmission,
-    APIStatusError,
-    InvalidInput,
-    PredictionFailed,
-    SeedreamError,
+from .._engine._store import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    ItemRecord,
+    JournalState,
+    Page,
+    Spend,
 )
-from .._models import build_request, check_params
+from .._exceptions import InvalidInput, JournalError
+from .._models import check_params
 
 __all__ = ["WorkTally", "drain", "load_items", "worker_id"]
 
 logger = logging.getLogger("seedream_async")
-
-_REFUSED = frozenset({429, 503})  # the API did not take the submit: not billed
 
 
 def worker_id() -> str:
@@ -91,15 +88,16 @@ async def load_items(
         )
         batch.clear()
 
+    digests = DigestCache()  # the engine's fingerprint: a claim must find the same one
     for item in items:
         params = item.request_params()
         check_params(key=item.key, prompt=item.prompt, images=item.images, **params)
-        digest = await fingerprint(item, params)
+        digest = await fingerprint(item, params, digests)
         batch.append(
             LoadRow(
                 key=item.key,
                 fingerprint=digest,
-                name=safe_name(item.key),
+                name=output_stem(item.key),
                 item=_item_json(item),
             )
         )
@@ -117,200 +115,111 @@ async def load_items(
 
 @dataclass
 class WorkTally:
-    """What one worker did. ``submitted`` counts its own paid submits."""
+    """What one worker did.
+
+    Args:
+        owner: the worker's owner id.
+        claimed: items it claimed from the journal.
+        taken_over: of those, items whose previous worker's lease had run out.
+        results: its results by status.
+        from_journal: results answered from the journal (done by another worker already).
+        executions: predictions it submitted (each billed).
+    """
 
     owner: str
     claimed: int = 0
     taken_over: int = 0
-    submitted: int = 0
-    delivered: int = 0
-    fetched_by_id: int = 0
-    failed: int = 0
-    ambiguous: int = 0
-    not_submitted: int = 0
-    undelivered: int = 0
-    lost: int = 0
-    keys: list[str] = field(default_factory=list)
+    results: dict[str, int] | None = None
+    from_journal: int = 0
+    executions: int = 0
+
+    def count(self, status: ResultStatus) -> int:
+        """Results with ``status``."""
+        return (self.results or {}).get(str(status), 0)
 
 
-class _Worker:
-    def __init__(
-        self,
-        client: AsyncSeedream,
-        journal: PostgresJournal,
-        *,
-        owner: str,
-        out_dir: Path | None,
-        budget: float | None,
-        lease: float,
-        on_change: Callable[[WorkTally], None] | None,
-    ) -> None:
-        self.client = client
+class _AsOwner:
+    """The journal as seen by the engine inside one worker: every call is made under the
+    worker's owner id, so the claims ``claim_next`` took for the worker are the engine's
+    run's claims (its state changes pass the fence), under the worker's lease."""
+
+    def __init__(self, journal: PostgresJournal, owner: str, lease: float) -> None:
         self.journal = journal
         self.owner = owner
-        self.out_dir = out_dir
-        self.budget = budget
         self.lease = lease
-        self.price = client.price_per_execution
-        self.tally = WorkTally(owner=owner)
-        self.on_change = on_change
-        self.active: set[str] = set()
-        self.freed = anyio.Event()
 
-    def changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.tally)
+    async def claim(
+        self, owner: str, claims: Sequence[Claim], *, lease: float
+    ) -> list[ClaimOutcome]:
+        return await self.journal.claim(self.owner, claims, lease=self.lease)
 
-    async def heartbeat(self) -> None:
-        while True:
-            await anyio.sleep(self.lease / 3)
-            try:
-                await self.journal.heartbeat(self.owner, lease=self.lease)
-            except SeedreamError as err:  # the next beat may get through; leases last 3 beats
-                logger.warning("heartbeat failed: %s", err)
+    async def heartbeat(self, owner: str, *, lease: float) -> int:
+        return await self.journal.heartbeat(self.owner, lease=self.lease)
 
-    async def item(self, claimed: ClaimedItem) -> None:
-        key = claimed.record.key
-        try:
-            await self._item(claimed)
-        except LostClaim:
-            self.tally.lost += 1  # another worker carries it on
-        finally:
-            # Whatever became of it, the item is not this worker's any more: a row left
-            # not_submitted, ambiguous or failed must not keep a live lease (as the engine's
-            # claims do). Fenced by owner, so a lost claim is left alone.
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.journal.release(self.owner, [key])
-                except SeedreamError as err:  # the lease runs out on its own
-                    logger.warning("could not release %r: %s", key, err)
-            self.active.discard(key)
-            self.freed.set()
-            self.changed()
+    async def release(self, owner: str, keys: Sequence[str]) -> None:
+        await self.journal.release(self.owner, keys)
 
-    async def _item(self, claimed: ClaimedItem) -> None:
-        record, key = claimed.record, claimed.record.key
-        if record.state is JournalState.AMBIGUOUS:
-            # Taken over from a worker that died mid-submit: the journal marked it (maybe
-            # billed, never sent again); nothing is left to do but report it.
-            self.tally.ambiguous += 1
-        elif record.state is JournalState.INTENT:
-            # A worker died between sending the submit and hearing back: maybe billed.
-            await self.journal.ambiguous(
-                self.owner,
-                key,
-                cost=self.price,
-                error=f"worker {claimed.taken_over_from or 'unknown'} stopped between this "
-                "item's submit and its answer; it may have been billed, so it is not sent "
-                "again (re-run with --resubmit-ambiguous to pay for it again)",
-            )
-            self.tally.ambiguous += 1
-        elif record.prediction_id and record.state in (JournalState.SUBMITTED, JournalState.DONE):
-            self.tally.fetched_by_id += 1
-            max_images = int((record.request or {}).get("max_images", 1))
-            await self._deliver(key, record.prediction_id, max_images)
-        elif record.state is JournalState.PENDING:
-            await self._run_new(claimed)
-
-    async def _run_new(self, claimed: ClaimedItem) -> None:
-        key = claimed.record.key
-        try:
-            item = as_item(claimed.item)
-            params = item.request_params()
-            urls = await self.client.upload_images(item.images)
-            request = build_request(key, prompt=item.prompt, images=urls, **params)
-        except SeedreamError as err:
-            await self._not_submitted(key, err)
-            return
-        while True:
-            payload = request.to_payload()
-            if not await self.journal.reserve(
-                self.owner, key, request=payload, amount=self.price, budget=self.budget
-            ):
-                await self.journal.not_submitted(
-                    self.owner,
-                    key,
-                    error=f"the fleet's budget ${self.budget:.2f} was reached before this "
-                    "item; nothing was spent on it",
-                    error_type="BudgetExceeded",
-                )
-                self.tally.not_submitted += 1
-                return
-            try:
-                prediction = await self.client.submit(request)
-            except APIStatusError as err:
-                if err.status_code in _REFUSED:  # not taken: refunded, tried again later
-                    await self.journal.refund(self.owner, key, error=str(err))
-                    await anyio.sleep(err.retry_after or 1.0)
-                    continue
-                if err.status_code < 500:  # rejected: not billed
-                    await self.journal.not_submitted(
-                        self.owner, key, error=err.message, error_type=type(err).__name__
-                    )
-                    self.tally.not_submitted += 1
-                    return
-                await self._ambiguous(key, err)
-                return
-            except SeedreamError as err:  # AmbiguousSubmission, a transport error: maybe billed
-                await self._ambiguous(key, err)
-                return
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._ambiguous(key, AmbiguousSubmission("stopped mid-submit"))
-                raise
-            break
-        with anyio.CancelScope(shield=True):  # a stop must not lose the id just paid for
-            await self.journal.submitted(
-                self.owner, key, prediction_id=prediction.id, cost=self.price
-            )
-        self.tally.submitted += 1
-        await self._deliver(key, prediction.id, request.max_images)
-
-    async def _ambiguous(self, key: str, err: BaseException) -> None:
-        await self.journal.ambiguous(self.owner, key, cost=self.price, error=str(err))
-        self.tally.ambiguous += 1
-
-    async def _not_submitted(self, key: str, err: SeedreamError) -> None:
-        await self.journal.not_submitted(
-            self.owner, key, error=err.message, error_type=type(err).__name__
+    async def reserve(
+        self,
+        owner: str,
+        key: str,
+        *,
+        request: Mapping[str, Any],
+        amount: float,
+        budget: float | None,
+    ) -> bool:
+        return await self.journal.reserve(
+            self.owner, key, request=request, amount=amount, budget=budget
         )
-        self.tally.not_submitted += 1
 
-    async def _deliver(self, key: str, prediction_id: str, max_images: int) -> None:
-        try:
-            prediction = await self.client.wait(prediction_id)
-        except PredictionFailed as err:
-            await self.journal.api_failed(self.owner, key, error=str(err))
-            self.tally.failed += 1
-            return
-        except SeedreamError as err:
-            await self._undelivered(key, err)
-            return
-        outputs = list(prediction.outputs)
-        await self.journal.done(
-            self.owner, key, outputs=outputs, predict_time=prediction.predict_time
-        )
-        files: list[str] = []
-        if self.out_dir is not None:
-            stems = output_stems(safe_name(key), len(outputs))
-            try:
-                for output, stem in zip(outputs, stems, strict=False):
-                    path = await self.client.save_output(output, self.out_dir / stem)
-                    files.append(str(path))
-            except SeedreamError as err:
-                await self._undelivered(key, err)
-                return
+    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
+        await self.journal.submitted(self.owner, key, prediction_id=prediction_id, cost=cost)
+
+    async def refund(self, owner: str, key: str, *, error: str | None = None) -> None:
+        await self.journal.refund(self.owner, key, error=error)
+
+    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+        await self.journal.ambiguous(self.owner, key, cost=cost, error=error)
+
+    async def done(
+        self, owner: str, key: str, *, outputs: Sequence[str], predict_time: float | None
+    ) -> None:
+        await self.journal.done(self.owner, key, outputs=outputs, predict_time=predict_time)
+
+    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
+        await self.journal.api_failed(self.owner, key, error=error)
+
+    async def delivered(
+        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+    ) -> None:
         await self.journal.delivered(self.owner, key, files=files, outputs=outputs)
-        self.tally.delivered += 1
-        self.tally.keys.append(key)
 
-    async def _undelivered(self, key: str, err: SeedreamError) -> None:
-        # Billed: keep the id and say why; a later `work` fetches it again by id.
-        await self.journal.note_error(
-            self.owner, key, error=err.message, error_type=type(err).__name__
-        )
-        await self.journal.release(self.owner, [key])
-        self.tally.undelivered += 1
+    async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        await self.journal.note_error(self.owner, key, error=error, error_type=error_type)
+
+    async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        await self.journal.not_submitted(self.owner, key, error=error, error_type=error_type)
+
+    async def get(self, key: str) -> ItemRecord | None:
+        return await self.journal.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
+        return await self.journal.get_many(keys)
+
+    async def history(self, key: str) -> list[Attempt]:
+        return await self.journal.history(key)
+
+    async def spend(self) -> Spend:
+        return await self.journal.spend()
+
+    async def counts(self) -> dict[JournalState, int]:
+        return await self.journal.counts()
+
+    async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
+        return await self.journal.page(after=after, limit=limit)
+
+    async def aclose(self) -> None:
+        """The worker closes the journal, not the engine."""
 
 
 async def drain(
@@ -325,14 +234,14 @@ async def drain(
     owner: str | None = None,
     idle_wait: float | None = None,
     retry_noted: bool = False,
-    on_change: Callable[[WorkTally], None] | None = None,
+    on_result: Callable[[BatchResult], None] | None = None,
 ) -> WorkTally:
     """Work on the journal's items until none is left for anyone; return this worker's tally.
 
     Args:
         client: an open client.
         journal: the shared journal.
-        concurrency: items this worker has in progress at once. With N workers on one
+        concurrency: predictions this worker has in flight at most. With N workers on one
             API key, start from the key's total / N.
         out_dir: where outputs are saved; None records their URLs only.
         budget: US dollars the whole journal may have billed (checked in the database
@@ -345,56 +254,53 @@ async def drain(
             items (they may die and leave them); lease / 4 when None.
         retry_noted: also take billed items whose delivery failed before (fetched again
             by id); otherwise they wait for such a pass and the drain ends without them.
-        on_change: called with the tally after each item.
+        on_result: called with each result.
     """
-    worker = _Worker(
-        client,
-        journal,
-        owner=owner or worker_id(),
-        out_dir=Path(out_dir) if out_dir is not None else None,
-        budget=budget,
-        lease=lease,
-        on_change=on_change,
-    )
-    if worker.out_dir is not None:
-        await anyio.Path(worker.out_dir).mkdir(parents=True, exist_ok=True)
+    tally = WorkTally(owner=owner or worker_id(), results={})
+    me = tally.owner
     wait = idle_wait if idle_wait is not None else lease / 4
-    tally = worker.tally
-    try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(worker.heartbeat)
-            async with anyio.create_task_group() as items:
-                while True:
-                    room = concurrency - len(worker.active)
-                    if room <= 0:
-                        await worker.freed.wait()
-                        worker.freed = anyio.Event()
-                        continue
-                    claimed = await journal.claim_next(
-                        worker.owner, limit=min(room, batch), lease=lease, retry_noted=retry_noted
-                    )
-                    fresh = [c for c in claimed if c.record.key not in worker.active]
-                    for one in fresh:
-                        worker.active.add(one.record.key)
-                        tally.claimed += 1
-                        tally.taken_over += one.taken_over_from is not None
-                        items.start_soon(worker.item, one)
-                    if fresh:
-                        continue
-                    if not worker.active:
-                        status = await journal.fleet()
-                        if not status.owners and not status.stale and not status.unclaimed:
-                            break  # nothing left for anyone
-                    with anyio.move_on_after(wait):
-                        await worker.freed.wait()
-                    worker.freed = anyio.Event()
-            group.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            leftover = sorted(worker.active)
-            if leftover:  # stopped: hand unstarted and unfinished items back at once
-                try:
-                    await journal.release(worker.owner, leftover)
-                except SeedreamError as err:
-                    logger.warning("could not release claims: %s", err)
+
+    async def claimed_items() -> AsyncIterator[EditItem | Mapping[str, Any]]:
+        while True:
+            claimed = await journal.claim_next(
+                me, limit=batch, lease=lease, retry_noted=retry_noted
+            )
+            for one in claimed:
+                tally.claimed += 1
+                tally.taken_over += one.taken_over_from is not None
+                yield dict(one.item)
+            if claimed:
+                continue
+            status = await journal.fleet()
+            if set(status.owners) <= {me} and not status.stale and not status.unclaimed:
+                return  # what is left is in this worker's hands already, or nowhere
+            await anyio.sleep(wait)
+
+    async def heartbeat() -> None:
+        # The worker's own beat, at its lease: the engine's beats at the engine's default.
+        while True:
+            await anyio.sleep(lease / 3)
+            try:
+                await journal.heartbeat(me, lease=lease)
+            except JournalError as err:  # the next may get through: a lease lasts 3 beats
+                logger.warning("could not renew this worker's claims: %s", err)
+
+    run = client.edit_batch(
+        claimed_items(),
+        journal=_AsOwner(journal, me, lease),
+        concurrency=concurrency,
+        out_dir=out_dir,
+        budget=budget,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(heartbeat)
+        async with run:
+            async for result in run:
+                assert tally.results is not None
+                tally.results[str(result.status)] = tally.results.get(str(result.status), 0) + 1
+                tally.from_journal += result.from_journal
+                if on_result is not None:
+                    on_result(result)
+        group.cancel_scope.cancel()
+    tally.executions = run.progress.executions
     return tally
