@@ -51,6 +51,7 @@ from ._store import (
     LostClaim,
     Page,
     Spend,
+    record_from_row,
 )
 
 if TYPE_CHECKING:
@@ -222,30 +223,6 @@ class FleetStatus:
     stale: int
     unclaimed: int
     noted: int = 0
-
-
-def _record(row: Sequence[Any]) -> ItemRecord:
-    (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime) = row[:13]
-    attempts, owner, lease_expires, updated_at = row[13:17]
-    return ItemRecord(
-        key=key,
-        seq=seq,
-        fingerprint=fp,
-        name=name,
-        state=JournalState(state),
-        request=None if request is None else json.loads(request),
-        prediction_id=pid,
-        outputs=tuple(json.loads(outputs)),
-        files=tuple(json.loads(files)),
-        error=error,
-        error_type=etype,
-        cost=cost,
-        predict_time=ptime,
-        attempts=attempts,
-        owner=owner,
-        lease_expires=lease_expires,
-        updated_at=updated_at,
-    )
 
 
 class _Tx:
@@ -516,7 +493,7 @@ class PostgresJournal:
             rows.sort(key=lambda row: int(row[1]))
             return [
                 ClaimedItem(
-                    record=_record(row),
+                    record=record_from_row(row),
                     item=json.loads(row[17]),
                     taken_over_from=row[18] if row[18] not in (None, owner) else None,
                 )
@@ -850,13 +827,13 @@ class PostgresJournal:
         """See :meth:`JournalStore.get`."""
         sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE key = %s"
         row = await self._tx(lambda tx: tx.one(sql, (key,)))
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
         """See :meth:`JournalStore.get_many`."""
         sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE key = ANY(%s)"
         rows = await self._tx(lambda tx: tx.all(sql, (list(keys),)))
-        return {row[0]: _record(row) for row in rows}
+        return {row[0]: record_from_row(row) for row in rows}
 
     async def history(self, key: str) -> list[Attempt]:
         """See :meth:`JournalStore.history`."""
@@ -904,7 +881,7 @@ class PostgresJournal:
         """See :meth:`JournalStore.page`."""
         sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE seq > %s ORDER BY seq LIMIT %s"
         rows = await self._tx(lambda tx: tx.all(sql, (after, limit)))
-        records = tuple(_record(row) for row in rows)
+        records = tuple(record_from_row(row) for row in rows)
         return Page(records=records, next_after=records[-1].seq if len(records) == limit else None)
 
 
@@ -965,7 +942,7 @@ def _claim_one(tx: _Tx, owner: str, wanted: Claim, lease: float) -> ClaimOutcome
 def _get(tx: _Tx, key: str) -> ItemRecord:
     row = tx.one(f"SELECT {_COLUMNS} FROM seedream_items WHERE key = %s", (key,))
     assert row is not None
-    return _record(row)
+    return record_from_row(row)
 
 
 def _sql_list(values: Iterable[str]) -> str:

@@ -53,6 +53,7 @@ from ._store import (
     LostClaim,
     Page,
     Spend,
+    record_from_row,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteJournal", "new_owner"]
@@ -88,30 +89,6 @@ def _owner_gone(owner: str) -> bool:
     except PermissionError:  # alive, someone else's
         return False
     return False
-
-
-def _record(row: Sequence[Any]) -> ItemRecord:
-    (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime,
-     attempts, owner, lease, updated) = row  # fmt: skip
-    return ItemRecord(
-        key=key,
-        seq=seq,
-        fingerprint=fp,
-        name=name,
-        state=JournalState(state),
-        request=None if request is None else json.loads(request),
-        prediction_id=pid,
-        outputs=tuple(json.loads(outputs)),
-        files=tuple(json.loads(files)),
-        error=error,
-        error_type=etype,
-        cost=cost,
-        predict_time=ptime,
-        attempts=attempts,
-        owner=owner,
-        lease_expires=lease,
-        updated_at=updated,
-    )
 
 
 class SQLiteJournal:
@@ -523,12 +500,12 @@ class SQLiteJournal:
 
     def _get(self, conn: sqlite3.Connection, key: str) -> ItemRecord:
         row = conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE key = ?", (key,)).fetchone()
-        return _record(row)
+        return record_from_row(row)
 
     async def get(self, key: str) -> ItemRecord | None:
         sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE key = ?"
         row = await self._run(lambda conn: conn.execute(sql, (key,)).fetchone())
-        return None if row is None else _record(row)
+        return None if row is None else record_from_row(row)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
         def run(conn: sqlite3.Connection) -> list[Any]:
@@ -540,7 +517,7 @@ class SQLiteJournal:
                 rows.extend(conn.execute(sql, chunk).fetchall())
             return rows
 
-        return {record.key: record for record in map(_record, await self._run(run))}
+        return {record.key: record for record in map(record_from_row, await self._run(run))}
 
     async def history(self, key: str) -> list[Attempt]:
         sql = (
@@ -585,5 +562,5 @@ class SQLiteJournal:
     async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
         sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE seq > ? ORDER BY seq LIMIT ?"
         rows = await self._run(lambda conn: conn.execute(sql, (after, limit)).fetchall())
-        records = [_record(row) for row in rows]
+        records = [record_from_row(row) for row in rows]
         return Page(records=records, next_after=records[-1].seq if len(records) == limit else None)

@@ -54,6 +54,7 @@ results, so concurrent runs cannot interleave it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,6 +75,7 @@ __all__ = [
     "LostClaim",
     "Page",
     "Spend",
+    "record_from_row",
 ]
 
 
@@ -206,6 +208,34 @@ class ItemRecord:
     def undelivered(self) -> bool:
         """Billed and not delivered: fetch by id, never resubmit."""
         return self.state in UNDELIVERED_STATES
+
+
+def record_from_row(row: Sequence[Any]) -> ItemRecord:
+    """An :class:`ItemRecord` from a database row whose first 17 columns are, in order: key,
+    seq, fingerprint, name, state, request, prediction_id, outputs, files, error,
+    error_type, cost, predict_time, attempts, owner, lease_expires, updated_at (JSON
+    columns as text). Both bundled journals select their rows in this order."""
+    (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime,
+     attempts, owner, lease_expires, updated_at) = row[:17]  # fmt: skip
+    return ItemRecord(
+        key=key,
+        seq=seq,
+        fingerprint=fp,
+        name=name,
+        state=JournalState(state),
+        request=None if request is None else json.loads(request),
+        prediction_id=pid,
+        outputs=tuple(json.loads(outputs)),
+        files=tuple(json.loads(files)),
+        error=error,
+        error_type=etype,
+        cost=cost,
+        predict_time=ptime,
+        attempts=attempts,
+        owner=owner,
+        lease_expires=lease_expires,
+        updated_at=updated_at,
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
