@@ -1,4 +1,5 @@
-"""The ``seedream-async`` command: ``run``, ``validate``, ``demo`` and ``simulate``.
+"""The ``seedream-async`` command: ``run``, ``validate``, ``demo``, ``simulate``, and for a
+fleet of workers on one PostgreSQL journal ``load``, ``work`` and ``status``.
 
 Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library itself never
 imports this package.
@@ -141,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     from ..testing._cli import add_arguments
 
     add_arguments(simulate)
+    from ._fleet import add_commands
+
+    add_commands(commands, positive_int=_positive_int, positive_float=_positive_float)
     return parser
 
 
@@ -289,4 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(ns)
     if ns.command == "demo":
         return _demo(ns)
+    if ns.command in ("load", "work", "status"):
+        from ._fleet import run_command
+
+        return run_command(ns, *_consoles())
     return _simulate(ns, parser)
