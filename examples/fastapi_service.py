@@ -1,19 +1,21 @@
-"""A small web service on one shared client: edit now, or queue a job for the batch worker.
+"""A small FastAPI service on one shared client: edit now, or queue a job for the batch worker.
 
-Written with Starlette (FastAPI is Starlette underneath; the same lifespan and handlers
-work there). Needs ``pip install starlette uvicorn``::
+Needs ``pip install fastapi uvicorn``::
 
     export ATLASCLOUD_API_KEY=...
     uvicorn examples.fastapi_service:app
 
-    curl -X POST localhost:8000/edit -d '{"prompt": "...", "images": ["https://..."]}'
-    curl -X POST localhost:8000/jobs -d '{"prompt": "...", "images": ["https://..."]}'
+    curl -X POST localhost:8000/edit -H 'content-type: application/json' \\
+        -d '{"prompt": "...", "images": ["https://..."]}'
+    curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
+        -d '{"prompt": "...", "images": ["https://..."]}'
     curl localhost:8000/jobs/<job id>
 
 One :class:`AsyncSeedream` lives for the whole app (created in the lifespan), so every
 request shares its connection pool and retry policy. ``/edit`` awaits one edit in the
 request; ``/jobs`` puts the job on a queue that one background ``edit_batch`` consumes,
-with its concurrency limit, rate limiting and journal shared by all jobs.
+with its concurrency limit, rate limiting and journal shared by all jobs. FastAPI checks
+the request bodies against the pydantic models below and answers 422 on its own.
 """
 
 from __future__ import annotations
@@ -21,34 +23,75 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from fastapi import Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field, HttpUrl
 
 from seedream_async import AsyncSeedream, InvalidInput, SeedreamError
 
 Job = dict[str, Any]
 
 
+class EditRequest(BaseModel):
+    """An edit: a prompt and 1 to 10 reference images, given as http(s) URLs.
+
+    Web callers give URLs only: a path here would read files off this server.
+    """
+
+    prompt: str = Field(min_length=1, max_length=4000)
+    images: list[HttpUrl] = Field(min_length=1, max_length=10)
+    size: str | None = None
+    max_images: int | None = Field(default=None, ge=1, le=15)
+    seed: int | None = None
+
+    def params(self) -> dict[str, Any]:
+        """The optional request fields that were given."""
+        return self.model_dump(include={"size", "max_images", "seed"}, exclude_none=True)
+
+    def urls(self) -> list[str]:
+        """The images as strings."""
+        return [str(url) for url in self.images]
+
+
+class Edited(BaseModel):
+    """A finished edit."""
+
+    id: str
+    outputs: list[str]
+
+
+class Queued(BaseModel):
+    """A queued job's id; poll ``/jobs/{id}``."""
+
+    id: str
+
+
+class JobState(BaseModel):
+    """A job's state, and its outputs once done."""
+
+    status: str
+    prediction_id: str | None = None
+    outputs: list[str] = []
+    error: str | None = None
+
+
 async def batch_worker(
-    client: AsyncSeedream, queue: MemoryObjectReceiveStream[Job], jobs: dict[str, Job]
+    client: AsyncSeedream, queue: MemoryObjectReceiveStream[Job], jobs: dict[str, JobState]
 ) -> None:
     """Feed queued jobs into one long-running batch and record each result."""
 
     async def items() -> AsyncIterator[Job]:
         async with queue:
             async for job in queue:
-                jobs[job["key"]]["status"] = "running"
+                jobs[job["key"]].status = "running"
                 yield job
 
     async with client.edit_batch(items(), concurrency=32) as run:
         async for result in run:
-            jobs[result.key].update(
+            jobs[result.key] = JobState(
                 status=str(result.status),
                 prediction_id=result.prediction_id,
                 outputs=list(result.outputs),
@@ -57,7 +100,7 @@ async def batch_worker(
 
 
 @asynccontextmanager
-async def lifespan(app: Starlette) -> AsyncIterator[None]:
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     send, receive = anyio.create_memory_object_stream[Job](max_buffer_size=1000)
     async with send, AsyncSeedream() as client, anyio.create_task_group() as group:
         app.state.client = client
@@ -68,58 +111,42 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         group.cancel_scope.cancel()
 
 
-async def _edit_fields(request: Request) -> tuple[str, list[str], dict[str, Any]]:
-    body = await request.json()
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    images = body.get("images")
-    # Web callers give URLs only: a path here would read files off this server.
-    if not isinstance(images, list) or not all(
-        isinstance(url, str) and url.startswith(("https://", "http://")) for url in images
-    ):
-        raise InvalidInput("images must be a list of http(s) URLs", field="images")
-    params = {name: body[name] for name in ("size", "max_images", "seed") if name in body}
-    return str(body.get("prompt", "")), images, params
-
-
-async def edit(request: Request) -> JSONResponse:
-    """Edit now: the response comes when the prediction is done."""
+def shared_client(request: Request) -> AsyncSeedream:
+    """The app's one client (made in the lifespan)."""
     client: AsyncSeedream = request.app.state.client
+    return client
+
+
+Client = Annotated[AsyncSeedream, Depends(shared_client)]
+app = FastAPI(title="seedream-async service", lifespan=lifespan)
+
+
+@app.post("/edit")
+async def edit(body: EditRequest, client: Client) -> Edited:
+    """Edit now: the response comes when the prediction is done."""
     try:
-        prompt, images, params = await _edit_fields(request)
-        prediction = await client.edit(prompt, images, **params)
+        prediction = await client.edit(body.prompt, body.urls(), **body.params())
     except InvalidInput as err:
-        return JSONResponse({"error": str(err), "field": err.field}, status_code=422)
+        raise HTTPException(422, {"error": str(err), "field": err.field}) from err
     except SeedreamError as err:
-        return JSONResponse({"error": str(err)}, status_code=502)
-    return JSONResponse({"id": prediction.id, "outputs": prediction.outputs})
+        raise HTTPException(502, {"error": str(err)}) from err
+    return Edited(id=prediction.id, outputs=list(prediction.outputs))
 
 
-async def submit_job(request: Request) -> JSONResponse:
+@app.post("/jobs", status_code=202)
+async def submit_job(body: EditRequest, request: Request) -> Queued:
     """Queue a job for the batch worker; poll ``/jobs/{id}`` for its result."""
-    try:
-        prompt, images, params = await _edit_fields(request)
-    except InvalidInput as err:
-        return JSONResponse({"error": str(err), "field": err.field}, status_code=422)
     key = uuid.uuid4().hex
-    request.app.state.jobs[key] = {"status": "queued"}
-    await request.app.state.queue.send({"key": key, "prompt": prompt, "images": images, **params})
-    return JSONResponse({"id": key}, status_code=202)
+    request.app.state.jobs[key] = JobState(status="queued")
+    queue: MemoryObjectSendStream[Job] = request.app.state.queue
+    await queue.send({"key": key, "prompt": body.prompt, "images": body.urls(), **body.params()})
+    return Queued(id=key)
 
 
-async def job_status(request: Request) -> JSONResponse:
+@app.get("/jobs/{key}")
+async def job_status(key: str, request: Request) -> JobState:
     """A queued job's state, and its outputs once done."""
-    job = request.app.state.jobs.get(request.path_params["key"])
+    job: JobState | None = request.app.state.jobs.get(key)
     if job is None:
-        return JSONResponse({"error": "no such job"}, status_code=404)
-    return JSONResponse(job)
-
-
-app = Starlette(
-    routes=[
-        Route("/edit", edit, methods=["POST"]),
-        Route("/jobs", submit_job, methods=["POST"]),
-        Route("/jobs/{key}", job_status),
-    ],
-    lifespan=lifespan,
-)
+        raise HTTPException(404, "no such job")
+    return job

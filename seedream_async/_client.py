@@ -16,6 +16,8 @@ from ._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    MAX_JSON_BYTES,
+    MAX_OUTPUT_BYTES,
     MAX_UPLOAD_BYTES,
     PRICE_PER_EXECUTION,
 )
@@ -28,6 +30,7 @@ from ._exceptions import (
     ConfigurationError,
     DeadlineExceeded,
     InvalidInput,
+    MalformedResponse,
     PredictionFailed,
     SeedreamError,
 )
@@ -35,10 +38,13 @@ from ._models import (
     EditRequest,
     ImageRef,
     Prediction,
+    PriceModel,
     UploadedMedia,
     build_request,
     check_params,
     is_url,
+    read_prediction,
+    read_upload,
 )
 from ._polling import Completion, PollPolicy, as_completion, poll_delays
 from ._retry import RetryPolicy
@@ -54,6 +60,9 @@ from ._upload import (
 __all__ = ["AsyncSeedream"]
 
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
+# One request's whole exchange, however slowly the bytes trickle in: long enough for a
+# 10 MB upload or a 64 MB output on a slow link, short enough that a stalled one ends.
+DEFAULT_REQUEST_DEADLINE = 300.0
 # How long a sync-mode submit may wait for its answer when the poll policy has no deadline.
 _SYNC_WAIT = 3600.0
 
@@ -83,6 +92,16 @@ class AsyncSeedream:
         max_upload_bytes: the largest reference image accepted (checked before upload).
         accepted_types: the MIME types accepted for reference images (sniffed from bytes).
         price_per_execution: US dollars per submitted prediction, for cost accounting.
+        price: how the API bills (a :class:`PriceModel`), for budgets and cost figures;
+            ``PriceModel(per_execution=price_per_execution)`` when None. Some models bill
+            per generated image: ``PriceModel.per_generated_image(0.04)``.
+        request_deadline: seconds one request may take in all (connect, send, the whole
+            answer), however slowly a server trickles it; None for no overall deadline.
+            A poll or download past it is retried; a submit past it is ambiguous.
+        max_response_bytes: the largest API answer read (1 MiB); larger ones raise
+            :class:`MalformedResponse`. Answers with ``enable_base64_output`` may also carry
+            ``max_output_bytes`` per image.
+        max_output_bytes: the largest output file downloaded (64 MiB).
         rng: the random source for jitter (seed it for reproducible tests).
     """
 
@@ -99,6 +118,10 @@ class AsyncSeedream:
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
         price_per_execution: float = PRICE_PER_EXECUTION,
+        price: PriceModel | None = None,
+        request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
+        max_response_bytes: int = MAX_JSON_BYTES,
+        max_output_bytes: int = MAX_OUTPUT_BYTES,
         rng: random.Random | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
@@ -115,7 +138,17 @@ class AsyncSeedream:
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
-        self.price_per_execution = price_per_execution
+        self.price = price or PriceModel(per_execution=price_per_execution)
+        self.price_per_execution = self.price.per_execution
+        if request_deadline is not None and not request_deadline > 0:
+            raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
+        if max_response_bytes < 1 or max_output_bytes < 1:
+            raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
+        self.request_deadline = request_deadline
+        self.max_output_bytes = max_output_bytes
+        # Ids submitted with enable_base64_output: their answers carry images, so their
+        # polls may be as large as the images (and no larger).
+        self._base64: dict[str, int] = {}
         self.rng = rng or random.Random()
         self._driver = Driver(rng=self.rng)
         self.gate = self._driver.gate
@@ -129,7 +162,14 @@ class AsyncSeedream:
             ),
             follow_redirects=True,
         )
-        self._endpoint = Endpoint(self._http, self.base_url, self._key, self._driver)
+        self._endpoint = Endpoint(
+            self._http,
+            self.base_url,
+            self._key,
+            self._driver,
+            deadline=request_deadline,
+            max_bytes=max_response_bytes,
+        )
         self._task_group: anyio.abc.TaskGroup | None = None
 
     def __repr__(self) -> str:
@@ -216,7 +256,13 @@ class AsyncSeedream:
             max_upload_bytes=self.max_upload_bytes,
             keep_trying_for=keep_trying_for,
         )
-        return UploadedMedia.model_validate(read_json(response, what="upload"))
+        what = f"upload of {prepared.file_name}"
+        return read_upload(
+            read_json(response, what=what),
+            what=what,
+            status_code=response.status_code,
+            secrets=(self._key.reveal(),),
+        )
 
     async def submit(
         self,
@@ -238,41 +284,70 @@ class AsyncSeedream:
         timeout is stretched to the poll policy's deadline for this request.
 
         Raises:
-            AmbiguousSubmission: the request may have reached the server but no answer
-                came back (a connection dropped during a sync-mode wait too); it is not
-                sent again.
+            AmbiguousSubmission: the request may have reached the server but no readable
+                answer came back (a connection dropped during a sync-mode wait too); it is
+                not sent again.
+            APIStatusError: the API refused it (an error status, or an error ``code`` in a
+                200 body); nothing was billed.
         """
-        response = await self._endpoint.send(
-            "POST",
-            _SUBMIT,
-            what="submit",
-            operation="submit",
-            policy=retry or self.retry,
-            idempotent=False,
-            json=request.to_payload(),
-            on_refused=on_refused,
-            read_timeout=(self.poll.deadline or _SYNC_WAIT) if request.enable_sync_mode else None,
-        )
+        images = request.max_images if request.enable_base64_output else 0
         try:
-            return Prediction.model_validate(response.json())
-        except ValueError as err:
+            response = await self._endpoint.send(
+                "POST",
+                _SUBMIT,
+                what="submit",
+                operation="submit",
+                policy=retry or self.retry,
+                idempotent=False,
+                json=request.to_payload(),
+                on_refused=on_refused,
+                max_bytes=self._answer_cap(images),
+                read_timeout=(
+                    (self.poll.deadline or _SYNC_WAIT) if request.enable_sync_mode else None
+                ),
+            )
+            prediction = read_prediction(
+                read_json(response, what="submit"),
+                what="submit",
+                secrets=(self._key.reveal(),),
+            )
+        except MalformedResponse as err:
+            if err.status_code // 100 == 3:
+                raise  # a redirect we did not follow: nothing reached the API's handler
             raise AmbiguousSubmission(
-                "submit: the API answered but its body had no readable prediction id; "
-                "it may have been billed, so it is not sent again"
+                f"{err.message}; it may have been billed, so it is not sent again"
             ) from err
+        if images:
+            self._base64[prediction.id] = images
+        return prediction
 
     async def get_prediction(self, prediction_id: str) -> Prediction:
         """Fetch a prediction's current state."""
         if not prediction_id or "/" in prediction_id:
             raise InvalidInput(f"not a prediction id: {prediction_id!r}", field="id")
+        what = f"poll of {prediction_id}"
         response = await self._endpoint.send(
             "GET",
             _PREDICTION.format(id=prediction_id),
-            what=f"poll of {prediction_id}",
+            what=what,
             operation="poll",
             policy=self.retry,
+            max_bytes=self._answer_cap(self._base64.get(prediction_id, 0)),
         )
-        return Prediction.model_validate(read_json(response, what=f"poll of {prediction_id}"))
+        prediction = read_prediction(
+            read_json(response, what=what),
+            what=what,
+            prediction_id=prediction_id,
+            status_code=response.status_code,
+            secrets=(self._key.reveal(),),
+        )
+        if prediction.terminal:
+            self._base64.pop(prediction_id, None)
+        return prediction
+
+    def _answer_cap(self, base64_images: int) -> int:
+        # Base64 is 4/3 of the bytes it encodes.
+        return self._endpoint.max_bytes + base64_images * (self.max_output_bytes * 4 // 3 + 4)
 
     async def wait(
         self,
@@ -400,7 +475,13 @@ class AsyncSeedream:
         # honouring its Retry-After; 404 and the like are raised. Not gated: the storage
         # host's limits are not the API key's.
         return await self._driver.call(
-            lambda: stream_to_file(self._http, url, Path(dest)),
+            lambda: stream_to_file(
+                self._http,
+                url,
+                Path(dest),
+                max_bytes=self.max_output_bytes,
+                deadline=self.request_deadline,
+            ),
             policy=self.retry,
             what=f"download of {shown}",
             operation="download",

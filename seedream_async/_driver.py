@@ -25,7 +25,13 @@ from typing import TypeVar
 import anyio
 import httpx
 
-from ._exceptions import AmbiguousSubmission, APIStatusError, TransportError, transport_error
+from ._exceptions import (
+    AmbiguousSubmission,
+    APIStatusError,
+    APIUnreachable,
+    TransportError,
+    transport_error,
+)
 from ._limits import PauseGate
 from ._retry import REFUSED_STATUSES, RetryDecision, RetryPolicy, decide_retry
 
@@ -42,6 +48,8 @@ request sent again, or raises (the refusal itself, say) to give up."""
 
 # Failures below HTTP where the request certainly never left: safe to send again.
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Failures to reach the host at all: refused, unknown host (DNS), TLS handshake, no route.
+_CANNOT_CONNECT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 class Driver:
@@ -57,6 +65,10 @@ class Driver:
         self.gate = gate or PauseGate()
         self.requests: Counter[str] = Counter()
         """Attempts sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
+        self.reached = False
+        """Some API request got an answer (any HTTP status): the API is there."""
+        self._cannot_connect = 0
+        self._unreachable: tuple[str, str] | None = None  # (origin, last failure) once judged
 
     async def call(
         self,
@@ -94,22 +106,51 @@ class Driver:
         tries = _Tries(policy)
         while True:
             if gated:
+                self._fail_fast()
                 await self.gate.wait()
             self.requests[operation] += 1
             try:
-                return await attempt()
+                result = await attempt()
             except httpx.TransportError as err:
+                if gated:
+                    self._judge_reachability(err, policy)
                 decision = self._transport_failed(err, tries, what, idempotent, one_shot)
             except APIStatusError as err:
+                self.reached = self.reached or gated
                 if on_refused is not None and err.status_code in REFUSED_STATUSES and gated:
                     await self._refused(err, policy, on_refused)
                     tries.attempt = 0  # a fresh request, as if sent anew
                     continue
                 decision = self._status_failed(err, tries, what, idempotent, one_shot, gated)
+            else:
+                self.reached = self.reached or gated
+                return result
             if decision is None:  # the policy gave up: keep at it for a while, if asked
                 await self._next_round(tries, give_up_at)
                 continue
             await anyio.sleep(decision.delay)
+
+    def _fail_fast(self) -> None:
+        """Raise at once, sending nothing, once the API was judged unreachable."""
+        if self._unreachable is not None and not self.reached:
+            origin, last = self._unreachable
+            raise APIUnreachable(url=origin, attempts=self._cannot_connect, last=last)
+
+    def _judge_reachability(self, err: httpx.TransportError, policy: RetryPolicy) -> None:
+        """Count a failure to connect while nothing has reached the API; after
+        ``policy.unreachable_after`` of them, judge the API unreachable and raise."""
+        if self.reached or not policy.unreachable_after or not isinstance(err, _CANNOT_CONNECT):
+            return
+        self._cannot_connect += 1
+        if self._cannot_connect >= policy.unreachable_after and self._unreachable is None:
+            origin = _origin(err)
+            # A TLS failure often has an empty message; its cause says what went wrong.
+            detail = str(err) or str(err.__cause__ or err.__context__ or "") or "no detail"
+            self._unreachable = (origin, f"{type(err).__name__}: {detail}")
+            logger.info("the API at %s is unreachable; failing every API request", origin)
+        if self._unreachable is not None:
+            origin, last = self._unreachable
+            raise APIUnreachable(url=origin, attempts=self._cannot_connect, last=last) from err
 
     def _transport_failed(
         self,
@@ -233,6 +274,16 @@ class _Tries:
 def _passing(status: int) -> bool:
     """A failure that may pass if we wait: rate limited or the server in trouble."""
     return status == 429 or status >= 500
+
+
+def _origin(err: httpx.TransportError) -> str:
+    """The scheme, host and port the failed request went to."""
+    try:
+        url = err.request.url
+    except RuntimeError:  # raised without a request (a hand-made transport's error)
+        return "the configured base URL"
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}"
 
 
 def _wrap(err: httpx.TransportError) -> TransportError:

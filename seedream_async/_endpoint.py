@@ -2,6 +2,11 @@
 
 Every API call (upload, submit, poll) is one :meth:`Endpoint.send`; the retrying is the
 :class:`~seedream_async._driver.Driver`'s, the status-to-error mapping ``_http.py``'s.
+
+Each attempt is bounded (``_bounded.py``): one overall deadline for the whole exchange, a
+cap on the body, and no redirect off the API's origin (a request body and the key never go
+to another host). An error ``code`` in a 200 body raises as that HTTP status would, inside
+the attempt, so the driver retries or refuses it exactly as it does the status itself.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from typing import Any
 
 import httpx
 
+from ._bounded import bounded, read_capped, same_origin
+from ._constants import MAX_JSON_BYTES
 from ._driver import Driver, RefusedHook
-from ._exceptions import APIStatusError
+from ._exceptions import MalformedResponse, scrub
 from ._http import status_error
+from ._models import envelope_error
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._upload import PreparedUpload, multipart_body
@@ -22,6 +30,9 @@ from ._version import __version__
 __all__ = ["Endpoint", "read_json"]
 
 logger = logging.getLogger("seedream_async")
+
+# Same-origin redirects an API call follows (a path moved); never one to another origin.
+_MAX_REDIRECTS = 3
 
 
 class Endpoint:
@@ -32,13 +43,30 @@ class Endpoint:
         base_url: the API's origin (and path prefix, if any).
         key: the API key; only ever revealed into a request's headers.
         driver: the retry driver every request goes through.
+        deadline: seconds one attempt may take in all (connect, send, answer), or None.
+        max_bytes: the largest answer body read.
     """
 
-    def __init__(self, http: httpx.AsyncClient, base_url: httpx.URL, key: Secret, driver: Driver):
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: httpx.URL,
+        key: Secret,
+        driver: Driver,
+        *,
+        deadline: float | None = None,
+        max_bytes: int = MAX_JSON_BYTES,
+    ):
         self._http = http
         self._base_url = base_url
         self._key = key
         self._driver = driver
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the key or any bearer token (for server-provided text)."""
+        return scrub(text, (self._key.reveal(),))
 
     def __repr__(self) -> str:
         return f"Endpoint({str(self._base_url)!r})"
@@ -57,14 +85,17 @@ class Endpoint:
         max_upload_bytes: int = 0,
         on_refused: RefusedHook | None = None,
         keep_trying_for: float | None = None,
+        max_bytes: int | None = None,
         read_timeout: float | None = None,
     ) -> httpx.Response:
-        """Send one API request (retried by ``policy``) and return its successful response.
+        """Send one API request (retried by ``policy``) and return its successful response,
+        its body read (at most ``max_bytes``, the endpoint's cap when None).
 
-        ``read_timeout`` lengthens the client's read timeout for this request (a sync-mode
-        submit is answered only when its prediction is done).
+        ``read_timeout`` lengthens the client's read timeout, and the overall deadline, for
+        this request (a sync-mode submit is answered only when its prediction is done).
 
         Raises:
+            MalformedResponse: the answer is too large, or redirects off the API's origin.
             APIStatusError: an error status that is not retried (any more).
             TransportError: a transport failure that is not retried (any more).
             AmbiguousSubmission: a submit failed after it may have reached the server.
@@ -78,6 +109,10 @@ class Endpoint:
                 write=timeout.write,
                 pool=timeout.pool,
             )
+
+        deadline = self.deadline
+        if read_timeout is not None and deadline is not None:
+            deadline = max(deadline, read_timeout)
 
         async def attempt() -> httpx.Response:
             # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
@@ -96,9 +131,17 @@ class Endpoint:
             request = self._http.build_request(
                 method, url, headers=headers, json=json, content=content, timeout=timeout
             )
-            response = await self._http.send(request)
+            async with bounded(request, deadline):
+                response = await self._exchange(request, what, max_bytes or self.max_bytes)
             if not response.is_success:
-                raise status_error(response, what=what)
+                raise status_error(response, what=what, secrets=(self._key.reveal(),))
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            error = envelope_error(body, what=what, secrets=(self._key.reveal(),))
+            if error is not None:
+                raise error
             logger.debug("%s: HTTP %d", what, response.status_code)
             return response
 
@@ -114,13 +157,41 @@ class Endpoint:
             keep_trying_for=keep_trying_for,
         )
 
+    async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
+        """Send ``request``, following only same-origin redirects, and read the answer."""
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            content = await read_capped(response, limit=limit, what=what)
+            answer = httpx.Response(
+                response.status_code, headers=response.headers, content=content, request=request
+            )
+            target = response.next_request
+            if not response.is_redirect or target is None:
+                return answer
+            if not same_origin(target.url, self._base_url):
+                origin = f"{target.url.scheme}://{target.url.host}"
+                if target.url.port:
+                    origin += f":{target.url.port}"
+                raise MalformedResponse(
+                    f"{what}: the API redirected (HTTP {response.status_code}) to another "
+                    f"origin, {origin}; not followed, so the request and its body stay with "
+                    "the API",
+                    status_code=response.status_code,
+                )
+            request = target
+        raise MalformedResponse(
+            f"{what}: more than {_MAX_REDIRECTS} redirects", status_code=response.status_code
+        )
+
 
 def read_json(response: httpx.Response, *, what: str) -> Any:
     """The response's JSON body; a body that is not JSON is the API's error."""
     try:
         return response.json()
     except ValueError:
-        raise APIStatusError(
-            f"{what}: the API answered HTTP {response.status_code} with a body that is not JSON",
+        kind = response.headers.get("content-type", "no content type").split(";")[0]
+        raise MalformedResponse(
+            f"{what}: the API answered HTTP {response.status_code} with a body that is not "
+            f"JSON ({kind})",
             status_code=response.status_code,
         ) from None

@@ -7,40 +7,55 @@ Our exception hierarchy::
     ├── InvalidInput              - a request or item fails validation; nothing was sent
     │   └── InvalidImage          - missing, empty, not an image, too large
     ├── TransportError            - the request may not have completed: connection, timeout
-    ├── APIStatusError            - the API answered with an error status
+    │   └── APIUnreachable        - no request has reached the API yet, and N could not connect
+    ├── APIStatusError            - the API answered with an error status (or an error
+    │   │                           ``code`` in a 200 body)
     │   ├── AuthenticationError   - 401 / 403
+    │   ├── InsufficientBalance   - 402: the account's balance is exhausted
     │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
     │   ├── RateLimitError        - 429
-    │   └── ServerError           - 5xx
+    │   ├── ServerError           - 5xx
+    │   └── MalformedResponse     - an answer that cannot be read: not JSON, too large,
+    │                               missing what it must carry, or a redirect off the API
     ├── AmbiguousSubmission       - a submit may have been billed; not re-sent
     ├── PredictionFailed          - the model reported ``failed``
     ├── DeadlineExceeded          - a prediction did not finish in time
     ├── OutputExpired             - an output URL expired before it was downloaded
+    ├── OutputInvalid             - an output is not a whole image of an expected type
     ├── BudgetExceeded            - the batch's budget stopped this item's submit
     └── JournalError              - the batch journal is unreadable or belongs elsewhere
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 import httpx
 
 __all__ = [
     "APIStatusError",
+    "APIUnreachable",
     "AmbiguousSubmission",
     "AuthenticationError",
     "BadRequestError",
     "BudgetExceeded",
     "ConfigurationError",
     "DeadlineExceeded",
+    "InsufficientBalance",
     "InvalidImage",
     "InvalidInput",
     "JournalError",
+    "MalformedResponse",
     "OutputExpired",
+    "OutputInvalid",
     "PredictionFailed",
     "RateLimitError",
     "SeedreamError",
     "ServerError",
     "TransportError",
+    "scrub",
+    "status_error_class",
 ]
 
 
@@ -91,6 +106,28 @@ class TransportError(SeedreamError):
         self.url = url
 
 
+class APIUnreachable(TransportError):
+    """No request has reached the API yet and the first attempts could not connect (refused,
+    no such host, TLS failure), so every API request now fails at once instead of retrying
+    for minutes: the URL, the network or TLS is wrong, not a passing blip. Nothing was billed.
+
+    Attributes:
+        attempts: the attempts that failed to connect.
+    """
+
+    def __init__(self, *, url: str, attempts: int, last: str) -> None:
+        super().__init__(
+            f"cannot reach the API at {url}: {attempts} attempts to connect failed and none "
+            f"has reached it yet (last: {last}). Check the URL (--base-url or "
+            "ATLASCLOUD_BASE_URL; Atlas Cloud's is https://api.atlascloud.ai), that its host "
+            "name resolves, your network or proxy, and TLS (http vs https, certificates). "
+            "Nothing was sent to be billed.",
+            method="",
+            url=url,
+        )
+        self.attempts = attempts
+
+
 class APIStatusError(SeedreamError):
     """The API answered with an error status.
 
@@ -118,6 +155,11 @@ class AuthenticationError(APIStatusError):
     """401 or 403: the API key is missing, wrong or not allowed."""
 
 
+class InsufficientBalance(APIStatusError):
+    """402: the account's balance is exhausted. Fatal for a whole batch: no new submit can
+    succeed until the balance is topped up; predictions already paid for still finish."""
+
+
 class BadRequestError(APIStatusError):
     """The API rejected the request itself (400, 404, 413, 415, 422)."""
 
@@ -128,6 +170,15 @@ class RateLimitError(APIStatusError):
 
 class ServerError(APIStatusError):
     """5xx: the API had trouble, still failing after the retry policy gave up."""
+
+
+class MalformedResponse(APIStatusError):
+    """The API (or storage) answered, but not with anything this client can read.
+
+    A body that is not JSON, larger than the configured cap, without the fields it must
+    carry (a prediction without an id), or a redirect to another origin. On a poll the
+    next poll may be fine, so pollers retry it; on a submit it is ambiguous (billed?).
+    """
 
 
 class AmbiguousSubmission(SeedreamError):
@@ -177,6 +228,11 @@ class OutputExpired(SeedreamError):
     """An output URL had expired and a fresh one could not be had."""
 
 
+class OutputInvalid(SeedreamError):
+    """An output is not a whole image of an expected type: an HTML page, junk, a file cut
+    short, or over the size cap. The prediction is paid for: a re-run fetches it again."""
+
+
 class BudgetExceeded(SeedreamError):
     """The batch's budget was reached before this item was submitted; nothing was spent on it."""
 
@@ -193,3 +249,40 @@ def transport_error(err: httpx.TransportError, request: httpx.Request) -> Transp
     return TransportError(
         f"{request.method} {url} failed: {kind}: {detail}", method=request.method, url=url
     )
+
+
+def status_error_class(status: int) -> tuple[type[APIStatusError], str]:
+    """The exception class for an error ``status`` (HTTP, or a body's ``code``), and a hint."""
+    if status in (401, 403):
+        return AuthenticationError, "check the API key (ATLASCLOUD_API_KEY)"
+    if status == 402:
+        return (
+            InsufficientBalance,
+            "the account's balance is exhausted; top it up, then run the batch again",
+        )
+    if status == 429:
+        return RateLimitError, "rate limited; lower concurrency or rate"
+    if status >= 500:
+        return ServerError, "the API had trouble"
+    return BadRequestError, "the API rejected the request"
+
+
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")
+_REDACTED = "**********"
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every secret, and any ``Bearer <token>``, replaced by asterisks.
+
+    Server-provided text (error messages, bodies) may echo the request's Authorization
+    header; it is scrubbed before it is stored in an exception, a journal or a report.
+
+    Args:
+        text: the text to clean.
+        secrets: the strings to remove (the API key); empty or very short ones are skipped,
+            since removing every "a" would only mangle the message.
+    """
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, _REDACTED)
+    return _BEARER.sub(lambda match: f"{match[1]} {_REDACTED}", text)

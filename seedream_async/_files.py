@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import aiofiles
 import anyio
@@ -39,10 +39,22 @@ def _on_asyncio() -> bool:
 async def open_binary(
     path: str | os.PathLike[str], mode: Literal["rb", "wb"]
 ) -> AsyncIterator[AsyncBinaryFile]:
-    """Open ``path`` for async binary reading or writing on whichever loop is running."""
-    if _on_asyncio():
-        async with aiofiles.open(path, mode) as handle:
-            yield handle
-    else:
-        async with await anyio.open_file(path, mode) as handle:
-            yield handle
+    """Open ``path`` for async binary reading or writing on whichever loop is running.
+
+    Opening and closing are shielded from cancellation: each runs in a worker thread, and
+    a cancel arriving meanwhile (a stopped batch) would otherwise leave the file open.
+    """
+    handle: Any
+    with anyio.CancelScope(shield=True):
+        if _on_asyncio():
+            handle = await aiofiles.open(path, mode)
+        else:
+            handle = await anyio.open_file(path, mode)
+    try:
+        yield handle
+    finally:
+        with anyio.CancelScope(shield=True):
+            if isinstance(handle, anyio.AsyncFile):
+                await handle.aclose()
+            else:
+                await handle.close()

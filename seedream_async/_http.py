@@ -1,17 +1,14 @@
-"""Turn an error response into the right exception, with the server's own message."""
+"""Turn an error response into the right exception, with the server's own message
+(scrubbed of the key and any bearer token: a careless server may echo them)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import httpx
 
 from ._backoff import retry_after
-from ._exceptions import (
-    APIStatusError,
-    AuthenticationError,
-    BadRequestError,
-    RateLimitError,
-    ServerError,
-)
+from ._exceptions import APIStatusError, scrub, status_error_class
 
 __all__ = ["server_message", "status_error"]
 
@@ -39,23 +36,20 @@ def server_message(response: httpx.Response) -> str | None:
     return None
 
 
-def status_error(response: httpx.Response, *, what: str) -> APIStatusError:
-    """The exception for an error ``response`` to the operation ``what``."""
+def status_error(
+    response: httpx.Response, *, what: str, secrets: Sequence[str] = ()
+) -> APIStatusError:
+    """The exception for an error ``response`` to the operation ``what``.
+
+    Args:
+        response: the error response, its body read.
+        what: names the request.
+        secrets: removed from the server's message (the API key).
+    """
     status = response.status_code
     message = server_message(response)
-    cls: type[APIStatusError]
-    if status in (401, 403):
-        cls = AuthenticationError
-        hint = "check the API key (ATLASCLOUD_API_KEY)"
-    elif status == 429:
-        cls = RateLimitError
-        hint = "rate limited; lower concurrency or rate"
-    elif status >= 500:
-        cls = ServerError
-        hint = "the API had trouble"
-    else:
-        cls = BadRequestError
-        hint = "the API rejected the request"
+    message = None if message is None else scrub(message, secrets)
+    cls, hint = status_error_class(status)
     text = f"{what} failed with HTTP {status}: {message or hint}"
     return cls(
         text,

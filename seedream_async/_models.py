@@ -1,31 +1,62 @@
-"""Pydantic models for what crosses the wire, read in both documented envelopes.
+"""Pydantic models for what crosses the wire, read in every shape the API is known to send.
 
-The API answers either ``{"data": {...}}`` or the bare object; :func:`unwrap` accepts
-both. Unknown fields are kept (``extra="allow"``) and unknown status strings are kept
-and read as "still running", so a new server field or status never crashes a batch.
+Answers come bare, in ``{"data": {...}}`` or in ``{"code": 200, "message": ..., "data": {...}}``;
+:func:`unwrap` opens all three, and :func:`envelope_error` turns a body whose ``code`` is
+4xx/5xx into the exception that HTTP status would raise, even when the HTTP status was 200.
+Predictions are read leniently (see :class:`Prediction`): ids may be numbers, outputs may sit
+in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a timestamp that
+cannot be read becomes None; an unknown status means "still running". Unknown fields are
+kept (``extra="allow"``), so a new server field never crashes a batch.
+
+Requests are validated strictly (:class:`EditRequest`), with two ways past the local checks:
+``extra_body`` (fields merged last into the JSON body, as openai-python does) and
+``check_limits=False`` (types are still checked, the contract's numeric limits are not).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from ._constants import (
     DEFAULT_MODEL,
     DEFAULT_SIZE,
+    MAX_ASPECT_RATIO,
     MAX_GENERATED_IMAGES,
+    MAX_PIXELS,
     MAX_PROMPT_CHARS,
     MAX_REFERENCE_IMAGES,
-    MAX_SIDE,
     MAX_TOTAL_IMAGES,
-    MIN_SIDE,
+    MIN_ASPECT_RATIO,
+    MIN_PIXELS,
+    PRICE_PER_EXECUTION,
+    PRICE_PER_IMAGE,
 )
-from ._exceptions import InvalidInput
+from ._exceptions import (
+    APIStatusError,
+    InvalidInput,
+    MalformedResponse,
+    scrub,
+    status_error_class,
+)
 
 __all__ = [
     "EditRequest",
@@ -33,10 +64,15 @@ __all__ = [
     "Metrics",
     "Prediction",
     "PredictionStatus",
+    "PriceModel",
     "UploadedMedia",
     "build_request",
     "check_params",
+    "check_size",
+    "envelope_error",
     "is_url",
+    "read_prediction",
+    "read_upload",
     "unwrap",
 ]
 
@@ -50,6 +86,9 @@ def is_url(value: object) -> bool:
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
+_MAX_MESSAGE = 500
+# Keys an output object may carry its image under, most specific first.
+_OUTPUT_KEYS = ("url", "download_url", "image_url", "image", "b64_json", "base64", "data")
 
 
 class PredictionStatus(StrEnum):
@@ -63,10 +102,13 @@ class PredictionStatus(StrEnum):
     COMPLETED = "completed"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    # Not in Atlas Cloud's page, but sibling hosts use them for a prediction that ended badly.
+    # Not in Atlas Cloud's page, but first-party clients and sibling hosts use them for a
+    # prediction that ended badly.
     CANCELED = "canceled"
     CANCELLED = "cancelled"
     ERROR = "error"
+    TIMEOUT = "timeout"
+    EXPIRED = "expired"
 
 
 _DONE = frozenset({PredictionStatus.COMPLETED, PredictionStatus.SUCCEEDED})
@@ -76,17 +118,83 @@ _FAILED = frozenset(
         PredictionStatus.CANCELED,
         PredictionStatus.CANCELLED,
         PredictionStatus.ERROR,
+        PredictionStatus.TIMEOUT,
+        PredictionStatus.EXPIRED,
     }
 )
 
 
+# -- envelopes ------------------------------------------------------------------------------
+
+
 def unwrap(body: Any) -> Any:
-    """Return the object inside a ``{"data": {...}}`` envelope, or ``body`` if it is bare."""
+    """Return the object inside a ``{"data": {...}}`` or ``{"code", "message", "data"}``
+    envelope, or ``body`` itself if it is bare."""
     if isinstance(body, dict) and "id" not in body and "download_url" not in body:
         inner = body.get("data")
         if isinstance(inner, dict):
             return inner
     return body
+
+
+def _code(body: dict[str, Any]) -> int | None:
+    code = body.get("code")
+    if isinstance(code, bool):
+        return None
+    if isinstance(code, int):
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code.strip())
+    return None
+
+
+def _message(body: dict[str, Any]) -> str | None:
+    for name in ("message", "msg", "error", "detail"):
+        value = body.get(name)
+        if isinstance(value, dict):
+            value = value.get("message")
+        if isinstance(value, str) and value.strip():
+            return value.strip()[:_MAX_MESSAGE]
+    return None
+
+
+def envelope_error(
+    body: Any, *, what: str = "request", secrets: Sequence[str] = ()
+) -> APIStatusError | None:
+    """The error a body's own ``code`` reports (4xx/5xx), or None for a normal answer.
+
+    Atlas Cloud's first-party clients read ``{"code": 400, "message": ..., "data": null}``
+    as an error even when the HTTP status is 200; so does this client, mapped exactly as
+    that HTTP status would be (so a 4xx on a submit is a definite rejection, never billed).
+
+    Args:
+        body: the decoded JSON body.
+        what: the operation, for the message (``submit``, ``poll of pred_1``).
+        secrets: removed from the server's message (see :func:`scrub`).
+    """
+    if not isinstance(body, dict):
+        return None
+    code = _code(body)
+    if code is None or not 400 <= code <= 599:
+        return None
+    cls, hint = status_error_class(code)
+    message = _message(body)
+    message = None if message is None else scrub(message, secrets)
+    return cls(
+        f"{what} failed: the API answered with error code {code} in its body: {message or hint}",
+        status_code=code,
+        server_message=message,
+    )
+
+
+def _open(data: Any) -> Any:
+    # An error envelope raises its APIStatusError here: pydantic passes exceptions that are
+    # not ValueError/AssertionError through unchanged, so ``model_validate`` of an error
+    # body raises what that HTTP status would have, not a ValidationError.
+    error = envelope_error(data)
+    if error is not None:
+        raise error
+    return unwrap(data)
 
 
 class _Wire(BaseModel):
@@ -95,11 +203,27 @@ class _Wire(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _unwrap(cls, data: Any) -> Any:
-        return unwrap(data)
+        return _open(data)
+
+
+def _lenient(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    """Validate, or None when the value cannot be read (a garbled optional field)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return handler(value)
+    except ValidationError:
+        return None
+
+
+# -- answers ------------------------------------------------------------------------------
 
 
 class UploadedMedia(_Wire):
     """A reference image stored by the API, ready to pass in :attr:`EditRequest.images`.
+
+    Read from ``{download_url, file_name, content_type, size}``,
+    ``{download_url, filename, type, size}`` or a bare ``{url}``.
 
     Args:
         download_url: the URL to put in a request's ``images``.
@@ -108,10 +232,30 @@ class UploadedMedia(_Wire):
         size: the size in bytes.
     """
 
-    download_url: str
+    download_url: str = Field(min_length=1)
     file_name: str | None = None
     content_type: str | None = None
     size: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases(cls, data: Any) -> Any:
+        data = _open(data)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, alias in (("download_url", "url"), ("file_name", "filename")):
+            if data.get(name) is None and isinstance(data.get(alias), str):
+                data[name] = data[alias]
+        kind = data.get("type")
+        if data.get("content_type") is None and isinstance(kind, str) and "/" in kind:
+            data["content_type"] = kind
+        return data
+
+    @field_validator("file_name", "content_type", "size", mode="wrap")
+    @classmethod
+    def _optional(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _lenient(value, handler)
 
 
 class Metrics(_Wire):
@@ -119,9 +263,49 @@ class Metrics(_Wire):
 
     predict_time: float | None = None
 
+    @field_validator("predict_time", mode="wrap")
+    @classmethod
+    def _optional(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _lenient(value, handler)
+
+
+def _output_list(value: Any) -> list[str]:
+    """Every output as a string: URL or bare base64, from any of the variants seen."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str | dict) else value
+    if not isinstance(items, list | tuple):
+        # ValueError, not TypeError: pydantic turns only ValueError into a ValidationError.
+        kind = type(value).__name__
+        raise ValueError(f"outputs must be a string, an object or a list, got {kind}")  # noqa: TRY004
+    outputs: list[str] = []
+    for index, item in enumerate(items):
+        if isinstance(item, dict):
+            found = next(
+                (item[key] for key in _OUTPUT_KEYS if isinstance(item.get(key), str)), None
+            )
+            if found is None:
+                keys = ", ".join(sorted(str(key) for key in item)[:5]) or "no keys"
+                raise ValueError(f"outputs[{index}] is an object without a url ({keys})")
+            item = found
+        if item is None:
+            continue
+        if not isinstance(item, str):
+            kind = type(item).__name__
+            raise ValueError(f"outputs[{index}] is a {kind}, not a URL")  # noqa: TRY004
+        if item.strip():
+            outputs.append(item.strip())
+    return outputs
+
 
 class Prediction(_Wire):
     """A prediction as the API reports it.
+
+    Read leniently: ``id`` may be a number (kept as its string); outputs may come as
+    ``outputs`` or ``output``, a string or a list, each a URL, a bare base64 string, or an
+    object with a ``url``; timestamps and metrics that cannot be read become None; a
+    missing or unknown status reads as running. A poll answer without an id takes the
+    polled id when given as validation context: ``model_validate(body, context={"id": id})``.
 
     Args:
         id: the prediction id.
@@ -131,7 +315,7 @@ class Prediction(_Wire):
         metrics: timing, when reported.
     """
 
-    id: str
+    id: str = Field(min_length=1)
     status: PredictionStatus | str = PredictionStatus.PROCESSING
     model: str | None = None
     outputs: list[str] = Field(default_factory=list)
@@ -140,20 +324,42 @@ class Prediction(_Wire):
     created_at: datetime | None = None
     completed_at: datetime | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _variants(cls, data: Any, info: ValidationInfo) -> Any:
+        data = _open(data)
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("outputs") is None and "output" in data:
+            data["outputs"] = data["output"]
+        known = info.context.get("id") if isinstance(info.context, dict) else None
+        if data.get("id") in (None, "") and isinstance(known, str):
+            data["id"] = known
+        return data
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value.strip() if isinstance(value, str) else value
+
     @field_validator("status", mode="before")
     @classmethod
     def _status(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return PredictionStatus(value.strip().lower())
-            except ValueError:
-                return value
-        return value
+        if value is None:
+            return PredictionStatus.PROCESSING
+        text = str(value).strip()
+        try:
+            return PredictionStatus(text.lower())
+        except ValueError:
+            return text or PredictionStatus.PROCESSING
 
     @field_validator("outputs", mode="before")
     @classmethod
     def _outputs(cls, value: Any) -> Any:
-        return [] if value is None else value
+        return _output_list(value)
 
     @field_validator("error", mode="before")
     @classmethod
@@ -163,6 +369,11 @@ class Prediction(_Wire):
         if isinstance(value, dict) and isinstance(value.get("message"), str):
             return value["message"]
         return str(value)
+
+    @field_validator("model", "metrics", "created_at", "completed_at", mode="wrap")
+    @classmethod
+    def _optional(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _lenient(value, handler)
 
     @property
     def done(self) -> bool:
@@ -176,7 +387,7 @@ class Prediction(_Wire):
 
     @property
     def terminal(self) -> bool:
-        """True when the status will not change again."""
+        """True when the status will not change again. Unknown statuses are not terminal."""
         return self.done or self.failed
 
     @property
@@ -185,17 +396,100 @@ class Prediction(_Wire):
         return self.metrics.predict_time if self.metrics else None
 
 
-def _check_size(value: str) -> str:
+def _explain(err: ValidationError) -> str:
+    """The first problem of a ValidationError, without the input (it may echo anything)."""
+    first = err.errors(include_input=False, include_url=False)[0]
+    location = ".".join(str(part) for part in first["loc"]) or "body"
+    return f"{location}: {first['msg'].removeprefix('Value error, ')}"
+
+
+def read_prediction(
+    body: Any,
+    *,
+    what: str,
+    prediction_id: str | None = None,
+    status_code: int = 200,
+    secrets: Sequence[str] = (),
+) -> Prediction:
+    """Read a submit or poll answer, or raise an error that says why it cannot be read.
+
+    Args:
+        body: the decoded JSON body.
+        what: names the request (``submit``, ``poll of pred_1``).
+        prediction_id: the polled id, used when the answer leaves it out.
+        status_code: the HTTP status the body came with.
+        secrets: removed from every server-provided text kept (see :func:`scrub`).
+
+    Raises:
+        APIStatusError: the body carries an error ``code`` (mapped like that HTTP status).
+        MalformedResponse: the body holds no readable prediction.
+    """
+    error = envelope_error(body, what=what, secrets=secrets)
+    if error is not None:
+        raise error
+    context = {"id": prediction_id} if prediction_id else None
+    try:
+        prediction = Prediction.model_validate(body, context=context)
+    except ValidationError as err:
+        raise MalformedResponse(
+            f"{what}: the API answered HTTP {status_code} without a readable prediction "
+            f"({scrub(_explain(err), secrets)})",
+            status_code=status_code,
+        ) from None
+    if prediction.error is not None:
+        prediction = prediction.model_copy(update={"error": scrub(prediction.error, secrets)})
+    return prediction
+
+
+def read_upload(
+    body: Any, *, what: str, status_code: int = 200, secrets: Sequence[str] = ()
+) -> UploadedMedia:
+    """Read an upload answer; like :func:`read_prediction`.
+
+    Raises:
+        APIStatusError: the body carries an error ``code``.
+        MalformedResponse: the body holds no download URL.
+    """
+    error = envelope_error(body, what=what, secrets=secrets)
+    if error is not None:
+        raise error
+    try:
+        return UploadedMedia.model_validate(body)
+    except ValidationError as err:
+        raise MalformedResponse(
+            f"{what}: the API answered HTTP {status_code} without a readable upload "
+            f"({scrub(_explain(err), secrets)})",
+            status_code=status_code,
+        ) from None
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+def check_size(value: str) -> str:
+    """Check a ``"W*H"`` size against Seedream 4.5's rule and return it normalised.
+
+    The rule is by total pixels (2560x1440 = 3,686,400 to 4096x4096 = 16,777,216) and
+    aspect ratio (1/16 to 16), not per side; see ``_constants.py`` for the source.
+
+    Raises:
+        ValueError: naming the size and the rule it breaks.
+    """
     match = _SIZE.match(value)
     if not match:
         raise ValueError(f"size must look like '2048*2048' (width*height), got {value!r}")
     width, height = int(match[1]), int(match[2])
-    for name, side in (("width", width), ("height", height)):
-        if not MIN_SIDE <= side <= MAX_SIDE:
-            raise ValueError(
-                f"{name} {side} is outside {MIN_SIDE}..{MAX_SIDE} pixels (size {value!r})"
-            )
-    return f"{width}*{height}"
+    size = f"{width}*{height}"
+    pixels = width * height
+    if not MIN_PIXELS <= pixels <= MAX_PIXELS:
+        raise ValueError(
+            f"{size} is {pixels:,} pixels, outside Seedream 4.5's {MIN_PIXELS:,} (2560*1440) "
+            f"to {MAX_PIXELS:,} (4096*4096); try {DEFAULT_SIZE}"
+        )
+    ratio = width / height
+    if not MIN_ASPECT_RATIO <= ratio <= MAX_ASPECT_RATIO:
+        raise ValueError(f"{size} has aspect ratio {ratio:.4g}, outside 1/16 to 16")
+    return size
 
 
 def _check_url(index: int, url: str) -> None:
@@ -204,56 +498,101 @@ def _check_url(index: int, url: str) -> None:
         raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
 
 
+def _limits_on(info: ValidationInfo) -> bool:
+    context = info.context
+    return not (isinstance(context, dict) and context.get("check_limits") is False)
+
+
 class EditRequest(BaseModel):
     """One edit-sequential prediction, validated against the contract's limits.
 
     Args:
         prompt: what to do, 1 to 4,000 characters.
         images: 1 to 10 reference image URLs (upload local files with ``client.upload``).
-        size: output ``"W*H"``, each side 1024 to 4096 (``"2048x2048"`` is accepted too).
+        size: output ``"W*H"``: 3,686,400 (2560*1440) to 16,777,216 (4096*4096) pixels in
+            all, aspect ratio 1/16 to 16 (``"2048x2048"`` is accepted too).
         max_images: images generated in the sequence, 1 to 15; references plus this <= 15.
         seed: a fixed seed, or None / -1 for random.
         enable_base64_output: ask for base64 strings instead of URLs.
         enable_sync_mode: ask the API to answer only when the prediction is done.
         model: the model id; the edit-sequential model unless you say otherwise.
+        extra_body: fields sent as they are, merged last into the JSON body (so they win
+            over the fields above): parameters this client does not know yet, such as
+            ``{"output_format": "jpeg"}``. Values must be JSON.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = DEFAULT_MODEL
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    images: list[str] = Field(min_length=1, max_length=MAX_REFERENCE_IMAGES)
+    prompt: str
+    images: list[str]
     size: str = DEFAULT_SIZE
-    max_images: int = Field(default=1, ge=1, le=MAX_GENERATED_IMAGES, strict=True)
-    seed: int | None = Field(default=None, ge=-1, le=2**32 - 1, strict=True)
-    enable_base64_output: bool = False
-    enable_sync_mode: bool = False
+    max_images: int = Field(default=1, strict=True)
+    seed: int | None = Field(default=None, strict=True)
+    enable_base64_output: bool = Field(default=False, strict=True)
+    enable_sync_mode: bool = Field(default=False, strict=True)
+    extra_body: dict[str, JsonValue] | None = Field(default=None, exclude=True)
 
     @field_validator("prompt")
     @classmethod
-    def _prompt(cls, value: str) -> str:
+    def _prompt(cls, value: str, info: ValidationInfo) -> str:
+        if not _limits_on(info):
+            return value
+        if not value:
+            raise ValueError("prompt is empty; it needs at least 1 character")
         if not value.strip():
             raise ValueError("prompt is blank")
+        if len(value) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"prompt has {len(value):,} characters, at most {MAX_PROMPT_CHARS} allowed"
+            )
         return value
 
     @field_validator("images")
     @classmethod
-    def _images(cls, value: list[str]) -> list[str]:
+    def _images(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if _limits_on(info) and not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
+            raise ValueError(
+                f"{len(value)} reference images; at least 1 and at most "
+                f"{MAX_REFERENCE_IMAGES} allowed"
+            )
         for index, url in enumerate(value):
             _check_url(index, url)
         return value
 
     @field_validator("size", mode="before")
     @classmethod
-    def _size(cls, value: Any) -> Any:
+    def _size(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, tuple | list) and len(value) == 2:
             value = f"{value[0]}*{value[1]}"
-        return _check_size(value) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        if not _limits_on(info):
+            match = _SIZE.match(value)
+            return f"{match[1]}*{match[2]}" if match else value
+        return check_size(value)
+
+    @field_validator("max_images")
+    @classmethod
+    def _max_images(cls, value: int, info: ValidationInfo) -> int:
+        if _limits_on(info) and not 1 <= value <= MAX_GENERATED_IMAGES:
+            raise ValueError(
+                f"max_images {value} must be greater than or equal to 1 and less than or "
+                f"equal to {MAX_GENERATED_IMAGES}"
+            )
+        return value
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and _limits_on(info) and not -1 <= value <= 2**32 - 1:
+            raise ValueError(f"seed {value} is outside -1..{2**32 - 1}")
+        return value
 
     @model_validator(mode="after")
-    def _total(self) -> EditRequest:
+    def _total(self, info: ValidationInfo) -> EditRequest:
         total = len(self.images) + self.max_images
-        if total > MAX_TOTAL_IMAGES:
+        if _limits_on(info) and total > MAX_TOTAL_IMAGES:
             raise ValueError(
                 f"{len(self.images)} reference images + max_images {self.max_images} = {total}, "
                 f"more than the {MAX_TOTAL_IMAGES} images one sequence allows"
@@ -261,30 +600,52 @@ class EditRequest(BaseModel):
         return self
 
     def to_payload(self) -> dict[str, Any]:
-        """The flat JSON body ``generateImage`` takes (``seed`` left out when random)."""
+        """The flat JSON body ``generateImage`` takes: ``seed`` left out when random, then
+        ``extra_body`` merged last."""
         payload = self.model_dump()
         if payload["seed"] is None:
             del payload["seed"]
+        payload.update(self.extra_body or {})
         return payload
 
 
-def build_request(key: str | None = None, **fields: Any) -> EditRequest:
+def build_request(
+    key: str | None = None,
+    *,
+    extra_body: dict[str, Any] | None = None,
+    check_limits: bool = True,
+    **fields: Any,
+) -> EditRequest:
     """Build an :class:`EditRequest`, turning a validation failure into :class:`InvalidInput`.
 
     The message names the field and why, and the item's ``key`` when there is one.
+
+    Args:
+        key: the batch item's key, for messages.
+        extra_body: fields merged last into the JSON body, unchecked.
+        check_limits: False skips the contract's limits (counts, lengths, the size rule,
+            the seed's range) while still checking types; for a server whose limits moved.
+        fields: the :class:`EditRequest` fields.
     """
+    if extra_body is not None:
+        fields["extra_body"] = extra_body
     try:
-        return EditRequest(**fields)
+        return EditRequest.model_validate(fields, context={"check_limits": check_limits})
     except ValidationError as err:
         first = err.errors()[0]
         location = ".".join(str(part) for part in first["loc"]) or "request"
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            message = "unknown edit parameter"
+            message = (
+                "unknown edit parameter; to send it anyway, pass it in extra_body "
+                f"(extra_body={{{location!r}: ...}})"
+            )
         raise InvalidInput(f"{location}: {message}", field=location, key=key) from None
 
 
-def check_params(*, key: str | None = None, prompt: Any, images: Any, **params: Any) -> None:
+def check_params(
+    *, key: str | None = None, prompt: Any, images: Any, check_limits: bool = True, **params: Any
+) -> None:
     """Check every rule of an edit that can be checked before any image is uploaded.
 
     Local images (paths, bytes) stand in as placeholder URLs, so counts and limits are
@@ -303,4 +664,44 @@ def check_params(*, key: str | None = None, prompt: Any, images: Any, **params: 
         image if isinstance(image, str) and "://" in image else f"https://local.invalid/{index}"
         for index, image in enumerate(images)
     ]
-    build_request(key, prompt=prompt, images=stand_ins, **params)
+    build_request(key, prompt=prompt, images=stand_ins, check_limits=check_limits, **params)
+
+
+# -- prices -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PriceModel:
+    """How the API bills, for budgets and cost figures.
+
+    The default is the contract's: $0.036 per execution (a submitted prediction, whatever
+    its outcome). Some Atlas Cloud models bill per generated image instead::
+
+        PriceModel.per_generated_image(0.04)
+
+    Args:
+        per_execution: US dollars per submitted prediction.
+        per_image: US dollars per generated image (an output of a completed prediction).
+    """
+
+    per_execution: float = PRICE_PER_EXECUTION
+    per_image: float = PRICE_PER_IMAGE
+
+    def __post_init__(self) -> None:
+        for name in ("per_execution", "per_image"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"PriceModel.{name} must be a finite price >= 0, got {value!r}")
+
+    @classmethod
+    def per_generated_image(cls, price: float) -> PriceModel:
+        """Bill ``price`` per generated image and nothing per execution."""
+        return cls(per_execution=0.0, per_image=price)
+
+    def worst_case(self, max_images: int = 1) -> float:
+        """The most one submit can cost: what a budget must hold back before sending it."""
+        return self.per_execution + self.per_image * max(1, max_images)
+
+    def cost(self, *, executions: int, images: int = 0) -> float:
+        """US dollars for ``executions`` submitted predictions that generated ``images``."""
+        return round(self.per_execution * executions + self.per_image * images, 6)

@@ -45,6 +45,10 @@ class RetryPolicy:
         retry_statuses: statuses retried for idempotent requests.
         submit_retry_statuses: statuses retried for submits: only those that mean the
             server did not take the request.
+        unreachable_after: API requests that failed to connect (refused, unknown host, TLS)
+            while none has reached the API yet, after which every API request fails at once
+            with :class:`~seedream_async.APIUnreachable`: a wrong URL ends a batch in seconds
+            instead of retrying for minutes. 0 turns this off.
     """
 
     max_attempts: int = 6
@@ -57,6 +61,7 @@ class RetryPolicy:
         default_factory=lambda: frozenset({408, 429, 500, 502, 503, 504})
     )
     submit_retry_statuses: frozenset[int] = field(default_factory=lambda: frozenset({429, 503}))
+    unreachable_after: int = 3
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -65,6 +70,8 @@ class RetryPolicy:
             raise ValueError("delays must not be negative")
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError("jitter must be between 0 and 1")
+        if self.unreachable_after < 0:
+            raise ValueError("unreachable_after must not be negative")
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based), jitter included."""

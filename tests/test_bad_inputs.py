@@ -106,7 +106,7 @@ CASES = [
         "size-500",
         lambda f: EditItem(key="size-500", prompt="p", images=[f.unused[0]], size="500*500"),
         InvalidInput,
-        "outside 1024..4096",
+        "outside Seedream 4.5's 3,686,400",
     ),
     Case(
         "empty-prompt",

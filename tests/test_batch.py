@@ -262,7 +262,7 @@ async def test_outputs_are_saved_under_safe_names(tmp_path: Path) -> None:
     (red,) = results["shoes/red"].files
     assert red.parent == out
     assert red.name.startswith("shoes_red-")
-    assert [f.name for f in results["multi"].files] == ["multi.1.png", "multi.2.png", "multi.3.png"]
+    assert [f.name for f in results["multi"].files] == ["multi.png", "multi.2.png", "multi.3.png"]
     for result in results.values():
         for file in result.files:
             assert file.read_bytes().startswith(b"\x89PNG")

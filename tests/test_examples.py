@@ -64,8 +64,8 @@ async def test_edit_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 async def test_service(monkeypatch: pytest.MonkeyPatch) -> None:
-    """fastapi_service.py: /edit answers with outputs; a /jobs job is done by the worker."""
-    pytest.importorskip("starlette")
+    """fastapi_service.py: /edit answers with outputs; a /jobs job is done by the worker;
+    FastAPI refuses bad bodies (a server path, no prompt) and unknown jobs."""
     module = load("fastapi_service", monkeypatch)
     body = {"prompt": "On marble", "images": ["https://example.com/shoe.png"]}
     async with serve(time_scale=0.001) as sim:
@@ -80,6 +80,11 @@ async def test_service(monkeypatch: pytest.MonkeyPatch) -> None:
                 assert edited.json()["outputs"]
                 bad = await http.post("/edit", json={**body, "images": ["/etc/passwd"]})
                 assert bad.status_code == 422
+                assert bad.json()["detail"][0]["loc"][:2] == ["body", "images"]
+                no_prompt = await http.post("/jobs", json={"images": body["images"]})
+                assert no_prompt.status_code == 422
+                assert (await http.get("/jobs/nope")).status_code == 404
+                assert "/edit" in (await http.get("/openapi.json")).json()["paths"]
                 queued = await http.post("/jobs", json=body)
                 assert queued.status_code == 202
                 job = f"/jobs/{queued.json()['id']}"

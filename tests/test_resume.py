@@ -19,13 +19,31 @@ from seedream_async import (
     JournalState,
     ResultStatus,
 )
+from seedream_async._engine._identity import DigestCache
+from seedream_async._engine._names import output_stem
 from seedream_async._engine._resume import fingerprint
+from seedream_async._engine._sqlite import new_owner
+from seedream_async._engine._store import Claim
 from seedream_async._models import build_request
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio
 
 URL = "https://cdn.example.com/ref.png"
+
+
+async def journal_a_submit(
+    journal: Journal, item: EditItem, request: dict[str, object], prediction_id: str
+) -> None:
+    """Journal ``item`` as an earlier run would have: submitted as ``prediction_id``."""
+    owner = new_owner()
+    fp = await fingerprint(item, item.request_params(), DigestCache())
+    await journal.claim(
+        owner, [Claim(key=item.key, fingerprint=fp, name=output_stem(item.key))], lease=60
+    )
+    await journal.reserve(owner, item.key, request=request, amount=0.036, budget=None)
+    await journal.submitted(owner, item.key, prediction_id=prediction_id, cost=0.036)
+    await journal.release(owner, [item.key])
 
 
 def catalog(count: int, *, prompt: str = "edit") -> list[EditItem]:
@@ -71,9 +89,7 @@ async def test_an_item_with_a_prediction_id_is_polled_not_resubmitted(tmp_path: 
         request = build_request(item.key, prompt=item.prompt, images=[URL])
         prediction = await client.submit(request)
         async with await Journal.open(journal_path) as journal:
-            await journal.begin(item.key, await fingerprint(item, item.request_params()))
-            await journal.record_intent(item.key, request.to_payload())
-            await journal.record_submitted(item.key, prediction.id, 0.036)
+            await journal_a_submit(journal, item, request.to_payload(), prediction.id)
         (result,) = await client.edit_all([item], journal=journal_path)
         assert result.ok
         assert result.prediction_id == prediction.id
@@ -98,7 +114,9 @@ async def test_a_changed_item_is_rerun_and_its_old_result_kept(tmp_path: Path) -
     async with await Journal.open(journal_path) as journal:
         history = await journal.history("sku-1")
         current = await journal.get("sku-1")
-    assert [entry.state for entry in history] == [JournalState.SUCCEEDED]
+    # Both paid attempts are in the item's history, each with its own fingerprint.
+    assert [attempt.state for attempt in history] == [JournalState.DELIVERED] * 2
+    assert history[0].fingerprint != history[1].fingerprint
     assert current is not None
     assert current.request is not None
     assert current.request["prompt"] == "a different edit"
@@ -217,7 +235,7 @@ async def test_an_open_journal_can_be_passed_in_and_stays_open(tmp_path: Path) -
             assert sim.ledger.executions == 3
         assert all(r.from_journal for r in again)
         counts = await journal.counts()  # still open: the batch did not close it
-    assert counts[JournalState.SUCCEEDED] == 3
+    assert counts[JournalState.DELIVERED] == 3
 
 
 async def test_a_journaled_id_the_api_does_not_know_fails_without_resubmitting(
@@ -228,9 +246,8 @@ async def test_a_journaled_id_the_api_does_not_know_fails_without_resubmitting(
     journal_path = tmp_path / "j.sqlite"
     (item,) = catalog(1)
     async with await Journal.open(journal_path) as journal:
-        await journal.begin(item.key, await fingerprint(item, item.request_params()))
-        await journal.record_intent(item.key, {"prompt": item.prompt, "max_images": 1})
-        await journal.record_submitted(item.key, "pred_gone", 0.036)
+        request = {"prompt": item.prompt, "max_images": 1}
+        await journal_a_submit(journal, item, request, "pred_gone")
     async with simulated() as (sim, client):
         (result,) = await client.edit_all([item], journal=journal_path)
         assert sim.ledger.executions == 0

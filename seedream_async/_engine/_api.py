@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .._driver import RefusedHook
-from .._models import EditRequest, Prediction, UploadedMedia
+from .._models import EditRequest, Prediction, PriceModel, UploadedMedia
 from .._polling import PollPolicy
 from .._upload import PreparedUpload, UploadRules
 
@@ -43,6 +43,11 @@ class EngineAPI(PollAPI, Protocol):
     @property
     def price_per_execution(self) -> float:
         """US dollars per submitted prediction."""
+        ...
+
+    @property
+    def price(self) -> PriceModel:
+        """How the API bills, for the budget and cost figures."""
         ...
 
     @property

@@ -1,48 +1,69 @@
-"""What a batch may spend and has spent."""
+"""What a run may spend and has spent (the journal keeps the budget over every run)."""
 
 from __future__ import annotations
 
 from .._exceptions import BudgetExceeded
+from .._models import PriceModel
 from ._items import BatchProgress
 
 __all__ = ["Budget"]
 
 
 class Budget:
-    """Reserve the price of a submit before it is sent, refund it when the server did not
-    take it, and count it as spent once billed (an ambiguous submit too, to be safe).
+    """This run's money: reserve the price of a submit before it is sent, refund it when
+    the server did not take it, count it as spent once billed (an ambiguous one too).
+
+    With a journal, the budget over the whole journal is checked by the journal itself
+    (``JournalStore.reserve``); this object then holds only a per-run cap, if any.
+
+    A submit's price comes from the client's :class:`PriceModel`: per execution, or per
+    generated image, where the most the submit can generate (``max_images``) is held and
+    counted (the upper bound: a sequence may stop short).
 
     Args:
-        price: US dollars per submitted prediction.
-        limit: US dollars the batch may spend, or None for no limit.
+        price: how the API bills (a plain number is dollars per execution).
+        limit: US dollars this run may spend, or None for no limit.
         progress: the live counters, whose ``executions`` and ``spent`` it keeps.
     """
 
-    def __init__(self, *, price: float, limit: float | None, progress: BatchProgress) -> None:
-        self.price = price
+    def __init__(
+        self, *, price: PriceModel | float, limit: float | None, progress: BatchProgress
+    ) -> None:
+        self.model = price if isinstance(price, PriceModel) else PriceModel(per_execution=price)
         self.limit = limit
         self.reserved = 0.0
         self._progress = progress
 
-    def reserve(self) -> None:
-        """Hold the price of one submit.
+    @property
+    def price(self) -> float:
+        """The price of the smallest submit (one generated image)."""
+        return self.model.worst_case(1)
+
+    def cost_of(self, max_images: int = 1) -> float:
+        """What one submit generating up to ``max_images`` images costs at most."""
+        return self.model.worst_case(max_images)
+
+    def reserve(self, cost: float | None = None) -> None:
+        """Hold the price of one submit (``cost``, or the smallest submit's).
 
         Raises:
             BudgetExceeded: it does not fit in what is left; nothing is held.
         """
-        if self.limit is not None and self.reserved + self.price > self.limit + 1e-9:
+        cost = self.price if cost is None else cost
+        if self.limit is not None and self.reserved + cost > self.limit + 1e-9:
             raise BudgetExceeded(
                 f"budget ${self.limit:.2f} reached before this item; nothing was spent on it"
             )
-        self.reserved += self.price
+        self.reserved += cost
 
-    def refund(self) -> None:
+    def refund(self, cost: float | None = None) -> None:
         """Give back a reservation whose submit the server did not take."""
-        self.reserved -= self.price
+        self.reserved -= self.price if cost is None else cost
 
-    def spend(self) -> float:
+    def spend(self, cost: float | None = None) -> float:
         """Count a reserved submit as billed; return what it cost."""
+        cost = self.price if cost is None else cost
         progress = self._progress
         progress.executions += 1
-        progress.spent = round(progress.executions * self.price, 6)
-        return self.price
+        progress.spent = round(progress.spent + cost, 6)
+        return cost

@@ -36,6 +36,8 @@ class EditItem:
         max_images: images generated in the sequence, the request's default when None.
         seed: a fixed seed, or None for random.
         params: any other request field (``enable_base64_output``, ``model``, ...).
+        extra_body: fields sent as they are, merged last into the request's JSON body:
+            parameters this client does not know (``{"output_format": "jpeg"}``).
     """
 
     key: str
@@ -45,10 +47,13 @@ class EditItem:
     max_images: int | None = None
     seed: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] | None = None
 
     def request_params(self) -> dict[str, Any]:
         """The request fields besides prompt and images, without the unset ones."""
         fields: dict[str, Any] = dict(self.params)
+        if self.extra_body is not None:
+            fields["extra_body"] = {**dict(fields.get("extra_body") or {}), **self.extra_body}
         for name in ("size", "max_images", "seed"):
             value = getattr(self, name)
             if value is not None:

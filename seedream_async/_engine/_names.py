@@ -1,4 +1,14 @@
-"""Names of output files, derived from item keys so none escapes ``out_dir`` or collides."""
+"""Output file names from item keys: one key, one name, never shared, on any file system.
+
+A plain key (``[A-Za-z0-9_-]``, up to 100 characters, not a Windows device name, not shaped
+like one of our hashed names) is its own name. Any other key becomes a cleaned, readable
+prefix plus ``-`` and 32 hex digits of its BLAKE2b-128 digest. Plain names never end in
+``-`` + 32 hex digits and hashed names always do, so the two kinds cannot meet; two hashed
+names meet only if BLAKE2b-128 collides (2**64 work, not something a catalog finds or
+anyone crafts). That leaves keys equal but for case (``SKU-1`` / ``sku-1``), one file on
+macOS and Windows: :class:`NameRegistry` (or the journal, across runs) compares names with
+``str.casefold`` and refuses the later key before anything is paid.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +17,27 @@ import re
 
 from .._exceptions import InvalidInput
 
-__all__ = ["MAX_KEY_CHARS", "output_stems", "safe_name"]
+__all__ = [
+    "MAX_KEY_CHARS",
+    "NameRegistry",
+    "check_key",
+    "fold",
+    "output_stem",
+    "output_stems",
+    "safe_name",
+]
 
-_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+MAX_KEY_CHARS = 512
+_PLAIN = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+_HASHED_TAIL = re.compile(r"-[0-9a-f]{32}$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 _RESERVED = frozenset(
     {"CON", "PRN", "AUX", "NUL"} | {f"{p}{n}" for p in ("COM", "LPT") for n in range(1, 10)}
 )
-MAX_KEY_CHARS = 512
 
 
-def safe_name(key: str) -> str:
-    """A file name for ``key``: the key itself when it is plain, else a cleaned form plus
-    a short hash of the key, so two keys never share a name and none escapes ``out_dir``.
+def check_key(key: str) -> None:
+    """Refuse a key that cannot name an item's files.
 
     Raises:
         InvalidInput: the key is empty, too long, has control characters, or a ``..`` part.
@@ -37,14 +55,48 @@ def safe_name(key: str) -> str:
             field="key",
             key=key,
         )
-    if _SAFE.match(key) and key.upper() not in _RESERVED:
+
+
+def output_stem(key: str) -> str:
+    """The file stem for ``key``'s outputs (``<stem>.png``, then ``<stem>.2.png`` ... for
+    several): the key itself when plain, else a cleaned prefix and the key's digest.
+
+    Raises:
+        InvalidInput: see :func:`check_key`.
+    """
+    check_key(key)
+    if _PLAIN.match(key) and key.upper() not in _RESERVED and not _HASHED_TAIL.search(key):
         return key
     cleaned = _UNSAFE_CHARS.sub("_", key).strip("_")[:60] or "item"
-    digest = hashlib.blake2b(key.encode(), digest_size=4).hexdigest()
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
     return f"{cleaned}-{digest}"
 
 
+def fold(name: str) -> str:
+    """The form two names are compared in: equal folds are one file on a case-insensitive
+    file system (macOS, Windows)."""
+    return name.casefold()
+
+
+class NameRegistry:
+    """The names of one run's keys, to refuse a second key with the same folded name (the
+    journal does the same across runs)."""
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+
+    def claim(self, key: str, name: str) -> str | None:
+        """Give ``name`` to ``key``; return the other key that holds it already, or None."""
+        owner = self._owners.setdefault(fold(name), key)
+        return None if owner == key else owner
+
+
+safe_name = output_stem
+"""The name :func:`output_stem` had before keys were checked case-insensitively."""
+
+
 def output_stems(name: str, count: int) -> list[str]:
-    """The file stems of ``count`` outputs of the item named ``name``: the name itself for
-    one output, ``name.1``, ``name.2``, ... for a sequence."""
-    return [name] if count == 1 else [f"{name}.{n}" for n in range(1, count + 1)]
+    """The file stems of ``count`` outputs of the item named ``name``: ``name``, then
+    ``name.2``, ``name.3``, ... Output n has the same name whatever ``max_images`` is, so
+    changing it never renames the first image (a key never has a dot, so no clash)."""
+    return [name] + [f"{name}.{n}" for n in range(2, count + 1)]

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from .._exceptions import InvalidInput
 from .._polling import Completion, PollPolicy, as_completion
 from ._items import EditItem, ProgressCallback
-from ._journal import Journal
+from ._store import JournalStore
 
 __all__ = ["BatchOptions", "BatchOptionsDict", "Items"]
 
@@ -33,11 +33,20 @@ class BatchOptions:
             fast preset's 12); raise it with ``concurrency`` or ``polls`` beyond that, or
             the cap, not the API, paces the batch.
         out_dir: where outputs are saved; None keeps only their URLs.
-        journal: an SQLite file recording every item, to resume a crashed batch, or an open
-            :class:`Journal` (``await Journal.open(path, durable=True)`` survives power
-            loss too, not only a crash of the process); you close one you pass in.
-        budget: US dollars this run may spend; items past it are ``not_submitted``.
-        resubmit_ambiguous: pay again for items whose earlier submit may have been billed.
+        journal: an SQLite file recording what was billed and delivered, to resume a stopped
+            batch without paying twice and to let runs share the catalog, or an open
+            journal (``await Journal.open(path, durable=True)`` survives power loss too;
+            any :class:`JournalStore`); you close one you pass in.
+        budget: US dollars the catalog may spend: with a journal, over every run of that
+            journal (what earlier runs billed counts); without, this run. Items past it are
+            ``not_submitted``.
+        run_budget: US dollars this run may spend at most, besides ``budget``.
+        resubmit_ambiguous: pay again for items whose earlier submit may have been billed
+            (each such item may then be paid for twice).
+        retry_failed: pay for a new attempt of items the API reported failed in an earlier
+            run (each a new paid attempt in the item's history).
+        stop_grace: seconds a submit already on the wire when the batch is stopped (``break``,
+            Ctrl-C, a cancelled scope) gets to return its prediction id, which is journaled.
         on_progress: called with the live counters after each change.
         poll: polling policy and per-prediction deadline; the client's when None.
         completion: ``"poll"`` (the default) or ``"sync"``: submit with
@@ -53,9 +62,12 @@ class BatchOptions:
     rate: float | None = None
     poll_rate: float | None = 50.0
     out_dir: str | os.PathLike[str] | None = None
-    journal: str | os.PathLike[str] | Journal | None = None
+    journal: str | os.PathLike[str] | JournalStore | None = None
     budget: float | None = None
+    run_budget: float | None = None
     resubmit_ambiguous: bool = False
+    retry_failed: bool = False
+    stop_grace: float = 30.0
     on_progress: ProgressCallback | None = None
     poll: PollPolicy | None = None
     completion: Completion | str = Completion.POLL
@@ -68,10 +80,12 @@ class BatchOptions:
         for name in ("concurrency", "upload_concurrency", "download_concurrency"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be at least 1", field=name)
-        for name in ("rate", "poll_rate", "budget"):
+        for name in ("rate", "poll_rate", "budget", "run_budget"):
             value = getattr(self, name)
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise InvalidInput(f"{name} must be a positive number or None", field=name)
+        if not (self.stop_grace >= 0 and math.isfinite(self.stop_grace)):
+            raise InvalidInput("stop_grace must be 0 or more seconds", field="stop_grace")
 
 
 class BatchOptionsDict(TypedDict, total=False):
@@ -87,9 +101,12 @@ class BatchOptionsDict(TypedDict, total=False):
     rate: float | None
     poll_rate: float | None
     out_dir: str | os.PathLike[str] | None
-    journal: str | os.PathLike[str] | Journal | None
+    journal: str | os.PathLike[str] | JournalStore | None
     budget: float | None
+    run_budget: float | None
     resubmit_ambiguous: bool
+    retry_failed: bool
+    stop_grace: float
     on_progress: ProgressCallback | None
     poll: PollPolicy | None
     completion: Completion | str

@@ -35,7 +35,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -147,7 +147,7 @@ _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 _NOT_NOTED = "AND NOT (state IN ('submitted', 'done') AND error IS NOT NULL)"
 
 
-def is_postgres_dsn(value: object) -> bool:
+def is_postgres_dsn(value: object) -> TypeGuard[str]:
     """Whether ``value`` names a PostgreSQL journal (``postgresql://`` or ``postgres://``)."""
     return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
 
@@ -354,6 +354,9 @@ class PostgresJournal:
         self._pool: ConnectionPool[Any] | None = pool
         self._dsn = redact_dsn(dsn)
         self._limiter = anyio.CapacityLimiter(pool_size)
+        # One more connection than ordinary calls may take, kept for the heartbeat: a
+        # worker busy with journal calls must not lose its leases waiting in their queue.
+        self._beat_limiter = anyio.CapacityLimiter(1)
 
     def __repr__(self) -> str:
         return f"PostgresJournal({self._dsn!r})"
@@ -366,7 +369,8 @@ class PostgresJournal:
 
         Args:
             dsn: ``postgresql://user[:password]@host[:port]/dbname[?options]``.
-            pool_size: connections kept open; the most journal calls at once.
+            pool_size: the most journal calls at once (one more connection is kept for
+                the heartbeat).
             connect_timeout: seconds to wait for the first connection.
 
         Raises:
@@ -386,7 +390,7 @@ class PostgresJournal:
             pool: ConnectionPool[Any] = ConnectionPool(
                 dsn,
                 min_size=1,
-                max_size=pool_size,
+                max_size=pool_size + 1,
                 kwargs={"autocommit": True},
                 open=False,
                 name="seedream-journal",
@@ -423,7 +427,9 @@ class PostgresJournal:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _tx(self, fn: Callable[[_Tx], _T]) -> _T:
+    async def _tx(
+        self, fn: Callable[[_Tx], _T], *, limiter: anyio.CapacityLimiter | None = None
+    ) -> _T:
         """Run ``fn`` in one transaction in a worker thread; retry a deadlock."""
         import psycopg.errors
 
@@ -440,7 +446,7 @@ class PostgresJournal:
             raise AssertionError("unreachable")
 
         try:
-            return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(call, limiter=limiter or self._limiter)
         except JournalError:
             raise
         except psycopg.Error as err:
@@ -520,13 +526,14 @@ class PostgresJournal:
         return await self._tx(claim_next)
 
     async def heartbeat(self, owner: str, *, lease: float) -> int:
-        """See :meth:`JournalStore.heartbeat`."""
+        """See :meth:`JournalStore.heartbeat`. Runs on a connection of its own."""
         return await self._tx(
             lambda tx: tx.run(
                 f"UPDATE seedream_items SET lease_expires = %s "
                 f"WHERE owner = %s AND state IN {_sql_list(_LIVE)}",
                 (tx.now + lease, owner),
-            )
+            ),
+            limiter=self._beat_limiter,
         )
 
     async def release(self, owner: str, keys: Sequence[str]) -> None:

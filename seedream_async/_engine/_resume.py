@@ -1,14 +1,16 @@
-"""Resuming from the journal of an earlier run: an item's fingerprint, what its journaled
-state says to do with it, and how its result is written back.
+"""Resuming from the journal: an item's fingerprint, and what its journaled state says to do.
 
-The rules (the invariant: a billed prediction is paid for once, ever):
+The rules (the invariant: a prediction the API has billed is paid for once, ever):
 
-- ``SUCCEEDED`` with its files on disk (or no ``out_dir``): answered from the journal;
-- ``SUCCEEDED`` or ``SUBMITTED`` with a prediction id: polled (or fetched again for fresh
-  output URLs), never submitted again;
-- ``INTENT`` or ``AMBIGUOUS``: the earlier submit may have been billed; reported as
-  ambiguous unless the caller opts in to paying again;
-- anything else: run as new.
+- ``DELIVERED`` with its files on disk and whole (or no ``out_dir``): answered from the
+  journal, no request;
+- ``DELIVERED`` with a file missing or broken, ``SUBMITTED`` or ``DONE``: fetched again by
+  prediction id (fresh output URLs) and delivered; never submitted again;
+- ``API_FAILED``: the API said the prediction failed; reported as failed unless the caller
+  asks to pay for a new attempt (``retry_failed``);
+- ``AMBIGUOUS``: the earlier submit may have been billed; reported as ambiguous unless the
+  caller asks to pay again (``resubmit_ambiguous``);
+- ``PENDING`` or ``NOT_SUBMITTED``: nothing was billed; run as new.
 """
 
 from __future__ import annotations
@@ -17,35 +19,47 @@ import hashlib
 import json
 from collections.abc import Mapping
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import anyio
+from .._exceptions import AmbiguousSubmission, PredictionFailed
+from ._identity import DigestCache
+from ._items import EditItem
+from ._store import ItemRecord, JournalState
 
-from .._exceptions import AmbiguousSubmission, InvalidInput
-from ._items import BatchResult, EditItem
-from ._journal import Journal, JournalEntry, JournalState
-from ._uploads import image_identity
-
-__all__ = ["Resume", "ambiguous_before", "fingerprint", "record_result", "resume_action"]
+__all__ = ["Resume", "ambiguous_before", "failed_before", "fingerprint", "resume_action"]
 
 
 class Resume(Enum):
     """What to do with an item the journal already has a row for."""
 
     RUN = "run"
-    """Run it as new."""
+    """Nothing was billed (or the caller asked to pay again): run it as new."""
     ANSWER = "answer"
-    """It succeeded and its files are there: answer from the journal."""
-    POLL = "poll"
-    """It was paid for: poll its prediction again, never submit it."""
+    """Delivered: answer from the journal (after checking its files)."""
+    FETCH = "fetch"
+    """Billed, not delivered (or its files are gone): fetch it by id, never submit it."""
     AMBIGUOUS = "ambiguous"
     """Its submit may have been billed: report it, do not send again."""
+    FAILED = "failed"
+    """The API reported it failed: report it, do not pay again."""
 
 
-async def fingerprint(item: EditItem, params: Mapping[str, Any]) -> str:
-    """A hash of what the item asks for; a changed fingerprint makes it a new job."""
-    identities = [await image_identity(image) for image in item.images]
+_DIGESTS = DigestCache()
+
+
+async def fingerprint(
+    item: EditItem, params: Mapping[str, Any], digests: DigestCache | None = None
+) -> str:
+    """A hash of what the item asks for: prompt, parameters and the *content* of each image
+    (so touching, copying or moving an unchanged photo keeps the fingerprint).
+
+    Args:
+        item: the item.
+        params: its request parameters besides prompt and images.
+        digests: where image digests are memoised; a process-wide one when None.
+    """
+    digests = digests or _DIGESTS
+    identities = [await digests.identity(image) for image in item.images]
     blob = json.dumps(
         {"prompt": item.prompt, "params": params, "images": identities},
         sort_keys=True,
@@ -54,18 +68,17 @@ async def fingerprint(item: EditItem, params: Mapping[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-async def resume_action(entry: JournalEntry, *, saving: bool, resubmit_ambiguous: bool) -> Resume:
-    """What the journaled ``entry`` says to do (``saving``: the batch has an ``out_dir``)."""
-    if entry.state is JournalState.SUCCEEDED:
-        files = [Path(file) for file in entry.files]
-        present = [await anyio.Path(file).exists() for file in files]
-        if all(present) and (files or not saving):
-            return Resume.ANSWER
-    if entry.state in (JournalState.SUCCEEDED, JournalState.SUBMITTED) and entry.prediction_id:
-        return Resume.POLL
-    ambiguous = entry.state in (JournalState.INTENT, JournalState.AMBIGUOUS)
-    if ambiguous and not resubmit_ambiguous:
-        return Resume.AMBIGUOUS
+def resume_action(record: ItemRecord, *, resubmit_ambiguous: bool, retry_failed: bool) -> Resume:
+    """What the journaled ``record`` says to do (delivered files are checked by the caller)."""
+    state = record.state
+    if state is JournalState.DELIVERED:
+        return Resume.ANSWER
+    if state in (JournalState.SUBMITTED, JournalState.DONE) and record.prediction_id:
+        return Resume.FETCH
+    if state is JournalState.API_FAILED:
+        return Resume.RUN if retry_failed else Resume.FAILED
+    if state in (JournalState.AMBIGUOUS, JournalState.INTENT):
+        return Resume.RUN if resubmit_ambiguous else Resume.AMBIGUOUS
     return Resume.RUN
 
 
@@ -79,20 +92,10 @@ def ambiguous_before(key: str) -> AmbiguousSubmission:
     )
 
 
-async def record_result(journal: Journal, result: BatchResult) -> None:
-    """Write how an item ended to its journal row (if it has one of its own)."""
-    if result.from_journal:
-        return
-    if isinstance(result.error, InvalidInput) and result.error.field == "key":
-        return  # a bad or duplicate key must not touch the good item's row
-    if await journal.get(result.key) is None:
-        return  # failed before it was journaled (bad parameters): nothing to record
-    await journal.record_result(
-        result.key,
-        JournalState(result.status.value),
-        outputs=result.outputs,
-        files=[str(file) for file in result.files],
-        error=result.error_message,
-        error_type=type(result.error).__name__ if result.error else None,
-        predict_time=result.predict_time,
+def failed_before(record: ItemRecord) -> PredictionFailed:
+    """The error of an item whose prediction the API reported failed in an earlier run."""
+    return PredictionFailed(
+        record.prediction_id or "(unknown)",
+        f"{record.error or 'no error message'} (in an earlier run; not paid for again: pass "
+        "retry_failed=True to pay for a new attempt)",
     )

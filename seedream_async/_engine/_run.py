@@ -49,7 +49,8 @@ class BatchRun:
     (the client must be open: ``async with AsyncSeedream() as client``). For strictly
     structured concurrency, enter it instead: ``async with client.edit_batch(...) as run:
     async for result in run: ...``. Leaving early (``break``, an exception, a cancelled
-    scope) cancels the rest of the batch: nothing more is submitted.
+    scope) cancels the rest of the batch: nothing more is submitted, and submits already on
+    the wire get ``stop_grace`` seconds to return their ids, journaled for the next run.
 
     Made by ``client.edit_batch``, which hands the engine itself (as :class:`EngineAPI`)
     and a way to find its own task group (``background``: None while it is not open).
@@ -102,8 +103,16 @@ class BatchRun:
         await self._own_group.__aexit__(None, None, None)
         return None
 
-    def cancel(self) -> None:
-        """Stop the batch: nothing new is submitted; what is in flight is abandoned."""
+    def cancel(self, *, wait_for_submits: bool = True) -> None:
+        """Stop the batch: nothing new is submitted.
+
+        Args:
+            wait_for_submits: give submits already on the wire ``stop_grace`` seconds to
+                return their prediction ids (journaled, so a re-run fetches them instead
+                of paying again); False gives them no time (they may end ambiguous).
+        """
+        if not wait_for_submits:
+            self._runner.engine.stop.hurry()
         self._runner.scope.cancel()
 
     def __aiter__(self) -> BatchRun:

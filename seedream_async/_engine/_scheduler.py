@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 import anyio
 
 from .._exceptions import (
+    APIUnreachable,
     BadRequestError,
     DeadlineExceeded,
+    MalformedResponse,
     PredictionFailed,
     RateLimitError,
     SeedreamError,
@@ -171,16 +173,28 @@ class PollScheduler:
     async def _poll(self, watch: _Watch) -> None:
         try:
             prediction = await self._client.get_prediction(watch.prediction_id)
-        except (RateLimitError, ServerError, TransportError) as err:
-            # Still failing after the client's retries, but a poll is free and changes
-            # nothing: ask again later, until the deadline, rather than fail a paid item.
+        except APIUnreachable as err:
+            # Nothing has reached the API: asking again until the deadline would only hide
+            # a wrong URL for minutes. The id stays with the item's result.
+            watch.finish(error=err)
+            return
+        except (RateLimitError, ServerError, TransportError, MalformedResponse) as err:
+            # Still failing after the client's retries, or an answer that could not be read
+            # (an HTML page, an error envelope, a body over the cap), but a poll is free and
+            # changes nothing: ask again later, until the deadline, rather than fail a paid
+            # item.
             logger.info("poll of %s failed (%s); polling again later", watch.prediction_id, err)
             watch.polls += 1
             self._schedule(watch, anyio.current_time())
             return
         except BadRequestError as err:
-            if err.status_code == 404 and watch.polls < _UNKNOWN_ID_GRACE:
-                # Just submitted and paid for: give a replicated store a moment to know it.
+            if err.status_code != 404 or watch.polls < _UNKNOWN_ID_GRACE:
+                # 404: just submitted and paid for, give a replicated store a moment to know
+                # it. Another 4xx on a GET of a paid prediction (an error envelope, say) may
+                # pass too: polling again costs nothing, failing loses what was paid for.
+                logger.info(
+                    "poll of %s refused (%s); polling again later", watch.prediction_id, err
+                )
                 watch.polls += 1
                 self._schedule(watch, anyio.current_time())
             else:
@@ -188,6 +202,14 @@ class PollScheduler:
             return
         except SeedreamError as err:
             watch.finish(error=err)
+            return
+        except Exception as err:  # a bug must fail this item, never the whole batch
+            logger.exception("poll of %s failed unexpectedly", watch.prediction_id)
+            wrapped = SeedreamError(
+                f"poll of {watch.prediction_id}: unexpected {type(err).__name__}"
+            )
+            wrapped.__cause__ = err
+            watch.finish(error=wrapped)
             return
         finally:
             self._slots.release()

@@ -2,14 +2,20 @@
 
 Each item runs as one task through four stages, bounded everywhere:
 
-1. **upload**: its local images, each distinct content once per batch (``_uploads.py``);
-2. **submit**: under an adaptive concurrency limit (AIMD, ``_limits.py``) that a 429
-   halves for the whole batch, an optional GCRA rate limit and the budget; the journal
-   records the intent before the POST and the prediction id as soon as it is known
-   (``_submit.py``);
-3. **wait**: one :class:`PollScheduler` polls every prediction in flight; the slot is
-   freed the moment the prediction is seen finished;
-4. **download**: outputs streamed to ``out_dir`` under names derived from the key.
+1. **claim**: with a journal, the item is claimed for this run (a lease another run
+   respects; ``_claims.py``) and its row says what is left to do (``_resume.py``): an
+   item with a prediction id is fetched by id, never submitted again;
+2. **upload**: its local images, each distinct content once per batch (``_uploads.py``);
+3. **submit**: under an adaptive concurrency limit, an optional rate limit and the
+   budget; journaled before the POST and the moment the id comes back, shielded from a
+   stop while on the wire (``_submit.py``, ``_stop.py``);
+4. **wait** (one :class:`PollScheduler` polls every prediction in flight) and
+   **deliver**: outputs saved under names no other key can have, verified whole, and
+   only then journaled delivered (``_deliver.py``).
+
+Everything that goes wrong after an id was given (a download, the disk, an expired URL, a
+deadline, the account) keeps the id in the journal, so the next run fetches the prediction
+again instead of paying for it again.
 
 Items are read from the caller's iterable only as fast as there is room (a window of
 ``concurrency + 2 * upload_concurrency`` items in progress), so a generator of any length
@@ -19,6 +25,7 @@ runs in flat memory. One item's failure is that item's result; the batch goes on
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping
 from contextlib import AsyncExitStack, aclosing
 from pathlib import Path
@@ -30,29 +37,38 @@ from anyio.streams.memory import MemoryObjectSendStream
 from .._constants import DEFAULT_SIZE
 from .._exceptions import (
     AmbiguousSubmission,
+    AuthenticationError,
     BudgetExceeded,
+    InsufficientBalance,
     InvalidInput,
-    OutputExpired,
     PredictionFailed,
     SeedreamError,
 )
-from .._models import Prediction, build_request, check_params
+from .._models import Prediction, PredictionStatus, build_request, check_params
 from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
+from ._claims import Busy, Claims, name_taken
+from ._deliver import Deliverer, stale_parts
+from ._identity import DigestCache
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, as_item
-from ._journal import Journal, JournalEntry
-from ._names import output_stems, safe_name
+from ._journal import Journal
+from ._names import NameRegistry, output_stem
 from ._options import BatchOptions, Items
-from ._resume import Resume, ambiguous_before, fingerprint, record_result, resume_action
+from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
-from ._submit import Submitter
+from ._sqlite import new_owner
+from ._stop import StopControl
+from ._store import ItemRecord, JournalStore
+from ._submit import JournalSeat, Submitter
 from ._tracking import ItemState, Tracker
 from ._uploads import UploadCache
 
 __all__ = ["Engine"]
 
 logger = logging.getLogger("seedream_async")
+
+_ACCOUNT_ERRORS = (AuthenticationError, InsufficientBalance)
 
 
 class Engine:
@@ -74,7 +90,6 @@ class Engine:
             max_in_flight=options.upload_concurrency,
             persist=self.poll_policy.deadline or 900.0,
         )
-        self.downloads = anyio.CapacityLimiter(options.download_concurrency)
         self.scheduler = PollScheduler(
             client,
             policy=self.poll_policy,
@@ -82,20 +97,18 @@ class Engine:
             rate=options.poll_rate,
             rng=client.rng,
         )
-        self.budget = Budget(
-            price=client.price_per_execution, limit=options.budget, progress=progress
-        )
-        self.submitter = Submitter(
-            client,
-            concurrency=options.concurrency,
-            rate=options.rate,
-            budget=self.budget,
-            tracker=self.tracker,
-            round_trip=lambda: self.scheduler.typical_duration() or self.poll_policy.first_poll,
-            give_up_after=self.poll_policy.deadline,
-        )
+        # With a journal, `budget` is the journal's (checked there); this run's cap is
+        # `run_budget`. Without one, both cap this run.
+        journaled = options.journal is not None
+        caps = [c for c in (None if journaled else options.budget, options.run_budget) if c]
+        self.budget = Budget(price=client.price, limit=min(caps, default=None), progress=progress)
+        self.stop = StopControl(options.stop_grace)
         self.out_dir = Path(options.out_dir) if options.out_dir is not None else None
-        self.journal: Journal | None = None
+        self.deliverer: Deliverer | None = None
+        self.claims: Claims | None = None
+        self.submitter: Submitter | None = None
+        self.names = NameRegistry()
+        self.digests = DigestCache()
         self.seen: set[str] = set()
 
     # -- the whole batch ------------------------------------------------------------------
@@ -103,25 +116,72 @@ class Engine:
     async def run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
         """Run every item, sending each result to ``send`` as it comes."""
         async with AsyncExitStack() as stack:
-            self.journal = await self._open_journal(stack)
+            journal = await self._open_journal(stack)
+            seat = None
+            if journal is not None:
+                seat = JournalSeat(journal, new_owner(), self.options.budget)
+                self.claims = Claims(journal, seat.owner)
+            self.submitter = Submitter(
+                self.client,
+                concurrency=self.options.concurrency,
+                rate=self.options.rate,
+                budget=self.budget,
+                tracker=self.tracker,
+                round_trip=lambda: self.scheduler.typical_duration() or self.poll_policy.first_poll,
+                give_up_after=self.poll_policy.deadline,
+                stop=self.stop,
+                seat=seat,
+            )
             if self.out_dir is not None:
                 await anyio.Path(self.out_dir).mkdir(parents=True, exist_ok=True)
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self.scheduler.run)
-                window = anyio.Semaphore(
-                    self.options.concurrency + 2 * self.options.upload_concurrency
+                self.deliverer = Deliverer(
+                    self.client,
+                    self.out_dir,
+                    max_in_flight=self.options.download_concurrency,
+                    stale=await stale_parts(self.out_dir),
                 )
-                async with anyio.create_task_group() as group, aclosing(_aiterate(items)) as rows:
-                    index = 0
-                    async for raw in rows:
-                        await window.acquire()
-                        group.start_soon(self._run_item, index, raw, window, send)
-                        index += 1
-                outer.cancel_scope.cancel()
+            try:
+                await self._run(items, send)
+            finally:
+                if self.claims is not None:
+                    await self.claims.release_all()
 
-    async def _open_journal(self, stack: AsyncExitStack) -> Journal | None:
+    async def _run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(self.scheduler.run)
+            outer.start_soon(self._watch_for_stop)
+            if self.claims is not None:
+                outer.start_soon(self.claims.heartbeat)
+            window = anyio.Semaphore(self.options.concurrency + 2 * self.options.upload_concurrency)
+            deferred: list[EditItem] = []
+            async with anyio.create_task_group() as group, aclosing(_aiterate(items)) as rows:
+                index = 0
+                async for raw in rows:
+                    await window.acquire()
+                    group.start_soon(self._run_item, index, raw, window, send, deferred)
+                    index += 1
+            # Items another live run holds: come back to them once everything else is done
+            # (by then that run has most likely delivered them).
+            if deferred:
+                async with anyio.create_task_group() as group:
+                    for item in deferred:
+                        await window.acquire()
+                        group.start_soon(self._run_item, -1, item, window, send, None)
+            outer.cancel_scope.cancel()
+
+    async def _watch_for_stop(self) -> None:
+        # Cancelled with the batch (a stop, or the normal end): from then on nothing new
+        # is submitted and submits on the wire get their grace (none are left at the end).
+        try:
+            await anyio.sleep_forever()
+        finally:
+            self.stop.stop()
+
+    async def _open_journal(self, stack: AsyncExitStack) -> JournalStore | None:
         journal = self.options.journal
-        if journal is None or isinstance(journal, Journal):
+        if journal is None:
+            return None
+        if not isinstance(journal, str | os.PathLike):
             return journal  # the caller's: opened and closed by them
         journal_path = anyio.Path(journal)
         await journal_path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +193,7 @@ class Engine:
         raw: EditItem | Mapping[str, Any],
         window: anyio.Semaphore,
         send: MemoryObjectSendStream[BatchResult],
+        deferred: list[EditItem] | None,
     ) -> None:
         try:
             try:
@@ -143,7 +204,13 @@ class Engine:
                 result = state.result(ResultStatus.FAILED, error=err)
             else:
                 state = ItemState(item, self.tracker)
-                result = await self._process(state)
+                try:
+                    result = await self._process(state, may_defer=deferred is not None)
+                except Busy:
+                    assert deferred is not None
+                    deferred.append(item)
+                    state.drop()
+                    return
             state.end(result.status)
             await send.send(result)
         finally:
@@ -151,42 +218,73 @@ class Engine:
 
     # -- one item ------------------------------------------------------------------------
 
-    async def _process(self, state: ItemState) -> BatchResult:
+    async def _process(self, state: ItemState, *, may_defer: bool) -> BatchResult:
         try:
-            result = await self._stages(state)
-        except BudgetExceeded as err:
-            result = state.result(ResultStatus.NOT_SUBMITTED, error=err)
-        except AmbiguousSubmission as err:
-            err.key = state.key
-            result = state.result(ResultStatus.AMBIGUOUS, error=err)
+            return await self._stages(state, may_defer=may_defer)
+        except Busy:
+            self.seen.discard(state.key)  # it comes back, deferred
+            raise
         except SeedreamError as err:
-            result = state.result(ResultStatus.FAILED, error=err)
+            return await self._failed(state, err)
+        except OSError as err:  # the disk (full, read-only): after billing, keep the id
+            wrapped = SeedreamError(f"{type(err).__name__}: {err}")
+            wrapped.__cause__ = err
+            return await self._failed(state, wrapped)
         except anyio.get_cancelled_exc_class():
             raise
-        except Exception as err:  # a bug or an OS error must not sink the batch
+        except Exception as err:  # a bug must not sink the batch
             logger.exception("item %r failed unexpectedly", state.key)
             wrapped = SeedreamError(f"unexpected {type(err).__name__}: {err}")
             wrapped.__cause__ = err
-            result = state.result(ResultStatus.FAILED, error=wrapped)
-        if self.journal is not None:
-            await record_result(self.journal, result)
-        return result
+            return await self._failed(state, wrapped)
+        finally:
+            if self.claims is not None and state.claimed:
+                with anyio.CancelScope(shield=True):
+                    await self.claims.release(state.key)
 
-    async def _stages(self, state: ItemState) -> BatchResult:
+    async def _failed(self, state: ItemState, err: SeedreamError) -> BatchResult:
+        """The result of an item that raised ``err``, journaled without losing an id."""
+        if isinstance(err, AmbiguousSubmission):
+            err.key = state.key
+            return state.result(ResultStatus.AMBIGUOUS, error=err)
+        paid = state.prediction_id is not None
+        if not paid and isinstance(err, _ACCOUNT_ERRORS):
+            self.stop.fatal(err)
+        status = ResultStatus.FAILED
+        if not paid and isinstance(err, BudgetExceeded | AuthenticationError | InsufficientBalance):
+            status = ResultStatus.NOT_SUBMITTED
+        if paid and not isinstance(err, PredictionFailed):
+            err = _kept(err, state.prediction_id)
+        claims = self.claims
+        if claims is not None and state.claimed and not isinstance(err, PredictionFailed):
+            with anyio.CancelScope(shield=True):
+                await claims.record_failure(state.key, err, paid=paid)
+        return state.result(status, error=err)
+
+    async def _stages(self, state: ItemState, *, may_defer: bool) -> BatchResult:
         item = state.item
-        name = safe_name(item.key)
+        name = output_stem(item.key)
         if item.key in self.seen:
             raise InvalidInput("duplicate key: an earlier item of this batch has it", field="key")
         self.seen.add(item.key)
         params = item.request_params()
         check_params(key=item.key, prompt=item.prompt, images=item.images, **params)
+        if (other := self.names.claim(item.key, name)) is not None:
+            raise name_taken(item.key, other)
 
-        if self.journal is not None:
-            entry = await self.journal.begin(item.key, await fingerprint(item, params))
-            resumed = await self._resume(state, entry, name)
+        if self.claims is not None:
+            fp = await fingerprint(item, params, self.digests)
+            record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
+            state.claimed = True
+            if self.deliverer is not None:
+                await self.deliverer.remove_stale(name)
+            resumed = await self._resume(state, record, name)
             if resumed is not None:
                 return resumed
 
+        refused = self.stop.refused()
+        if refused is not None:
+            raise refused
         state.enter(Stage.UPLOADING)
         urls = [await self.uploads.url_for(image) for image in item.images]
         if self.options.completion == Completion.SYNC:
@@ -194,7 +292,8 @@ class Engine:
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
 
         state.enter(Stage.WAITING)
-        prediction = await self.submitter.submit(state, request, self.journal)
+        assert self.submitter is not None
+        prediction = await self.submitter.submit(state, request)
         try:
             prediction = await self._wait(prediction, Shape(request.max_images, request.size))
         finally:
@@ -204,76 +303,96 @@ class Engine:
     async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:
         if prediction.terminal:
             return prediction
-        return await self.scheduler.wait(
-            prediction.id, submitted_at=anyio.current_time(), shape=shape
-        )
+        try:
+            return await self.scheduler.wait(
+                prediction.id, submitted_at=anyio.current_time(), shape=shape
+            )
+        except PredictionFailed as err:
+            # Back to a failed prediction, so _finish journals it API_FAILED (not left
+            # SUBMITTED, which every later run would fetch by id again).
+            return Prediction(id=prediction.id, status=PredictionStatus.FAILED, error=err.error)
 
     async def _finish(self, state: ItemState, prediction: Prediction, name: str) -> BatchResult:
+        claims = self.claims
         if prediction.failed:
+            if claims is not None:
+                await claims.api_failed(state.key, prediction.error or "no error message")
             raise PredictionFailed(prediction.id, prediction.error)
         files: tuple[Path, ...] = ()
-        if self.out_dir is not None:
+        if self.deliverer is not None:
             state.enter(Stage.DOWNLOADING)
-            files = await self._save(prediction, name)
+            try:
+                files = await self.deliverer.deliver(prediction, name)
+            except BaseException:
+                # Done at the API, not delivered: the next run fetches it by id. (Journaled
+                # only now: on the way to a download, output URLs may be seconds from expiry.)
+                if claims is not None and claims.holds(state.key):
+                    with anyio.CancelScope(shield=True):
+                        await claims.done(state.key, prediction)
+                raise
+        if claims is not None:
+            await claims.delivered(state.key, files, prediction.outputs)
         return state.result(ResultStatus.SUCCEEDED, prediction=prediction, files=files)
 
-    async def _resume(self, state: ItemState, entry: JournalEntry, name: str) -> BatchResult | None:
-        """Answer an item from the journal of an earlier run, or None to run it normally."""
-        action = await resume_action(
-            entry,
-            saving=self.out_dir is not None,
+    async def _resume(self, state: ItemState, record: ItemRecord, name: str) -> BatchResult | None:
+        """Answer an item from its journal row, fetch it by id, or None to run it."""
+        action = resume_action(
+            record,
             resubmit_ambiguous=self.options.resubmit_ambiguous,
+            retry_failed=self.options.retry_failed,
         )
         if action is Resume.RUN:
             return None
+        state.prediction_id = record.prediction_id
         self.tracker.progress.from_journal += 1
         if action is Resume.ANSWER:
-            return state.result(
-                ResultStatus.SUCCEEDED,
-                files=tuple(Path(file) for file in entry.files),
-                outputs=entry.outputs,
-                predict_time=entry.predict_time,
-                from_journal=True,
-            )
+            files = tuple(Path(file) for file in record.files)
+            if self.deliverer is None or await self.deliverer.verified(record.files):
+                return state.result(
+                    ResultStatus.SUCCEEDED,
+                    files=files,
+                    outputs=record.outputs,
+                    predict_time=record.predict_time,
+                    from_journal=True,
+                )
         if action is Resume.AMBIGUOUS:
             return state.result(
                 ResultStatus.AMBIGUOUS, error=ambiguous_before(state.key), from_journal=True
             )
-        # Paid for already: poll it (or fetch it again for fresh output URLs), never resubmit.
-        assert entry.prediction_id is not None
-        state.prediction_id = entry.prediction_id
+        if action is Resume.FAILED:
+            return state.result(ResultStatus.FAILED, error=failed_before(record), from_journal=True)
+        # Paid for already: fetch it by id (fresh output URLs) and deliver, never resubmit.
+        assert record.prediction_id is not None
+        assert self.submitter is not None
         state.enter(Stage.WAITING)
         await self.submitter.acquire()
         try:
             state.enter(Stage.RUNNING)
-            request = entry.request or {}
+            request = record.request or {}
             shape = Shape(int(request.get("max_images", 1)), str(request.get("size", DEFAULT_SIZE)))
-            pending = Prediction(id=entry.prediction_id)
-            prediction = await self._wait(pending, shape)
+            prediction = await self._wait(Prediction(id=record.prediction_id), shape)
         finally:
             self.submitter.release()
-        return await self._finish(state, prediction, name)
+        result = await self._finish(state, prediction, name)
+        return _from_journal(result)
 
-    async def _save(self, prediction: Prediction, name: str) -> tuple[Path, ...]:
-        assert self.out_dir is not None
-        outputs = list(prediction.outputs)
-        if not outputs:
-            raise OutputExpired(f"prediction {prediction.id} is done but listed no outputs")
-        files: list[Path] = []
-        refreshed = False
-        for index, stem in enumerate(output_stems(name, len(outputs))):
-            async with self.downloads:
-                try:
-                    path = await self.client.save_output(outputs[index], self.out_dir / stem)
-                except OutputExpired:
-                    if refreshed:
-                        raise
-                    # Signed URLs expire: ask for the prediction again for fresh ones.
-                    refreshed = True
-                    outputs = list((await self.client.get_prediction(prediction.id)).outputs)
-                    path = await self.client.save_output(outputs[index], self.out_dir / stem)
-            files.append(path)
-        return tuple(files)
+
+def _kept(err: SeedreamError, prediction_id: str | None) -> SeedreamError:
+    """``err``, its message saying the prediction is paid for and a re-run fetches it."""
+    note = (
+        f" (prediction {prediction_id} is paid for and kept in the journal: run the batch "
+        "again to fetch it by id, without paying again)"
+    )
+    if note not in err.message:
+        err.message += note
+        err.args = (err.message, *err.args[1:])
+    return err
+
+
+def _from_journal(result: BatchResult) -> BatchResult:
+    from dataclasses import replace
+
+    return replace(result, from_journal=True)
 
 
 async def _aiterate(

@@ -56,6 +56,7 @@ class ItemState:
         self.started = anyio.current_time()
         self.marks: dict[Stage, float] = {}
         self.prediction_id: str | None = None
+        self.claimed = False  # holds its journal claim
         self.cost = 0.0
         self._tracker = tracker
         tracker.move(None, Stage.QUEUED)
@@ -65,6 +66,10 @@ class ItemState:
         self.marks[stage] = anyio.current_time()
         self._tracker.move(self.stage, stage)
         self.stage = stage
+
+    def drop(self) -> None:
+        """Count the item out without a result (it is put back for later)."""
+        self._tracker.move(self.stage, None)
 
     def end(self, status: ResultStatus) -> None:
         """Count the item as ended, ``status``."""

@@ -20,7 +20,7 @@ from .._models import ImageRef, is_url
 from .._upload import PreparedUpload, inspect_source, probe_file, stat_image
 from ._api import EngineAPI
 
-__all__ = ["UploadCache", "image_identity"]
+__all__ = ["UploadCache"]
 
 
 @dataclass(eq=False)
@@ -33,20 +33,6 @@ class _Upload:
 def _absolute(path: str | os.PathLike[str]) -> str:
     # Pure string work (plus getcwd), so fine on the event loop.
     return os.path.abspath(os.fspath(path))
-
-
-async def image_identity(image: ImageRef) -> str:
-    """A cheap identity for fingerprints: the URL, a path's stat, or the bytes' digest."""
-    if isinstance(image, bytes):
-        return "bytes:" + hashlib.blake2b(image).hexdigest()
-    if is_url(image):
-        return "url:" + str(image)
-    path = _absolute(image)
-    try:
-        stat = await anyio.Path(path).stat()
-    except OSError:
-        return f"path:{path}:missing"
-    return f"path:{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 class UploadCache:

@@ -61,7 +61,8 @@ def write_catalog(folder: Path, items: int) -> Path:
                 "prompt": f"Place the {product} on {_BACKDROPS[backdrop]}, soft studio light, "
                 "and put the logo in the lower right corner",
                 "images": [photo, f"images/backdrop-{backdrop + 1}.png", "images/logo.png"],
-                "size": "1024*1024",
+                # Inside Seedream 4.5's 2560*1440..4096*4096 pixel range (1024*1024 is not).
+                "size": "2048*2048",
                 "max_images": 1 + number % 2,
             }
             handle.write(json.dumps(row) + "\n")
@@ -106,6 +107,7 @@ async def run_demo(
             base_url=sim.base_url,
             # Simulated time runs fast; poll on the same clock.
             poll=PollPolicy().scaled(time_scale),
+            resumable=False,
         )
         code = await run_manifest(options, console=console, errors=errors)
         ledger = sim.ledger

@@ -23,7 +23,7 @@ from .._engine._store import JournalState
 from .._exceptions import JournalError, SeedreamError
 from .._polling import PollPolicy
 
-__all__ = ["add_commands", "run_command"]
+__all__ = ["add_commands", "postgres_status", "run_command"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS = ("load", "work", "status")
@@ -96,8 +96,25 @@ def add_commands(commands: Any, *, positive_int: Any, positive_float: Any) -> No
     work.add_argument("--base-url", default=None, help="the API's origin (default: Atlas Cloud)")
     work.add_argument("--api-key-env", default="ATLASCLOUD_API_KEY", metavar="NAME")
 
+    if "status" in commands.choices:
+        # Another `status` (a run's folder or SQLite journal) is there already: it hands a
+        # postgresql:// target to :func:`postgres_status`.
+        return
     status = commands.add_parser(
-        "status", help="where a shared journal stands: items per state, money, workers"
+        "status",
+        help="where a catalog stands, from its journal; sends nothing",
+        description="Counts by state, money billed over every run, and the ambiguous and "
+        "failed keys with their reasons, read from the journal alone; no request is made. "
+        "Give a run's --out folder (or its SQLite journal), or --journal postgresql://... "
+        "for a fleet's shared journal (then also its workers).",
+    )
+    status.add_argument(
+        "target",
+        type=Path,
+        nargs="?",
+        default=None,
+        metavar="OUT|JOURNAL",
+        help="a run's --out folder (its .seedream-journal.sqlite) or a journal file",
     )
     journal_option(status)
     status.add_argument("--json", action="store_true", help="print one JSON object")
@@ -181,6 +198,12 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
         f"{tally.undelivered}, lost to another worker {tally.lost}"
     )
     return EXIT_OK
+
+
+def postgres_status(dsn: str, *, as_json: bool, console: Console, errors: Console) -> int:
+    """``status`` of a PostgreSQL journal: items per state, money, workers; no API request."""
+    ns = argparse.Namespace(command="status", journal=dsn, json=as_json)
+    return run_command(ns, console, errors)
 
 
 async def _status(ns: argparse.Namespace, console: Console, errors: Console) -> int:

@@ -1,10 +1,14 @@
 """Read a manifest (CSV or JSON Lines) one row at a time, naming the line of every problem.
 
-CSV has a header row: ``key,prompt,images[,size,max_images,seed]``; several images go in
-the ``images`` column separated by ``|`` or ``;``, or in columns ``image1`` .. ``imageN``.
+CSV has a header row: ``key,prompt,images[,size,max_images,seed,extra]``; several images go
+in the ``images`` column separated by ``|`` or ``;``, or in columns ``image1`` .. ``imageN``.
 JSON Lines has one object a line: ``key``, ``prompt``, ``images`` (a list, or a string
-split like the CSV column) and optional ``size``, ``max_images``, ``seed``; any other field
-is passed to the request and checked like one.
+split like the CSV column) and optional ``size``, ``max_images``, ``seed``, ``extra``; any
+other field is passed to the request and checked like one.
+
+``extra`` is a JSON object (in CSV, its JSON text) of fields sent as they are, merged last
+into the request body: the request's ``extra_body``, for parameters this client does not
+know (``{"output_format": "jpeg"}``).
 
 Relative image paths are read from the manifest's folder; http(s) URLs pass through.
 Rows are read lazily, so a manifest of any length is never held in memory.
@@ -33,7 +37,7 @@ __all__ = [
 ]
 
 _REQUIRED = ("key", "prompt")
-_CSV_COLUMNS = frozenset({"key", "prompt", "images", "size", "max_images", "seed"})
+_CSV_COLUMNS = frozenset({"key", "prompt", "images", "size", "max_images", "seed", "extra"})
 _IMAGE_COLUMN = re.compile(r"^image(\d+)$")
 _SPLIT = re.compile(r"[|;]")
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
@@ -229,7 +233,7 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
                 path=path,
                 line=1,
                 field=field,
-                message=f"{message}; expected key,prompt,images[,size,max_images,seed] "
+                message=f"{message}; expected key,prompt,images[,size,max_images,seed,extra] "
                 "(or image1..imageN)",
             ),
         )
@@ -260,7 +264,7 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
             continue
         cells += [""] * (len(header) - len(cells))
         fields: dict[str, Any] = {}
-        for name in ("key", "prompt", "size", "max_images", "seed"):
+        for name in ("key", "prompt", "size", "max_images", "seed", "extra"):
             if name in index and cells[index[name]].strip():
                 fields[name] = cells[index[name]].strip()
         images: list[str] = []
@@ -321,8 +325,9 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
     seed = fields.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise _RowError("seed", f"must be an integer, got {seed!r}")
-    known = set(ITEM_FIELDS) - {"params"}
+    known = (set(ITEM_FIELDS) - {"params"}) | {"extra"}
     params = {name: value for name, value in fields.items() if name not in known}
+    extra_body = _extra(fields["extra"]) if "extra" in fields else None
     return EditItem(
         key=key,
         prompt=prompt,
@@ -331,7 +336,19 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
         max_images=max_images,
         seed=seed,
         params=params,
+        extra_body=extra_body,
     )
+
+
+def _extra(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise _RowError("extra", f"is not valid JSON ({err.msg})") from None
+    if not isinstance(value, dict):
+        raise _RowError("extra", f"must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _resolve(folder: Path, image: str) -> str:

@@ -1,4 +1,5 @@
-"""The live progress bar: items done of total, failed, running, dollars spent, ETA."""
+"""The live progress bar: items done of total; succeeded, failed, ambiguous, not submitted
+(each its own count, shown once it is not zero), running; dollars spent; ETA."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .._engine._items import BatchProgress, BatchResult
+from .._engine._items import BatchProgress, BatchResult, ResultStatus
 
 __all__ = ["ProgressDisplay"]
 
@@ -32,11 +33,16 @@ class _CountsColumn(ProgressColumn):
         self._display = display
 
     def render(self, task: Task) -> Text:
-        live, done = self._display.live, self._display
+        live, counts = self._display.live, self._display.counts
         text = Text()
-        text.append(f"✓ {done.succeeded}", style="green")
-        text.append("  ")
-        text.append(f"✗ {done.failed}", style="red" if done.failed else "dim")
+        text.append(f"✓ {counts[ResultStatus.SUCCEEDED]}", style="green")
+        failed = counts[ResultStatus.FAILED]
+        text.append(f"  ✗ {failed} failed", style="red" if failed else "dim")
+        # Shown only when they happen: each needs a different action from the user.
+        if ambiguous := counts[ResultStatus.AMBIGUOUS]:
+            text.append(f"  ? {ambiguous} ambiguous", style="yellow")
+        if skipped := counts[ResultStatus.NOT_SUBMITTED]:
+            text.append(f"  ⏸ {skipped} over budget", style="yellow")
         text.append("  ")
         running = live.running + live.uploading + live.downloading if live else 0
         text.append(f"▶ {running}", style="cyan")
@@ -55,11 +61,10 @@ class ProgressDisplay:
 
     def __init__(self, console: Console, total: int) -> None:
         self.live: BatchProgress | None = None
-        self.succeeded = 0
-        self.failed = 0
+        self.counts = dict.fromkeys(ResultStatus, 0)
         self._progress = Progress(
             TextColumn("[bold]editing"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
             _CountsColumn(self),
             TimeElapsedColumn(),
@@ -89,8 +94,5 @@ class ProgressDisplay:
 
     def add(self, result: BatchResult) -> None:
         """Count one finished item."""
-        if result.ok:
-            self.succeeded += 1
-        else:
-            self.failed += 1
+        self.counts[result.status] += 1
         self._progress.advance(self._task)

@@ -1,36 +1,102 @@
-"""The run's record: ``report.jsonl`` (one line per item) and the summary table."""
+"""The run's record: ``report.jsonl`` (one line per item) and the summary table.
+
+A line holds what became of the item (status, prediction id, files, cost, error) and what was
+asked (prompt, images, params, seed), so a run can be reviewed from the report alone. When
+the run ends, :func:`complete_from_journal` adds what only the journal knows: the uploaded
+URL of each local image and the item's earlier paid attempts.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+import anyio
+import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._engine._items import BatchResult, ResultStatus
+from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._engine._items import BatchResult, EditItem, ResultStatus
+from .._engine._journal import Journal
+from .._engine._store import Attempt, ItemRecord, JournalState
+from .._exceptions import (
+    APIUnreachable,
+    AuthenticationError,
+    BudgetExceeded,
+    PredictionFailed,
+)
+from ._reroll import REROLLED_DIR
 
-__all__ = ["ReportWriter", "Tally", "print_failures", "record", "summary_table"]
+__all__ = [
+    "ReportWriter",
+    "Tally",
+    "cli_words",
+    "complete_from_journal",
+    "estimate",
+    "journal_record",
+    "print_failures",
+    "print_next_steps",
+    "record",
+    "summary_json",
+    "summary_table",
+    "write_report",
+]
+
+# What a journal row says about an item this run has no result for.
+_JOURNAL_STATUS = {
+    JournalState.PENDING: ResultStatus.NOT_SUBMITTED,
+    JournalState.NOT_SUBMITTED: ResultStatus.NOT_SUBMITTED,
+    JournalState.INTENT: ResultStatus.AMBIGUOUS,
+    JournalState.AMBIGUOUS: ResultStatus.AMBIGUOUS,
+    JournalState.SUBMITTED: ResultStatus.FAILED,
+    JournalState.DONE: ResultStatus.FAILED,
+    JournalState.API_FAILED: ResultStatus.FAILED,
+    JournalState.DELIVERED: ResultStatus.SUCCEEDED,
+}
 
 # Failed items shown under the summary; the rest are in report.jsonl.
 _SHOWN_FAILURES = 10
 
 
-def record(result: BatchResult) -> dict[str, Any]:
-    """One ``report.jsonl`` line: what became of an item, JSON-ready.
+def _image(image: object) -> dict[str, str | None]:
+    if isinstance(image, str):
+        if image.startswith(("https://", "http://")):
+            return {"path": None, "url": image}
+        return {"path": str(Path(image).absolute()), "url": None}
+    return {"path": None, "url": None}  # bytes: nothing to link to
+
+
+def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
+    """One ``report.jsonl`` line: what was asked and what became of it, JSON-ready.
 
     Args:
         result: the item's result.
+        item: the item as the manifest gave it; its prompt, images, params and seed.
     """
+    params = item.request_params() if item is not None else {}
+    seed = params.pop("seed", None)
+    attempt = {
+        "prediction_id": result.prediction_id,
+        "status": str(result.status),
+        "cost": result.cost,
+        "files": [str(path.absolute()) for path in result.files],
+    }
     return {
         "key": result.key,
         "status": str(result.status),
+        "prompt": item.prompt if item is not None else None,
+        "images": [_image(image) for image in item.images] if item is not None else [],
+        "params": params,
+        "seed": seed,
         "prediction_id": result.prediction_id,
-        "files": [str(path) for path in result.files],
+        "files": [str(path.absolute()) for path in result.files],
         "outputs": list(result.outputs),
         "error": result.error_message,
         "error_type": type(result.error).__name__ if result.error is not None else None,
@@ -38,11 +104,122 @@ def record(result: BatchResult) -> dict[str, Any]:
         "predict_time": result.predict_time,
         "timings": asdict(result.timings),
         "from_journal": result.from_journal,
+        "attempts": [attempt] if result.prediction_id is not None else [],
     }
 
 
+def journal_record(
+    key: str, row: ItemRecord | None, item: EditItem | None = None
+) -> dict[str, Any]:
+    """A ``report.jsonl`` line from the journal, for an item this run has no result for.
+
+    Args:
+        key: the item's key.
+        row: its journal row, if it has one.
+        item: the item as the manifest gave it, when this run read it (else what was asked
+            comes from the journal's request).
+    """
+    error: str | None
+    if row is None:
+        status, error = ResultStatus.NOT_SUBMITTED, "not reached: the run stopped before it"
+    else:
+        status = _JOURNAL_STATUS[row.state]
+        error = row.error
+        if row.state is JournalState.API_FAILED and row.prediction_id and error:
+            error = str(PredictionFailed(row.prediction_id, error))  # as this run's lines say
+        if row.state in (JournalState.SUBMITTED, JournalState.DONE):
+            error = (
+                f"{error or 'not delivered yet'} (prediction {row.prediction_id} is paid for: a "
+                "re-run fetches it by id)"
+            )
+    if item is not None:
+        params = item.request_params()
+        prompt, images = item.prompt, [_image(image) for image in item.images]
+    else:
+        request = dict(row.request or {}) if row is not None else {}
+        prompt = request.pop("prompt", None)
+        sent = request.pop("images", None)
+        images = [_image(url) for url in sent] if isinstance(sent, list) else []
+        for name in ("model", "enable_base64_output", "enable_sync_mode"):
+            request.pop(name, None)
+        params = request
+    seed = params.pop("seed", None)
+    files = list(row.files) if row and row.state is JournalState.DELIVERED else []
+    attempt = {
+        "prediction_id": row.prediction_id if row else None,
+        "status": str(status),
+        "cost": row.cost if row else 0.0,
+        "files": files,
+    }
+    return {
+        "key": key,
+        "status": str(status),
+        "prompt": prompt,
+        "images": images,
+        "params": params,
+        "seed": seed,
+        "prediction_id": row.prediction_id if row else None,
+        "files": files,
+        "outputs": list(row.outputs) if row else [],
+        "error": error,
+        "error_type": row.error_type if row else None,
+        "cost": 0.0,
+        "predict_time": row.predict_time if row else None,
+        "timings": None,
+        "from_journal": True,
+        "attempts": [attempt] if attempt["prediction_id"] is not None else [],
+    }
+
+
+async def write_report(
+    path: Path,
+    keys: Sequence[str],
+    journal_path: Path,
+    results: Mapping[str, dict[str, Any]],
+    items: Mapping[str, EditItem] | None = None,
+) -> None:
+    """Write ``report.jsonl`` whole, one line per key of the manifest, in manifest order:
+    this run's result where it has one, else what the journal records; each line completed
+    from the journal (uploaded URLs, earlier paid attempts). Written to a temporary file and
+    renamed, so two runs sharing the folder never interleave it.
+
+    Args:
+        path: the report's path.
+        keys: the manifest's keys, in order.
+        journal_path: the journal.
+        results: this run's lines (:func:`record`), by key.
+        items: the items this run read from the manifest, by key (what was asked).
+    """
+    items = items or {}
+    rows: dict[str, ItemRecord] = {}
+    histories: dict[str, list[Attempt]] = {}
+    if await anyio.Path(journal_path).exists():
+        async with await Journal.open(journal_path) as journal:
+            rows = await journal.get_many(list(keys))
+            for key, row in rows.items():
+                if row.attempts > 1:  # earlier attempts to list besides the latest
+                    histories[key] = await journal.history(key)
+    lines = []
+    for key in keys:
+        found = rows.get(key)
+        line = dict(results.get(key) or journal_record(key, found, items.get(key)))
+        if found is not None:
+            _with_journal(line, found, histories.get(key, []))
+        lines.append(line)
+
+    def write() -> None:
+        temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        with temp.open("w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        os.replace(temp, path)
+
+    await anyio.to_thread.run_sync(write)
+
+
 class ReportWriter:
-    """Writes ``report.jsonl`` line by line, flushed, so an interrupted run keeps its lines.
+    """Writes ``report.jsonl`` line by line as results come, flushed, so it can be watched
+    during the run; :func:`write_report` replaces it whole at the end.
 
     Each run writes the file afresh; results answered from the journal are written too,
     so the report of a resumed run covers every item.
@@ -70,10 +247,10 @@ class ReportWriter:
             self._handle.close()
             self._handle = None
 
-    def write(self, result: BatchResult) -> None:
+    def write(self, result: BatchResult, item: EditItem | None = None) -> None:
         """Append one item's line."""
         assert self._handle is not None, "use ReportWriter as a context manager"
-        self._handle.write(json.dumps(record(result), ensure_ascii=False) + "\n")
+        self._handle.write(json.dumps(record(result, item), ensure_ascii=False) + "\n")
         self._handle.flush()
 
 
@@ -85,13 +262,29 @@ class Tally:
     from_journal: int = 0
     cost: float = 0.0
     failures: list[BatchResult] = field(default_factory=list)
+    refused_key: int = 0
+    refused_status: int | None = None
+    unreachable: int = 0
+    unreachable_message: str = ""
+    over_budget: int = 0
 
     def add(self, result: BatchResult) -> None:
         """Count one result."""
         self.counts[result.status] += 1
         self.cost += result.cost
         self.from_journal += result.from_journal
-        if not result.ok and len(self.failures) < _SHOWN_FAILURES:
+        self.over_budget += isinstance(result.error, BudgetExceeded)
+        if isinstance(result.error, APIUnreachable):
+            self.unreachable += 1
+            self.unreachable_message = str(result.error)
+            return  # one line says it for all of them
+        if isinstance(result.error, AuthenticationError):
+            self.refused_key += 1
+            self.refused_status = result.error.status_code
+            return  # one line says it for all of them
+        # Items the budget stopped are summed up in one line, not listed.
+        listed = result.status in (ResultStatus.FAILED, ResultStatus.AMBIGUOUS)
+        if listed and len(self.failures) < _SHOWN_FAILURES:
             self.failures.append(result)
 
     @property
@@ -105,13 +298,17 @@ class Tally:
         return self.counts[ResultStatus.SUCCEEDED] == self.total
 
 
-def summary_table(tally: Tally, *, expected: int, elapsed: float) -> Table:
+def summary_table(
+    tally: Tally, *, expected: int, elapsed: float, billed: float | None = None
+) -> Table:
     """The end-of-run table: items by outcome, cost and time.
 
     Args:
         tally: the run's counts.
         expected: items in the manifest (more than counted if the run was stopped).
         elapsed: seconds the run took.
+        billed: US dollars this run's submits were billed, predictions still in flight
+            included (the results' costs when None).
     """
     table = Table(title="seedream-async run", show_header=True, header_style="bold")
     table.add_column("outcome")
@@ -127,21 +324,189 @@ def summary_table(tally: Tally, *, expected: int, elapsed: float) -> Table:
             table.add_row(
                 f"[{style}]{status.value.replace('_', ' ')}[/]", str(tally.counts[status])
             )
-    if tally.from_journal:
-        table.add_row("  of which from the journal", str(tally.from_journal))
     if expected > tally.total:
         table.add_row("[yellow]not reached[/]", str(expected - tally.total))
     table.add_row("total", str(expected), end_section=True)
-    table.add_row("cost this run", f"${tally.cost:.3f}")
+    # Its own section: a count across every outcome above, not a part of the last one.
+    if tally.from_journal:
+        table.add_row("answered from the journal (no new cost)", str(tally.from_journal))
+    table.add_row("billed this run", f"${tally.cost if billed is None else billed:.3f}")
     table.add_row("time", f"{elapsed:.1f}s")
     return table
+
+
+def summary_json(
+    tally: Tally, *, expected: int, elapsed: float, billed: float | None = None
+) -> dict[str, Any]:
+    """The end-of-run summary as JSON (``run --json``): the table's figures, by name.
+
+    Args:
+        tally: the run's counts.
+        expected: items in the manifest.
+        elapsed: seconds the run took.
+        billed: US dollars this run's submits were billed (the results' costs when None).
+    """
+    return {
+        "total": expected,
+        **{str(status): tally.counts[status] for status in ResultStatus},
+        "not_reached": max(expected - tally.total, 0),
+        "from_journal": tally.from_journal,
+        "cost": round(tally.cost if billed is None else billed, 6),
+        "elapsed": round(elapsed, 3),
+    }
+
+
+def estimate(executions: int) -> str:
+    """The cost of ``executions`` paid predictions: "N times the price = total".
+
+    Args:
+        executions: predictions that would be submitted (one per item, whatever its
+            ``max_images``: the API bills per execution).
+    """
+    total = executions * PRICE_PER_EXECUTION
+    return f"{executions} \N{MULTIPLICATION SIGN} ${PRICE_PER_EXECUTION:.3f} = ${total:,.3f}"
+
+
+# The engine words its hints for Python callers; the command line has flags instead.
+_CLI_WORDS = {"pass resubmit_ambiguous=True": "re-run with --resubmit-ambiguous"}
+
+
+def cli_words(message: str) -> str:
+    """A library message with its Python-keyword hints replaced by the command's flags."""
+    for python, flag in _CLI_WORDS.items():
+        message = message.replace(python, flag)
+    return message
 
 
 def print_failures(console: Console, tally: Tally) -> None:
     """Print the first failed items with their errors."""
     for result in tally.failures:
-        message = escape(f"{result.key} ({result.status.value}): {result.error_message}")
-        console.print(f"[red]✗[/] {message}")
-    hidden = tally.total - tally.counts[ResultStatus.SUCCEEDED] - len(tally.failures)
+        text = cli_words(f"{result.key} ({result.status.value}): {result.error_message}")
+        console.print(f"[red]✗[/] {escape(text)}")
+    listed = tally.counts[ResultStatus.FAILED] + tally.counts[ResultStatus.AMBIGUOUS]
+    hidden = listed - tally.refused_key - tally.unreachable - len(tally.failures)
     if hidden > 0:
         console.print(f"  ... and {hidden} more; see report.jsonl")
+
+
+def print_next_steps(
+    console: Console,
+    tally: Tally,
+    *,
+    budget: float | None,
+    api_key_env: str = API_KEY_ENV,
+    billed: float | None = None,
+) -> None:
+    """One line per outcome that needs the user: a refused key, the budget reached,
+    ambiguous items.
+
+    Args:
+        console: where to print.
+        tally: the run's counts.
+        budget: the run's ``--budget``, if any.
+        api_key_env: the variable the key came from.
+        billed: US dollars billed this run (the results' costs when None).
+    """
+    if tally.unreachable:
+        console.print(
+            f"[red]Stopped: {escape(tally.unreachable_message)}[/] {tally.unreachable} item(s) "
+            "not done; re-run the same command once it is fixed."
+        )
+    if tally.refused_key:
+        console.print(
+            f"[red]The API refused the key[/] (HTTP {tally.refused_status}) for "
+            f"{tally.refused_key} item(s): check the key in {api_key_env} (a typo, a revoked "
+            "key, another account's key). Then re-run the same command; finished items are "
+            "not paid again."
+        )
+    skipped = tally.over_budget
+    if skipped:
+        limit = f" of ${budget:.2f}" if budget is not None else ""
+        spent = tally.cost if billed is None else billed
+        console.print(
+            f"[yellow]Budget{limit} reached[/]: ${spent:.3f} billed this run, and one more "
+            f"item would have passed it; {skipped} item(s) not submitted, nothing spent on "
+            "them. Re-run with a higher --budget to finish them (finished items are not paid "
+            "again)."
+        )
+    ambiguous = tally.counts[ResultStatus.AMBIGUOUS]
+    if ambiguous:
+        console.print(
+            f"[yellow]{ambiguous} item(s) may have been billed without an answer[/] and were "
+            "not sent again. To pay for them again knowingly, re-run with --resubmit-ambiguous."
+        )
+
+
+def _with_journal(line: dict[str, Any], row: ItemRecord, history: Sequence[Attempt]) -> None:
+    request = row.request or {}
+    sent = request.get("images")
+    images = line.get("images") or []
+    if isinstance(sent, list) and len(sent) == len(images):
+        for image, url in zip(images, sent, strict=True):
+            if (
+                image.get("url") is None
+                and isinstance(url, str)
+                and url.startswith(("https://", "http://"))
+            ):
+                image["url"] = url  # the uploaded copy of a local file
+    if line.get("seed") is None and isinstance(request.get("seed"), int):
+        line["seed"] = request["seed"]
+    # The history holds the latest attempt too: the line lists that one already.
+    latest = line.get("prediction_id") or row.prediction_id
+    earlier = [
+        {
+            "prediction_id": old.prediction_id,
+            "status": str(old.state),
+            "cost": old.cost,
+            "files": _kept(row.files, number),
+        }
+        for number, old in enumerate(
+            (
+                old
+                for old in history
+                if old.prediction_id is not None and old.prediction_id != latest
+            ),
+            start=1,
+        )
+    ]
+    line["attempts"] = earlier + list(line.get("attempts") or [])
+
+
+def _kept(files: Sequence[str], attempt: int) -> list[str]:
+    """Where an earlier attempt's files are now: moved aside by ``run --reroll`` (see
+    cli/_reroll.py), else nowhere (a later attempt wrote over them)."""
+    kept = []
+    for name in files:
+        path = Path(name)
+        moved = path.parent / REROLLED_DIR / f"{path.stem}.attempt{attempt}{path.suffix}"
+        if moved.is_file():
+            kept.append(str(moved))
+    return kept
+
+
+async def complete_from_journal(report: Path, journal: Path) -> None:
+    """Add to each line of an existing report what the journal knows: uploaded URLs and
+    earlier attempts (``run`` does this itself through :func:`write_report`).
+
+    The file is rewritten whole (through a temporary file), still one line per key. A line
+    cut short by a crash is dropped. Nothing happens when either file is missing.
+
+    Args:
+        report: the ``report.jsonl`` to complete.
+        journal: the run's journal.
+    """
+    report_file, journal_file = anyio.Path(report), anyio.Path(journal)
+    if not await report_file.exists() or not await journal_file.exists():
+        return
+    lines: dict[str, dict[str, Any]] = {}
+    for text in (await report_file.read_text(encoding="utf-8")).splitlines():
+        try:
+            line = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        # Earlier attempts are added again from the journal below: keep only the latest.
+        latest = line.get("prediction_id")
+        attempts = line.get("attempts") or []
+        line["attempts"] = [a for a in attempts if a.get("prediction_id") == latest]
+        lines[line["key"]] = line
+    await write_report(report, list(lines), journal, lines)

@@ -6,18 +6,42 @@ the demo exercises exactly what a real run does.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
+import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 
 from .._client import AsyncSeedream
+from .._constants import API_KEY_ENV
+from .._engine import BatchRun
+from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, print_failures, summary_table
+from ._report import (
+    ReportWriter,
+    Tally,
+    print_failures,
+    print_next_steps,
+    record,
+    summary_json,
+    summary_table,
+    write_report,
+)
+from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
+from ._review import REVIEW_NAME, write_review
+from ._status import journal_exists, load_journal, plan_run, print_plan
+from ._stop import resume_command, stop_on_signals
 from ._validate import scan
 
 __all__ = [
@@ -28,6 +52,7 @@ __all__ = [
     "JOURNAL_NAME",
     "REPORT_NAME",
     "RunOptions",
+    "key_seed",
     "print_problems",
     "run_manifest",
 ]
@@ -35,7 +60,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 JOURNAL_NAME = ".seedream-journal.sqlite"
 REPORT_NAME = "report.jsonl"
 # Problems printed before "... and N more".
@@ -59,7 +84,20 @@ class RunOptions:
         max_images: the ``max_images`` of rows that do not set one.
         resubmit_ambiguous: pay again for items an earlier run may have paid for without
             hearing back.
+        retry_failed: pay for a new attempt of items the API reported failed before.
         poll: the polling policy; the client's default when None.
+        resumable: re-running the same command resumes (False for the demo, whose
+            simulator forgets its predictions when it stops).
+        dry_run: print what would be submitted, answered from the journal, fetched again
+            or billed again, with the cost, and send nothing.
+        only: run only these keys (every other row is left alone); None runs them all.
+        seed_from_key: give each row without a seed one derived from its key, so the
+            catalog's results can be made again.
+        reroll: keys to pay for again on purpose, each with a new seed; the earlier
+            attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
+        api_key_env: the environment variable the key came from, for messages.
+        json_summary: print the summary as one JSON object on stdout instead of a table
+            (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
 
     manifest: Path
@@ -73,7 +111,20 @@ class RunOptions:
     size: str | None = None
     max_images: int | None = None
     resubmit_ambiguous: bool = False
+    retry_failed: bool = False
     poll: PollPolicy | None = None
+    json_summary: bool = False
+    resumable: bool = True
+    dry_run: bool = False
+    only: frozenset[str] | None = None
+    seed_from_key: bool = False
+    reroll: frozenset[str] = frozenset()
+    api_key_env: str = API_KEY_ENV
+
+    @property
+    def named(self) -> frozenset[str]:
+        """Keys the user named (--only, --reroll): each must be in the manifest."""
+        return (self.only or frozenset()) | self.reroll
 
     @property
     def journal_path(self) -> Path:
@@ -84,6 +135,11 @@ class RunOptions:
     def report_path(self) -> Path:
         """Where ``report.jsonl`` goes."""
         return self.out / REPORT_NAME
+
+    @property
+    def review_path(self) -> Path:
+        """Where the review sheet goes."""
+        return self.out / REVIEW_NAME
 
 
 def print_problems(console: Console, problems: list[ManifestProblem], total: int) -> None:
@@ -100,10 +156,19 @@ def print_problems(console: Console, problems: list[ManifestProblem], total: int
         console.print(f"... and {total - len(problems)} more problem(s)")
 
 
-def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
-    """Read the whole manifest once before spending anything: rows, first problems, count."""
-    rows, problems = 0, 0
+def key_seed(key: str) -> int:
+    """The seed ``--seed-from-key`` gives a row without one: 32 bits of its key's digest."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big")
+
+
+def _prescan(options: RunOptions) -> tuple[list[str], list[ManifestProblem], int, set[str]]:
+    """Read the whole manifest once before spending anything: the selected keys (in order),
+    first problems, how many problems, and the named keys found (to name the --only keys not
+    found)."""
+    keys: list[str] = []
+    problems = 0
     shown: list[ManifestProblem] = []
+    found: set[str] = set()
     for row in scan(
         options.manifest, size=options.size, max_images=options.max_images, check_files=False
     ):
@@ -112,8 +177,72 @@ def _prescan(options: RunOptions) -> tuple[int, list[ManifestProblem], int]:
             if len(shown) < _SHOWN_PROBLEMS:
                 shown.append(row)
         else:
-            rows += 1
-    return rows, shown, problems
+            if options.only is None or row.item.key in options.only:
+                keys.append(row.item.key)
+            if row.item.key in options.named:
+                found.add(row.item.key)
+    return keys, shown, problems, found
+
+
+def _selected(options: RunOptions) -> Iterator[EditItem]:
+    """The manifest's items this run is about: --only applied, re-rolled seeds pinned,
+    --seed-from-key seeds set."""
+    pins = load_pins(pins_path(options.journal_path))
+    for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+        if options.only is not None and item.key not in options.only:
+            continue
+        item = apply_pin(item, pins)
+        if options.seed_from_key and item.seed is None:
+            item = dataclasses.replace(item, seed=key_seed(item.key))
+        yield item
+
+
+async def _reroll(options: RunOptions, console: Console) -> None:
+    """Pin new seeds for the --reroll keys and move their current outputs aside."""
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    files = {key: view.rows[key].files for key in options.reroll if view and key in view.rows}
+    raw = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    items = {item.key: item for item in raw if item.key in options.reroll}
+    done = await anyio.to_thread.run_sync(
+        lambda: reroll(
+            pins_path(journal), options.out, items, files, seed_from_key=options.seed_from_key
+        )
+    )
+    moved = sum(len(entry["moved"]) for entry in done.values())
+    console.print(
+        f"Re-rolling {len(done)} item(s) with new seeds (a new paid attempt each); "
+        f"{moved} earlier output file(s) moved to {options.out / REROLLED_DIR}."
+    )
+
+
+async def _dry_run(options: RunOptions, console: Console) -> int:
+    journal = options.journal_path
+    view = await load_journal(journal) if journal_exists(journal) else None
+    where = f"the journal {journal}" if view is not None else "no journal yet"
+    console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
+    plan = await plan_run(
+        _selected(options),
+        view,
+        retry_failed=options.retry_failed,
+        resubmit_ambiguous=options.resubmit_ambiguous,
+        reroll=options.reroll,
+    )
+    billed = view.billed if view is not None else 0.0
+    print_plan(console, plan, budget=options.budget, billed=billed)
+    return EXIT_OK
+
+
+async def _write_records(
+    options: RunOptions,
+    keys: list[str],
+    lines: dict[str, dict[str, Any]],
+    items: dict[str, EditItem],
+) -> None:
+    """Write report.jsonl whole from this run's lines and the journal, then the review sheet
+    from it (also after a stopped run)."""
+    await write_report(options.report_path, keys, options.journal_path, lines, items)
+    await anyio.to_thread.run_sync(write_review, options.report_path, options.review_path)
 
 
 async def run_manifest(options: RunOptions, *, console: Console, errors: Console) -> int:
@@ -130,50 +259,119 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     Returns:
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
-    total, problems, count = _prescan(options)
+    keys, problems, count, found = _prescan(options)
+    total = len(keys)
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
         return EXIT_USAGE
+    if missing := sorted(options.named - found):
+        shown = ", ".join(repr(key) for key in missing[:_SHOWN_PROBLEMS])
+        errors.print(
+            f"error: {len(missing)} key(s) given are not in {options.manifest}: "
+            f"{escape(shown)}; nothing was sent"
+        )
+        return EXIT_USAGE
     if total == 0:
         errors.print(f"{options.manifest}: no rows to run")
         return EXIT_USAGE
+    if options.dry_run:
+        return await _dry_run(options, console)
+    if options.reroll:
+        await _reroll(options, console)
     journal = options.journal_path
     if journal.exists():
-        console.print(f"Resuming from the journal {journal}: finished items are not paid again.")
-    else:
+        console.print(f"Resuming from the journal {journal}: what was paid for is not paid again.")
+    elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
-    items = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    else:
+        console.print(f"Journal: {journal}")
+    asked: dict[str, EditItem] = {}  # items in flight, for their report lines
+
+    def items() -> Iterator[EditItem]:
+        for item in _selected(options):
+            asked[item.key] = given[item.key] = item
+            yield item
+
+    given: dict[str, EditItem] = {}  # every item read, for the lines the journal writes
     tally = Tally()
+    lines: dict[str, dict[str, Any]] = {}
     started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
     journal.parent.mkdir(parents=True, exist_ok=True)
+    billed = 0.0
+    runs: list[BatchRun] = []
+    scope = anyio.CancelScope()
+
+    def hurry() -> None:  # a second Ctrl-C: give submits on the wire no more time
+        for run in runs:
+            run.cancel(wait_for_submits=False)
+
     try:
-        async with AsyncSeedream(
-            options.api_key, base_url=options.base_url, poll=options.poll
-        ) as client:
-            with (
-                ReportWriter(options.report_path) as report,
-                ProgressDisplay(console, total) as display,
-            ):
-                batch = client.edit_batch(
-                    items,
-                    concurrency=options.concurrency,
-                    rate=options.rate,
-                    out_dir=options.out,
-                    journal=journal,
-                    budget=options.budget,
-                    resubmit_ambiguous=options.resubmit_ambiguous,
-                    on_progress=display.on_progress,
-                )
-                async with batch:
-                    async for result in batch:
-                        report.write(result)
-                        tally.add(result)
-                        display.add(result)
+        async with stop_on_signals(scope, hurry=hurry) as stop:
+            with scope:
+                async with AsyncSeedream(
+                    options.api_key, base_url=options.base_url, poll=options.poll
+                ) as client:
+                    with (
+                        ReportWriter(options.report_path) as report,
+                        ProgressDisplay(console, total) as display,
+                    ):
+                        batch = client.edit_batch(
+                            items(),
+                            concurrency=options.concurrency,
+                            rate=options.rate,
+                            out_dir=options.out,
+                            journal=journal,
+                            budget=options.budget,
+                            resubmit_ambiguous=options.resubmit_ambiguous,
+                            retry_failed=options.retry_failed,
+                            on_progress=display.on_progress,
+                        )
+                        runs.append(batch)
+                        try:
+                            async with batch:
+                                async for result in batch:
+                                    item = asked.pop(result.key, None)
+                                    report.write(result, item)  # as it comes; rewritten below
+                                    lines[result.key] = record(result, item)
+                                    tally.add(result)
+                                    display.add(result)
+                        finally:
+                            billed = batch.progress.spent
     finally:
-        console.print(summary_table(tally, expected=total, elapsed=time.monotonic() - started))
+        # Past the batch (stopped or not): the report from the journal, the review sheet.
+        elapsed = time.monotonic() - started
+        with anyio.CancelScope(shield=True):
+            await _write_records(options, keys, lines, given)
+    if not options.json_summary:
+        console.print(summary_table(tally, expected=total, elapsed=elapsed, billed=billed))
     print_failures(console, tally)
+    print_next_steps(
+        console, tally, budget=options.budget, api_key_env=options.api_key_env, billed=billed
+    )
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
+    console.print(f"Review:  {options.review_path}")
+    if options.json_summary:
+        summary = summary_json(tally, expected=total, elapsed=elapsed, billed=billed)
+        paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
+        summary.update({name: str(path) for name, path in paths.items()})
+        sys.stdout.write(json.dumps(summary) + "\n")
+    if stop.exit_code is not None:
+        assert stop.signal is not None
+        if options.resumable:
+            errors.print(
+                f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
+                f"already paid for is in the journal {journal}; re-run the same command to "
+                "resume (what was paid for is fetched by id, not paid again):\n  "
+                f"{resume_command(drop='--reroll' if options.reroll else None)}"
+            )
+        else:
+            errors.print(
+                f"Stopped by {stop.signal.name}. The demo's simulator stopped with it, so "
+                "running the demo again starts over. A real catalog (seedream-async run) "
+                "resumes from its journal."
+            )
+        return stop.exit_code
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED

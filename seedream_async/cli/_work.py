@@ -176,6 +176,14 @@ class _Worker:
         except LostClaim:
             self.tally.lost += 1  # another worker carries it on
         finally:
+            # Whatever became of it, the item is not this worker's any more: a row left
+            # not_submitted, ambiguous or failed must not keep a live lease (as the engine's
+            # claims do). Fenced by owner, so a lost claim is left alone.
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.journal.release(self.owner, [key])
+                except SeedreamError as err:  # the lease runs out on its own
+                    logger.warning("could not release %r: %s", key, err)
             self.active.discard(key)
             self.freed.set()
             self.changed()

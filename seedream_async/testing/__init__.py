@@ -18,9 +18,18 @@ Or standalone: ``python -m seedream_async.testing --port 8787``.
 
 from __future__ import annotations
 
-from ._config import Faults, SimulatorConfig
+from ._config import Faults, Hostile, Shapes, SimulatorConfig
 from ._ledger import Ledger
 from ._png import make_png
 from ._server import Simulator, serve
 
-__all__ = ["Faults", "Ledger", "Simulator", "SimulatorConfig", "make_png", "serve"]
+__all__ = [
+    "Faults",
+    "Hostile",
+    "Ledger",
+    "Shapes",
+    "Simulator",
+    "SimulatorConfig",
+    "make_png",
+    "serve",
+]

@@ -8,6 +8,7 @@ costs nothing and the simulator shuts down instantly.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email.utils
 import hashlib
 import heapq
@@ -25,13 +26,10 @@ from typing import Any
 
 import anyio
 
-from .._constants import DEFAULT_MODEL
-from .._exceptions import InvalidInput
-from .._models import EditRequest, build_request
-from .._sniff import SNIFF_BYTES, extension_for, sniff_image_type
 from ._config import SimulatorConfig
+from ._contract import ContractError, Edit, extension_for, sniff, validate_edit
 from ._http import Handler, Request, Response
-from ._ledger import Ledger, SubmitRecord, UploadRecord
+from ._ledger import Ledger, RedirectRecord, SubmitRecord, UploadRecord
 from ._multipart import MultipartError, find_part
 from ._png import make_png
 
@@ -49,6 +47,10 @@ _JSON_LIMIT = 1024 * 1024
 # Outputs "never" expire without output_ttl: a week.
 _NO_TTL = 7 * 24 * 3600.0
 _PROCESSED_CODES = frozenset({500, 502, 504})
+_HTML = (
+    b"<!doctype html><html><head><title>Welcome</title></head><body><h1>Sign in to continue"
+    b"</h1><p>This network requires you to sign in.</p></body></html>"
+)
 
 _Route = Callable[[Request], Awaitable[Response | None]]
 
@@ -101,18 +103,29 @@ class App:
         ledger: where to record what happens.
         base_url: the API origin, for messages.
         storage_url: the storage origin, used in the URLs handed out.
+        catcher_url: another origin that hostile redirects point to; it records what it
+            receives and answers 404.
     """
 
     def __init__(
-        self, config: SimulatorConfig, *, ledger: Ledger, base_url: str, storage_url: str
+        self,
+        config: SimulatorConfig,
+        *,
+        ledger: Ledger,
+        base_url: str,
+        storage_url: str,
+        catcher_url: str = "http://127.0.0.1:9",
     ) -> None:
         self.config = config
         self.ledger = ledger
         self.base_url = base_url
         self.storage_url = storage_url
+        self.catcher_url = catcher_url
         self._fault_rng = random.Random(f"{config.seed}:faults")
         self._prediction_rng = random.Random(f"{config.seed}:predictions")
         self._id_rng = random.Random(f"{config.seed}:ids")
+        # Its own stream, so turning hostility on leaves the faults' draws as they were.
+        self._hostile_rng = random.Random(f"{config.seed}:hostile")
         self._secret = hashlib.sha256(f"seedream-sim:{config.seed}".encode()).digest()
         self._predictions: dict[str, _Prediction] = {}
         # Finish times of the predictions still running: a min-heap, so counting them at a
@@ -123,6 +136,7 @@ class App:
         self._responses = 0
         self.api = Handler(body_limit=self._api_body_limit, handle=self._handle_api)
         self.storage = Handler(body_limit=lambda _request: 0, handle=self._handle_storage)
+        self.catcher = Handler(body_limit=self._api_body_limit, handle=self._handle_catcher)
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -130,7 +144,9 @@ class App:
         if envelope:
             mode = self.config.envelope
             self._responses += 1
-            if mode == "data" or (mode == "mixed" and self._responses % 2):
+            if mode == "code":
+                payload = {"code": 200, "message": "success", "data": payload}
+            elif mode == "data" or (mode == "mixed" and self._responses % 2):
                 payload = {"data": payload}
         return Response(status=status, body=json.dumps(payload).encode())
 
@@ -168,6 +184,73 @@ class App:
     def _draw(self, probability: float) -> bool:
         return probability > 0 and self._fault_rng.random() < probability
 
+    # -- hostile behaviour ------------------------------------------------------------------
+
+    def _hostile(self, kind: str, endpoint: str) -> bool:
+        hostile = self.config.hostile
+        endpoints: frozenset[str] = getattr(hostile, kind)
+        if endpoint not in endpoints or not (
+            hostile.rate >= 1.0 or self._hostile_rng.random() < hostile.rate
+        ):
+            return False
+        self.ledger.record_fault(f"hostile_{kind}")
+        return True
+
+    def _echo(self, request: Request) -> str:
+        """What a careless server quotes back: the Authorization header it received."""
+        if not self.config.hostile.echo_key:
+            return ""
+        return f" (request sent Authorization: {request.headers.get('authorization', '')})"
+
+    def _hostile_before(self, endpoint: str, request: Request) -> Response | None:
+        """Answers that replace the route: nothing is created or billed."""
+        if self._hostile("redirect", endpoint):
+            location = f"{self.catcher_url}{request.target}"
+            body = json.dumps({"message": "moved", "location": location}).encode()
+            return Response(status=307, body=body, headers=(("location", location),))
+        if self._hostile("html", endpoint):
+            return Response(status=200, body=_HTML, content_type="text/html; charset=utf-8")
+        if self._hostile("error_envelope", endpoint):
+            code = self.config.hostile.error_code
+            message = f"request rejected (simulated error envelope){self._echo(request)}"
+            envelope = {"code": code, "message": message, "data": None}
+            return Response(status=200, body=json.dumps(envelope).encode())
+        return None
+
+    def _hostile_after(self, endpoint: str, request: Request, response: Response) -> Response:
+        hostile = self.config.hostile
+        if response.status >= 400 and hostile.echo_key and response.body.startswith(b"{"):
+            payload = json.loads(response.body)
+            payload["message"] = f"{payload.get('message', 'error')}{self._echo(request)}"
+            response = dataclasses.replace(response, body=json.dumps(payload).encode())
+        if response.status == 200 and self._hostile("oversized", endpoint):
+            response = dataclasses.replace(response, body=self._pad(response))
+        if self._hostile("trickle", endpoint):
+            response = dataclasses.replace(response, trickle=hostile.trickle_rate)
+        return response
+
+    def _pad(self, response: Response) -> bytes:
+        size = self.config.hostile.oversized_bytes
+        if not response.content_type.startswith("application/json"):
+            return response.body + bytes(max(0, size - len(response.body)))
+        payload = json.loads(response.body)
+        inner = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+        inner["padding"] = ""
+        room = max(0, size - len(json.dumps(payload)))
+        inner["padding"] = "x" * room
+        return json.dumps(payload).encode()
+
+    async def _handle_catcher(self, request: Request) -> Response:
+        self.ledger.record_redirect(
+            RedirectRecord(
+                method=request.method,
+                path=request.path,
+                authorization="authorization" in request.headers,
+                body_bytes=len(request.body),
+            )
+        )
+        return self._error(404, "redirect target: nothing here (the request was recorded)")
+
     # -- API listener ---------------------------------------------------------------------
 
     def _api_body_limit(self, request: Request) -> int:
@@ -196,21 +279,28 @@ class App:
         if route is None:
             return self._error(404, f"no route for {request.method} {request.path}")
         if not self._authorised(request):
-            return self._error(401, "Missing or invalid API key")
+            return self._hostile_after(
+                endpoint, request, self._error(401, "Missing or invalid API key")
+            )
         if request.body_too_large:
             return self._error(413, f"upload is larger than {config.max_upload_bytes} bytes")
         if endpoint == "ledger":
             return await route(request)
+        hostile = self._hostile_before(endpoint, request)
+        if hostile is not None:
+            return self._hostile_after(endpoint, request, hostile)
         try:
             self._check_rate(request)
             if endpoint == "submit":
-                return await self._submit_with_faults(request)
-            outcome = await self._inject(endpoint)
-            if outcome is not None:
-                return self._injected(outcome)
-            return await route(request)
+                response = await self._submit_with_faults(request)
+            else:
+                outcome = await self._inject(endpoint)
+                response = self._injected(outcome) if outcome is not None else await route(request)
         except _Fault as fault:
-            return self._fault_response(fault)
+            response = self._fault_response(fault)
+        if response is None:
+            return None
+        return self._hostile_after(endpoint, request, response)
 
     def _injected(self, outcome: str) -> Response | None:
         if outcome == "drop":
@@ -268,11 +358,11 @@ class App:
             self.config.faults.processed_on_error
         )
         edit = self._validate(request) if processed else None
-        if isinstance(edit, EditRequest):
+        if isinstance(edit, Edit):
             limit = self.config.faults.max_in_flight
             if limit is None or self._running(anyio.current_time()) < limit:
-                created = self._create(request, processed_before_error=True)
-                if status == 0 and edit.enable_sync_mode:
+                created = self._create(request, edit, processed_before_error=True)
+                if status == 0 and edit.sync_mode:
                     # A sync-mode submit holds its connection open while the prediction
                     # runs, so a drop lands somewhere in that wait, not at once.
                     await anyio.sleep(self._fault_rng.random() * created.latency)
@@ -291,7 +381,7 @@ class App:
             return self._error(400, "multipart body has no part named 'file'", field="file")
         if len(part.data) > config.max_upload_bytes:
             return self._error(413, f"upload is larger than {config.max_upload_bytes} bytes")
-        content_type = sniff_image_type(part.data[:SNIFF_BYTES]) if part.data else None
+        content_type = sniff(part.data)
         if content_type is None or content_type not in config.accepted_types:
             shown = content_type or ("an empty file" if not part.data else "not an image")
             accepted = ", ".join(sorted(config.accepted_types))
@@ -305,33 +395,27 @@ class App:
         self.ledger.record_upload(
             UploadRecord(sha256=digest, size=len(part.data), content_type=content_type, url=url)
         )
-        return self._json(
-            200,
-            {
-                "download_url": url,
-                "file_name": name,
-                "content_type": content_type,
-                "size": len(part.data),
-            },
-        )
+        shape = config.shapes.upload
+        answer: dict[str, Any]
+        if shape == "url":
+            answer = {"url": url}
+        elif shape == "filename":
+            answer = {"download_url": url, "filename": name, "type": content_type}
+            answer["size"] = len(part.data)
+        else:
+            answer = {"download_url": url, "file_name": name, "content_type": content_type}
+            answer["size"] = len(part.data)
+        return self._json(200, answer)
 
-    def _validate(self, request: Request) -> EditRequest | Response:
+    def _validate(self, request: Request) -> Edit | Response:
         try:
             body = json.loads(request.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return self._error(400, "request body is not valid JSON")
-        if not isinstance(body, dict):
-            return self._error(400, "request body must be a JSON object")
-        if "model" not in body:
-            return self._error(422, "model: Field required", field="model")
         try:
-            edit = build_request(**body)
-        except InvalidInput as err:
-            return self._error(422, err.message, field=err.field)
-        if edit.model != DEFAULT_MODEL:
-            message = f"model: this endpoint serves {DEFAULT_MODEL!r} only, not {edit.model!r}"
-            return self._error(422, message, field="model")
-        return edit
+            return validate_edit(body)
+        except ContractError as err:
+            return self._error(err.status, err.message, field=err.field)
 
     async def _submit(self, request: Request) -> Response | None:
         edit = self._validate(request)
@@ -346,49 +430,60 @@ class App:
                 f"{limit} predictions already running",
                 self.config.faults.retry_after,
             )
-        prediction = self._create(request, processed_before_error=False)
-        if edit.enable_sync_mode:
+        prediction = self._create(request, edit, processed_before_error=False)
+        if edit.sync_mode:
             await anyio.sleep(max(0.0, prediction.done_at - anyio.current_time()))
-            return self._json(200, self._describe(prediction))
-        return self._json(
-            200,
-            {
-                "id": prediction.id,
-                "status": "processing",
-                "model": prediction.model,
-                "created_at": _iso(prediction.created_wall),
-            },
-        )
+            return self._json(200, self._describe(prediction, request, polls=0))
+        payload = {
+            "id": self._id_value(prediction.id),
+            "status": self.config.shapes.running[0],
+            "model": prediction.model,
+        }
+        payload.update(self._stamp("created_at", prediction.created_wall))
+        return self._json(200, payload)
 
     def _running(self, now: float) -> int:
         while self._finishing and self._finishing[0] <= now:
             heapq.heappop(self._finishing)
         return len(self._finishing)
 
-    def _create(self, request: Request, *, processed_before_error: bool) -> _Prediction:
+    def _new_id(self) -> str:
+        if self.config.shapes.numeric_ids:
+            # Numbers a JSON reader of any language keeps exact (below 2**53).
+            return str(10**15 + self._id_rng.getrandbits(48))
+        return f"pred_{self._id_rng.getrandbits(64):016x}"
+
+    def _id_value(self, prediction_id: str) -> str | int:
+        return int(prediction_id) if prediction_id.isdigit() else prediction_id
+
+    def _stamp(self, name: str, unix: float) -> dict[str, Any]:
+        mode = self.config.shapes.timestamps
+        if mode == "missing":
+            return {}
+        value = {"iso": _iso(unix), "empty": "", "garbage": "soon-ish, give or take"}[mode]
+        return {name: value}
+
+    def _create(self, request: Request, edit: Edit, *, processed_before_error: bool) -> _Prediction:
         """Create and bill a prediction whose body was validated."""
         config = self.config
         body = json.loads(request.body)
-        fields: dict[str, Any] = body
-        max_images = fields.get("max_images", 1)
-        max_images = max_images if isinstance(max_images, int) and max_images > 0 else 1
         rng = self._prediction_rng
         base = rng.lognormvariate(math.log(config.latency_median), config.latency_sigma)
-        predict_time = base * (1 + config.per_extra_image * (max_images - 1))
+        predict_time = base * (1 + config.per_extra_image * (edit.max_images - 1))
         latency = predict_time * config.time_scale
         failed = self._draw(config.faults.prediction_failure)
         now = anyio.current_time()
         prediction = _Prediction(
-            id=f"pred_{self._id_rng.getrandbits(64):016x}",
-            model=str(fields.get("model", DEFAULT_MODEL)),
+            id=self._new_id(),
+            model=edit.model,
             created=now,
             done_at=now + latency,
             created_wall=time.time(),
             latency=latency,
             failed=failed,
             failure_message=config.faults.failure_message,
-            max_images=max_images,
-            base64_output=fields.get("enable_base64_output") is True,
+            max_images=edit.max_images,
+            base64_output=edit.base64_output,
         )
         self._predictions[prediction.id] = prediction
         heapq.heappush(self._finishing, prediction.done_at)
@@ -397,39 +492,52 @@ class App:
         record = SubmitRecord(
             prediction_id=prediction.id,
             body_hash=_canonical_hash(body),
-            prompt=str(fields.get("prompt", "")),
+            prompt=edit.prompt,
             created_at=prediction.created,
             done_at=prediction.done_at,
             latency=latency,
             failed=failed,
             processed_before_error=processed_before_error,
+            max_images=edit.max_images,
+            unknown_fields=edit.unknown,
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         return prediction
 
-    def _describe(self, prediction: _Prediction) -> dict[str, Any]:
+    def _describe(self, prediction: _Prediction, request: Request, *, polls: int) -> dict[str, Any]:
         now = anyio.current_time()
+        shapes = self.config.shapes
         payload: dict[str, Any] = {
-            "id": prediction.id,
-            "status": "processing",
+            "id": self._id_value(prediction.id),
+            "status": shapes.running[polls % len(shapes.running)],
             "model": prediction.model,
-            "outputs": [],
+            shapes.output_key: [],
             "metrics": {},
-            "created_at": _iso(prediction.created_wall),
-            "completed_at": None,
             "error": None,
         }
+        payload.update(self._stamp("created_at", prediction.created_wall))
         if now < prediction.done_at:
             return payload
         self.ledger.record_terminal_seen(prediction.id, now)
-        payload["completed_at"] = _iso(prediction.created_wall + prediction.latency)
+        payload.update(self._stamp("completed_at", prediction.created_wall + prediction.latency))
         payload["metrics"] = {"predict_time": round(prediction.latency, 6)}
         if prediction.failed:
-            payload.update(status="failed", error=prediction.failure_message)
+            error = f"{prediction.failure_message}{self._echo(request)}"
+            payload.update(status=shapes.failed, error=error)
             return payload
-        payload["status"] = "completed"
-        payload["outputs"] = [self._output(prediction, i) for i in range(prediction.max_images)]
+        payload["status"] = shapes.done
+        outputs = [self._output(prediction, i) for i in range(prediction.max_images)]
+        payload[shapes.output_key] = self._shape_outputs(outputs, prediction.base64_output)
         return payload
+
+    def _shape_outputs(self, outputs: list[str], base64_output: bool) -> Any:
+        shapes = self.config.shapes
+        items: list[Any] = list(outputs)
+        if shapes.output_items == "object" and not base64_output:
+            items = [{"url": url} for url in outputs]
+        if shapes.output_form == "string" and len(items) == 1:
+            return items[0]
+        return items
 
     def _output(self, prediction: _Prediction, index: int) -> str:
         if prediction.base64_output:
@@ -452,7 +560,8 @@ class App:
         if prediction is None:
             return self._error(404, f"prediction {match[1]!r} not found")
         self.ledger.record_poll(prediction.id)
-        return self._json(200, self._describe(prediction))
+        polls = self.ledger.polls[prediction.id]
+        return self._json(200, self._describe(prediction, request, polls=polls))
 
     # -- storage listener -----------------------------------------------------------------
 
@@ -469,18 +578,26 @@ class App:
             self.ledger.record_request("unknown")
             return self._error(404, f"no such object: {request.path}")
         self.ledger.record_request(endpoint)
+        hostile = self._hostile_before(endpoint, request)
+        if hostile is not None:
+            return self._hostile_after(endpoint, request, hostile)
         try:
             outcome = await self._inject(endpoint)
         except _Fault as fault:
-            return self._fault_response(fault)
+            return self._hostile_after(endpoint, request, self._fault_response(fault))
         if outcome is not None:
-            return self._injected(outcome)
-        if endpoint == "upload_file":
+            response = self._injected(outcome)
+        elif endpoint == "upload_file":
             stored = self._files.get(request.path)
             if stored is None:
-                return self._error(404, f"no such object: {request.path}")
-            return Response(status=200, body=stored[0], content_type=stored[1])
-        return self._serve_output(request)
+                response = self._error(404, f"no such object: {request.path}")
+            else:
+                response = Response(status=200, body=stored[0], content_type=stored[1])
+        else:
+            response = self._serve_output(request)
+        if response is None:
+            return None
+        return self._hostile_after(endpoint, request, response)
 
     def _serve_output(self, request: Request) -> Response:
         match = _OUTPUT.match(request.path)

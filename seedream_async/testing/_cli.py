@@ -32,53 +32,180 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     defaults, faults = SimulatorConfig(), Faults()
     server = parser.add_argument_group("simulator")
-    server.add_argument("--port", type=int, default=8787, help="API port (0: any free port)")
-    server.add_argument("--storage-port", type=int, default=0, help="storage port (0: any)")
-    server.add_argument("--api-key", default=defaults.api_key, help="bearer key required")
-    server.add_argument("--no-auth", action="store_true", help="accept requests without a key")
-    server.add_argument("--seed", type=int, default=defaults.seed)
     server.add_argument(
-        "--time-scale", type=float, default=defaults.time_scale, help="prediction latency factor"
+        "--port", type=int, default=8787, help="API port; 0 picks a free one (default: 8787)"
     )
-    server.add_argument("--latency-median", type=float, default=defaults.latency_median)
-    server.add_argument("--latency-sigma", type=float, default=defaults.latency_sigma)
-    server.add_argument("--per-extra-image", type=float, default=defaults.per_extra_image)
-    server.add_argument("--request-latency", type=float, default=defaults.request_latency)
-    server.add_argument("--max-upload-bytes", type=int, default=defaults.max_upload_bytes)
-    server.add_argument("--output-size", type=_size, default=defaults.output_size, metavar="WxH")
-    server.add_argument("--envelope", choices=("data", "flat", "mixed"), default=defaults.envelope)
-    inject = parser.add_argument_group("faults")
-    inject.add_argument("--rate-limit", type=float, default=faults.rate_limit, metavar="P")
+    server.add_argument(
+        "--storage-port",
+        type=int,
+        default=0,
+        help="port of the storage host serving uploads and outputs (default: 0, any free one)",
+    )
+    server.add_argument(
+        "--api-key",
+        default=defaults.api_key,
+        help="the bearer key every API request must carry, else 401 (default: %(default)s)",
+    )
+    server.add_argument("--no-auth", action="store_true", help="accept requests without a key")
+    server.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seeds every random draw: same seed and request order, same run "
+        "(default: %(default)s)",
+    )
+    server.add_argument(
+        "--time-scale",
+        type=float,
+        default=defaults.time_scale,
+        help="multiplies prediction latency only; 0.001 turns 8.3 s into 8.3 ms "
+        "(default: %(default)s)",
+    )
+    server.add_argument(
+        "--latency-median",
+        type=float,
+        default=defaults.latency_median,
+        metavar="SECONDS",
+        help="median predict_time of the lognormal latency, in API seconds (default: %(default)s)",
+    )
+    server.add_argument(
+        "--latency-sigma",
+        type=float,
+        default=defaults.latency_sigma,
+        help="sigma of that lognormal; 0 makes every prediction take the median "
+        "(default: %(default)s)",
+    )
+    server.add_argument(
+        "--per-extra-image",
+        type=float,
+        default=defaults.per_extra_image,
+        metavar="FRACTION",
+        help="each generated image beyond the first adds this fraction of the latency "
+        "(default: %(default)s)",
+    )
+    server.add_argument(
+        "--request-latency",
+        type=float,
+        default=defaults.request_latency,
+        metavar="SECONDS",
+        help="real seconds added to every response (default: %(default)s)",
+    )
+    server.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=defaults.max_upload_bytes,
+        help="uploads above this get 413 (default: %(default)s)",
+    )
+    server.add_argument(
+        "--output-size",
+        type=_size,
+        default=defaults.output_size,
+        metavar="WxH",
+        help="size of the generated output PNGs, small on purpose (default: 64x64)",
+    )
+    server.add_argument(
+        "--envelope",
+        choices=("data", "flat", "code", "mixed"),
+        default=defaults.envelope,
+        help='response bodies wrapped in {"data": ...}, bare, in {"code": 200, "message", '
+        '"data"}, or alternating data and bare (default: %(default)s)',
+    )
+    inject = parser.add_argument_group("faults", "probabilities P are 0..1, drawn per request")
     inject.add_argument(
-        "--retry-after", type=_optional_float, default=faults.retry_after, metavar="SECONDS|none"
+        "--rate-limit",
+        type=float,
+        default=faults.rate_limit,
+        metavar="P",
+        help="answer 429 Too Many Requests (default: %(default)s)",
+    )
+    inject.add_argument(
+        "--retry-after",
+        type=_optional_float,
+        default=faults.retry_after,
+        metavar="SECONDS|none",
+        help="the wait sent with every 429; none sends no header (default: %(default)s)",
     )
     inject.add_argument(
         "--retry-after-format",
         choices=("seconds", "http-date", "ms"),
         default=faults.retry_after_format,
+        help="Retry-After in seconds, as an HTTP date, or as retry-after-ms (default: %(default)s)",
     )
-    inject.add_argument("--server-error", type=float, default=faults.server_error, metavar="P")
-    inject.add_argument("--drop", type=float, default=faults.drop, metavar="P")
-    inject.add_argument("--slow", type=float, default=faults.slow, metavar="P")
-    inject.add_argument("--slow-seconds", type=float, default=faults.slow_seconds)
     inject.add_argument(
-        "--prediction-failure", type=float, default=faults.prediction_failure, metavar="P"
+        "--server-error",
+        type=float,
+        default=faults.server_error,
+        metavar="P",
+        help="answer 500, 502, 503 or 504 (default: %(default)s)",
     )
-    inject.add_argument("--output-ttl", type=_optional_float, default=None, metavar="SECONDS")
-    inject.add_argument("--rps", type=_optional_float, default=None, help="requests per second")
+    inject.add_argument(
+        "--drop",
+        type=float,
+        default=faults.drop,
+        metavar="P",
+        help="close the connection without a response (default: %(default)s)",
+    )
+    inject.add_argument(
+        "--slow",
+        type=float,
+        default=faults.slow,
+        metavar="P",
+        help="hold the response for --slow-seconds (default: %(default)s)",
+    )
+    inject.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=faults.slow_seconds,
+        metavar="SECONDS",
+        help="real seconds a slow response is held (default: %(default)s)",
+    )
+    inject.add_argument(
+        "--prediction-failure",
+        type=float,
+        default=faults.prediction_failure,
+        metavar="P",
+        help="a prediction ends 'failed' (still billed) (default: %(default)s)",
+    )
+    inject.add_argument(
+        "--output-ttl",
+        type=_optional_float,
+        default=None,
+        metavar="SECONDS",
+        help="output URLs expire (403) this long after a poll handed them out (default: never)",
+    )
+    inject.add_argument(
+        "--rps",
+        type=_optional_float,
+        default=None,
+        help="requests per second allowed per API key, 429 above (default: no limit)",
+    )
     inject.add_argument(
         "--rps-burst",
         type=int,
         default=None,
         help="requests allowed back to back under --rps (default: one second's worth)",
     )
-    inject.add_argument("--max-in-flight", type=int, default=None)
+    inject.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=None,
+        metavar="N",
+        help="a submit while N predictions run gets 429 (default: no limit)",
+    )
     inject.add_argument(
         "--fault-endpoints",
         default=",".join(sorted(faults.endpoints)),
-        help=f"comma-separated, from {','.join(sorted(ENDPOINTS))}",
+        help="endpoints the random faults hit, comma-separated, from "
+        f"{','.join(sorted(ENDPOINTS))} (default: %(default)s)",
     )
-    inject.add_argument("--processed-on-error", type=float, default=faults.processed_on_error)
+    inject.add_argument(
+        "--processed-on-error",
+        type=float,
+        default=faults.processed_on_error,
+        metavar="P",
+        help="on submit, a 500/502/504 or a drop comes after the prediction was billed "
+        "(default: %(default)s)",
+    )
 
 
 def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:

@@ -1,4 +1,5 @@
-"""The simulator's knobs: one frozen dataclass for the server, one for its faults."""
+"""The simulator's knobs: frozen dataclasses for the server, its faults, the response shapes
+it serves, and hostile behaviour."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Literal
 
 from .._constants import MAX_UPLOAD_BYTES
 
-__all__ = ["ENDPOINTS", "Faults", "SimulatorConfig"]
+__all__ = ["ENDPOINTS", "Faults", "Hostile", "Shapes", "SimulatorConfig"]
 
 # The endpoint names random faults can target (``Faults.endpoints``).
 ENDPOINTS = frozenset({"upload", "submit", "poll", "output", "upload_file"})
@@ -76,6 +77,106 @@ class Faults:
             raise ValueError("Faults.server_error_codes is empty")
 
 
+_TIMESTAMPS = ("iso", "missing", "empty", "garbage")
+_UPLOADS = ("file_name", "filename", "url")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Shapes:
+    """Which of the API's documented response variants the simulator serves.
+
+    The defaults are the contract's main example. Each knob serves one variant that Atlas
+    Cloud's first-party clients (its MCP server, ComfyUI nodes, skills) are known to read.
+
+    Args:
+        output_key: the field outputs come in, ``"outputs"`` or ``"output"``.
+        output_form: ``"list"``, or ``"string"`` (a lone output as a bare string; several
+            stay a list, so nothing is lost).
+        output_items: ``"string"`` (URLs), or ``"object"`` (``{"url": ...}``); base64
+            outputs stay bare strings either way.
+        numeric_ids: prediction ids as JSON numbers.
+        timestamps: ``"iso"``, ``"missing"`` (keys left out), ``"empty"`` (``""``) or
+            ``"garbage"`` (an unparseable string).
+        upload: the upload answer: ``"file_name"`` ({download_url, file_name, content_type,
+            size}), ``"filename"`` ({download_url, filename, type, size}) or ``"url"`` ({url}).
+        running: the statuses a running prediction reports, one per poll in turn (the
+            first one in the submit answer); an unknown one reads as still running.
+        done: the status of a completed prediction (``completed``, ``succeeded``, or an
+            unknown string to show a client waiting for it until its deadline).
+        failed: the status of a failed prediction (``failed``, ``error``, ``canceled``,
+            ``cancelled``, ``timeout``, ``expired``).
+    """
+
+    output_key: Literal["outputs", "output"] = "outputs"
+    output_form: Literal["list", "string"] = "list"
+    output_items: Literal["string", "object"] = "string"
+    numeric_ids: bool = False
+    timestamps: Literal["iso", "missing", "empty", "garbage"] = "iso"
+    upload: Literal["file_name", "filename", "url"] = "file_name"
+    running: tuple[str, ...] = ("processing",)
+    done: str = "completed"
+    failed: str = "failed"
+
+    def __post_init__(self) -> None:
+        if self.timestamps not in _TIMESTAMPS:
+            raise ValueError(f"Shapes.timestamps must be one of {_TIMESTAMPS}")
+        if self.upload not in _UPLOADS:
+            raise ValueError(f"Shapes.upload must be one of {_UPLOADS}")
+        if not self.running:
+            raise ValueError("Shapes.running needs at least one status")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hostile:
+    """A server that misbehaves. Each behaviour names the endpoints it hits (``upload``,
+    ``submit``, ``poll``, ``output``, ``upload_file``), and hits each request to them
+    with probability ``rate`` (seeded).
+
+    Args:
+        error_envelope: answer HTTP 200 with ``{"code": error_code, "message": ...,
+            "data": null}``. A submit so answered is not created, not billed.
+        error_code: the ``code`` in those bodies.
+        trickle: send the body at ``trickle_rate`` bytes per real second.
+        trickle_rate: bytes per second for ``trickle``.
+        oversized: pad the answer to ``oversized_bytes``: valid JSON with a long field on
+            API routes (a submit is created and billed first), a file with trailing bytes
+            on storage routes.
+        oversized_bytes: the padded size.
+        redirect: answer 307 to the same path on the "catcher", another port on 127.0.0.1
+            that records what it received (``Ledger.redirected``) and answers 404. A
+            redirected submit is not created, not billed.
+        html: answer 200 ``text/html`` (a captive portal, a storage error page). A submit
+            so answered is not billed.
+        echo_key: error messages (HTTP errors, error envelopes, failed predictions'
+            ``error``) quote the request's ``Authorization`` header back.
+        rate: the probability each behaviour above hits a request to its endpoints.
+    """
+
+    error_envelope: frozenset[str] = frozenset()
+    error_code: int = 400
+    trickle: frozenset[str] = frozenset()
+    trickle_rate: float = 50.0
+    oversized: frozenset[str] = frozenset()
+    oversized_bytes: int = 2 * 1024 * 1024
+    redirect: frozenset[str] = frozenset()
+    html: frozenset[str] = frozenset()
+    echo_key: bool = False
+    rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("error_envelope", "trickle", "oversized", "redirect", "html"):
+            if unknown := getattr(self, name) - ENDPOINTS:
+                raise ValueError(f"Hostile.{name} has unknown endpoints: {sorted(unknown)}")
+        if self.error_envelope - {"upload", "submit", "poll"}:
+            raise ValueError("Hostile.error_envelope applies to upload, submit and poll only")
+        if not 400 <= self.error_code <= 599:
+            raise ValueError("Hostile.error_code must be a 4xx or 5xx code")
+        if self.trickle_rate <= 0 or self.oversized_bytes < 1:
+            raise ValueError("Hostile.trickle_rate and oversized_bytes must be positive")
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError("Hostile.rate must be within 0..1")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SimulatorConfig:
     """How the simulated Atlas Cloud API behaves.
@@ -94,8 +195,11 @@ class SimulatorConfig:
         output_size: width and height of the generated output PNGs. Small on purpose: a real
             2048x2048 PNG takes too long to encode in pure Python.
         envelope: ``"data"`` wraps bodies in ``{"data": ...}``, ``"flat"`` sends the bare
-            object, ``"mixed"`` alternates per response.
+            object, ``"code"`` wraps them in ``{"code": 200, "message": "success", "data":
+            ...}``, ``"mixed"`` alternates data and flat per response.
         faults: the injected faults.
+        shapes: which documented response variants to serve.
+        hostile: misbehaviour to inject.
     """
 
     api_key: str | None = "sim-key"
@@ -108,13 +212,17 @@ class SimulatorConfig:
     max_upload_bytes: int = MAX_UPLOAD_BYTES
     accepted_types: frozenset[str] = frozenset({"image/png", "image/jpeg", "image/webp"})
     output_size: tuple[int, int] = (64, 64)
-    envelope: Literal["data", "flat", "mixed"] = "data"
+    envelope: Literal["data", "flat", "code", "mixed"] = "data"
     faults: Faults = field(default_factory=Faults)
+    shapes: Shapes = field(default_factory=Shapes)
+    hostile: Hostile = field(default_factory=Hostile)
 
     def __post_init__(self) -> None:
         if self.time_scale < 0 or self.latency_median <= 0 or self.latency_sigma < 0:
             raise ValueError("time_scale, latency_median and latency_sigma must be positive")
-        if self.envelope not in ("data", "flat", "mixed"):
-            raise ValueError(f"envelope must be 'data', 'flat' or 'mixed', got {self.envelope!r}")
+        if self.envelope not in ("data", "flat", "code", "mixed"):
+            raise ValueError(
+                f"envelope must be 'data', 'flat', 'code' or 'mixed', got {self.envelope!r}"
+            )
         if min(self.output_size) < 1:
             raise ValueError("output_size must be at least 1x1")

@@ -25,6 +25,7 @@ _READ_SIZE = 65_536
 # After refusing a body, read and discard what the client still sends for this long before
 # closing, so the refusal is not lost to a TCP reset (Apache's "lingering close").
 _LINGER_SECONDS = 1.0
+_TRICKLE_TICK = 0.05
 
 
 @dataclass(kw_only=True)
@@ -39,10 +40,12 @@ class Request:
         body: the whole body (empty when ``body_too_large``).
         body_too_large: the body was over the application's limit and was not read; the
             connection closes after the response.
+        target: the raw request target, path and query as sent.
     """
 
     method: str
     path: str
+    target: str = "/"
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
@@ -58,12 +61,15 @@ class Response:
         body: the body bytes.
         content_type: the Content-Type header.
         headers: extra headers.
+        trickle: send the body at this many bytes per real second (a hostile server);
+            None sends it at once.
     """
 
     status: int
     body: bytes = b""
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
+    trickle: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +95,7 @@ def _make_request(event: h11.Request) -> Request:
     return Request(
         method=event.method.decode("latin-1").upper(),
         path=unquote(parts.path),
+        target=target,
         query=dict(parse_qsl(parts.query)),
         headers=headers,
     )
@@ -141,9 +148,18 @@ class _Connection:
         if close:
             headers.append(("connection", "close"))
         await self.send(h11.Response(status_code=response.status, headers=headers))
-        if response.body:
+        if response.trickle is not None:
+            await self._trickle(response.body, response.trickle)
+        elif response.body:
             await self.send(h11.Data(data=response.body))
         await self.send(h11.EndOfMessage())
+
+    async def _trickle(self, body: bytes, rate: float) -> None:
+        # A few bytes every tick: slow enough to defeat a per-read timeout, never silent.
+        chunk = max(1, int(rate * _TRICKLE_TICK))
+        for start in range(0, len(body), chunk):
+            await anyio.sleep(chunk / rate)
+            await self.send(h11.Data(data=body[start : start + chunk]))
 
     async def linger(self) -> None:
         try:

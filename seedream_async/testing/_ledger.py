@@ -10,7 +10,7 @@ from typing import Any
 
 from .._constants import PRICE_PER_EXECUTION
 
-__all__ = ["Ledger", "SubmitRecord", "UploadRecord"]
+__all__ = ["Ledger", "RedirectRecord", "SubmitRecord", "UploadRecord"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,8 @@ class SubmitRecord:
         failed: whether it ends ``failed``.
         processed_before_error: the client got an error or a dropped connection for it,
             although it was created and billed.
+        max_images: the images it generates (when it does not fail).
+        unknown_fields: body fields the contract does not name (sent via an extra_body).
     """
 
     prediction_id: str
@@ -54,6 +56,25 @@ class SubmitRecord:
     latency: float
     failed: bool
     processed_before_error: bool = False
+    max_images: int = 1
+    unknown_fields: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class RedirectRecord:
+    """A request that followed a hostile redirect to the catcher (another origin).
+
+    Args:
+        method: its method.
+        path: its path.
+        authorization: it carried an ``Authorization`` header (the key left the API).
+        body_bytes: the size of the body it carried (a submit or an upload left the API).
+    """
+
+    method: str
+    path: str
+    authorization: bool
+    body_bytes: int
 
 
 class Ledger:
@@ -69,6 +90,8 @@ class Ledger:
             ``rps_limit``, ``in_flight_limit``, ``failed_prediction``, ``expired_output``).
         max_in_flight: the most predictions running at once, on the server clock.
         auth_on_storage: storage requests that carried an ``Authorization`` header.
+        redirected: requests that arrived at the catcher, another origin a hostile 307
+            pointed to.
     """
 
     def __init__(self) -> None:
@@ -80,6 +103,7 @@ class Ledger:
         self.faults: Counter[str] = Counter()
         self.max_in_flight = 0
         self.auth_on_storage = 0
+        self.redirected: list[RedirectRecord] = []
         self._detected: dict[str, float] = {}
 
     # -- written by the server ------------------------------------------------------------
@@ -114,6 +138,10 @@ class Ledger:
         with self._lock:
             self.auth_on_storage += 1
 
+    def record_redirect(self, record: RedirectRecord) -> None:
+        with self._lock:
+            self.redirected.append(record)
+
     # -- read by tests and benchmarks -----------------------------------------------------
 
     def upload_count(self, sha256: str) -> int:
@@ -134,6 +162,11 @@ class Ledger:
     def cost(self) -> float:
         """US dollars billed: executions times the price of one."""
         return round(self.executions * PRICE_PER_EXECUTION, 6)
+
+    @property
+    def images_generated(self) -> int:
+        """Images the billed predictions that did not fail generate (for per-image prices)."""
+        return sum(record.max_images for record in self.submissions if not record.failed)
 
     @property
     def duplicate_submissions(self) -> int:
@@ -174,12 +207,14 @@ class Ledger:
         """A JSON-serialisable summary of everything above."""
         with self._lock:
             uploads = [asdict(upload) for upload in self.uploads]
+            redirected = [asdict(record) for record in self.redirected]
             submissions = [asdict(record) for record in self.submissions]
             polls = dict(self.polls)
             requests = dict(self.requests)
             faults = dict(self.faults)
         return {
             "executions": self.executions,
+            "images_generated": self.images_generated,
             "cost": self.cost,
             "duplicate_submissions": self.duplicate_submissions,
             "distinct_uploads": self.distinct_uploads,
@@ -187,6 +222,7 @@ class Ledger:
             "polls_per_prediction": self.polls_per_prediction,
             "max_in_flight": self.max_in_flight,
             "auth_on_storage": self.auth_on_storage,
+            "redirected": redirected,
             "requests": requests,
             "faults": faults,
             "polls": polls,

@@ -29,6 +29,8 @@ class Simulator:
         base_url: the API origin, ``http://127.0.0.1:PORT``.
         storage_url: the storage origin (uploads and outputs), a different port on purpose,
             so tests can prove a client never sends its API key there.
+        catcher_url: the origin hostile redirects point to; what it receives is recorded
+            in ``ledger.redirected``.
         ledger: the live :class:`Ledger`.
     """
 
@@ -36,6 +38,7 @@ class Simulator:
         self._app = app
         self.base_url = app.base_url
         self.storage_url = app.storage_url
+        self.catcher_url = app.catcher_url
         self.ledger = app.ledger
 
     @property
@@ -66,6 +69,10 @@ async def _listen(listener: anyio.abc.Listener[Any], handler: Handler) -> None:
     await listener.serve(partial(serve_connection, handler=handler))
 
 
+def _origin(listener: anyio.abc.Listener[Any]) -> str:
+    return f"http://{_HOST}:{listener.extra(SocketAttribute.local_port)}"
+
+
 @asynccontextmanager
 async def serve(
     config: SimulatorConfig | None = None,
@@ -88,17 +95,20 @@ async def serve(
         storage_listener = await anyio.create_tcp_listener(
             local_host=_HOST, local_port=storage_port
         )
-        async with storage_listener:
+        catcher_listener = await anyio.create_tcp_listener(local_host=_HOST, local_port=0)
+        async with storage_listener, catcher_listener:
             app = App(
                 config,
                 ledger=Ledger(),
-                base_url=f"http://{_HOST}:{api_listener.extra(SocketAttribute.local_port)}",
-                storage_url=f"http://{_HOST}:{storage_listener.extra(SocketAttribute.local_port)}",
+                base_url=_origin(api_listener),
+                storage_url=_origin(storage_listener),
+                catcher_url=_origin(catcher_listener),
             )
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_listen, api_listener, app.api)
                     tg.start_soon(_listen, storage_listener, app.storage)
+                    tg.start_soon(_listen, catcher_listener, app.catcher)
                     try:
                         yield Simulator(app)
                     finally:

@@ -1,0 +1,146 @@
+"""This run's claims on journal items: claim (or wait for another run), keep alive, release,
+and the state changes after the claim, all fenced by the run's owner id.
+
+Two runs of one catalog on one journal split it: an item one run holds is ``busy`` for
+the other, which comes back to it at the end (by then it is usually delivered, and is
+answered from the journal). A run that dies stops renewing its leases; its items are taken
+over when they expire, or at once when its process is gone (same machine).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Sequence
+from pathlib import Path
+
+import anyio
+
+from .._exceptions import InvalidInput, JournalError, SeedreamError
+from .._models import Prediction
+from ._store import Claim, ClaimStatus, ItemRecord, JournalStore
+
+__all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
+
+logger = logging.getLogger("seedream_async")
+
+DEFAULT_LEASE = 30.0
+"""Seconds a claim lasts without renewal; the heartbeat renews it every third of that."""
+
+
+class Busy(Exception):
+    """Another live run holds the item: come back to it later."""
+
+
+def name_taken(key: str, other: str) -> InvalidInput:
+    """The error of a key whose output name another key holds (compared case-folded)."""
+    return InvalidInput(
+        f"its output files would be the same as key {other!r}'s on a case-insensitive file "
+        "system (macOS, Windows); refused before anything was paid: rename one of the keys",
+        field="key",
+        key=key,
+    )
+
+
+class Claims:
+    """The claims of one run (``owner``) on ``journal``.
+
+    Args:
+        journal: the journal.
+        owner: this run's id.
+        lease: seconds a claim lasts without renewal.
+    """
+
+    def __init__(self, journal: JournalStore, owner: str, *, lease: float = DEFAULT_LEASE):
+        self.journal = journal
+        self.owner = owner
+        self.lease = lease
+        self._held: set[str] = set()
+
+    def holds(self, key: str) -> bool:
+        """True while this run holds ``key``."""
+        return key in self._held
+
+    async def claim(self, key: str, fingerprint: str, name: str, *, wait: bool) -> ItemRecord:
+        """Claim ``key`` and return its row.
+
+        Raises:
+            Busy: another live run holds it and ``wait`` is False.
+            InvalidInput: another key holds its output name.
+        """
+        delay = 0.05
+        while True:
+            (outcome,) = await self.journal.claim(
+                self.owner, [Claim(key=key, fingerprint=fingerprint, name=name)], lease=self.lease
+            )
+            if outcome.status is ClaimStatus.CLAIMED:
+                assert outcome.record is not None
+                self._held.add(key)
+                if outcome.taken_over_from is not None:
+                    logger.info(
+                        "item %r taken over from a stopped run (%s)", key, outcome.taken_over_from
+                    )
+                return outcome.record
+            if outcome.status is ClaimStatus.NAME_TAKEN:
+                raise name_taken(key, outcome.conflict or "?")
+            if not wait:
+                raise Busy(key)
+            await anyio.sleep(min(delay, outcome.retry_after or delay))
+            delay = min(delay * 2, 1.0)
+
+    async def heartbeat(self) -> None:
+        """Renew this run's claims every third of the lease, for as long as it runs."""
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                await self.journal.heartbeat(self.owner, lease=self.lease)
+            except JournalError as err:
+                logger.warning("could not renew this run's claims: %s", err)
+
+    async def release(self, key: str) -> None:
+        """Give up the claim on ``key`` (if held)."""
+        if key in self._held:
+            self._held.discard(key)
+            await self._quietly(self.journal.release(self.owner, [key]))
+
+    async def release_all(self) -> None:
+        """Give up every claim still held (a stop), so another run can take them at once."""
+        keys, self._held = list(self._held), set()
+        if keys:
+            with anyio.CancelScope(shield=True):
+                await self._quietly(self.journal.release(self.owner, keys))
+
+    async def done(self, key: str, prediction: Prediction) -> None:
+        """The API reported the prediction completed."""
+        await self.journal.done(
+            self.owner, key, outputs=prediction.outputs, predict_time=prediction.predict_time
+        )
+
+    async def api_failed(self, key: str, error: str) -> None:
+        """The API reported the prediction failed."""
+        await self.journal.api_failed(self.owner, key, error=error)
+
+    async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
+        """Every output is on disk and verified (the journal releases the claim)."""
+        await self.journal.delivered(
+            self.owner, key, files=[str(file) for file in files], outputs=outputs
+        )
+        self._held.discard(key)
+
+    async def record_failure(self, key: str, err: SeedreamError, *, paid: bool) -> None:
+        """Record why ``key`` did not deliver: with its id kept when ``paid``."""
+        error, kind = str(err), type(err).__name__
+        if paid:
+            await self._quietly(
+                self.journal.note_error(self.owner, key, error=error, error_type=kind)
+            )
+        else:
+            await self._quietly(
+                self.journal.not_submitted(self.owner, key, error=error, error_type=kind)
+            )
+
+    @staticmethod
+    async def _quietly(call: Awaitable[None]) -> None:
+        try:
+            await call
+        except JournalError as err:
+            logger.warning("journal: %s", err)

@@ -1,0 +1,358 @@
+"""``seedream-async status`` and ``run --dry-run``: where a catalog stands, and what a run
+would do and cost, read from the journal and the manifest without any request.
+
+Everything that knows the journal's shape sits in :func:`load_journal` and
+:func:`fingerprint`; the rest works on :class:`JournalView`, so a change of journal touches
+those two functions only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import anyio
+from rich.console import Console
+
+from .._engine._items import EditItem
+from .._engine._store import ItemRecord, JournalState
+from .._exceptions import PredictionFailed
+from ._report import cli_words
+
+__all__ = [
+    "Action",
+    "JournalRow",
+    "JournalView",
+    "Plan",
+    "fingerprint",
+    "journal_exists",
+    "load_journal",
+    "plan_run",
+    "print_plan",
+    "print_status",
+    "status_json",
+]
+
+# Journal states by what a run does with them (names as the journal spells them).
+_DELIVERED = frozenset({"succeeded", "delivered"})
+_BILLED_UNDELIVERED = frozenset({"submitted", "done"})
+_AMBIGUOUS = frozenset({"ambiguous", "intent"})
+_API_FAILED = frozenset({"failed", "api_failed"})
+# The journal before issue 11 runs a "failed" row again on every run, whatever the options.
+_RERUN_FAILED = frozenset({"failed"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalRow:
+    """One key's current row, as status and dry run need it.
+
+    Args:
+        key: the item's key.
+        state: the journal's state name.
+        fingerprint: the digest of the item's inputs when it was last begun.
+        prediction_id: the latest attempt's id, if any.
+        files: the delivered files.
+        error: why the latest attempt did not deliver, if so.
+        cost: US dollars billed for the key, every attempt.
+        attempts: paid (or possibly paid) attempts of the key.
+    """
+
+    key: str
+    state: str
+    fingerprint: str
+    prediction_id: str | None = None
+    files: tuple[str, ...] = ()
+    error: str | None = None
+    cost: float = 0.0
+    attempts: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalView:
+    """A journal read whole: its rows in first-seen order and the money billed.
+
+    Args:
+        path: the journal file.
+        rows: the rows by key.
+        billed: US dollars billed over every attempt of every key.
+    """
+
+    path: Path
+    rows: dict[str, JournalRow] = field(default_factory=dict)
+    billed: float = 0.0
+
+    def counts(self) -> Counter[str]:
+        """Rows per state name."""
+        return Counter(row.state for row in self.rows.values())
+
+
+def _error(record: ItemRecord) -> str | None:
+    """The row's error as the run's report words it (a failed prediction names its id)."""
+    if record.state is JournalState.API_FAILED and record.prediction_id and record.error:
+        return str(PredictionFailed(record.prediction_id, record.error))
+    return record.error
+
+
+async def load_journal(path: Path) -> JournalView:
+    """Read the journal at ``path`` (which must exist) without changing it.
+
+    Args:
+        path: the SQLite journal.
+    """
+    from .._engine._journal import Journal
+
+    rows: dict[str, JournalRow] = {}
+    async with await Journal.open(path) as journal:
+        after = 0
+        while True:
+            page = await journal.page(after=after)
+            for record in page.records:
+                history = await journal.history(record.key) if record.attempts else []
+                paid = [
+                    old
+                    for old in history
+                    if old.prediction_id is not None or old.state.value in _AMBIGUOUS
+                ]
+                rows[record.key] = JournalRow(
+                    key=record.key,
+                    state=record.state.value,
+                    fingerprint=record.fingerprint,
+                    prediction_id=record.prediction_id,
+                    files=record.files,
+                    error=_error(record),
+                    cost=sum(old.cost for old in history),
+                    attempts=len(paid),
+                )
+            if page.next_after is None:
+                break
+            after = page.next_after
+        billed = (await journal.spend()).billed
+    return JournalView(path=path, rows=rows, billed=billed)
+
+
+async def fingerprint(item: EditItem) -> str:
+    """The digest the engine files ``item`` under: a changed one means a new paid job."""
+    from .._engine._resume import fingerprint as engine_fingerprint
+
+    return await engine_fingerprint(item, item.request_params())
+
+
+class Action(StrEnum):
+    """What a run would do with one item."""
+
+    SUBMIT = "submit"
+    """New, or never billed (pending, stopped by a budget): a paid submit."""
+    CHANGED = "changed"
+    """Its inputs changed since it was billed: a new paid job (the old one kept in history)."""
+    RETRY = "retry"
+    """The API reported it failed and --retry-failed was given: a new paid attempt."""
+    RESUBMIT = "resubmit"
+    """Ambiguous and --resubmit-ambiguous was given: paid again, knowingly."""
+    REROLL = "reroll"
+    """Named by --reroll: a deliberate new paid attempt with a new seed."""
+    JOURNAL = "journal"
+    """Delivered, files on disk: answered from the journal, free."""
+    REFETCH = "refetch"
+    """Billed, not delivered: fetched again by prediction id, free."""
+    LEFT_AMBIGUOUS = "left_ambiguous"
+    """May have been billed without an answer: reported, not sent."""
+    LEFT_FAILED = "left_failed"
+    """The API reported it failed: reported, not sent (see --retry-failed)."""
+
+    @property
+    def paid(self) -> bool:
+        """The action submits, and so is billed."""
+        return self in _PAID
+
+
+_PAID = frozenset({Action.SUBMIT, Action.CHANGED, Action.RETRY, Action.RESUBMIT, Action.REROLL})
+
+
+@dataclass
+class Plan:
+    """What a run would do: the keys per action, in manifest order."""
+
+    keys: dict[Action, list[str]] = field(default_factory=lambda: {a: [] for a in Action})
+
+    @property
+    def paid(self) -> int:
+        """Submits the run would pay for."""
+        return sum(len(keys) for action, keys in self.keys.items() if action.paid)
+
+
+async def _decide(
+    item: EditItem,
+    row: JournalRow | None,
+    *,
+    retry_failed: bool,
+    resubmit_ambiguous: bool,
+    reroll: Collection[str],
+) -> Action:
+    if item.key in reroll:
+        return Action.REROLL
+    if row is None:
+        return Action.SUBMIT
+    billed = row.state not in ("pending", "not_submitted")
+    if row.fingerprint != await fingerprint(item):
+        return Action.CHANGED if billed else Action.SUBMIT
+    if row.state in _DELIVERED:
+        files_there = [await anyio.Path(file).exists() for file in row.files]
+        if all(files_there) or row.prediction_id is None:
+            return Action.JOURNAL
+        return Action.REFETCH
+    if row.state in _BILLED_UNDELIVERED and row.prediction_id:
+        return Action.REFETCH
+    if row.state in _AMBIGUOUS:
+        return Action.RESUBMIT if resubmit_ambiguous else Action.LEFT_AMBIGUOUS
+    if row.state in _API_FAILED:
+        return Action.RETRY if retry_failed or row.state in _RERUN_FAILED else Action.LEFT_FAILED
+    return Action.SUBMIT
+
+
+async def plan_run(
+    items: Iterable[EditItem],
+    view: JournalView | None,
+    *,
+    retry_failed: bool = False,
+    resubmit_ambiguous: bool = False,
+    reroll: Collection[str] = (),
+) -> Plan:
+    """Decide, for each item, what a run with these options would do; nothing is sent.
+
+    Args:
+        items: the manifest's items (after --only).
+        view: the journal, or None when there is none yet.
+        retry_failed: --retry-failed.
+        resubmit_ambiguous: --resubmit-ambiguous.
+        reroll: the keys named by --reroll.
+    """
+    plan = Plan()
+    rows: Mapping[str, JournalRow] = view.rows if view is not None else {}
+    for item in items:
+        action = await _decide(
+            item,
+            rows.get(item.key),
+            retry_failed=retry_failed,
+            resubmit_ambiguous=resubmit_ambiguous,
+            reroll=reroll,
+        )
+        plan.keys[action].append(item.key)
+    return plan
+
+
+def journal_exists(path: Path) -> bool:
+    """True when ``path`` is a journal file worth reading (not missing, not empty)."""
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:
+        return False
+
+
+def status_json(view: JournalView) -> dict[str, Any]:
+    """``status --json``: counts, money and the keys that need a decision."""
+    return {
+        "journal": str(view.path),
+        "items": len(view.rows),
+        "counts": dict(sorted(view.counts().items())),
+        "billed": round(view.billed, 6),
+        "ambiguous": {k: r.error for k, r in view.rows.items() if r.state in _AMBIGUOUS},
+        "failed": {k: r.error for k, r in view.rows.items() if r.state in _API_FAILED},
+    }
+
+
+_ACTION_WORDS = {
+    Action.SUBMIT: "submit (new or never billed)",
+    Action.CHANGED: "submit again: inputs changed since billed",
+    Action.RETRY: "submit again: the API reported it failed",
+    Action.RESUBMIT: "submit again: ambiguous (--resubmit-ambiguous)",
+    Action.REROLL: "re-roll with a new seed (--reroll)",
+    Action.JOURNAL: "answered from the journal",
+    Action.REFETCH: "fetched again by prediction id",
+    Action.LEFT_AMBIGUOUS: "left ambiguous (see --resubmit-ambiguous)",
+    Action.LEFT_FAILED: "left failed (see --retry-failed)",
+}
+_SHOWN_KEYS = 10
+_SHOWN_FAILURES = 20
+
+
+def _keys_text(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_SHOWN_KEYS])
+    return shown + (f", ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
+
+
+def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: float = 0.0) -> None:
+    """Print a dry run: items per action (paid ones with their keys) and the cost.
+
+    Args:
+        console: where to print.
+        plan: the plan.
+        budget: the run's --budget, if any: the catalog's, every run of the journal counted.
+        billed: US dollars the journal has billed already (they count against ``budget``).
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    from ._report import estimate
+
+    table = Table(title="dry run: nothing sent", header_style="bold")
+    table.add_column("what the run would do")
+    table.add_column("items", justify="right")
+    table.add_column("cost")
+    for action, keys in plan.keys.items():
+        if keys:
+            table.add_row(_ACTION_WORDS[action], str(len(keys)), "paid" if action.paid else "free")
+    console.print(table)
+    for action, keys in plan.keys.items():
+        if keys and action.paid:
+            console.print(f"{_ACTION_WORDS[action]}: {escape(_keys_text(keys))}")
+    console.print(f"Cost: {estimate(plan.paid)}")
+    if budget is not None:
+        from .._constants import PRICE_PER_EXECUTION
+
+        fits = max(int((budget - billed + 1e-9) // PRICE_PER_EXECUTION), 0)
+        if fits < plan.paid:
+            spent = f" (less ${billed:.3f} already billed)" if billed else ""
+            console.print(
+                f"[yellow]--budget {budget:g}{spent} covers {fits} of them[/]; the other "
+                f"{plan.paid - fits} would be left not submitted"
+            )
+
+
+def print_status(console: Console, view: JournalView) -> None:
+    """Print where a catalog stands: counts by state, money, keys that need a decision.
+
+    Args:
+        console: where to print.
+        view: the journal.
+    """
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"journal {escape(str(view.path))}", header_style="bold")
+    table.add_column("state")
+    table.add_column("items", justify="right")
+    for state, count in sorted(view.counts().items()):
+        table.add_row(state.replace("_", " "), str(count))
+    table.add_row("total", str(len(view.rows)), end_section=True)
+    table.add_row("billed, every run", f"${view.billed:.3f}")
+    console.print(table)
+    groups = (
+        (_AMBIGUOUS, "may have been billed without an answer; not sent again unless you "
+         "re-run with --resubmit-ambiguous"),
+        (_API_FAILED, "failed"),
+    )  # fmt: skip
+    for states, words in groups:
+        rows = [row for row in view.rows.values() if row.state in states]
+        if not rows:
+            continue
+        console.print(f"[yellow]{len(rows)} item(s) {words}:[/]")
+        for row in rows[:_SHOWN_FAILURES]:
+            reason = row.error or "no reason recorded"
+            console.print(f"  {escape(row.key)}: {escape(cli_words(reason))}")
+        if len(rows) > _SHOWN_FAILURES:
+            console.print(f"  ... and {len(rows) - _SHOWN_FAILURES} more (status --json lists all)")
