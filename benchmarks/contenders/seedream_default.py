@@ -1,7 +1,7 @@
 """seedream-async with its default settings, time-based ones scaled by the time scale.
 
 ``--preset thrifty|fast`` runs it with the poll policy's thrifty (3 polls a prediction) or
-fast (12) preset instead of the default (5); ``--poll-rate-scale`` multiplies the batch's
+fast (12) preset instead of the default (6); ``--poll-rate-scale`` multiplies the batch's
 ``poll_rate`` cap (the fast preset asks more polls a second than the default cap allows).
 ``--completion sync`` submits in sync mode (no polls).
 

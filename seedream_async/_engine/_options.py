@@ -29,7 +29,7 @@ class BatchOptions:
         download_concurrency: the most output downloads at once.
         rate: the most submits per second (GCRA), or None for no cap.
         poll_rate: the most status polls per second, or None for no cap. 50 serves about
-            85 predictions in flight at ~8 s each at the default 5 polls apiece (35 at the
+            70 predictions in flight at ~8 s each at the default 6 polls apiece (35 at the
             fast preset's 12); raise it with ``concurrency`` or ``polls`` beyond that, or
             the cap, not the API, paces the batch.
         out_dir: where outputs are saved; None keeps only their URLs.
