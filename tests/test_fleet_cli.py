@@ -50,3 +50,18 @@ def test_a_journal_must_be_a_postgres_dsn(
         main(["work", "--journal", "journal.sqlite"])
     assert exited.value.code == 2
     assert "PostgreSQL DSN" in capsys.readouterr().err
+
+
+def test_run_refuses_a_postgres_dsn_and_names_the_fleet_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run with a DSN as its journal is a usage error pointing at load and work, not a file
+    named after the DSN (nothing is created, nothing sent)."""
+    path = manifest(tmp_path, 2)
+    out = tmp_path / "out"
+    code = main(["run", str(path), "--out", str(out), "--journal", "postgresql://db/catalog"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "seedream-async load" in err
+    assert "seedream-async work" in err
+    assert not out.exists()

@@ -318,6 +318,13 @@ def _command_run(ns: argparse.Namespace) -> int:
     except OSError as err:
         errors.print(f"error: cannot read the keys file: {err}")
         return EXIT_USAGE
+    if ns.journal is not None and str(ns.journal).startswith(("postgresql:", "postgres:")):
+        errors.print(
+            "error: run keeps its journal in a file; for a PostgreSQL journal load the "
+            "manifest (seedream-async load MANIFEST --journal DSN) and start workers "
+            "(seedream-async work --journal DSN)"
+        )
+        return EXIT_USAGE
     if not api_key and not ns.dry_run:
         errors.print(
             f"error: no API key; set the {ns.api_key_env} environment variable "
