@@ -51,6 +51,7 @@ from ._store import (
     LostClaim,
     Page,
     Spend,
+    attempt_from_row,
     record_from_row,
 )
 
@@ -842,20 +843,7 @@ class PostgresJournal:
             "ended_at FROM seedream_attempts WHERE key = %s ORDER BY number"
         )
         rows = await self._tx(lambda tx: tx.all(sql, (key,)))
-        return [
-            Attempt(
-                number=number,
-                fingerprint=fp,
-                owner=owner,
-                state=JournalState(state),
-                prediction_id=pid,
-                cost=cost,
-                error=error,
-                started_at=started,
-                ended_at=ended,
-            )
-            for number, fp, owner, state, pid, cost, error, started, ended in rows
-        ]
+        return [attempt_from_row(row) for row in rows]
 
     async def spend(self) -> Spend:
         """See :meth:`JournalStore.spend`."""

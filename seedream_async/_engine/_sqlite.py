@@ -53,6 +53,7 @@ from ._store import (
     LostClaim,
     Page,
     Spend,
+    attempt_from_row,
     record_from_row,
 )
 
@@ -525,20 +526,7 @@ class SQLiteJournal:
             "ended_at FROM attempts WHERE key = ? ORDER BY number"
         )
         rows = await self._run(lambda conn: conn.execute(sql, (key,)).fetchall())
-        return [
-            Attempt(
-                number=n,
-                fingerprint=fp,
-                owner=owner,
-                state=JournalState(state),
-                prediction_id=pid,
-                cost=cost,
-                error=error,
-                started_at=start,
-                ended_at=end,
-            )
-            for n, fp, owner, state, pid, cost, error, start, end in rows
-        ]
+        return [attempt_from_row(row) for row in rows]
 
     async def spend(self) -> Spend:
         def run(conn: sqlite3.Connection) -> tuple[float, float, int]:

@@ -75,6 +75,7 @@ __all__ = [
     "LostClaim",
     "Page",
     "Spend",
+    "attempt_from_row",
     "record_from_row",
 ]
 
@@ -208,6 +209,23 @@ class ItemRecord:
     def undelivered(self) -> bool:
         """Billed and not delivered: fetch by id, never resubmit."""
         return self.state in UNDELIVERED_STATES
+
+
+def attempt_from_row(row: Sequence[Any]) -> Attempt:
+    """An :class:`Attempt` from a row of: number, fingerprint, owner, state, prediction_id,
+    cost, error, started_at, ended_at (the order both bundled journals select)."""
+    number, fp, owner, state, pid, cost, error, started, ended = row[:9]
+    return Attempt(
+        number=number,
+        fingerprint=fp,
+        owner=owner,
+        state=JournalState(state),
+        prediction_id=pid,
+        cost=cost,
+        error=error,
+        started_at=started,
+        ended_at=ended,
+    )
 
 
 def record_from_row(row: Sequence[Any]) -> ItemRecord:
