@@ -9,6 +9,7 @@ a file is never half made.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from .._exceptions import JournalError
@@ -86,6 +87,25 @@ class Tx:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
+def _enter_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL, waiting out another process that is opening the same journal.
+
+    SQLite may answer ``database is locked`` to the switch at once, without its busy
+    handler, while a second run opens a fresh journal beside this one.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
 def connect(path: Path, durable: bool) -> sqlite3.Connection:
     """Open (creating if missing), check and migrate the file; runs in a worker thread."""
     fresh = not path.exists() or path.stat().st_size == 0
@@ -101,7 +121,7 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 30000")  # wait for another process's commit
         if not fresh:
             _quick_check(conn)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enter_wal(conn)
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         with Tx(conn):
             version = _check_schema(conn, path)
