@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._blocking import BlockingBatch, Seedream
 from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from ._engine import (
@@ -48,6 +49,7 @@ from ._models import (
     UploadedMedia,
 )
 from ._polling import Completion, PollPolicy
+from ._raw import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -62,6 +64,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "BlockingBatch",
     "BudgetExceeded",
     "Completion",
     "ConfigurationError",
@@ -89,8 +92,10 @@ __all__ = [
     "PredictionStatus",
     "PriceModel",
     "RateLimitError",
+    "RawResponse",
     "ResultStatus",
     "RetryPolicy",
+    "Seedream",
     "SeedreamError",
     "ServerError",
     "Timings",

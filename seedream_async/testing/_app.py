@@ -276,6 +276,7 @@ class App:
             await anyio.sleep(config.request_latency)
         endpoint, route = self._route(request)
         self.ledger.record_request(endpoint)
+        self.ledger.record_headers(endpoint, request.headers)
         if route is None:
             return self._error(404, f"no route for {request.method} {request.path}")
         if not self._authorised(request):
