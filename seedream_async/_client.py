@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -46,6 +46,7 @@ from ._models import (
     read_prediction,
     read_upload,
 )
+from ._observe import Callbacks, Observer, Observers
 from ._options import Order, PerCallOptions, in_input_order, recording_keys
 from ._polling import Completion, PollPolicy, as_completion, poll_delays
 from ._raw import RawResponse, RawResponses
@@ -105,6 +106,12 @@ class AsyncSeedream(PerCallOptions):
             ``max_output_bytes`` per image.
         max_output_bytes: the largest output file downloaded (64 MiB).
         rng: the random source for jitter (seed it for reproducible tests).
+        on_result: called with each batch result as it is made (every batch).
+        on_retry: called with ``(what, attempt, delay, error)`` before a retry's wait.
+        on_refused: called with ``(error, wait)`` when the API refused a submit (429, 503):
+            not billed, it is queued again.
+        observers: more :class:`Observer` objects, such as
+            ``seedream_async.otel.OpenTelemetryObserver()`` (the ``otel`` extra).
     """
 
     def __init__(
@@ -125,6 +132,10 @@ class AsyncSeedream(PerCallOptions):
         max_response_bytes: int = MAX_JSON_BYTES,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         rng: random.Random | None = None,
+        on_result: Callable[[BatchResult], object] | None = None,
+        on_retry: Callable[[str, int, float, BaseException], object] | None = None,
+        on_refused: Callable[[BaseException, float], object] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -153,6 +164,10 @@ class AsyncSeedream(PerCallOptions):
         self._base64: dict[str, int] = {}
         self.rng = rng or random.Random()
         self._driver = Driver(rng=self.rng)
+        callbacks = Callbacks(on_result=on_result, on_retry=on_retry, on_refused=on_refused)
+        self.observer = Observers([callbacks, *observers])
+        """Told what happens (see :class:`Observer`); add to ``observer.observers``."""
+        self._driver.observer = self.observer
         self.gate = self._driver.gate
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
@@ -337,6 +352,9 @@ class AsyncSeedream(PerCallOptions):
         if images:
             self._base64[prediction.id] = images
         self._raw.record(prediction.id, response, operation="submit")
+        self.observer.answered(
+            "submit", prediction.id, prediction.status, response.headers.get("x-request-id")
+        )
         return prediction
 
     async def get_prediction(
@@ -366,6 +384,9 @@ class AsyncSeedream(PerCallOptions):
         if prediction.terminal:
             self._base64.pop(prediction_id, None)
         self._raw.record(prediction_id, response, operation="poll")
+        self.observer.answered(
+            "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
+        )
         return prediction
 
     def last_response(self, prediction: Prediction | str) -> RawResponse | None:
