@@ -48,6 +48,7 @@ from ._models import (
     PriceModel,
     UploadedMedia,
 )
+from ._observe import Observer
 from ._polling import Completion, PollPolicy
 from ._raw import RawResponse
 from ._retry import RetryPolicy
@@ -83,6 +84,7 @@ __all__ = [
     "JournalStore",
     "MalformedResponse",
     "Metrics",
+    "Observer",
     "OutputExpired",
     "OutputInvalid",
     "PRICE_PER_EXECUTION",
