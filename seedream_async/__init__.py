@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._balance import Balance
 from ._blocking import BlockingBatch, Seedream
 from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
@@ -61,6 +62,7 @@ __all__ = [
     "AsyncSeedream",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "BatchOptions",
     "BatchProgress",
     "BatchResult",

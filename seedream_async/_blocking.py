@@ -20,10 +20,12 @@ from typing import Any, Literal, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from ._balance import Balance
 from ._client import AsyncSeedream
 from ._engine import BatchOptionsDict, BatchProgress, BatchResult, BatchRun, Items
 from ._models import ImageRef, Prediction, UploadedMedia
 from ._polling import Completion, PollPolicy
+from ._raw import RawResponse
 from ._upload import ImageSource
 
 __all__ = ["BlockingBatch", "Seedream"]
@@ -219,6 +221,15 @@ class Seedream:
         """Fetch a prediction's current state; see :meth:`AsyncSeedream.get_prediction`."""
         result: Prediction = self._call(self._client.get_prediction, prediction_id, **kwargs)
         return result
+
+    def balance(self) -> Balance:
+        """The account's balance; see :meth:`AsyncSeedream.balance`."""
+        result: Balance = self._call(self._client.balance)
+        return result
+
+    def last_response(self, prediction: Prediction | str) -> RawResponse | None:
+        """The last API answer about a prediction; see :meth:`AsyncSeedream.last_response`."""
+        return self._client.last_response(prediction)
 
     def download(self, url: str, dest: str | os.PathLike[str]) -> Path:
         """Stream one output to ``dest``; see :meth:`AsyncSeedream.download`."""

@@ -12,6 +12,7 @@ from typing import Any, Self, Unpack
 import anyio
 import httpx
 
+from ._balance import BALANCE_PATH, Balance, read_balance
 from ._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -388,6 +389,16 @@ class AsyncSeedream(PerCallOptions):
             "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
         )
         return prediction
+
+    async def balance(self) -> Balance:
+        """The account's balance, from Atlas Cloud's Billing Public API
+        (``GET /public/v1/balance`` on the API's origin; the key needs balance read
+        permission: a personal account's owner, or a team's Admin or Finance role)."""
+        what = "balance"
+        response = await self._endpoint.send(
+            "GET", BALANCE_PATH, what=what, operation=what, policy=self.retry, from_origin=True
+        )
+        return read_balance(read_json(response, what=what))
 
     def last_response(self, prediction: Prediction | str) -> RawResponse | None:
         """The last API answer about a prediction (its submit's, or its latest poll's):

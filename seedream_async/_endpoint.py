@@ -110,12 +110,14 @@ class Endpoint:
         keep_trying_for: float | None = None,
         max_bytes: int | None = None,
         read_timeout: float | None = None,
+        from_origin: bool = False,
     ) -> httpx.Response:
         """Send one API request (retried by ``policy``) and return its successful response,
         its body read (at most ``max_bytes``, the endpoint's cap when None).
 
         ``read_timeout`` lengthens the client's read timeout, and the overall deadline, for
         this request (a sync-mode submit is answered only when its prediction is done).
+        ``from_origin``: ``path`` is on the API's origin, not under the base URL's path.
 
         Raises:
             MalformedResponse: the answer is too large, or redirects off the API's origin.
@@ -123,7 +125,8 @@ class Endpoint:
             TransportError: a transport failure that is not retried (any more).
             AmbiguousSubmission: a submit failed after it may have reached the server.
         """
-        url = self._base_url.copy_with(path=self._base_url.path.rstrip("/") + path)
+        prefix = "" if from_origin else self._base_url.path.rstrip("/")
+        url = self._base_url.copy_with(path=prefix + path)
         timeout = self.timeout or self._http.timeout
         if read_timeout is not None and timeout.read is not None:
             timeout = httpx.Timeout(
