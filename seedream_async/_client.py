@@ -582,6 +582,7 @@ class AsyncSeedream(PerCallOptions):
                 Path(dest),
                 max_bytes=self.max_output_bytes,
                 deadline=self.request_deadline,
+                http_timeout=self._endpoint.timeout,
             ),
             policy=self.retry,
             what=f"download of {shown}",

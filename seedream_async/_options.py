@@ -66,7 +66,8 @@ class PerCallOptions:
             await patient.edit(prompt, images)
 
         Args:
-            timeout: the per-request timeout in seconds (or an ``httpx.Timeout``).
+            timeout: the per-request timeout in seconds (or an ``httpx.Timeout``), for API
+                requests and downloads alike.
             retry: the retry policy.
             poll: the polling policy (and per-prediction deadline).
             headers: headers added to every API request (on top of this client's own);

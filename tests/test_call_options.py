@@ -119,3 +119,13 @@ async def test_last_response_behind_a_prediction() -> None:
         assert raw.json()["data"]["status"] == "completed"
         assert client.with_options(timeout=1).last_response(done) is raw
         assert client.last_response("pred_unknown") is None
+
+
+async def test_with_options_timeout_applies_to_downloads(tmp_path: object) -> None:
+    """The copy's timeout also bounds a download the storage host holds for 5 s."""
+    slow = Faults(slow=1.0, slow_seconds=5.0, endpoints=frozenset({"output"}))
+    async with simulated(faults=slow) as (_sim, client):
+        prediction = await client.edit("p", [URL])
+        hasty = client.with_options(timeout=0.05, retry=RetryPolicy(max_attempts=1))
+        with anyio.fail_after(4), pytest.raises(TransportError, match="Timeout"):
+            await hasty.download(prediction.outputs[0], f"{tmp_path}/out")
