@@ -10,6 +10,7 @@ caller's.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -95,6 +96,16 @@ class BlockingBatch:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        # ``break`` out of a plain ``for`` drops the run: stop paying for items no one reads.
+        if self._closed or self._entered is None:
+            return
+        try:
+            self.close()
+        except Exception:  # on the portal's own thread, or its loop already gone
+            with contextlib.suppress(Exception):
+                self._run.cancel()
 
 
 class Seedream:

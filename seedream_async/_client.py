@@ -166,7 +166,7 @@ class AsyncSeedream(PerCallOptions):
         self.rng = rng or random.Random()
         self._driver = Driver(rng=self.rng)
         callbacks = Callbacks(on_result=on_result, on_retry=on_retry, on_refused=on_refused)
-        self.observer = Observers([callbacks, *observers])
+        self.observer = Observers([callbacks, *observers] if callbacks else observers)
         """Told what happens (see :class:`Observer`); add to ``observer.observers``."""
         self._driver.observer = self.observer
         self.gate = self._driver.gate

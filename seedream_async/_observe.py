@@ -138,6 +138,9 @@ class Callbacks(Observer):
         self._on_retry = on_retry
         self._on_refused = on_refused
 
+    def __bool__(self) -> bool:
+        return any((self._on_result, self._on_retry, self._on_refused))
+
     def item_ended(self, result: Any) -> None:
         if self._on_result is not None:
             self._on_result(result)

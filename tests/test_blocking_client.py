@@ -82,6 +82,20 @@ def test_leaving_a_batch_early_stops_it(sim: Simulator) -> None:
     assert settled < 500
 
 
+def test_breaking_out_of_a_plain_for_stops_the_batch(sim: Simulator) -> None:
+    """``break`` out of ``for result in client.edit_batch(...)`` (no ``with``) stops the
+    batch too, once the run is dropped."""
+    items = ({"key": f"b{i}", "prompt": "b", "images": [URL]} for i in range(500))
+    before = sim.ledger.requests["submit"]
+    with blocking(sim) as client:
+        for _ in client.edit_batch(items, concurrency=2):
+            break
+        settled = sim.ledger.requests["submit"]
+        assert client.edit("after", [URL]).done
+        assert sim.ledger.requests["submit"] == settled + 1
+    assert settled - before < 500
+
+
 def test_edit_all_in_input_order(sim: Simulator) -> None:
     """``edit_all(order="input")`` returns results in the items' order (blocking too)."""
     keys = [f"o{i:02d}" for i in range(12)][::-1]
