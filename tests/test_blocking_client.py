@@ -16,7 +16,7 @@ import anyio
 import pytest
 from _helpers import FAST_POLL, FAST_RETRY, TIME_SCALE, write_images
 
-from seedream_async import InvalidInput, ResultStatus, Seedream
+from seedream_async import ConfigurationError, InvalidInput, ResultStatus, Seedream
 from seedream_async.testing import Simulator, serve, serve_in_thread
 
 URL = "https://x.test/a.png"
@@ -175,3 +175,14 @@ def test_a_plain_script(sim: Simulator, tmp_path: Path) -> None:
     lines = done.stdout.split("\n")
     assert any(record.prediction_id == lines[0] for record in sim.ledger.submissions)
     assert lines[1] == "a succeeded"
+
+
+def test_a_configuration_error_leaves_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No API key: ConfigurationError from the constructor, and its loop's thread is gone."""
+    import threading
+
+    monkeypatch.delenv("ATLASCLOUD_API_KEY", raising=False)
+    before = threading.active_count()
+    with pytest.raises(ConfigurationError, match="no API key"):
+        Seedream()
+    assert threading.active_count() == before
