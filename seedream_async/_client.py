@@ -352,7 +352,7 @@ class AsyncSeedream(PerCallOptions):
             ) from err
         if images:
             self._base64[prediction.id] = images
-        self._raw.record(prediction.id, response, operation="submit")
+        self._raw.record(prediction.id, response, operation="submit", secrets=(self._key.reveal(),))
         self.observer.answered(
             "submit", prediction.id, prediction.status, response.headers.get("x-request-id")
         )
@@ -384,7 +384,7 @@ class AsyncSeedream(PerCallOptions):
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)
-        self._raw.record(prediction_id, response, operation="poll")
+        self._raw.record(prediction_id, response, operation="poll", secrets=(self._key.reveal(),))
         self.observer.answered(
             "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
         )

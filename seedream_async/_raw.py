@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from ._exceptions import scrub
 
 __all__ = ["RawResponse", "RawResponses"]
 
@@ -64,14 +67,23 @@ class RawResponses:
         self._keep = keep
         self._by_id: OrderedDict[str, RawResponse] = OrderedDict()
 
-    def record(self, prediction_id: str, response: httpx.Response, *, operation: str) -> None:
-        """Keep ``response`` (its body read) as the last answer about ``prediction_id``."""
-        content = response.content
+    def record(
+        self,
+        prediction_id: str,
+        response: httpx.Response,
+        *,
+        operation: str,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        """Keep ``response`` (its body read) as the last answer about ``prediction_id``,
+        with ``secrets`` (the API key) and bearer tokens a careless server echoed masked."""
+        whole = response.content
+        content = scrub(whole[:_MAX_BODY].decode("utf-8", errors="replace"), secrets).encode()
         self._by_id[prediction_id] = RawResponse(
             status_code=response.status_code,
             headers=httpx.Headers(response.headers),
-            content=content[:_MAX_BODY],
-            truncated=len(content) > _MAX_BODY,
+            content=content,
+            truncated=len(whole) > _MAX_BODY,
             operation=operation,
             url=_url(response),
         )

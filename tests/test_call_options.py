@@ -129,3 +129,23 @@ async def test_with_options_timeout_applies_to_downloads(tmp_path: object) -> No
         hasty = client.with_options(timeout=0.05, retry=RetryPolicy(max_attempts=1))
         with anyio.fail_after(4), pytest.raises(TransportError, match="Timeout"):
             await hasty.download(prediction.outputs[0], f"{tmp_path}/out")
+
+
+async def test_last_response_never_holds_the_key() -> None:
+    """A server echoing the key in a failed prediction's error: the kept body has it masked."""
+    from seedream_async import PredictionFailed
+    from seedream_async._models import build_request
+    from seedream_async.testing import Hostile
+
+    async with simulated(hostile=Hostile(echo_key=True), faults=Faults(prediction_failure=1.0)) as (
+        sim,
+        client,
+    ):
+        prediction = await client.submit(build_request(prompt="p", images=[URL]))
+        with pytest.raises(PredictionFailed):
+            await client.wait(prediction.id)
+        raw = client.last_response(prediction)
+        assert raw is not None
+        assert "request sent Authorization" in raw.text  # the echo is there ...
+        assert sim.api_key
+        assert sim.api_key not in raw.text  # ... without the key
