@@ -70,6 +70,7 @@ def test_blocking_client_balance() -> None:
         assert c.balance().available == Decimal(5)
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the CLI runs in its own process
 async def test_validate_and_dry_run_show_it(tmp_path: Path) -> None:
     """``validate --balance`` and ``run --dry-run --balance`` print the balance beside the
     cost, warn when it is short, and send nothing but that one GET; without ``--balance``
