@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._balance import Balance
+from ._blocking import BlockingBatch, Seedream
 from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from ._engine import (
@@ -47,7 +49,9 @@ from ._models import (
     PriceModel,
     UploadedMedia,
 )
+from ._observe import Observer
 from ._polling import Completion, PollPolicy
+from ._raw import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -58,10 +62,12 @@ __all__ = [
     "AsyncSeedream",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "BatchOptions",
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "BlockingBatch",
     "BudgetExceeded",
     "Completion",
     "ConfigurationError",
@@ -80,6 +86,7 @@ __all__ = [
     "JournalStore",
     "MalformedResponse",
     "Metrics",
+    "Observer",
     "OutputExpired",
     "OutputInvalid",
     "PRICE_PER_EXECUTION",
@@ -89,8 +96,10 @@ __all__ = [
     "PredictionStatus",
     "PriceModel",
     "RateLimitError",
+    "RawResponse",
     "ResultStatus",
     "RetryPolicy",
+    "Seedream",
     "SeedreamError",
     "ServerError",
     "Timings",

@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
+BALANCE_HELP = (
+    "also read the account's balance (one GET to Atlas Cloud's Billing Public API, with "
+    "the key) and show it beside the cost"
+)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -145,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
         help="say what would be submitted, answered from the journal, fetched again by id or "
         "billed again because its inputs changed, with the cost; send nothing (no key needed)",
     )
+    run.add_argument("--balance", action="store_true", help="with --dry-run: " + BALANCE_HELP)
     run.add_argument(
         "--only",
         nargs="+",
@@ -182,6 +189,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("manifest", type=Path, help="CSV (key,prompt,images,...) or JSONL")
     _add_manifest_defaults(validate)
+    validate.add_argument("--balance", action="store_true", help=BALANCE_HELP)
+    validate.add_argument(
+        "--base-url", default=None, help="the API's origin, for --balance (default: env or Atlas)"
+    )
 
     review = commands.add_parser(
         "review",
@@ -347,6 +358,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         poll=_poll_policy(ns),
         json_summary=ns.json,
         dry_run=ns.dry_run,
+        balance=ns.balance,
         only=only,
         seed_from_key=ns.seed_from_key,
         reroll=reroll,
@@ -420,6 +432,12 @@ def _command_validate(ns: argparse.Namespace) -> int:
         f"Cost if every row is submitted: {estimate(rows)} (billed per prediction, "
         "whatever its max_images; rows already done in a journal are not paid again)"
     )
+    if ns.balance:
+        import anyio
+
+        from ._balance import balance_note
+
+        console.print(anyio.run(lambda: balance_note(paid=rows, base_url=ns.base_url)))
     return EXIT_OK
 
 
