@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from pydantic import (
     BaseModel,
@@ -39,16 +40,22 @@ from pydantic import (
 from ._constants import (
     DEFAULT_MODEL,
     DEFAULT_SIZE,
-    MAX_ASPECT_RATIO,
-    MAX_GENERATED_IMAGES,
-    MAX_PIXELS,
     MAX_PROMPT_CHARS,
-    MAX_REFERENCE_IMAGES,
-    MAX_TOTAL_IMAGES,
-    MIN_ASPECT_RATIO,
-    MIN_PIXELS,
     PRICE_PER_EXECUTION,
     PRICE_PER_IMAGE,
+)
+from ._family import (
+    MODELS,
+    Billing,
+    ModelSpec,
+    UnknownModelWarning,
+    generated_problem,
+    images_problem,
+    model_spec,
+    nest_options,
+    options_problem,
+    parse_size,
+    total_problem,
 )
 from ._exceptions import (
     APIStatusError,
@@ -85,7 +92,6 @@ def is_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
-_SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
 _MAX_MESSAGE = 500
 # Keys an output object may carry its image under, most specific first.
 _OUTPUT_KEYS = ("url", "download_url", "image_url", "image", "b64_json", "base64", "data")
@@ -466,30 +472,25 @@ def read_upload(
 # -- requests -----------------------------------------------------------------------------
 
 
-def check_size(value: str) -> str:
-    """Check a ``"W*H"`` size against Seedream 4.5's rule and return it normalised.
+def check_size(value: str, model: str = DEFAULT_MODEL) -> str:
+    """Check a ``"W*H"`` size against ``model``'s size rule and return it normalised.
 
-    The rule is by total pixels (2560x1440 = 3,686,400 to 4096x4096 = 16,777,216) and
-    aspect ratio (1/16 to 16), not per side; see ``_constants.py`` for the source.
+    Seedream 4.5's rule is by total pixels (2560x1440 = 3,686,400 to 4096x4096 =
+    16,777,216) and aspect ratio (1/16 to 16), not per side; v4 takes 1024..4096 per side,
+    v5.0-lite a list of sizes. The rules live in ``_family.py``, with their sources.
 
     Raises:
         ValueError: naming the size and the rule it breaks.
     """
-    match = _SIZE.match(value)
-    if not match:
+    parsed = parse_size(value)
+    if parsed is None:
         raise ValueError(f"size must look like '2048*2048' (width*height), got {value!r}")
-    width, height = int(match[1]), int(match[2])
-    size = f"{width}*{height}"
-    pixels = width * height
-    if not MIN_PIXELS <= pixels <= MAX_PIXELS:
-        raise ValueError(
-            f"{size} is {pixels:,} pixels, outside Seedream 4.5's {MIN_PIXELS:,} (2560*1440) "
-            f"to {MAX_PIXELS:,} (4096*4096); try {DEFAULT_SIZE}"
-        )
-    ratio = width / height
-    if not MIN_ASPECT_RATIO <= ratio <= MAX_ASPECT_RATIO:
-        raise ValueError(f"{size} has aspect ratio {ratio:.4g}, outside 1/16 to 16")
-    return size
+    width, height = parsed
+    spec = model_spec(model) or MODELS[DEFAULT_MODEL]
+    problem = spec.size.problem(width, height)
+    if problem is not None:
+        raise ValueError(f"{problem}; try {DEFAULT_SIZE}")
+    return f"{width}*{height}"
 
 
 def _check_url(index: int, url: str) -> None:
@@ -503,40 +504,76 @@ def _limits_on(info: ValidationInfo) -> bool:
     return not (isinstance(context, dict) and context.get("check_limits") is False)
 
 
+def _rules(info: ValidationInfo) -> ModelSpec | None:
+    """The model's row when its limits are checked: None with ``check_limits=False`` or
+    for a model id the table does not know (the server judges those)."""
+    model = info.data.get("model")
+    if not _limits_on(info) or not isinstance(model, str):
+        return None
+    return model_spec(model)
+
+
+def _fail(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)
+
+
 class EditRequest(BaseModel):
-    """One edit-sequential prediction, validated against the contract's limits.
+    """One prediction of a Seedream model, validated against that model's row.
+
+    The limits below are v4.5 edit-sequential's (the default ``model``); every model in
+    ``seedream_async._family.MODELS`` has its own (text-only models take no images, v4 a
+    free size, v5.0-lite up to 14 references and its own sizes and options).
 
     Args:
         prompt: what to do, 1 to 4,000 characters.
-        images: 1 to 10 reference image URLs (upload local files with ``client.upload``).
+        images: 1 to 10 reference image URLs (upload local files with ``client.upload``);
+            empty for text-to-image and sequential models.
         size: output ``"W*H"``: 3,686,400 (2560*1440) to 16,777,216 (4096*4096) pixels in
             all, aspect ratio 1/16 to 16 (``"2048x2048"`` is accepted too).
         max_images: images generated in the sequence, 1 to 15; references plus this <= 15.
+            Models that generate one image take none.
         seed: a fixed seed, or None / -1 for random.
         enable_base64_output: ask for base64 strings instead of URLs.
         enable_sync_mode: ask the API to answer only when the prediction is done.
-        model: the model id; the edit-sequential model unless you say otherwise.
+        model: the model id; v4.5 edit-sequential unless you say otherwise. An id the
+            table does not know is sent unchecked, with an ``UnknownModelWarning``.
+        options: the model's own extra fields, checked against its row, nested or by
+            dotted path: ``{"output_format": "png", "optimize_prompt_options.mode": "fast"}``.
         extra_body: fields sent as they are, merged last into the JSON body (so they win
-            over the fields above): parameters this client does not know yet, such as
-            ``{"output_format": "jpeg"}``. Values must be JSON.
+            over the fields above): parameters this client does not know yet. Values must
+            be JSON.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str = DEFAULT_MODEL
     prompt: str
-    images: list[str]
+    images: list[str] = Field(default_factory=list)
     size: str = DEFAULT_SIZE
     max_images: int = Field(default=1, strict=True)
     seed: int | None = Field(default=None, strict=True)
     enable_base64_output: bool = Field(default=False, strict=True)
     enable_sync_mode: bool = Field(default=False, strict=True)
+    options: dict[str, JsonValue] | None = Field(default=None, exclude=True)
     extra_body: dict[str, JsonValue] | None = Field(default=None, exclude=True)
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if model_spec(value) is None:
+            warnings.warn(
+                f"model {value!r} is not in seedream_async's table of models: it is sent "
+                "unchecked (as with check_limits=False) and priced at the client's price",
+                UnknownModelWarning,
+                stacklevel=2,
+            )
+        return value
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str, info: ValidationInfo) -> str:
-        if not _limits_on(info):
+        if _rules(info) is None:
             return value
         if not value:
             raise ValueError("prompt is empty; it needs at least 1 character")
@@ -551,11 +588,8 @@ class EditRequest(BaseModel):
     @field_validator("images")
     @classmethod
     def _images(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if _limits_on(info) and not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
-            raise ValueError(
-                f"{len(value)} reference images; at least 1 and at most "
-                f"{MAX_REFERENCE_IMAGES} allowed"
-            )
+        if (spec := _rules(info)) is not None:
+            _fail(images_problem(spec, len(value)))
         for index, url in enumerate(value):
             _check_url(index, url)
         return value
@@ -567,19 +601,16 @@ class EditRequest(BaseModel):
             value = f"{value[0]}*{value[1]}"
         if not isinstance(value, str):
             return value
-        if not _limits_on(info):
-            match = _SIZE.match(value)
-            return f"{match[1]}*{match[2]}" if match else value
-        return check_size(value)
+        if (spec := _rules(info)) is None:
+            parsed = parse_size(value)
+            return f"{parsed[0]}*{parsed[1]}" if parsed else value
+        return check_size(value, spec.id)
 
     @field_validator("max_images")
     @classmethod
     def _max_images(cls, value: int, info: ValidationInfo) -> int:
-        if _limits_on(info) and not 1 <= value <= MAX_GENERATED_IMAGES:
-            raise ValueError(
-                f"max_images {value} must be greater than or equal to 1 and less than or "
-                f"equal to {MAX_GENERATED_IMAGES}"
-            )
+        if (spec := _rules(info)) is not None:
+            _fail(generated_problem(spec, value))
         return value
 
     @field_validator("seed")
@@ -589,22 +620,42 @@ class EditRequest(BaseModel):
             raise ValueError(f"seed {value} is outside -1..{2**32 - 1}")
         return value
 
+    @field_validator("options")
+    @classmethod
+    def _options(
+        cls, value: dict[str, JsonValue] | None, info: ValidationInfo
+    ) -> dict[str, JsonValue] | None:
+        if value is None:
+            return None
+        if (spec := _rules(info)) is not None:
+            _fail(options_problem(spec, value))
+        return cast("dict[str, JsonValue]", nest_options(value))
+
     @model_validator(mode="after")
     def _total(self, info: ValidationInfo) -> EditRequest:
-        total = len(self.images) + self.max_images
-        if _limits_on(info) and total > MAX_TOTAL_IMAGES:
-            raise ValueError(
-                f"{len(self.images)} reference images + max_images {self.max_images} = {total}, "
-                f"more than the {MAX_TOTAL_IMAGES} images one sequence allows"
-            )
+        spec = model_spec(self.model) if _limits_on(info) else None
+        if spec is not None:
+            _fail(total_problem(spec, len(self.images), self.max_images))
         return self
 
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The model's row in the table, or None for a model id it does not know."""
+        return model_spec(self.model)
+
     def to_payload(self) -> dict[str, Any]:
-        """The flat JSON body ``generateImage`` takes: ``seed`` left out when random, then
-        ``extra_body`` merged last."""
+        """The flat JSON body ``generateImage`` takes: ``seed`` left out when random,
+        ``images`` when empty, ``max_images`` for a model that takes none; then the
+        model's ``options``, then ``extra_body`` merged last."""
         payload = self.model_dump()
         if payload["seed"] is None:
             del payload["seed"]
+        if not payload["images"]:
+            del payload["images"]
+        spec = self.spec
+        if spec is not None and spec.generated is None:
+            del payload["max_images"]
+        payload.update(self.options or {})
         payload.update(self.extra_body or {})
         return payload
 
@@ -629,6 +680,7 @@ def build_request(
     """
     if extra_body is not None:
         fields["extra_body"] = extra_body
+    _gather_options(fields)
     try:
         return EditRequest.model_validate(fields, context={"check_limits": check_limits})
     except ValidationError as err:
@@ -641,6 +693,19 @@ def build_request(
                 f"(extra_body={{{location!r}: ...}})"
             )
         raise InvalidInput(f"{location}: {message}", field=location, key=key) from None
+
+
+def _gather_options(fields: dict[str, Any]) -> None:
+    """A model's own extra field given as a plain parameter (``output_format="png"``)
+    goes into ``options``, where its row checks it."""
+    spec = model_spec(str(fields.get("model", DEFAULT_MODEL)))
+    if spec is None:
+        return
+    roots = {path.split(".")[0] for path in spec.options} - set(EditRequest.model_fields)
+    given = {name: fields.pop(name) for name in roots if name in fields}
+    if given:
+        options = fields.get("options")
+        fields["options"] = {**given, **(options if isinstance(options, dict) else {})}
 
 
 def check_params(
@@ -697,6 +762,26 @@ class PriceModel:
     def per_generated_image(cls, price: float) -> PriceModel:
         """Bill ``price`` per generated image and nothing per execution."""
         return cls(per_execution=0.0, per_image=price)
+
+    @classmethod
+    def for_model(cls, model: str) -> PriceModel | None:
+        """``model``'s own price rule from the table of models, or None for an id it does
+        not know (see ``seedream_async._family``)."""
+        spec = model_spec(model)
+        if spec is None:
+            return None
+        if spec.billing is Billing.PER_IMAGE:
+            return cls.per_generated_image(spec.price)
+        return cls(per_execution=spec.price, per_image=0.0)
+
+    def describe(self) -> str:
+        """The rule in words: ``"$0.036 per run"``, ``"$0.032 per image"``."""
+        parts = []
+        if self.per_execution or not self.per_image:
+            parts.append(f"${self.per_execution:.3f} per run")
+        if self.per_image:
+            parts.append(f"${self.per_image:.3f} per image")
+        return " + ".join(parts)
 
     def worst_case(self, max_images: int = 1) -> float:
         """The most one submit can cost: what a budget must hold back before sending it."""
