@@ -526,6 +526,8 @@ class App:
             processed_before_error=processed_before_error,
             max_images=edit.max_images,
             unknown_fields=edit.unknown,
+            model=edit.model,
+            cost=edit.served.bill(images=edit.max_images, failed=failed),
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         return prediction
