@@ -1,4 +1,5 @@
-"""seedream-async: bulk image editing with Seedream v4.5 Edit Sequential on Atlas Cloud."""
+"""seedream-async: bulk image editing and generation with the Seedream family on Atlas Cloud
+(v4.5 Edit Sequential by default; v4 to v5.0-lite, edit, sequential and text-to-image)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from ._engine import (
     BatchResult,
     BatchRun,
     EditItem,
+    Job,
     Journal,
     JournalEntry,
     JournalState,
@@ -41,6 +43,7 @@ from ._exceptions import (
     ServerError,
     TransportError,
 )
+from ._family import MODELS, Billing, ModelKind, ModelSpec, SizeRule, UnknownModelWarning
 from ._models import (
     EditRequest,
     Metrics,
@@ -67,6 +70,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "Billing",
     "BlockingBatch",
     "BudgetExceeded",
     "Completion",
@@ -79,13 +83,17 @@ __all__ = [
     "InsufficientBalance",
     "InvalidImage",
     "InvalidInput",
+    "Job",
     "Journal",
     "JournalEntry",
     "JournalError",
     "JournalState",
     "JournalStore",
+    "MODELS",
     "MalformedResponse",
     "Metrics",
+    "ModelKind",
+    "ModelSpec",
     "Observer",
     "OutputExpired",
     "OutputInvalid",
@@ -102,8 +110,10 @@ __all__ = [
     "Seedream",
     "SeedreamError",
     "ServerError",
+    "SizeRule",
     "Timings",
     "TransportError",
+    "UnknownModelWarning",
     "UploadedMedia",
     "__version__",
 ]

@@ -134,7 +134,7 @@ class SizeRule:
 
 
 def parse_size(value: str) -> tuple[int, int] | None:
-    """``(width, height)`` from ``"W*H"`` (also ``x``, ``X``, ``×``), or None."""
+    """``(width, height)`` from ``"W*H"`` (also ``x``, ``X``, the multiplication sign), or None."""
     match = _SIZE.match(value)
     return (int(match[1]), int(match[2])) if match else None
 
@@ -395,7 +395,7 @@ def nest_options(options: Mapping[str, object]) -> dict[str, object]:
         for name in parents:
             child = node.setdefault(name, {})
             if not isinstance(child, dict):
-                raise ValueError(f"option {path!r} conflicts with {name!r}")
+                raise TypeError(f"option {path!r} conflicts with {name!r}")
             node = child
         node[leaf] = value
     return nested

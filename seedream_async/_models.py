@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +43,13 @@ from ._constants import (
     PRICE_PER_EXECUTION,
     PRICE_PER_IMAGE,
 )
+from ._exceptions import (
+    APIStatusError,
+    InvalidInput,
+    MalformedResponse,
+    scrub,
+    status_error_class,
+)
 from ._family import (
     MODELS,
     Billing,
@@ -56,13 +62,6 @@ from ._family import (
     options_problem,
     parse_size,
     total_problem,
-)
-from ._exceptions import (
-    APIStatusError,
-    InvalidInput,
-    MalformedResponse,
-    scrub,
-    status_error_class,
 )
 
 __all__ = [

@@ -13,7 +13,7 @@ billed, what was delivered, claims), ``_sqlite`` and ``_journal`` (the SQLite jo
 from __future__ import annotations
 
 from ._api import EngineAPI, PollAPI, RefusedHook
-from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, Timings
+from ._items import BatchProgress, BatchResult, EditItem, Job, ResultStatus, Stage, Timings
 from ._journal import Journal, JournalEntry, JournalState, JournalStore
 from ._options import BatchOptions, BatchOptionsDict, Items
 from ._run import BatchRun
@@ -27,6 +27,7 @@ __all__ = [
     "EditItem",
     "EngineAPI",
     "Items",
+    "Job",
     "Journal",
     "JournalEntry",
     "JournalState",

@@ -178,9 +178,9 @@ class Ledger:
 
     def cost_by_model(self) -> dict[str, float]:
         """US dollars billed per model id."""
-        totals: Counter[str] = Counter()
+        totals: dict[str, float] = {}
         for record in self.submissions:
-            totals[record.model] += record.cost
+            totals[record.model] = totals.get(record.model, 0.0) + record.cost
         return {model: round(total, 6) for model, total in totals.items()}
 
     @property
