@@ -411,27 +411,28 @@ def _command_status(ns: argparse.Namespace) -> int:
 def _command_validate(ns: argparse.Namespace) -> int:
     from rich.markup import escape
 
+    from ._cost import cost_lines, paid_item
     from ._manifest import ManifestProblem
-    from ._report import estimate
     from ._run import EXIT_FAILED, EXIT_OK
     from ._validate import scan
 
     console, errors = _consoles()
     rows = problems = 0
+    costs = []
     for row in scan(ns.manifest, size=ns.size, max_images=ns.max_images):
         if isinstance(row, ManifestProblem):
             problems += 1
             errors.print(f"[red]error[/] {escape(str(row))}")
         else:
             rows += 1
+            costs.append(paid_item(row.item))
     if problems:
         errors.print(f"{ns.manifest}: {problems} problem(s); {rows} row(s) OK")
         return EXIT_FAILED
     console.print(f"{ns.manifest}: {rows} row(s) OK, every local image readable")
-    console.print(
-        f"Cost if every row is submitted: {estimate(rows)} (billed per prediction, "
-        "whatever its max_images; rows already done in a journal are not paid again)"
-    )
+    for line in cost_lines(costs):
+        console.print(escape(line.replace("Cost", "Cost if every row is submitted", 1)))
+    console.print("(rows already done in a journal are not paid again)")
     if ns.balance:
         import anyio
 
