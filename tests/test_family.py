@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from _helpers import simulated
 
@@ -225,3 +226,55 @@ async def test_an_unknown_model_is_sent_unchecked_with_a_warning() -> None:
     assert not isinstance(result.error, InvalidInput)  # the server's answer, not ours
     assert sim.ledger.requests["submit"] == 1
     assert sim.ledger.executions == 0
+
+
+SUBMIT = "/api/v1/model/generateImage"
+
+
+def _raw_body(model: str, **changes: Any) -> dict[str, Any]:
+    served = SERVED[model]
+    body: dict[str, Any] = {"model": model, "prompt": "p", "size": _pick(OWN_SIZE, model)}
+    if served.references[0]:
+        body["images"] = [URL] * served.references[0]
+    return {**body, **changes}
+
+
+@pytest.mark.parametrize(
+    ("model", "changes", "field"),
+    [
+        pytest.param("bytedance/seedream-v4.5", {"images": [URL]}, "images", id="t2i-image"),
+        pytest.param(
+            "bytedance/seedream-v4.5/sequential", {"max_images": 16}, "max_images", id="seq-16"
+        ),
+        pytest.param("bytedance/seedream-v4.5/edit", {"max_images": 3}, "max_images", id="edit-3"),
+        pytest.param(V45_ES, {"size": "1024*1024"}, "size", id="v45-small"),
+        pytest.param(V4_ES, {"size": "4704*2016"}, "size", id="v4-wide"),
+        pytest.param(V4_ES, {"max_images": 15}, "max_images", id="v4-15"),
+        pytest.param(LITE, {"size": "2560*1440"}, "size", id="lite-unlisted"),
+        pytest.param(LITE, {"images": [URL] * 15}, "images", id="lite-15-images"),
+        pytest.param(LITE, {"output_format": "gif"}, "output_format", id="lite-format"),
+        pytest.param(
+            LITE,
+            {"optimize_prompt_options": {"mode": "slow"}},
+            "optimize_prompt_options.mode",
+            id="lite-mode",
+        ),
+    ],
+)
+async def test_the_simulator_refuses_what_each_model_refuses(
+    model: str, changes: dict[str, Any], field: str
+) -> None:
+    """Sent past the client, each model's wrong request is refused by the simulator's own
+    table (422 naming the field) and never billed; the same body, corrected, is taken."""
+    async with simulated() as (sim, client):
+        del client
+        async with httpx.AsyncClient(
+            base_url=sim.base_url, headers={"Authorization": f"Bearer {sim.api_key}"}
+        ) as http:
+            refused = await http.post(SUBMIT, json=_raw_body(model, **changes))
+            assert refused.status_code == 422, refused.text
+            assert refused.json()["field"] == field
+            assert sim.ledger.executions == 0
+            taken = await http.post(SUBMIT, json=_raw_body(model))
+            assert taken.status_code == 200, taken.text
+    assert sim.ledger.executions == 1
