@@ -149,3 +149,20 @@ def lag_figures(ledger: dict[str, Any], spec: Spec) -> dict[str, Any]:
         "best_lag_share": curve.best_lag_share(polls) if polls >= 1 else None,
         "mean_duration_s": mean,
     }
+
+
+def wave_figures(ledger: dict[str, Any], concurrency: int, *, early: int = 3) -> dict[str, Any]:
+    """Polls per prediction by wave of submissions (``concurrency`` predictions a wave, in
+    submission order), and how much the first ``early`` waves (while durations are being
+    learned) spend over the rest: ``early_overspend`` = early polls/pred / later - 1."""
+    polls = ledger.get("polls", {})
+    ids = [record["prediction_id"] for record in ledger.get("submissions", [])]
+    counts = [polls.get(pid, 0) for pid in ids if pid]
+    waves = [counts[i : i + concurrency] for i in range(0, len(counts), concurrency)]
+    by_wave = [sum(wave) / len(wave) for wave in waves if wave]
+    head = counts[: early * concurrency]
+    rest = counts[early * concurrency :]
+    if not head or not rest or not sum(rest):
+        return {"polls_by_wave": by_wave, "early_overspend": None}
+    ratio = (sum(head) / len(head)) / (sum(rest) / len(rest))
+    return {"polls_by_wave": by_wave, "early_overspend": ratio - 1.0}

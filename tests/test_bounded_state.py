@@ -81,8 +81,10 @@ async def test_a_streamed_batch_keeps_every_structure_bounded(
                 assert len(engine.names) <= cap + 1
                 assert len(engine.uploads) <= 2 * cap
                 assert len(engine.scheduler._heap) <= 8
+                assert len(engine.scheduler._live) <= 8
         assert engine.names.spilled is False  # closed with the run
         assert engine.scheduler._heap == []
+        assert not engine.scheduler._live
         assert all(
             len(group.samples) <= group.samples.maxlen
             for group in engine.scheduler._planner._groups.values()
