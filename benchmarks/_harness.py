@@ -164,7 +164,8 @@ def _pct(value: Any, spec: str = ".1f") -> str:
 def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float) -> str:
     header = (
         "workload", "contender", "N run", "makespan s", "x ideal", "polls/pred", "lag %",
-        "bound %", "gap pp", "early +%", "HTTP reqs", "429s", "uploads/img", "CPU ms/pred", "CPU/gather",
+        "bound %", "gap pp", "early +%", "HTTP reqs", "429s", "uploads/img", "CPU ms/pred",
+        "CPU/gather",
         "peak RSS MB", "lag p50 ms", "lag p99 ms", "ok/failed/ambig",
     )  # fmt: skip
     lines = [header]
@@ -213,7 +214,9 @@ def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float
         "lag %: mean detection lag / mean prediction duration (ledger). bound %: the least "
         "mean lag any poll schedule reaches with that many polls per prediction on the "
         "durations this run drew, per max_images (DP, seedream_async._frontier); gap pp = "
-        "lag - bound. early +%: polls/pred of the first 3 waves of submissions (concurrency each, while durations are learned) over the later ones, less 1. CPU/gather: CPU per prediction / gather-1's. "
+        "lag - bound. early +%: polls/pred of the first 3 waves of submissions (concurrency "
+        "each, while durations are learned) over the later ones, less 1. "
+        "CPU/gather: CPU per prediction / gather-1's. "
         "* extrapolated linearly from N run to N (sequential loop). Lags are real ms."
     )
     return "\n".join(text)

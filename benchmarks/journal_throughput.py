@@ -16,6 +16,7 @@ never be what paces a run, so the target is >= 5x that.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import tempfile
@@ -79,15 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     for durable in (False, True):
         with tempfile.TemporaryDirectory(prefix="seedream-journal-bench-") as tmp:
-            rate = anyio.run(
-                lambda: _run(
-                    Path(tmp) / "journal.sqlite3",
-                    items=ns.items,
-                    concurrency=ns.concurrency,
-                    durable=durable,
-                ),
-                backend=ns.backend,
+            run = functools.partial(
+                _run,
+                Path(tmp) / "journal.sqlite3",
+                items=ns.items,
+                concurrency=ns.concurrency,
+                durable=durable,
             )
+            rate = anyio.run(run, backend=ns.backend)
         label = "durable" if durable else "default"
         result[f"{label}_items_per_s"] = rate
         result[f"{label}_x_api"] = rate / api_rate
