@@ -49,6 +49,7 @@ from ._models import (
 from ._polling import Completion, PollPolicy, as_completion, poll_delays
 from ._retry import RetryPolicy
 from ._secret import Secret
+from ._transport import ShardedTransport
 from ._upload import (
     DEFAULT_ACCEPTED_TYPES,
     ImageSource,
@@ -157,9 +158,7 @@ class AsyncSeedream:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            transport=ShardedTransport(max_connections=max_connections),
             follow_redirects=True,
         )
         self._endpoint = Endpoint(
