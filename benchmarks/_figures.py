@@ -151,18 +151,24 @@ def lag_figures(ledger: dict[str, Any], spec: Spec) -> dict[str, Any]:
     }
 
 
-def wave_figures(ledger: dict[str, Any], concurrency: int, *, early: int = 3) -> dict[str, Any]:
+def wave_figures(ledger: dict[str, Any], concurrency: int) -> dict[str, Any]:
     """Polls per prediction by wave of submissions (``concurrency`` predictions a wave, in
-    submission order), and how much the first ``early`` waves (while durations are being
-    learned) spend over the rest: ``early_overspend`` = early polls/pred / later - 1."""
+    submission order), and how much waves 2 and 3 spend over the later ones while the
+    first durations are learned: ``early_overspend`` = their polls/pred / later - 1. (Wave
+    1 is polled on the prior; the first learned schedule is solved during it.)"""
     polls = ledger.get("polls", {})
     ids = [record["prediction_id"] for record in ledger.get("submissions", [])]
     counts = [polls.get(pid, 0) for pid in ids if pid]
-    waves = [counts[i : i + concurrency] for i in range(0, len(counts), concurrency)]
-    by_wave = [sum(wave) / len(wave) for wave in waves if wave]
-    head = counts[: early * concurrency]
-    rest = counts[early * concurrency :]
-    if not head or not rest or not sum(rest):
-        return {"polls_by_wave": by_wave, "early_overspend": None}
-    ratio = (sum(head) / len(head)) / (sum(rest) / len(rest))
-    return {"polls_by_wave": by_wave, "early_overspend": ratio - 1.0}
+    return {"polls_by_wave": [
+        sum(counts[i : i + concurrency]) / len(counts[i : i + concurrency])
+        for i in range(0, len(counts), concurrency)
+    ], "early_overspend": early_overspend(counts, concurrency)}  # fmt: skip
+
+
+def early_overspend(counts: Sequence[int], concurrency: int) -> float | None:
+    """Polls/pred of waves 2-3 over that of waves 4 on, less 1 (None if too few waves)."""
+    early = counts[concurrency : 3 * concurrency]
+    later = counts[3 * concurrency :]
+    if not early or not later or not sum(later):
+        return None
+    return (sum(early) / len(early)) / (sum(later) / len(later)) - 1.0
