@@ -29,9 +29,10 @@ class _Released(httpx.AsyncByteStream):
         self._stream = stream
         self._release: Callable[[], None] | None = release
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        # The inner stream's own iterator, not a generator of ours around it: a read
+        # cancelled midway leaves no half-run async generator of ours to finalise.
+        return self._stream.__aiter__()
 
     async def aclose(self) -> None:
         try:
