@@ -1,6 +1,6 @@
 """Profile one contender under cProfile, the simulator in its own (unprofiled) process.
 
-    python -m benchmarks.profile --contender seedream-async --n 400 --concurrency 64 \\
+    python -m benchmarks.profile_client --contender seedream-async --n 400 --concurrency 64 \\
         --time-scale 0.25 --top 5
 
 Starts ``python -m seedream_async.testing`` exactly as the harness does, runs the
@@ -29,7 +29,9 @@ __all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.profile_client", description=__doc__
+    )
     parser.add_argument("--contender", default="seedream-async", choices=sorted(CONTENDERS))
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=64)
