@@ -149,3 +149,26 @@ def lag_figures(ledger: dict[str, Any], spec: Spec) -> dict[str, Any]:
         "best_lag_share": curve.best_lag_share(polls) if polls >= 1 else None,
         "mean_duration_s": mean,
     }
+
+
+def wave_figures(ledger: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    """Polls per prediction by wave of submissions (``concurrency`` predictions a wave, in
+    submission order), and how much waves 2 and 3 spend over the later ones while the
+    first durations are learned: ``early_overspend`` = their polls/pred / later - 1. (Wave
+    1 is polled on the prior; the first learned schedule is solved during it.)"""
+    polls = ledger.get("polls", {})
+    ids = [record["prediction_id"] for record in ledger.get("submissions", [])]
+    counts = [polls.get(pid, 0) for pid in ids if pid]
+    return {"polls_by_wave": [
+        sum(counts[i : i + concurrency]) / len(counts[i : i + concurrency])
+        for i in range(0, len(counts), concurrency)
+    ], "early_overspend": early_overspend(counts, concurrency)}  # fmt: skip
+
+
+def early_overspend(counts: Sequence[int], concurrency: int) -> float | None:
+    """Polls/pred of waves 2-3 over that of waves 4 on, less 1 (None if too few waves)."""
+    early = counts[concurrency : 3 * concurrency]
+    later = counts[3 * concurrency :]
+    if not early or not later or not sum(later):
+        return None
+    return (sum(early) / len(early)) / (sum(later) / len(later)) - 1.0

@@ -28,6 +28,7 @@ from ._figures import (
     figures,
     fixed_point,
     lag_figures,
+    wave_figures,
 )
 from ._sim import SimProcess
 from ._workload import Spec, prepare_images
@@ -163,7 +164,8 @@ def _pct(value: Any, spec: str = ".1f") -> str:
 def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float) -> str:
     header = (
         "workload", "contender", "N run", "makespan s", "x ideal", "polls/pred", "lag %",
-        "bound %", "gap pp", "HTTP reqs", "429s", "uploads/img", "CPU ms/pred", "CPU/gather",
+        "bound %", "gap pp", "early +%", "HTTP reqs", "429s", "uploads/img", "CPU ms/pred",
+        "CPU/gather",
         "peak RSS MB", "lag p50 ms", "lag p99 ms", "ok/failed/ambig",
     )  # fmt: skip
     lines = [header]
@@ -186,6 +188,7 @@ def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float
                 _pct(row["lag_share"]),
                 _pct(row["best_lag_share"]),
                 _pct(gap),
+                _pct(row.get("early_overspend")),
                 str(row["http_requests"]) + star,
                 str(row["rate_limited_429"]),
                 _fmt(row["uploads_per_distinct_image"]),
@@ -211,7 +214,9 @@ def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float
         "lag %: mean detection lag / mean prediction duration (ledger). bound %: the least "
         "mean lag any poll schedule reaches with that many polls per prediction on the "
         "durations this run drew, per max_images (DP, seedream_async._frontier); gap pp = "
-        "lag - bound. CPU/gather: CPU per prediction / gather-1's. "
+        "lag - bound. early +%: polls/pred of submission waves 2-3 (concurrency each, while "
+        "the first durations are learned) over waves 4 on, less 1. "
+        "CPU/gather: CPU per prediction / gather-1's. "
         "* extrapolated linearly from N run to N (sequential loop). Lags are real ms."
     )
     return "\n".join(text)
@@ -313,6 +318,7 @@ def _workload_runs(
                     ledger = sim.ledger()
                 row |= figures(result, ledger, n_target=ns.n, concurrency=ns.concurrency)
                 row |= lag_figures(ledger, spec)
+                row |= wave_figures(ledger, ns.concurrency)
                 row["ambiguous"] = int(result.get("statuses", {}).get("ambiguous", 0))
                 row["client_busy"] = result["cpu_s"] / result["makespan_s"]
                 row["sim_busy"] = (

@@ -53,6 +53,7 @@ from ._polling import Completion, PollPolicy, as_completion, poll_delays
 from ._raw import RawResponse, RawResponses
 from ._retry import RetryPolicy
 from ._secret import Secret
+from ._transport import ShardedTransport
 from ._upload import (
     DEFAULT_ACCEPTED_TYPES,
     ImageSource,
@@ -181,9 +182,7 @@ class AsyncSeedream(PerCallOptions):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            transport=ShardedTransport(max_connections=max_connections),
             follow_redirects=True,
         )
         self._endpoint = Endpoint(

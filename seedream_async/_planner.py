@@ -7,6 +7,11 @@ size: an edit-sequential run grows with ``max_images``), solved for a budget of 
 polls per prediction, the one knob. Until a shape has enough finished predictions, a prior
 stands in: the contract's typical edit (about 8 s) stretched by ``max_images``.
 
+Durations are estimated with Kaplan-Meier (:func:`kaplan_meier`): predictions still in
+flight are *censored* observations (each known to take longer than it has run so far),
+so the first solve, made when only the quickest predictions of the first wave have
+finished, is not biased to short durations (and so does not poll too early).
+
 Schedules are re-solved as samples accumulate (each time their count grows by a quarter
 while the first durations, biased to the short ones that finish first, give way to a
 fair sample; every half window once the window is full), not per poll: a solve costs a
@@ -18,12 +23,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 from ._frontier import Durations, Schedule, schedule_for_polls, silverman
 
-__all__ = ["PollPlanner", "Shape"]
+__all__ = ["PollPlanner", "Shape", "kaplan_meier"]
 
 # Each extra generated image adds about this share of a one-image edit (prior only).
 _PRIOR_PER_EXTRA_IMAGE = 0.5
@@ -44,6 +49,47 @@ class Shape:
     size: str | None = None
 
 
+def kaplan_meier(events: Sequence[float], censored: Sequence[float] = ()) -> list[float]:
+    """A pseudo-sample of durations from finished (``events``) and unfinished (``censored``:
+    each known only to exceed the value) predictions, by the Kaplan-Meier product-limit
+    estimator (Kaplan and Meier, JASA 1958).
+
+    Returns one value per observation, at evenly spaced quantiles of the estimate, so the
+    usual empirical tools (smoothing, the DP) take it unchanged. The mass the estimate
+    leaves past the last finished duration (predictions that outlived every finished one)
+    sits at their censoring times: a lower bound, the least that is known.
+    """
+    finished = sorted(v for v in events if v > 0 and math.isfinite(v))
+    running = sorted(v for v in censored if v > 0 and math.isfinite(v))
+    if not running or not finished:
+        return finished
+    total = len(finished) + len(running)
+    # Walk the distinct event times; at each, those at risk are the observations >= t.
+    points: list[tuple[float, float]] = []  # (time, probability mass)
+    survival = 1.0
+    e = c = 0
+    while e < len(finished):
+        t = finished[e]
+        c = bisect.bisect_left(running, t, lo=c)  # censored before t left the risk set
+        at_risk = (len(finished) - e) + (len(running) - c)
+        deaths = bisect.bisect_right(finished, t, lo=e) - e
+        after = survival * (1.0 - deaths / at_risk)
+        points.append((t, survival - after))
+        survival, e = after, e + deaths
+    tail = [v for v in running if v >= finished[-1]]
+    for value in tail:
+        points.append((value, survival / len(tail)))
+    out: list[float] = []
+    cumulative, index = 0.0, 0
+    for k in range(total):
+        target = (k + 0.5) / total
+        while index < len(points) - 1 and cumulative + points[index][1] < target:
+            cumulative += points[index][1]
+            index += 1
+        out.append(points[index][0])
+    return out
+
+
 class _Group:
     def __init__(self, window: int) -> None:
         self.samples: deque[float] = deque(maxlen=window)
@@ -62,6 +108,9 @@ class PollPlanner:
         tail_cap: the longest wait between polls once a prediction outlives its schedule.
         min_samples: finished predictions of a shape before its own durations are used.
         window: how many recent durations per shape are kept.
+        running: how long each prediction of a shape still in flight is known to have
+            run (censored durations for :func:`kaplan_meier`); None to use finished
+            ones only.
     """
 
     def __init__(
@@ -72,6 +121,7 @@ class PollPlanner:
         tail_cap: float,
         min_samples: int = 40,
         window: int = 512,
+        running: Callable[[Shape], Sequence[float]] | None = None,
     ) -> None:
         if polls < 1:
             raise ValueError("polls must be at least 1 per prediction")
@@ -83,6 +133,7 @@ class PollPlanner:
         self._min_samples = max(2, min_samples)
         self._window = window
         self._groups: dict[Hashable, _Group] = {}
+        self._running = running
 
     def learn(self, shape: Shape, seconds: float) -> None:
         """Record one finished prediction's duration (seconds from submit to done)."""
@@ -127,6 +178,8 @@ class PollPlanner:
             or group.seen - group.solved_at >= min(count / 4, self._window / 2)
         ):
             samples = list(group.samples)
+            if self._running is not None:
+                samples = kaplan_meier(samples, self._running(shape))
             group.durations = Durations.empirical(samples, smoothing=silverman(samples))
             group.solved_at = group.seen
             group.schedules.clear()

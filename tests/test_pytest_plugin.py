@@ -74,6 +74,11 @@ def test_unknown_field(seedream_sim):
 '''
 
 
+# The inner run loads whatever plugins this machine has; under xdist a pytest-benchmark warns
+# (an error here), so keep it and the cache out of the user's suite.
+QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:benchmark")
+
+
 @pytest.fixture
 def user_suite(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)
@@ -84,7 +89,7 @@ def user_suite(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_the_fixtures_in_a_users_suite(user_suite: pytest.Pytester) -> None:
     """The user's tests pass on every fixture and both loops; a marker with an unknown
     field errors with a message naming it; ``--strict-markers`` knows the marker."""
-    result = user_suite.runpytest("--strict-markers", "-p", "no:cacheprovider")
+    result = user_suite.runpytest("--strict-markers", *QUIET_PLUGINS)
     result.assert_outcomes(passed=6, errors=1)
     result.stdout.fnmatch_lines(["*unknown SimulatorConfig fields ?'no_such_knob'?*"])
 
@@ -103,7 +108,7 @@ def test_the_environment_is_restored(pytester: pytest.Pytester) -> None:
             assert "127.0.0.1" not in os.environ.get("ATLASCLOUD_BASE_URL", "")
         """
     )
-    pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly").assert_outcomes(passed=2)
+    pytester.runpytest(*QUIET_PLUGINS, "-p", "no:randomly").assert_outcomes(passed=2)
 
 
 def test_registered_as_a_pytest11_entry_point() -> None:

@@ -112,7 +112,7 @@ def test_page_escapes_user_text(run_out: Path) -> None:
     html = (run_out / REVIEW_NAME).read_text()
     assert "<img src=x" not in html
     assert '<b id="k">' not in html
-    assert html.count("</script>") == 2  # the data block's and the code's own
+    assert html.count("</script>") == 4  # two data blocks (first page, all) and two scripts
 
 
 @pytest.mark.parametrize(
@@ -276,3 +276,86 @@ def test_reject_export_round_trip(
     # As `run --reroll FILE` reads it: the command's own parser, then its keys reader.
     ns = _parser().parse_args(["run", "m.jsonl", "--out", "o", "--reroll", str(saved)])
     assert keys_from_args(ns.reroll) == sorted(chosen)
+
+
+# -- at scale: paging and keyboard review ------------------------------------------------
+
+
+def _synthetic_report(folder: Path, count: int) -> Path:
+    report = folder / "report.jsonl"
+    lines = [
+        {"key": f"sku-{n:04d}", "status": "succeeded", "prompt": f"edit {n}", "cost": PRICE,
+         "seed": n, "prediction_id": f"pred-{n}", "images": [], "files": []}
+        for n in range(count)
+    ]  # fmt: skip
+    report.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return report
+
+
+@pytest.fixture
+def big_page(browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """The sheet of 120 items (three pages of 50), opened from disk."""
+    page_path = write_review(_synthetic_report(tmp_path, 120))
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("http*://**", lambda route: route.abort())
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    opened.goto(page_path.as_uri())
+    yield opened
+    context.close()
+    assert errors == []
+
+
+def _current_key(page: Any) -> str:
+    return str(page.locator("article.card.current .key").inner_text())
+
+
+def test_the_sheet_is_paged(big_page: Any) -> None:
+    """Only one page of cards is in the DOM; the pager and n/p walk the pages in order."""
+    page = big_page
+    assert page.locator("article.card").count() == 50
+    assert page.locator("#page-info").inner_text() == "page 1 of 3 (120 items)"
+    assert _visible_keys(page)[0] == "sku-0000"
+    assert page.locator("#prev-page").is_disabled()
+    page.click("#next-page")
+    assert _visible_keys(page)[0] == "sku-0050"
+    page.keyboard.press("n")
+    assert _visible_keys(page) == [f"sku-{n:04d}" for n in range(100, 120)]
+    assert page.locator("#next-page").is_disabled()
+    page.keyboard.press("n")  # past the last page: nothing moves
+    assert page.locator("#page-info").inner_text() == "page 3 of 3 (120 items)"
+    page.keyboard.press("p")
+    assert _visible_keys(page)[0] == "sku-0050"
+
+
+def test_keyboard_review_across_pages(big_page: Any) -> None:
+    """j/k move through the items (onto the next page past the 50th), a approves and r
+    rejects the current one, and the decisions hold across pages, filters and export."""
+    page = big_page
+    page.keyboard.press("j")
+    assert _current_key(page) == "sku-0000"
+    page.keyboard.press("a")
+    card = page.locator("article.card[data-key=sku-0000]")
+    assert "approved" in str(card.get_attribute("class"))
+    assert card.get_by_role("button", name="Approve").get_attribute("aria-pressed") == "true"
+    page.keyboard.press("j")
+    page.keyboard.press("r")
+    assert _current_key(page) == "sku-0001"
+    assert page.locator("#rejected-count").inner_text() == "1"
+    for _ in range(49):
+        page.keyboard.press("j")
+    assert _current_key(page) == "sku-0050"  # onto page 2
+    assert page.locator("#page-info").inner_text().startswith("page 2 of 3")
+    page.keyboard.press("r")
+    page.keyboard.press("k")
+    assert _current_key(page) == "sku-0049"  # back onto page 1
+    page.click("button[data-filter=rejected]")
+    assert _visible_keys(page) == ["sku-0001", "sku-0050"]
+    page.click("button[data-filter=undecided]")
+    assert page.locator("#page-info").inner_text() == "page 1 of 3 (117 items)"
+    page.keyboard.press("j")
+    assert _current_key(page) == "sku-0002"
+    page.keyboard.press("a")  # it leaves the undecided filter; the next one is current
+    assert _current_key(page) == "sku-0003"
+    assert page.locator("#rejected-count").inner_text() == "2"

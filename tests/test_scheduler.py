@@ -25,9 +25,10 @@ def items(count: int) -> list[EditItem]:
 
 async def test_learned_polls_follow_the_budget() -> None:
     """Once the first waves taught the scheduler, predictions cost about the policy's poll
-    budget (fixed 1 ms polling would take ~160 polls for these ~166 ms predictions) and
-    are noticed within a fraction of their duration. (How close to the best possible
-    each budget gets is ``test_planner.py``'s job, without a clock.)"""
+    budget (fixed 1 ms polling would take ~160 polls for these ~166 ms predictions). How soon
+    each is noticed depends on the machine's load, so that is the benchmarks' figure; how
+    close to the best possible each budget gets is ``test_planner.py``'s job, without a
+    clock."""
     policy = replace(FAST_POLL, polls=3.0, typical=0.1)
     async with simulated(time_scale=0.02) as (sim, client):
         results = await client.edit_all(items(64), concurrency=8, poll=policy, poll_rate=None)
@@ -35,8 +36,6 @@ async def test_learned_polls_follow_the_budget() -> None:
     learned = sim.ledger.submissions[48:]  # after the first waves taught the scheduler
     counts = [sim.ledger.polls[record.prediction_id] for record in learned]
     assert statistics.mean(counts) <= 4.0
-    median = statistics.median(sim.ledger.latencies())
-    assert statistics.median(sim.ledger.detection_lags()[48:]) < 0.5 * median
 
 
 async def test_a_failing_poll_is_tried_again_not_fatal() -> None:

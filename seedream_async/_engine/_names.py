@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 
 from .._exceptions import InvalidInput
 
@@ -79,16 +80,84 @@ def fold(name: str) -> str:
 
 
 class NameRegistry:
-    """The names of one run's keys, to refuse a second key with the same folded name (the
-    journal does the same across runs)."""
+    """One run's keys and their names: a key seen twice, and a second key whose name folds
+    to a taken one, are refused (the journal does the same across runs).
 
-    def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
+    Up to ``memory_cap`` entries live in dicts; past it, every entry moves to a private
+    temporary SQLite database (an empty file name: on disk, its page cache capped at about
+    1 MB, deleted on close), so a run of millions of items keeps its memory flat.
+
+    Args:
+        memory_cap: keys held in memory before spilling to disk.
+    """
+
+    def __init__(self, *, memory_cap: int = 20_000) -> None:
+        self._cap = memory_cap
+        self._owners: dict[str, str] = {}  # folded name -> key
+        self._keys: set[str] = set()  # keys being processed or done
+        self._disk: sqlite3.Connection | None = None
+
+    def __len__(self) -> int:
+        """Entries held in memory (0 once spilled to disk)."""
+        return len(self._owners) + len(self._keys)
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the entries live on disk."""
+        return self._disk is not None
 
     def claim(self, key: str, name: str) -> str | None:
         """Give ``name`` to ``key``; return the other key that holds it already, or None."""
-        owner = self._owners.setdefault(fold(name), key)
+        folded = fold(name)
+        if self._disk is None:
+            owner = self._owners.setdefault(folded, key)
+            self._spill_if_full()
+        else:
+            self._disk.execute("INSERT OR IGNORE INTO names VALUES (?, ?)", (folded, key))
+            row = self._disk.execute("SELECT key FROM names WHERE name = ?", (folded,))
+            owner = row.fetchone()[0]
         return None if owner == key else owner
+
+    def add_key(self, key: str) -> bool:
+        """Record ``key`` as seen in this run; False if it was seen already."""
+        if self._disk is None:
+            if key in self._keys:
+                return False
+            self._keys.add(key)
+            self._spill_if_full()
+            return True
+        cursor = self._disk.execute("INSERT OR IGNORE INTO keys VALUES (?)", (key,))
+        return cursor.rowcount == 1
+
+    def discard_key(self, key: str) -> None:
+        """Forget that ``key`` was seen (its item comes back later)."""
+        if self._disk is None:
+            self._keys.discard(key)
+        else:
+            self._disk.execute("DELETE FROM keys WHERE key = ?", (key,))
+
+    def close(self) -> None:
+        """Drop everything (the temporary database is deleted)."""
+        self._owners.clear()
+        self._keys.clear()
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+
+    def _spill_if_full(self) -> None:
+        if len(self) <= self._cap:
+            return
+        disk = sqlite3.connect("", isolation_level=None)
+        disk.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -1024;"
+            "CREATE TABLE names (name TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;"
+            "CREATE TABLE keys (key TEXT PRIMARY KEY) WITHOUT ROWID;"
+        )
+        disk.execute("BEGIN")
+        disk.executemany("INSERT INTO names VALUES (?, ?)", self._owners.items())
+        disk.executemany("INSERT INTO keys VALUES (?)", ((key,) for key in self._keys))
+        disk.execute("COMMIT")
+        self._owners, self._keys, self._disk = {}, set(), disk
 
 
 safe_name = output_stem

@@ -60,6 +60,7 @@ class _Watch:
     schedule: Schedule
     deadline_at: float
     polls: int = 0
+    alive: float = 0.0  # seconds after submit a poll last saw it still running
     done: anyio.Event = field(default_factory=anyio.Event)
     result: Prediction | None = None
     error: SeedreamError | None = None
@@ -102,7 +103,15 @@ class PollScheduler:
             polls=policy.polls,
             typical=policy.prior_duration,
             tail_cap=max(policy.max_interval, 1e-6),
+            running=self._running,
         )
+        # The predictions being waited for: bounded by the batch's concurrency.
+        self._live: set[_Watch] = set()
+
+    def _running(self, shape: Shape) -> list[float]:
+        """How long each prediction of ``shape`` in flight is known to have run (censored
+        durations: the planner's Kaplan-Meier estimate counts them)."""
+        return [watch.alive for watch in self._live if watch.shape == shape]
 
     def typical_duration(self) -> float | None:
         """The median duration learned so far (of the most common shape), or None."""
@@ -129,10 +138,12 @@ class PollScheduler:
             submitted_at + (deadline if deadline is not None else float("inf")),
         )
         self._schedule(watch, anyio.current_time())
+        self._live.add(watch)
         try:
             await watch.done.wait()
         finally:
             watch.abandoned = True
+            self._live.discard(watch)
         if watch.error is not None:
             raise watch.error
         assert watch.result is not None
@@ -219,7 +230,9 @@ class PollScheduler:
                 self._learn(watch, prediction)
             watch.finish(prediction)
         else:
-            self._schedule(watch, anyio.current_time())
+            now = anyio.current_time()
+            watch.alive = max(watch.alive, now - watch.submitted_at)
+            self._schedule(watch, now)
 
     def _learn(self, watch: _Watch, prediction: Prediction) -> None:
         seconds: float | None = None

@@ -116,7 +116,6 @@ class Engine:
         self.submitter: Submitter | None = None
         self.names = NameRegistry()
         self.digests = DigestCache()
-        self.seen: set[str] = set()
 
     # -- the whole batch ------------------------------------------------------------------
 
@@ -150,6 +149,7 @@ class Engine:
             try:
                 await self._run(items, send)
             finally:
+                self.names.close()
                 if self.claims is not None:
                     await self.claims.release_all()
 
@@ -231,7 +231,7 @@ class Engine:
         try:
             return await self._stages(state, may_defer=may_defer)
         except Busy:
-            self.seen.discard(state.key)  # it comes back, deferred
+            self.names.discard_key(state.key)  # it comes back, deferred
             raise
         except SeedreamError as err:
             return await self._failed(state, err)
@@ -273,9 +273,8 @@ class Engine:
     async def _stages(self, state: ItemState, *, may_defer: bool) -> BatchResult:
         item = state.item
         name = output_stem(item.key)
-        if item.key in self.seen:
+        if not self.names.add_key(item.key):
             raise InvalidInput("duplicate key: an earlier item of this batch has it", field="key")
-        self.seen.add(item.key)
         params = item.request_params()
         check_params(key=item.key, prompt=item.prompt, images=item.images, **params)
         if (other := self.names.claim(item.key, name)) is not None:

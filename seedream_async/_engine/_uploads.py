@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -47,13 +49,28 @@ class UploadCache:
             rather than fail items that have not cost anything yet.
     """
 
-    def __init__(self, client: EngineAPI, *, max_in_flight: int, persist: float = 300.0) -> None:
+    def __init__(
+        self,
+        client: EngineAPI,
+        *,
+        max_in_flight: int,
+        persist: float = 300.0,
+        max_entries: int = 65_536,
+    ) -> None:
         self._client = client
         self._persist = persist
         self._slots = anyio.CapacityLimiter(max_in_flight)
-        self._uploads: dict[str, _Upload] = {}
+        # Both least recently used first, at most `max_entries` each: a catalog of a million
+        # distinct images keeps the latest ones (an image forgotten is uploaded again, which
+        # is free), not a million URLs.
+        self._max = max_entries
+        self._uploads: OrderedDict[str, _Upload] = OrderedDict()
         # Absolute path -> (size, mtime, digest): a file shared by many items is read once.
-        self._paths: dict[str, tuple[int, int | None, str]] = {}
+        self._paths: OrderedDict[str, tuple[int, int | None, str]] = OrderedDict()
+
+    def __len__(self) -> int:
+        """Images remembered (uploads and file identities)."""
+        return len(self._uploads) + len(self._paths)
 
     async def url_for(self, image: ImageRef) -> str:
         """The URL to put in a request for ``image`` (uploading it if no one has yet)."""
@@ -64,10 +81,14 @@ class UploadCache:
         digest, prepared = await self._identify(image)
         upload = self._uploads.get(digest)
         if upload is not None:
+            self._uploads.move_to_end(digest)
             await upload.done.wait()
         else:
-            assert prepared is not None  # a known digest always has its upload entry
+            if prepared is None:  # its upload was forgotten since: read the file again
+                digest, prepared = await self._identify(image, fresh=True)
+            assert prepared is not None  # a fresh look always prepares the upload
             upload = self._uploads[digest] = _Upload()
+            _trim(self._uploads, self._max)
             try:
                 async with self._slots:
                     uploaded = await self._client.upload_prepared(
@@ -84,8 +105,11 @@ class UploadCache:
         assert upload.url is not None
         return upload.url
 
-    async def _identify(self, image: ImageRef) -> tuple[str, PreparedUpload | None]:
-        """The image's content digest, and the checked upload unless the path is known."""
+    async def _identify(
+        self, image: ImageRef, *, fresh: bool = False
+    ) -> tuple[str, PreparedUpload | None]:
+        """The image's content digest, and the checked upload unless the path is known
+        (and not ``fresh``)."""
         rules = self._client.upload_rules
         if isinstance(image, bytes):
             prepared = await inspect_source(
@@ -94,8 +118,9 @@ class UploadCache:
             return hashlib.blake2b(image).hexdigest(), prepared
         path = Path(os.fspath(image))
         key = _absolute(path)
-        known = self._paths.get(key)
+        known = None if fresh else self._paths.get(key)
         if known is not None:
+            self._paths.move_to_end(key)
             stat = await stat_image(path)
             if (stat.st_size, stat.st_mtime_ns) == known[:2]:
                 return known[2], None
@@ -105,4 +130,10 @@ class UploadCache:
         assert digest is not None
         assert prepared.size is not None
         self._paths[key] = (prepared.size, prepared.mtime_ns, digest)
+        _trim(self._paths, self._max)
         return digest, prepared
+
+
+def _trim(entries: OrderedDict[str, Any], most: int) -> None:
+    while len(entries) > most:
+        entries.popitem(last=False)

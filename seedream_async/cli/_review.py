@@ -1,6 +1,7 @@
 """The review sheet: one static HTML page beside the outputs, built from ``report.jsonl``.
 
-One self-contained file (inline CSS and JavaScript, no network, no server): a card per item
+One self-contained file (inline CSS and JavaScript, no network, no server), paged (50 cards
+in the DOM at a time, keyboard review with j/k, a/r, n/p): a card per item
 with its input images and outputs side by side (lazy-loaded through relative links), its key,
 prompt, status, cost, seed, prediction id and error (and its model, when the catalog mixes
 models); filters by status; totals at the top (items per model, when mixed);
@@ -30,6 +31,8 @@ __all__ = ["REJECTED_NAME", "REVIEW_NAME", "read_report", "review_data", "write_
 
 REVIEW_NAME = "review.html"
 REJECTED_NAME = "rejected-keys.txt"
+# Cards per page of the sheet (the page's own PAGE_SIZE): only one page is in the DOM.
+PAGE_SIZE = 50
 
 # Fields of a report line the page shows; anything else stays in report.jsonl.
 _CARD_FIELDS = ("key", "status", "model", "prompt", "cost", "seed", "prediction_id", "error")
@@ -143,7 +146,11 @@ def write_review(report: Path, page: Path | None = None) -> Path:
     page = page or report.parent / REVIEW_NAME
     data = review_data(read_report(report), page.parent)
     template = resources.files(__package__ or "seedream_async.cli") / "review_page.html"
-    html = template.read_text(encoding="utf-8").replace("/*DATA*/", _script_json(data), 1)
+    before, rest = template.read_text(encoding="utf-8").split("/*HEAD*/", 1)
+    middle, after = rest.split("/*DATA*/", 1)
+    # The first page's cards again, alone: the page shows them before parsing the rest.
+    head = {**data, "cards": data["cards"][:PAGE_SIZE]}
+    html = "".join((before, _script_json(head), middle, _script_json(data), after))
     temporary = page.with_name(f".{page.name}.tmp")
     temporary.write_text(html, encoding="utf-8")
     temporary.replace(page)  # a reader never sees half a page
