@@ -278,3 +278,12 @@ async def test_the_simulator_refuses_what_each_model_refuses(
             taken = await http.post(SUBMIT, json=_raw_body(model))
             assert taken.status_code == 200, taken.text
     assert sim.ledger.executions == 1
+
+
+def test_the_blocking_client_prices_models_alike() -> None:
+    """``Seedream.price_for`` answers as the async client does."""
+    from seedream_async import Seedream
+
+    with Seedream(api_key="k", base_url="http://127.0.0.1:9") as client:
+        assert client.price_for(LITE) == PriceModel.per_generated_image(0.032)
+        assert client.price_for(V45_ES) == client.async_client.price
