@@ -438,7 +438,13 @@ def _command_validate(ns: argparse.Namespace) -> int:
 
         from ._balance import balance_note
 
-        console.print(anyio.run(lambda: balance_note(paid=rows, base_url=ns.base_url)))
+        console.print(
+            anyio.run(
+                lambda: balance_note(
+                    paid=rows, cost=sum(paid.cost for paid in costs), base_url=ns.base_url
+                )
+            )
+        )
     return EXIT_OK
 
 

@@ -239,6 +239,7 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     console.print(
         await balance_note(
             paid=plan.paid,
+            cost=plan.cost,
             api_key=options.api_key,
             base_url=options.base_url,
             api_key_env=options.api_key_env,
