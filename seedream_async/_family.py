@@ -219,107 +219,106 @@ _NODES = "AtlasCloudAI/atlascloud_comfyui src/atlascloud_comfyui/nodes/image/"
 _SKILLS = "AtlasCloudAI/atlas-cloud-skills atlas-cloud/references/models.md"
 
 
-def _rows() -> tuple[ModelSpec, ...]:
-    v45 = "bytedance/seedream-v4.5"
-    v4 = "bytedance/seedream-v4"
-    lite = "bytedance/seedream-v5.0-lite"
-    return (
-        ModelSpec(
-            id=DEFAULT_MODEL,
-            kind=ModelKind.EDIT_SEQUENTIAL,
-            min_images=1,
-            max_images=10,
-            generated=(1, 15),
-            max_total=15,
-            size=_V45_SIZE,
-            price=0.036,
-            billing=Billing.PER_RUN,
-            source=f"{_PAGE}{DEFAULT_MODEL}; {_NODES}seedream_v45_edit_sequential.py",
-        ),
-        ModelSpec(
-            id=f"{v45}/edit",
-            kind=ModelKind.EDIT,
-            min_images=1,
-            max_images=10,
-            generated=None,
-            max_total=None,
-            size=_V45_SIZE,
-            price=0.036,
-            billing=Billing.PER_RUN,
-            source=f"{_PAGE}{v45}/edit; {_NODES}seedream_v45_edit.py",
-        ),
-        ModelSpec(
-            id=f"{v45}/sequential",
-            kind=ModelKind.SEQUENTIAL,
-            min_images=0,
-            max_images=0,
-            generated=(1, 15),
-            max_total=15,
-            size=_V45_SIZE,
-            # No price on the page we could read; v4.5's per-image rate (the skills
-            # repository), which holds a budget under either rule.
-            price=0.036,
-            billing=Billing.PER_IMAGE,
-            source=f"{_PAGE}{v45}/sequential; {_NODES}seedream_v45_sequential_t2i.py; {_SKILLS}",
-        ),
-        ModelSpec(
-            id=v45,
-            kind=ModelKind.TEXT_TO_IMAGE,
-            min_images=0,
-            max_images=0,
-            generated=None,
-            max_total=None,
-            size=_V45_SIZE,
-            price=0.036,
-            billing=Billing.PER_IMAGE,
-            source=f"{_SKILLS}; {_NODES}seedream_v45_t2i.py",
-        ),
-        ModelSpec(
-            id=f"{v4}/edit-sequential",
-            kind=ModelKind.EDIT_SEQUENTIAL,
-            min_images=1,
-            max_images=10,
-            generated=(1, 14),
-            max_total=15,
-            size=_V4_SIZE,
-            price=0.027,
-            billing=Billing.PER_RUN,
-            source=f"{_PAGE}{v4}/edit-sequential; {_NODES}seedream_v4_edit_sequential.py",
-        ),
-        ModelSpec(
-            id=f"{v4}/sequential",
-            kind=ModelKind.SEQUENTIAL,
-            min_images=0,
-            max_images=0,
-            generated=(1, 14),
-            max_total=15,
-            size=_V4_SIZE,
-            # The issue's figure; no Atlas Cloud page confirmed it.
-            price=0.024,
-            billing=Billing.PER_RUN,
-            source=f"issue 24's table; {_NODES}seedream_v4_sequential_t2i.py",
-        ),
-        ModelSpec(
-            id=f"{lite}/edit-sequential",
-            kind=ModelKind.EDIT_SEQUENTIAL,
-            min_images=1,
-            max_images=14,
-            generated=(1, 15),
-            max_total=15,
-            size=_V50_LITE_SIZE,
-            options={
-                "output_format": ("jpeg", "png"),
-                "optimize_prompt_options.mode": ("standard", "fast"),
-            },
-            price=0.032,
-            billing=Billing.PER_IMAGE,
-            source=f"{_PAGE}{lite}/edit-sequential; {_NODES}seedream_v50_lite_edit_sequential.py;"
-            f" {_SKILLS}",
-        ),
-    )
+_V45 = "bytedance/seedream-v4.5"
+_V4 = "bytedance/seedream-v4"
+_LITE = "bytedance/seedream-v5.0-lite"
+_ROWS = (
+    ModelSpec(
+        id=DEFAULT_MODEL,
+        kind=ModelKind.EDIT_SEQUENTIAL,
+        min_images=1,
+        max_images=10,
+        generated=(1, 15),
+        max_total=15,
+        size=_V45_SIZE,
+        price=0.036,
+        billing=Billing.PER_RUN,
+        source=f"{_PAGE}{DEFAULT_MODEL}; {_NODES}seedream_v45_edit_sequential.py",
+    ),
+    ModelSpec(
+        id=f"{_V45}/edit",
+        kind=ModelKind.EDIT,
+        min_images=1,
+        max_images=10,
+        generated=None,
+        max_total=None,
+        size=_V45_SIZE,
+        price=0.036,
+        billing=Billing.PER_RUN,
+        source=f"{_PAGE}{_V45}/edit; {_NODES}seedream_v45_edit.py",
+    ),
+    ModelSpec(
+        id=f"{_V45}/sequential",
+        kind=ModelKind.SEQUENTIAL,
+        min_images=0,
+        max_images=0,
+        generated=(1, 15),
+        max_total=15,
+        size=_V45_SIZE,
+        # No price on the page we could read; v4.5's per-image rate (the skills
+        # repository), which holds a budget under either rule.
+        price=0.036,
+        billing=Billing.PER_IMAGE,
+        source=f"{_PAGE}{_V45}/sequential; {_NODES}seedream_v45_sequential_t2i.py; {_SKILLS}",
+    ),
+    ModelSpec(
+        id=_V45,
+        kind=ModelKind.TEXT_TO_IMAGE,
+        min_images=0,
+        max_images=0,
+        generated=None,
+        max_total=None,
+        size=_V45_SIZE,
+        price=0.036,
+        billing=Billing.PER_IMAGE,
+        source=f"{_SKILLS}; {_NODES}seedream_v45_t2i.py",
+    ),
+    ModelSpec(
+        id=f"{_V4}/edit-sequential",
+        kind=ModelKind.EDIT_SEQUENTIAL,
+        min_images=1,
+        max_images=10,
+        generated=(1, 14),
+        max_total=15,
+        size=_V4_SIZE,
+        price=0.027,
+        billing=Billing.PER_RUN,
+        source=f"{_PAGE}{_V4}/edit-sequential; {_NODES}seedream_v4_edit_sequential.py",
+    ),
+    ModelSpec(
+        id=f"{_V4}/sequential",
+        kind=ModelKind.SEQUENTIAL,
+        min_images=0,
+        max_images=0,
+        generated=(1, 14),
+        max_total=15,
+        size=_V4_SIZE,
+        # The issue's figure; no Atlas Cloud page confirmed it.
+        price=0.024,
+        billing=Billing.PER_RUN,
+        source=f"issue 24's table; {_NODES}seedream_v4_sequential_t2i.py",
+    ),
+    ModelSpec(
+        id=f"{_LITE}/edit-sequential",
+        kind=ModelKind.EDIT_SEQUENTIAL,
+        min_images=1,
+        max_images=14,
+        generated=(1, 15),
+        max_total=15,
+        size=_V50_LITE_SIZE,
+        options={
+            "output_format": ("jpeg", "png"),
+            "optimize_prompt_options.mode": ("standard", "fast"),
+        },
+        price=0.032,
+        billing=Billing.PER_IMAGE,
+        source=f"{_PAGE}{_LITE}/edit-sequential; {_NODES}seedream_v50_lite_edit_sequential.py;"
+        f" {_SKILLS}",
+    ),
+)
 
 
-MODELS: Mapping[str, ModelSpec] = {spec.id: spec for spec in _rows()}
+MODELS: Mapping[str, ModelSpec] = {spec.id: spec for spec in _ROWS}
 """Every model the client knows, by id. v4.5 edit-sequential (``DEFAULT_MODEL``) is the
 default; the numbers are easy to change here, in one place."""
 
