@@ -2,7 +2,9 @@
 
 Modules, in the order a batch's data flows through them: ``_items`` (what goes in and
 comes out), ``_names`` (output file names), ``_store`` (the journal interface: what was
-billed, what was delivered, claims), ``_sqlite`` and ``_journal`` (the SQLite journal),
+billed, what was delivered, claims), ``_rules`` (the journal's state rules, once),
+``_sqljournal`` (every journal call as SQL, once), ``_sqlite`` and ``_pgjournal`` (the two
+backends: connecting and schema only), ``_journal`` (``open_journal``: one factory),
 ``_identity`` (an image is its content), ``_deliver`` (saved and verified outputs),
 ``_uploads`` (each image once), ``_scheduler`` (one poller), ``_budget``, ``_tracking``
 (live counters), ``_resume`` (what the journal says to do), ``_options``, ``_claims``
@@ -14,9 +16,10 @@ from __future__ import annotations
 
 from ._api import EngineAPI, PollAPI, RefusedHook
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, Timings
-from ._journal import Journal, JournalEntry, JournalState, JournalStore
+from ._journal import Journal, JournalEntry, open_journal
 from ._options import BatchOptions, BatchOptionsDict, Items
 from ._run import BatchRun
+from ._store import JournalState, JournalStore
 
 __all__ = [
     "BatchOptions",
@@ -36,4 +39,5 @@ __all__ = [
     "ResultStatus",
     "Stage",
     "Timings",
+    "open_journal",
 ]

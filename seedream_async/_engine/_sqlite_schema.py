@@ -9,6 +9,7 @@ a file is never half made.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from .._exceptions import JournalError
@@ -101,7 +102,7 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 30000")  # wait for another process's commit
         if not fresh:
             _quick_check(conn)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn)
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         with Tx(conn):
             version = _check_schema(conn, path)
@@ -125,6 +126,21 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+
+
+def _wal(conn: sqlite3.Connection, *, wait: float = 30.0) -> None:
+    # Switching a new file to WAL takes an exclusive lock and, unlike other statements,
+    # does not wait on busy_timeout: processes opening one fresh journal at once would get
+    # "database is locked". Wait for the others as busy_timeout would (runs in a thread).
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _quick_check(conn: sqlite3.Connection) -> None:

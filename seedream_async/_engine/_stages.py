@@ -52,13 +52,12 @@ from ._claims import Busy, Claims, name_taken
 from ._deliver import Deliverer, stale_parts
 from ._identity import DigestCache
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, as_item
-from ._journal import Journal
+from ._journal import open_journal
 from ._names import NameRegistry, output_stem
 from ._options import BatchOptions, Items
-from ._pgjournal import PostgresJournal, is_postgres_dsn
+from ._owners import new_owner
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
-from ._sqlite import new_owner
 from ._stop import StopControl
 from ._store import ItemRecord, JournalStore
 from ._submit import JournalSeat, Submitter
@@ -184,11 +183,7 @@ class Engine:
             return None
         if not isinstance(journal, str | os.PathLike):
             return journal  # the caller's: opened and closed by them
-        if is_postgres_dsn(journal):  # one journal for many runs on many machines
-            return await stack.enter_async_context(await PostgresJournal.open(journal))
-        journal_path = anyio.Path(journal)
-        await journal_path.parent.mkdir(parents=True, exist_ok=True)
-        return await stack.enter_async_context(await Journal.open(str(journal_path)))
+        return await stack.enter_async_context(await open_journal(journal))
 
     async def _run_item(
         self,

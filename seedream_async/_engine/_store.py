@@ -1,10 +1,12 @@
 """The journal as the record of what was billed: the interface every journal implements.
 
-The batch engine talks to its journal only through :class:`JournalStore`. The bundled
-implementation is SQLite (WAL mode, one short ``BEGIN IMMEDIATE`` transaction per call); a
-server-backed journal (PostgreSQL) implements the same calls. Every call is one small
-transaction, so two runs (two processes, or two machines on a server journal) can share a
-journal and split its items between them.
+The batch engine talks to its journal only through :class:`JournalStore`. Two journals
+are bundled, SQLite (one file) and PostgreSQL (a server shared by a fleet), opened by
+``open_journal`` (``_journal.py``). Their state rules are written once (``_rules.py``: which
+change may start from which state, the budget check, what a claim gets) and so are their
+statements (``_sqljournal.py``); each backend only connects and keeps its schema. Every call
+is one small transaction, so two runs (two processes, or two machines on a server journal)
+can share a journal and split its items between them.
 
 The invariant it exists for: **a prediction the API has billed is paid for once, ever.**
 Once an item has a prediction id, everything that can still go wrong with it (download,
@@ -63,7 +65,9 @@ from typing import Any, Protocol
 from .._exceptions import JournalError
 
 __all__ = [
+    "ATTEMPT_COLUMNS",
     "BILLED_STATES",
+    "ITEM_COLUMNS",
     "UNDELIVERED_STATES",
     "Attempt",
     "Claim",
@@ -209,6 +213,19 @@ class ItemRecord:
     def undelivered(self) -> bool:
         """Billed and not delivered: fetch by id, never resubmit."""
         return self.state in UNDELIVERED_STATES
+
+
+ITEM_COLUMNS = (
+    "key, seq, fingerprint, name, state, request, prediction_id, outputs, files, error, "
+    "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at"
+)
+"""An item's columns in the order :func:`record_from_row` reads them (every bundled journal
+has them under these names)."""
+
+ATTEMPT_COLUMNS = (
+    "number, fingerprint, owner, state, prediction_id, cost, error, started_at, ended_at"
+)
+"""An attempt's columns in the order :func:`attempt_from_row` reads them."""
 
 
 def attempt_from_row(row: Sequence[Any]) -> Attempt:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .._engine._journal import open_journal
 from .._engine._pgjournal import PostgresJournal, is_postgres_dsn, redact_dsn
 from .._engine._store import JournalState
 from .._exceptions import JournalError, SeedreamError
@@ -28,6 +29,14 @@ __all__ = ["add_commands", "postgres_status", "run_command"]
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 COMMANDS = ("load", "work", "status")
 _ENV_DSN = "SEEDREAM_JOURNAL"
+
+
+async def _fleet_journal(dsn: str) -> PostgresJournal:
+    journal = await open_journal(dsn)
+    if not isinstance(journal, PostgresJournal):  # _dsn() let only a DSN through
+        await journal.aclose()
+        raise JournalError("a fleet's journal is a PostgreSQL DSN: postgresql://user@host/dbname")
+    return journal
 
 
 def _dsn(text: str) -> str:
@@ -144,7 +153,7 @@ async def _load(ns: argparse.Namespace, console: Console, errors: Console) -> in
 
     items = iter_items(ns.manifest, size=ns.size, max_images=ns.max_images)
     started = time.monotonic()
-    async with await PostgresJournal.open(ns.journal) as journal:
+    async with await _fleet_journal(ns.journal) as journal:
         try:
             report = await load_items(journal, items)
         except (ManifestError, SeedreamError) as err:
@@ -176,7 +185,7 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
     )
     console.print(f"Worker {owner} on {redact_dsn(ns.journal)}")
     async with (
-        await PostgresJournal.open(ns.journal) as journal,
+        await _fleet_journal(ns.journal) as journal,
         AsyncSeedream(api_key, base_url=ns.base_url, poll=poll) as client,
     ):
         tally = await drain(
@@ -206,7 +215,7 @@ def postgres_status(dsn: str, *, as_json: bool, console: Console, errors: Consol
 
 
 async def _status(ns: argparse.Namespace, console: Console, errors: Console) -> int:
-    async with await PostgresJournal.open(ns.journal) as journal:
+    async with await _fleet_journal(ns.journal) as journal:
         counts = await journal.counts()
         spend = await journal.spend()
         fleet = await journal.fleet()

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
 from .._engine._items import BatchResult, EditItem, ResultStatus
-from .._engine._journal import Journal
+from .._engine._journal import open_journal
 from .._engine._store import Attempt, ItemRecord, JournalState
 from .._exceptions import (
     APIUnreachable,
@@ -194,7 +194,7 @@ async def write_report(
     rows: dict[str, ItemRecord] = {}
     histories: dict[str, list[Attempt]] = {}
     if await anyio.Path(journal_path).exists():
-        async with await Journal.open(journal_path) as journal:
+        async with await open_journal(journal_path, create=False) as journal:
             rows = await journal.get_many(list(keys))
             for key, row in rows.items():
                 if row.attempts > 1:  # earlier attempts to list besides the latest

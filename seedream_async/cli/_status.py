@@ -104,10 +104,10 @@ async def load_journal(path: Path) -> JournalView:
     Args:
         path: the SQLite journal.
     """
-    from .._engine._journal import Journal
+    from .._engine._journal import open_journal
 
     rows: dict[str, JournalRow] = {}
-    async with await Journal.open(path) as journal:
+    async with await open_journal(path, create=False) as journal:
         after = 0
         while True:
             page = await journal.page(after=after)
