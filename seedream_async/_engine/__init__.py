@@ -5,6 +5,7 @@ comes out), ``_names`` (output file names), ``_store`` (the journal interface: w
 billed, what was delivered, claims), ``_rules`` (the journal's state rules, once),
 ``_sqljournal`` (every journal call as SQL, once), ``_sqlite`` and ``_pgjournal`` (the two
 backends: connecting and schema only), ``_journal`` (``open_journal``: one factory),
+``_worker`` (a fleet's worker: ``drain``),
 ``_identity`` (an image is its content), ``_deliver`` (saved and verified outputs),
 ``_uploads`` (each image once), ``_scheduler`` (one poller), ``_budget``, ``_tracking``
 (live counters), ``_resume`` (what the journal says to do), ``_options``, ``_claims``
@@ -17,27 +18,60 @@ from __future__ import annotations
 from ._api import EngineAPI, PollAPI, RefusedHook
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, Timings
 from ._journal import Journal, JournalEntry, open_journal
-from ._options import BatchOptions, BatchOptionsDict, Items
+from ._options import BatchOptions, BatchOptionsDict, Items, WorkOptionsDict
+from ._pgjournal import ClaimedItem, FleetStatus, LoadReport, LoadRow, PostgresJournal
 from ._run import BatchRun
-from ._store import JournalState, JournalStore
+from ._sqlite import SQLiteJournal
+from ._store import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    ClaimStatus,
+    ItemRecord,
+    JournalState,
+    JournalStore,
+    LostClaim,
+    Page,
+    Spend,
+)
+from ._worker import BatchClient, WorkTally, drain, load_items
 
 __all__ = [
+    "Attempt",
+    "BatchClient",
     "BatchOptions",
     "BatchOptionsDict",
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "Claim",
+    "ClaimOutcome",
+    "ClaimStatus",
+    "ClaimedItem",
     "EditItem",
     "EngineAPI",
+    "FleetStatus",
+    "ItemRecord",
     "Items",
     "Journal",
     "JournalEntry",
     "JournalState",
     "JournalStore",
+    "LoadReport",
+    "LoadRow",
+    "LostClaim",
+    "Page",
     "PollAPI",
+    "PostgresJournal",
     "RefusedHook",
     "ResultStatus",
+    "SQLiteJournal",
+    "Spend",
     "Stage",
     "Timings",
+    "WorkOptionsDict",
+    "WorkTally",
+    "drain",
+    "load_items",
     "open_journal",
 ]

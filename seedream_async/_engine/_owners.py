@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import socket
 
-__all__ = ["new_owner", "owner_gone"]
+__all__ = ["DEFAULT_LEASE", "new_owner", "owner_gone"]
 
 _HOST = socket.gethostname()
+
+DEFAULT_LEASE = 30.0
+"""Seconds a claim lasts without renewal; a run's heartbeat renews it every third of that."""
 
 
 def new_owner() -> str:

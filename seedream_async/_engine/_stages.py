@@ -119,8 +119,9 @@ class Engine:
             journal = await self._open_journal(stack)
             seat = None
             if journal is not None:
-                seat = JournalSeat(journal, new_owner(), self.options.budget)
-                self.claims = Claims(journal, seat.owner)
+                owner = self.options.owner or new_owner()
+                seat = JournalSeat(journal, owner, self.options.budget)
+                self.claims = Claims(journal, owner, lease=self.options.lease)
             self.submitter = Submitter(
                 self.client,
                 concurrency=self.options.concurrency,

@@ -148,8 +148,8 @@ def run_command(ns: argparse.Namespace, console: Console, errors: Console) -> in
 
 
 async def _load(ns: argparse.Namespace, console: Console, errors: Console) -> int:
+    from .._engine import load_items
     from ._manifest import ManifestError, iter_items
-    from ._work import load_items
 
     items = iter_items(ns.manifest, size=ns.size, max_images=ns.max_images)
     started = time.monotonic()
@@ -171,13 +171,14 @@ async def _load(ns: argparse.Namespace, console: Console, errors: Console) -> in
 
 async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> int:
     from .._client import AsyncSeedream
-    from ._work import drain, worker_id
+    from .._engine import drain
+    from .._engine._owners import new_owner
 
     api_key = os.environ.get(ns.api_key_env, "").strip()
     if not api_key:
         errors.print(f"error: no API key; set the {ns.api_key_env} environment variable")
         return EXIT_USAGE
-    owner = worker_id()
+    owner = new_owner()
     started = time.monotonic()
     timing = {"first_poll": ns.first_poll, "interval": ns.poll_interval}
     poll = dataclasses.replace(
