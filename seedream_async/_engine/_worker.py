@@ -163,25 +163,10 @@ async def drain(
     lease = options.setdefault("lease", DEFAULT_LEASE)
     tally = WorkTally(owner=owner)
     wait = idle_wait if idle_wait is not None else lease / 4
-
-    async def claimed_items() -> AsyncIterator[Mapping[str, Any]]:
-        while True:
-            claimed = await journal.claim_next(
-                owner, limit=batch, lease=lease, retry_noted=retry_noted
-            )
-            for one in claimed:
-                tally.claimed += 1
-                tally.taken_over += one.taken_over_from is not None
-                yield dict(one.item)
-            if claimed:
-                continue
-            status = await journal.fleet()
-            if set(status.owners) <= {owner} and not status.stale and not status.unclaimed:
-                return  # what is left is in this worker's hands already, or nowhere
-            await anyio.sleep(wait)
+    items = _claimed(journal, tally, batch=batch, lease=lease, wait=wait, retry_noted=retry_noted)
 
     # The run's heartbeat renews every claim of `owner`, those claim_next took included.
-    run = client.edit_batch(claimed_items(), journal=journal, **options)
+    run = client.edit_batch(items, journal=journal, **options)
     async with run:
         async for result in run:
             tally.results[str(result.status)] = tally.results.get(str(result.status), 0) + 1
@@ -190,3 +175,28 @@ async def drain(
                 on_result(result)
     tally.executions = run.progress.executions
     return tally
+
+
+async def _claimed(
+    journal: PostgresJournal,
+    tally: WorkTally,
+    *,
+    batch: int,
+    lease: float,
+    wait: float,
+    retry_noted: bool,
+) -> AsyncIterator[Mapping[str, Any]]:
+    """The items ``claim_next`` hands this worker, until nothing is left for anyone."""
+    owner = tally.owner
+    while True:
+        claimed = await journal.claim_next(owner, limit=batch, lease=lease, retry_noted=retry_noted)
+        for one in claimed:
+            tally.claimed += 1
+            tally.taken_over += one.taken_over_from is not None
+            yield dict(one.item)
+        if claimed:
+            continue
+        status = await journal.fleet()
+        if set(status.owners) <= {owner} and not status.stale and not status.unclaimed:
+            return  # what is left is in this worker's hands already, or nowhere
+        await anyio.sleep(wait)

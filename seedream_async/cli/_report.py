@@ -32,6 +32,7 @@ from .._exceptions import (
     BudgetExceeded,
     PredictionFailed,
 )
+from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 
 __all__ = [
@@ -174,7 +175,7 @@ def journal_record(
 async def write_report(
     path: Path,
     keys: Sequence[str],
-    journal_path: Path,
+    journal_path: Path | str,
     results: Mapping[str, dict[str, Any]],
     items: Mapping[str, EditItem] | None = None,
 ) -> None:
@@ -186,14 +187,14 @@ async def write_report(
     Args:
         path: the report's path.
         keys: the manifest's keys, in order.
-        journal_path: the journal.
+        journal_path: the journal (a file, or a PostgreSQL DSN).
         results: this run's lines (:func:`record`), by key.
         items: the items this run read from the manifest, by key (what was asked).
     """
     items = items or {}
     rows: dict[str, ItemRecord] = {}
     histories: dict[str, list[Attempt]] = {}
-    if await anyio.Path(journal_path).exists():
+    if is_dsn(journal_path) or await anyio.Path(journal_path).exists():
         async with await open_journal(journal_path, create=False) as journal:
             rows = await journal.get_many(list(keys))
             for key, row in rows.items():
