@@ -10,6 +10,8 @@ Needs ``pip install fastapi uvicorn``::
     curl -X POST localhost:8000/jobs -H 'content-type: application/json' \\
         -d '{"prompt": "...", "images": ["https://..."]}'
     curl localhost:8000/jobs/<job id>
+    curl localhost:8000/progress            # the batch worker's live counters, as JSON
+    curl -N localhost:8000/progress/stream  # the same as server-sent events, on each change
 
 One :class:`AsyncSeedream` lives for the whole app (created in the lifespan), so every
 request shares its connection pool and retry policy. ``/edit`` awaits one edit in the
@@ -20,6 +22,8 @@ the request bodies against the pydantic models below and answers 422 on its own.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,10 +31,11 @@ from typing import Annotated, Any
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, HttpUrl
 
-from seedream_async import AsyncSeedream, InvalidInput, SeedreamError
+from seedream_async import AsyncSeedream, BatchProgress, InvalidInput, SeedreamError
 
 Job = dict[str, Any]
 
@@ -78,8 +83,40 @@ class JobState(BaseModel):
     error: str | None = None
 
 
+class Progress(BaseModel):
+    """The batch worker's live counters (:class:`BatchProgress`) and its derived totals."""
+
+    queued: int
+    uploading: int
+    waiting: int
+    running: int
+    downloading: int
+    succeeded: int
+    failed: int
+    ambiguous: int
+    not_submitted: int
+    from_journal: int
+    executions: int
+    spent: float
+    concurrency_limit: int
+    finished: int
+    in_progress: int
+
+    @classmethod
+    def of(cls, progress: BatchProgress) -> Progress:
+        """A snapshot of the live counters."""
+        return cls(
+            **dataclasses.asdict(progress),
+            finished=progress.finished,
+            in_progress=progress.in_progress,
+        )
+
+
 async def batch_worker(
-    client: AsyncSeedream, queue: MemoryObjectReceiveStream[Job], jobs: dict[str, JobState]
+    client: AsyncSeedream,
+    queue: MemoryObjectReceiveStream[Job],
+    jobs: dict[str, JobState],
+    progress: list[BatchProgress],
 ) -> None:
     """Feed queued jobs into one long-running batch and record each result."""
 
@@ -90,6 +127,7 @@ async def batch_worker(
                 yield job
 
     async with client.edit_batch(items(), concurrency=32) as run:
+        progress.append(run.progress)  # read live by /progress
         async for result in run:
             jobs[result.key] = JobState(
                 status=str(result.status),
@@ -106,7 +144,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.client = client
         app.state.queue = send
         app.state.jobs = {}
-        group.start_soon(batch_worker, client, receive, app.state.jobs)
+        app.state.progress = []
+        group.start_soon(batch_worker, client, receive, app.state.jobs, app.state.progress)
         yield
         group.cancel_scope.cancel()
 
@@ -150,3 +189,42 @@ async def job_status(key: str, request: Request) -> JobState:
     if job is None:
         raise HTTPException(404, "no such job")
     return job
+
+
+def live_progress(request: Request) -> BatchProgress:
+    """The batch worker's live counters (all zero until it has started)."""
+    started: list[BatchProgress] = request.app.state.progress
+    return started[0] if started else BatchProgress()
+
+
+@app.get("/progress")
+async def progress(request: Request) -> Progress:
+    """The batch worker's live counters, now."""
+    return Progress.of(live_progress(request))
+
+
+@app.get("/progress/stream")
+async def progress_stream(
+    request: Request,
+    interval: Annotated[float, Query(gt=0, le=60)] = 0.5,
+    max_events: Annotated[int | None, Query(ge=1)] = None,
+) -> StreamingResponse:
+    """The live counters as server-sent events (``text/event-stream``): one ``progress``
+    event at once, then one each time they change (checked every ``interval`` seconds),
+    until the client goes away or ``max_events`` were sent."""
+
+    async def events() -> AsyncIterator[str]:
+        last, sent = None, 0
+        while max_events is None or sent < max_events:
+            snapshot = Progress.of(live_progress(request)).model_dump()
+            if snapshot != last:
+                yield f"event: progress\ndata: {json.dumps(snapshot)}\n\n"
+                last, sent = snapshot, sent + 1
+                continue
+            if await request.is_disconnected():
+                return
+            await anyio.sleep(interval)
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+    )

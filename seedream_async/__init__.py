@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._balance import Balance
+from ._blocking import BlockingBatch, Seedream
 from ._client import AsyncSeedream
 from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from ._engine import (
@@ -65,7 +67,9 @@ from ._models import (
     PriceModel,
     UploadedMedia,
 )
+from ._observe import Observer
 from ._polling import Completion, PollPolicy
+from ._raw import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
 
@@ -77,10 +81,12 @@ __all__ = [
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Balance",
     "BatchOptions",
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "BlockingBatch",
     "BudgetExceeded",
     "Claim",
     "ClaimOutcome",
@@ -108,6 +114,7 @@ __all__ = [
     "LostClaim",
     "MalformedResponse",
     "Metrics",
+    "Observer",
     "OutputExpired",
     "OutputInvalid",
     "PRICE_PER_EXECUTION",
@@ -119,9 +126,11 @@ __all__ = [
     "PredictionStatus",
     "PriceModel",
     "RateLimitError",
+    "RawResponse",
     "ResultStatus",
     "RetryPolicy",
     "SQLiteJournal",
+    "Seedream",
     "SeedreamError",
     "ServerError",
     "Spend",

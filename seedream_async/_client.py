@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
@@ -12,6 +12,7 @@ from typing import Any, Self, Unpack
 import anyio
 import httpx
 
+from ._balance import BALANCE_PATH, Balance, read_balance
 from ._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
@@ -46,7 +47,10 @@ from ._models import (
     read_prediction,
     read_upload,
 )
+from ._observe import Callbacks, Observer, Observers
+from ._options import Order, PerCallOptions, in_input_order, recording_keys
 from ._polling import Completion, PollPolicy, as_completion, poll_delays
+from ._raw import RawResponse, RawResponses
 from ._retry import RetryPolicy
 from ._secret import Secret
 from ._upload import (
@@ -71,7 +75,7 @@ _SUBMIT = "/api/v1/model/generateImage"
 _PREDICTION = "/api/v1/model/prediction/{id}"
 
 
-class AsyncSeedream:
+class AsyncSeedream(PerCallOptions):
     """An async client for Seedream v4.5 Edit Sequential on Atlas Cloud.
 
     Use it as an async context manager; it closes what it opened (never a
@@ -103,6 +107,12 @@ class AsyncSeedream:
             ``max_output_bytes`` per image.
         max_output_bytes: the largest output file downloaded (64 MiB).
         rng: the random source for jitter (seed it for reproducible tests).
+        on_result: called with each batch result as it is made (every batch).
+        on_retry: called with ``(what, attempt, delay, error)`` before a retry's wait.
+        on_refused: called with ``(error, wait)`` when the API refused a submit (429, 503):
+            not billed, it is queued again.
+        observers: more :class:`Observer` objects, such as
+            ``seedream_async.otel.OpenTelemetryObserver()`` (the ``otel`` extra).
     """
 
     def __init__(
@@ -123,6 +133,10 @@ class AsyncSeedream:
         max_response_bytes: int = MAX_JSON_BYTES,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
         rng: random.Random | None = None,
+        on_result: Callable[[BatchResult], object] | None = None,
+        on_retry: Callable[[str, int, float, BaseException], object] | None = None,
+        on_refused: Callable[[BaseException, float], object] | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         if not key or not key.strip():
@@ -151,6 +165,10 @@ class AsyncSeedream:
         self._base64: dict[str, int] = {}
         self.rng = rng or random.Random()
         self._driver = Driver(rng=self.rng)
+        callbacks = Callbacks(on_result=on_result, on_retry=on_retry, on_refused=on_refused)
+        self.observer = Observers([callbacks, *observers] if callbacks else observers)
+        """Told what happens (see :class:`Observer`); add to ``observer.observers``."""
+        self._driver.observer = self.observer
         self.gate = self._driver.gate
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
@@ -171,6 +189,7 @@ class AsyncSeedream:
             max_bytes=max_response_bytes,
         )
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._raw = RawResponses()
 
     def __repr__(self) -> str:
         return f"AsyncSeedream(base_url={str(self.base_url)!r}, api_key='**********')"
@@ -217,7 +236,13 @@ class AsyncSeedream:
 
     # -- operations ----------------------------------------------------------------------
 
-    async def upload(self, source: ImageSource, *, file_name: str | None = None) -> UploadedMedia:
+    async def upload(
+        self,
+        source: ImageSource,
+        *,
+        file_name: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> UploadedMedia:
         """Upload one reference image, streamed from disk, and return where it is stored.
 
         The type is sniffed from the bytes and the size checked before any request;
@@ -227,7 +252,10 @@ class AsyncSeedream:
             source: a path, the image's bytes, or an async iterable of bytes (sent once,
                 never retried, since it cannot be read twice).
             file_name: the name to store it under; the path's name when None.
+            extra_headers: headers added to this request.
         """
+        if extra_headers:
+            return await self._per_call(extra_headers).upload(source, file_name=file_name)
         prepared = await inspect_source(
             source,
             file_name=file_name,
@@ -270,6 +298,7 @@ class AsyncSeedream:
         *,
         retry: RetryPolicy | None = None,
         on_refused: RefusedHook | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Prediction:
         """Submit a prediction (billed once it reaches the server) and return it, running.
 
@@ -279,6 +308,7 @@ class AsyncSeedream:
             on_refused: takes over a 429 or 503 (the server did not take the submit)
                 instead of the retry policy: called with the error and the seconds the
                 server asked for, it returns to send again or raises to give up.
+            extra_headers: headers added to this request.
 
         With ``enable_sync_mode`` the API answers once the prediction is done, so the read
         timeout is stretched to the poll policy's deadline for this request.
@@ -290,6 +320,9 @@ class AsyncSeedream:
             APIStatusError: the API refused it (an error status, or an error ``code`` in a
                 200 body); nothing was billed.
         """
+        if extra_headers:
+            clone = self._per_call(extra_headers)
+            return await clone.submit(request, retry=retry, on_refused=on_refused)
         images = request.max_images if request.enable_base64_output else 0
         try:
             response = await self._endpoint.send(
@@ -319,10 +352,18 @@ class AsyncSeedream:
             ) from err
         if images:
             self._base64[prediction.id] = images
+        self._raw.record(prediction.id, response, operation="submit", secrets=(self._key.reveal(),))
+        self.observer.answered(
+            "submit", prediction.id, prediction.status, response.headers.get("x-request-id")
+        )
         return prediction
 
-    async def get_prediction(self, prediction_id: str) -> Prediction:
-        """Fetch a prediction's current state."""
+    async def get_prediction(
+        self, prediction_id: str, *, extra_headers: Mapping[str, str] | None = None
+    ) -> Prediction:
+        """Fetch a prediction's current state (``extra_headers``: added to this request)."""
+        if extra_headers:
+            return await self._per_call(extra_headers).get_prediction(prediction_id)
         if not prediction_id or "/" in prediction_id:
             raise InvalidInput(f"not a prediction id: {prediction_id!r}", field="id")
         what = f"poll of {prediction_id}"
@@ -343,7 +384,27 @@ class AsyncSeedream:
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)
+        self._raw.record(prediction_id, response, operation="poll", secrets=(self._key.reveal(),))
+        self.observer.answered(
+            "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
+        )
         return prediction
+
+    async def balance(self) -> Balance:
+        """The account's balance, from Atlas Cloud's Billing Public API
+        (``GET /public/v1/balance`` on the API's origin; the key needs balance read
+        permission: a personal account's owner, or a team's Admin or Finance role)."""
+        what = "balance"
+        response = await self._endpoint.send(
+            "GET", BALANCE_PATH, what=what, operation=what, policy=self.retry, from_origin=True
+        )
+        return read_balance(read_json(response, what=what))
+
+    def last_response(self, prediction: Prediction | str) -> RawResponse | None:
+        """The last API answer about a prediction (its submit's, or its latest poll's):
+        status, headers (``X-Request-ID``: ``.request_id``) and body. None when this client
+        has not seen it (the last 1024 predictions are kept)."""
+        return self._raw.get(prediction if isinstance(prediction, str) else prediction.id)
 
     def _answer_cap(self, base64_images: int) -> int:
         # Base64 is 4/3 of the bytes it encodes.
@@ -355,6 +416,7 @@ class AsyncSeedream:
         *,
         poll: PollPolicy | None = None,
         deadline: float | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Prediction:
         """Poll one prediction with backoff until it is done, and return it.
 
@@ -362,11 +424,15 @@ class AsyncSeedream:
             prediction_id: the id ``submit`` returned.
             poll: the polling policy; the client's when None.
             deadline: seconds to wait in all; the policy's ``deadline`` when None.
+            extra_headers: headers added to its polls.
 
         Raises:
             PredictionFailed: the prediction failed; carries its id and the server's error.
             DeadlineExceeded: it was still running at the deadline.
         """
+        if extra_headers:
+            clone = self._per_call(extra_headers)
+            return await clone.wait(prediction_id, poll=poll, deadline=deadline)
         policy = poll or self.poll
         limit = deadline if deadline is not None else policy.deadline
         with anyio.move_on_after(limit if limit is not None else float("inf")):
@@ -407,6 +473,7 @@ class AsyncSeedream:
         images: Sequence[ImageRef],
         *,
         completion: Completion | str = Completion.POLL,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> Prediction:
         """Upload local images, submit one edit, wait for it, and return the done prediction.
@@ -418,8 +485,12 @@ class AsyncSeedream:
             images: 1 to 10 reference images: URLs, paths or bytes.
             completion: ``"poll"`` (the default) or ``"sync"``: ask the API to answer
                 when the prediction is done (see :class:`Completion`).
+            extra_headers: headers added to its API requests (uploads, submit, polls).
             **params: ``size``, ``max_images``, ``seed``, ``enable_base64_output`` ...
         """
+        if extra_headers:
+            clone = self._per_call(extra_headers)
+            return await clone.edit(prompt, images, completion=completion, **params)
         if as_completion(completion) is Completion.SYNC:
             params["enable_sync_mode"] = True
         check_params(prompt=prompt, images=images, **params)
@@ -431,7 +502,13 @@ class AsyncSeedream:
             return prediction
         return await self.wait(prediction.id)
 
-    def edit_batch(self, items: Items, **options: Unpack[BatchOptionsDict]) -> BatchRun:
+    def edit_batch(
+        self,
+        items: Items,
+        *,
+        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[BatchOptionsDict],
+    ) -> BatchRun:
         """Edit a whole catalog; iterate the run for results as they finish.
 
         ::
@@ -445,18 +522,42 @@ class AsyncSeedream:
                 iterable or async iterable; read lazily, so a generator of any length works.
             **options: the fields of :class:`BatchOptions`: ``concurrency``, ``rate``,
                 ``out_dir``, ``journal``, ``budget``, ``on_progress``, ...
+            extra_headers: headers added to the batch's API requests.
         """
+        if extra_headers:
+            return self._per_call(extra_headers).edit_batch(items, **options)
         return BatchRun(self, items, BatchOptions(**options), background=self._background)
 
     def _background(self) -> anyio.abc.TaskGroup | None:
         return self._task_group
 
     async def edit_all(
-        self, items: Items, **options: Unpack[BatchOptionsDict]
+        self,
+        items: Items,
+        *,
+        order: Order = "completion",
+        extra_headers: Mapping[str, str] | None = None,
+        **options: Unpack[BatchOptionsDict],
     ) -> list[BatchResult]:
-        """Run :meth:`edit_batch` to the end and return every result, in completion order."""
-        async with self.edit_batch(items, **options) as run:
-            return [result async for result in run]
+        """Run :meth:`edit_batch` to the end and return every result.
+
+        Args:
+            items: as for :meth:`edit_batch`.
+            order: ``"completion"`` (as they finish) or ``"input"`` (the items' order,
+                as ``asyncio.gather`` keeps it).
+            extra_headers: headers added to the batch's API requests.
+            **options: as for :meth:`edit_batch`.
+        """
+        if order not in ("completion", "input"):
+            raise InvalidInput(
+                f"order must be 'completion' or 'input', got {order!r}", field="order"
+            )
+        keys: list[Any] = []
+        if order == "input":
+            items = recording_keys(items, keys)
+        async with self.edit_batch(items, extra_headers=extra_headers, **options) as run:
+            results = [result async for result in run]
+        return in_input_order(results, keys) if order == "input" else results
 
     async def download(self, url: str, dest: str | os.PathLike[str]) -> Path:
         """Stream one output to ``dest``, atomically: a temporary name, renamed when complete.
@@ -481,6 +582,7 @@ class AsyncSeedream:
                 Path(dest),
                 max_bytes=self.max_output_bytes,
                 deadline=self.request_deadline,
+                http_timeout=self._endpoint.timeout,
             ),
             policy=self.retry,
             what=f"download of {shown}",

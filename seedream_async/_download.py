@@ -54,6 +54,7 @@ async def stream_to_file(
     *,
     max_bytes: int = MAX_OUTPUT_BYTES,
     deadline: float | None = None,
+    http_timeout: httpx.Timeout | None = None,
 ) -> Path:
     """GET ``url`` (no credentials) into ``dest``; return the final path.
 
@@ -63,6 +64,7 @@ async def stream_to_file(
         dest: where to save it (a suffix is added from the sniffed type when it has none).
         max_bytes: the largest output accepted.
         deadline: seconds the whole download may take, or None.
+        http_timeout: the request's httpx timeout; the HTTP client's when None.
 
     Raises:
         OutputExpired: the storage refused the URL as expired (401, 403, 410).
@@ -72,7 +74,9 @@ async def stream_to_file(
     temp = _temporary(dest)
     shown = url.split("?")[0]
     what = f"download of {shown}"
-    request = http.build_request("GET", url, headers={"Accept": "image/*"})
+    request = http.build_request(
+        "GET", url, headers={"Accept": "image/*"}, timeout=http_timeout or httpx.USE_CLIENT_DEFAULT
+    )
     try:
         async with bounded(request, deadline):
             response = await http.send(request, stream=True)

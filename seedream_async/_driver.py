@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -33,6 +34,7 @@ from ._exceptions import (
     transport_error,
 )
 from ._limits import PauseGate
+from ._observe import Observer, Observers
 from ._retry import REFUSED_STATUSES, RetryDecision, RetryPolicy, decide_retry
 
 __all__ = ["Driver", "RefusedHook"]
@@ -69,6 +71,8 @@ class Driver:
         """Some API request got an answer (any HTTP status): the API is there."""
         self._cannot_connect = 0
         self._unreachable: tuple[str, str] | None = None  # (origin, last failure) once judged
+        self.observer: Observer = Observers()
+        """Told of every attempt, retry and refusal."""
 
     async def call(
         self,
@@ -109,8 +113,9 @@ class Driver:
                 self._fail_fast()
                 await self.gate.wait()
             self.requests[operation] += 1
+            started = time.perf_counter()
             try:
-                result = await attempt()
+                result = await self._observed(attempt, operation, started)
             except httpx.TransportError as err:
                 if gated:
                     self._judge_reachability(err, policy)
@@ -129,6 +134,20 @@ class Driver:
                 await self._next_round(tries, give_up_at)
                 continue
             await anyio.sleep(decision.delay)
+
+    async def _observed(
+        self, attempt: Callable[[], Awaitable[_T]], operation: str, started: float
+    ) -> _T:
+        """``attempt()``, its duration and outcome told to the observer."""
+        try:
+            result = await attempt()
+        except Exception as err:
+            status = err.status_code if isinstance(err, APIStatusError) else None
+            self.observer.attempt(operation, time.perf_counter() - started, status, err)
+            raise
+        status = result.status_code if isinstance(result, httpx.Response) else None
+        self.observer.attempt(operation, time.perf_counter() - started, status, None)
+        return result
 
     def _fail_fast(self) -> None:
         """Raise at once, sending nothing, once the API was judged unreachable."""
@@ -177,6 +196,7 @@ class Driver:
             "%s: %s (attempt %d), retrying in %.2fs",
             what, type(err).__name__, tries.attempt + 1, decision.delay,
         )  # fmt: skip
+        self.observer.retry(what, tries.attempt + 1, decision.delay, err)
         tries.attempt += 1
         return decision
 
@@ -213,6 +233,7 @@ class Driver:
             what, status, tries.attempt + 1, decision.delay,
             " as the server asked" if decision.server_asked else "",
         )  # fmt: skip
+        self.observer.retry(what, tries.attempt + 1, decision.delay, err)
         tries.attempt += 1
         if status == 429 and gated:  # the gate is paused for this long already
             return RetryDecision(retry=True)
@@ -226,6 +247,7 @@ class Driver:
             wait = 0.0
         else:
             wait = err.retry_after or policy.initial_delay
+        self.observer.refused(err, wait)
         await on_refused(err, wait)
 
     async def _next_round(self, tries: _Tries, give_up_at: float | None) -> None:

@@ -45,6 +45,8 @@ class Endpoint:
         driver: the retry driver every request goes through.
         deadline: seconds one attempt may take in all (connect, send, answer), or None.
         max_bytes: the largest answer body read.
+        timeout: the per-request timeout; the HTTP client's when None.
+        headers: extra headers sent with every request (never ``Authorization``).
     """
 
     def __init__(
@@ -56,6 +58,8 @@ class Endpoint:
         *,
         deadline: float | None = None,
         max_bytes: int = MAX_JSON_BYTES,
+        timeout: httpx.Timeout | None = None,
+        headers: httpx.Headers | None = None,
     ):
         self._http = http
         self._base_url = base_url
@@ -63,6 +67,25 @@ class Endpoint:
         self._driver = driver
         self.deadline = deadline
         self.max_bytes = max_bytes
+        self.timeout = timeout
+        self.headers = headers or httpx.Headers()
+
+    def with_options(
+        self, *, timeout: httpx.Timeout | None = None, headers: httpx.Headers | None = None
+    ) -> Endpoint:
+        """A copy on the same HTTP client (and pool) with another timeout, more headers."""
+        merged = httpx.Headers(self.headers)
+        merged.update(headers or {})
+        return Endpoint(
+            self._http,
+            self._base_url,
+            self._key,
+            self._driver,
+            deadline=self.deadline,
+            max_bytes=self.max_bytes,
+            timeout=timeout or self.timeout,
+            headers=merged,
+        )
 
     def scrub(self, text: str) -> str:
         """``text`` without the key or any bearer token (for server-provided text)."""
@@ -87,12 +110,14 @@ class Endpoint:
         keep_trying_for: float | None = None,
         max_bytes: int | None = None,
         read_timeout: float | None = None,
+        from_origin: bool = False,
     ) -> httpx.Response:
         """Send one API request (retried by ``policy``) and return its successful response,
         its body read (at most ``max_bytes``, the endpoint's cap when None).
 
         ``read_timeout`` lengthens the client's read timeout, and the overall deadline, for
         this request (a sync-mode submit is answered only when its prediction is done).
+        ``from_origin``: ``path`` is on the API's origin, not under the base URL's path.
 
         Raises:
             MalformedResponse: the answer is too large, or redirects off the API's origin.
@@ -100,8 +125,9 @@ class Endpoint:
             TransportError: a transport failure that is not retried (any more).
             AmbiguousSubmission: a submit failed after it may have reached the server.
         """
-        url = self._base_url.copy_with(path=self._base_url.path.rstrip("/") + path)
-        timeout = self._http.timeout
+        prefix = "" if from_origin else self._base_url.path.rstrip("/")
+        url = self._base_url.copy_with(path=prefix + path)
+        timeout = self.timeout or self._http.timeout
         if read_timeout is not None and timeout.read is not None:
             timeout = httpx.Timeout(
                 connect=timeout.connect,
@@ -118,12 +144,10 @@ class Endpoint:
             # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
             # that records local variables (Sentry and the like) never shows the key.
             headers = httpx.Headers(
-                {
-                    "Authorization": f"Bearer {self._key.reveal()}",
-                    "Accept": "application/json",
-                    "User-Agent": f"seedream-async/{__version__}",
-                }
+                {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
             )
+            headers.update(self.headers)
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
             content = None
             if upload is not None:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)

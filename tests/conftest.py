@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-# The throwaway PostgreSQL server: postgres_server (session) and postgres_dsn (per test).
-pytest_plugins = ["_postgres"]
+# The throwaway PostgreSQL server: postgres_server (session) and postgres_dsn (per test);
+# pytester, for the tests of our own pytest plugin (tests/test_pytest_plugin.py).
+pytest_plugins = ["_postgres", "pytester"]
 
 
 @pytest.fixture(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
+import json
 import sys
 from functools import partial
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import anyio
 import httpx
@@ -94,3 +97,52 @@ async def test_service(monkeypatch: pytest.MonkeyPatch) -> None:
                         await anyio.sleep(0.01)
                 assert (await http.get(job)).json()["status"] == "succeeded"
         assert sim.ledger.executions == 2
+
+
+def sse_events(body: str) -> list[dict[str, Any]]:
+    """The ``data`` of each ``progress`` event in a server-sent-events body."""
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.split("\n"))
+        assert lines["event"] == "progress"
+        events.append(json.loads(lines["data"]))
+    return events
+
+
+async def test_service_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastapi_service.py: ``/progress`` is the batch's live BatchProgress as JSON and
+    ``/progress/stream`` as server-sent events, one per change."""
+    module = load("fastapi_service", monkeypatch)
+    body = {"prompt": "On marble", "images": ["https://example.com/shoe.png"]}
+    async with serve(time_scale=0.001) as sim:
+        monkeypatch.setenv("ATLASCLOUD_API_KEY", sim.api_key or "")
+        monkeypatch.setenv("ATLASCLOUD_BASE_URL", sim.base_url)
+        app = module.app
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                streamed: list[httpx.Response] = []
+
+                async def watch() -> None:
+                    url = "/progress/stream?interval=0.001&max_events=3"
+                    streamed.append(await http.get(url))
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(watch)
+                    for _ in range(2):
+                        assert (await http.post("/jobs", json=body)).status_code == 202
+                with anyio.fail_after(10):
+                    # Polled as a web client would.
+                    while (await http.get("/progress")).json()["finished"] < 2:  # noqa: ASYNC110
+                        await anyio.sleep(0.01)
+                now = (await http.get("/progress")).json()
+                assert now["succeeded"] == now["executions"] == 2
+                assert now["in_progress"] == 0
+                assert now["spent"] == pytest.approx(sim.ledger.cost)
+                [stream] = streamed
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                events = sse_events(stream.text)
+                assert len(events) == 3
+                assert all(a != b for a, b in itertools.pairwise(events))  # one per change
+                last = sse_events((await http.get("/progress/stream?max_events=1")).text)
+                assert last == [now]

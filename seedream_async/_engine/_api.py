@@ -13,6 +13,7 @@ from typing import Protocol
 
 from .._driver import RefusedHook
 from .._models import EditRequest, Prediction, PriceModel, UploadedMedia
+from .._observe import Observer
 from .._polling import PollPolicy
 from .._upload import PreparedUpload, UploadRules
 
@@ -58,6 +59,11 @@ class EngineAPI(PollAPI, Protocol):
     @property
     def rng(self) -> random.Random:
         """The random source for jitter."""
+        ...
+
+    @property
+    def observer(self) -> Observer:
+        """Told what happens to each item (see :class:`~seedream_async.Observer`)."""
         ...
 
     async def upload_prepared(

@@ -87,6 +87,25 @@ class Tx:
         self.conn.execute("ROLLBACK" if exc_type is not None else "COMMIT")
 
 
+def _enter_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL, waiting out another process that is opening the same journal.
+
+    SQLite may answer ``database is locked`` to the switch at once, without its busy
+    handler, while a second run opens a fresh journal beside this one.
+    """
+    deadline = time.monotonic() + patience
+    pause = 0.01
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
 def connect(path: Path, durable: bool) -> sqlite3.Connection:
     """Open (creating if missing), check and migrate the file; runs in a worker thread."""
     fresh = not path.exists() or path.stat().st_size == 0
@@ -102,7 +121,7 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout = 30000")  # wait for another process's commit
         if not fresh:
             _quick_check(conn)
-        _wal(conn)
+        _enter_wal(conn)
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         with Tx(conn):
             version = _check_schema(conn, path)
@@ -126,21 +145,6 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
-
-
-def _wal(conn: sqlite3.Connection, *, wait: float = 30.0) -> None:
-    # Switching a new file to WAL takes an exclusive lock and, unlike other statements,
-    # does not wait on busy_timeout: processes opening one fresh journal at once would get
-    # "database is locked". Wait for the others as busy_timeout would (runs in a thread).
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
 
 
 def _quick_check(conn: sqlite3.Connection) -> None:

@@ -45,6 +45,7 @@ from .._exceptions import (
     SeedreamError,
 )
 from .._models import Prediction, PredictionStatus, build_request, check_params
+from .._observe import observed_journal
 from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
@@ -83,7 +84,7 @@ class Engine:
     def __init__(self, client: EngineAPI, options: BatchOptions, progress: BatchProgress):
         self.client = client
         self.options = options
-        self.tracker = Tracker(progress, options.on_progress)
+        self.tracker = Tracker(progress, options.on_progress, client.observer)
         self.poll_policy = options.poll or client.poll
         self.uploads = UploadCache(
             client,
@@ -116,7 +117,7 @@ class Engine:
     async def run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
         """Run every item, sending each result to ``send`` as it comes."""
         async with AsyncExitStack() as stack:
-            journal = await self._open_journal(stack)
+            journal = observed_journal(await self._open_journal(stack), self.tracker.observer)
             seat = None
             if journal is not None:
                 owner = self.options.owner or new_owner()
@@ -210,7 +211,7 @@ class Engine:
                     deferred.append(item)
                     state.drop()
                     return
-            state.end(result.status)
+            state.finish(result)
             await send.send(result)
         finally:
             window.release()

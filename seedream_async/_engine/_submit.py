@@ -145,7 +145,7 @@ class Submitter:
                 prediction = await self._client.submit(request, on_refused=requeue)
                 hold.money = hold.intent = False  # taken and billed
                 state.cost = self._budget.spend(hold.cost)
-                state.prediction_id = prediction.id
+                state.submitted(prediction.id)
                 self.limit.succeeded()
                 if self._seat is not None:
                     with anyio.CancelScope(shield=True):  # past the grace too: it is paid

@@ -8,6 +8,7 @@ import anyio
 
 from .._exceptions import InvalidInput, SeedreamError
 from .._models import Prediction
+from .._observe import Observer
 from ._items import (
     BatchProgress,
     BatchResult,
@@ -28,9 +29,15 @@ class Tracker:
     :class:`BatchProgress` (a test checks it), so an item moves by its enum values.
     """
 
-    def __init__(self, progress: BatchProgress, callback: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        progress: BatchProgress,
+        callback: ProgressCallback | None,
+        observer: Observer | None = None,
+    ) -> None:
         self.progress = progress
         self._callback = callback
+        self.observer = observer or Observer()
 
     def move(self, source: Stage | None, target: Stage | ResultStatus | None) -> None:
         """Count one item out of ``source`` and into ``target`` (either may be None)."""
@@ -60,12 +67,19 @@ class ItemState:
         self.cost = 0.0
         self._tracker = tracker
         tracker.move(None, Stage.QUEUED)
+        tracker.observer.item_started(self.key)
 
     def enter(self, stage: Stage) -> None:
         """Move the item to ``stage``, now."""
         self.marks[stage] = anyio.current_time()
         self._tracker.move(self.stage, stage)
         self.stage = stage
+        self._tracker.observer.item_stage(self.key, stage.value, self.prediction_id)
+
+    def submitted(self, prediction_id: str) -> None:
+        """The API took the item's submit: note its prediction id, and tell the observer."""
+        self.prediction_id = prediction_id
+        self._tracker.observer.item_stage(self.key, "submitted", prediction_id)
 
     def drop(self) -> None:
         """Count the item out without a result (it is put back for later)."""
@@ -74,6 +88,11 @@ class ItemState:
     def end(self, status: ResultStatus) -> None:
         """Count the item as ended, ``status``."""
         self._tracker.move(self.stage, status)
+
+    def finish(self, result: BatchResult) -> None:
+        """Count the item as ended with ``result``, and tell the observer."""
+        self.end(result.status)
+        self._tracker.observer.item_ended(result)
 
     def result(
         self,

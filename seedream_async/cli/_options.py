@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 __all__ = [
+    "BALANCE_HELP",
     "ENV_DSN",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -45,6 +46,10 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 ENV_DSN = "SEEDREAM_JOURNAL"
+BALANCE_HELP = (
+    "also read the account's balance (one GET to Atlas Cloud's Billing Public API, with "
+    "the key) and show it beside the cost"
+)
 
 
 def positive_int(text: str) -> int:

@@ -84,6 +84,7 @@ class RunOptions:
             simulator forgets its predictions when it stops).
         dry_run: print what would be submitted, answered from the journal, fetched again
             or billed again, with the cost, and send nothing.
+        balance: with ``dry_run``, also read the account's balance (one GET) and show it.
         only: run only these keys (every other row is left alone); None runs them all.
         seed_from_key: give each row without a seed one derived from its key, so the
             catalog's results can be made again.
@@ -105,6 +106,7 @@ class RunOptions:
     json_summary: bool = False
     resumable: bool = True
     dry_run: bool = False
+    balance: bool = False
     only: frozenset[str] | None = None
     seed_from_key: bool = False
     reroll: frozenset[str] = frozenset()
@@ -225,6 +227,18 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     )
     billed = view.billed if view is not None else 0.0
     print_plan(console, plan, budget=options.batch.budget, billed=billed)
+    if not options.balance:
+        return EXIT_OK
+    from ._balance import balance_note
+
+    console.print(
+        await balance_note(
+            paid=plan.paid,
+            api_key=options.api_key,
+            base_url=options.base_url,
+            api_key_env=options.api_key_env,
+        )
+    )
     return EXIT_OK
 
 

@@ -22,6 +22,7 @@ from ._config import Faults, Hostile, Shapes, SimulatorConfig
 from ._ledger import Ledger
 from ._png import make_png
 from ._server import Simulator, serve
+from ._threaded import serve_in_thread
 
 __all__ = [
     "Faults",
@@ -32,4 +33,5 @@ __all__ = [
     "SimulatorConfig",
     "make_png",
     "serve",
+    "serve_in_thread",
 ]

@@ -39,6 +39,8 @@ _UPLOAD = "/api/v1/model/uploadMedia"
 _SUBMIT = "/api/v1/model/generateImage"
 _POLL = re.compile(r"^/api/v1/model/prediction/([^/]+)$")
 _LEDGER = "/_sim/ledger"
+# Atlas Cloud's Billing Public API (https://www.atlascloud.ai/docs/public-api/balance).
+_BALANCE = "/public/v1/balance"
 _OUTPUT = re.compile(r"^/outputs/([^/]+)/(\d+)\.png$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Room for multipart boundaries and part headers on top of the file itself.
@@ -268,6 +270,8 @@ class App:
             return "poll", self._poll
         if method == "GET" and path == _LEDGER:
             return "ledger", self._ledger_route
+        if method == "GET" and path == _BALANCE:
+            return "balance", self._balance
         return "unknown", None
 
     async def _handle_api(self, request: Request) -> Response | None:
@@ -276,6 +280,7 @@ class App:
             await anyio.sleep(config.request_latency)
         endpoint, route = self._route(request)
         self.ledger.record_request(endpoint)
+        self.ledger.record_headers(endpoint, request.headers)
         if route is None:
             return self._error(404, f"no route for {request.method} {request.path}")
         if not self._authorised(request):
@@ -370,6 +375,27 @@ class App:
 
     async def _ledger_route(self, request: Request) -> Response:
         return self._json(200, self.ledger.snapshot(), envelope=False)
+
+    async def _balance(self, request: Request) -> Response:
+        """Atlas Cloud's Billing Public API ``GET /public/v1/balance``: the configured
+        balance less what the ledger billed, as six-decimal USD strings."""
+        if self.config.balance is None:
+            return self._error(403, "this API key may not read the account balance")
+        available = max(self.config.balance - self.ledger.cost, 0.0)
+
+        def money(value: float) -> dict[str, str]:
+            return {"value": f"{value:.6f}", "currency": "usd"}
+
+        body = {
+            "object": "balance",
+            "scope": "account",
+            "account": {"id": "acc_sim", "name": "Simulator", "type": "personal"},
+            "available": money(available),
+            "cash": money(available),
+            "bonus": money(0.0),
+            "frozen": money(0.0),
+        }
+        return self._json(200, body, envelope=False)
 
     async def _upload(self, request: Request) -> Response:
         config = self.config

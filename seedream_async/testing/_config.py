@@ -200,6 +200,9 @@ class SimulatorConfig:
         faults: the injected faults.
         shapes: which documented response variants to serve.
         hostile: misbehaviour to inject.
+        balance: the account's balance in US dollars when the simulator starts; what it
+            bills is taken off it, and ``GET /public/v1/balance`` reports the rest. None
+            answers that route 403 (a key without balance read permission).
     """
 
     api_key: str | None = "sim-key"
@@ -216,6 +219,7 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     shapes: Shapes = field(default_factory=Shapes)
     hostile: Hostile = field(default_factory=Hostile)
+    balance: float | None = 100.0
 
     def __post_init__(self) -> None:
         if self.time_scale < 0 or self.latency_median <= 0 or self.latency_sigma < 0:

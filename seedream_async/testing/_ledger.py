@@ -4,7 +4,7 @@ prove a client never pays twice, never leaks its key and polls sparingly."""
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -92,6 +92,8 @@ class Ledger:
         auth_on_storage: storage requests that carried an ``Authorization`` header.
         redirected: requests that arrived at the catcher, another origin a hostile 307
             pointed to.
+        headers: ``(endpoint, headers)`` of the last 1000 API requests, names lower-case,
+            ``Authorization`` left out.
     """
 
     def __init__(self) -> None:
@@ -105,12 +107,18 @@ class Ledger:
         self.auth_on_storage = 0
         self.redirected: list[RedirectRecord] = []
         self._detected: dict[str, float] = {}
+        self.headers: deque[tuple[str, dict[str, str]]] = deque(maxlen=1000)
 
     # -- written by the server ------------------------------------------------------------
 
     def record_request(self, endpoint: str) -> None:
         with self._lock:
             self.requests[endpoint] += 1
+
+    def record_headers(self, endpoint: str, headers: dict[str, str]) -> None:
+        kept = {name: value for name, value in headers.items() if name != "authorization"}
+        with self._lock:
+            self.headers.append((endpoint, kept))
 
     def record_fault(self, kind: str) -> None:
         with self._lock:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._options import (
+    BALANCE_HELP,
     EXIT_USAGE,
     add_batch_options,
     add_logging,
@@ -54,6 +55,7 @@ def _add_selection(parser: argparse.ArgumentParser) -> None:
         help="say what would be submitted, answered from the journal, fetched again by id or "
         "billed again because its inputs changed, with the cost; send nothing (no key needed)",
     )
+    parser.add_argument("--balance", action="store_true", help="with --dry-run: " + BALANCE_HELP)
     parser.add_argument(
         "--only",
         nargs="+",
@@ -128,6 +130,7 @@ def handle(ns: argparse.Namespace) -> int:
         max_images=ns.max_images,
         json_summary=ns.json,
         dry_run=ns.dry_run,
+        balance=ns.balance,
         only=only,
         seed_from_key=ns.seed_from_key,
         reroll=reroll,

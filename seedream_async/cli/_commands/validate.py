@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .._options import EXIT_FAILED, EXIT_OK, add_manifest_defaults, consoles
+from .._options import BALANCE_HELP, EXIT_FAILED, EXIT_OK, add_manifest_defaults, consoles
 
 __all__ = ["handle", "register"]
 
@@ -20,6 +20,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("manifest", type=Path, help="CSV (key,prompt,images,...) or JSONL")
     add_manifest_defaults(parser)
+    parser.add_argument("--balance", action="store_true", help=BALANCE_HELP)
+    parser.add_argument(
+        "--base-url", default=None, help="the API's origin, for --balance (default: env or Atlas)"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -47,4 +51,10 @@ def handle(ns: argparse.Namespace) -> int:
         f"Cost if every row is submitted: {estimate(rows)} (billed per prediction, "
         "whatever its max_images; rows already done in a journal are not paid again)"
     )
+    if ns.balance:
+        import anyio
+
+        from .._balance import balance_note
+
+        console.print(anyio.run(lambda: balance_note(paid=rows, base_url=ns.base_url)))
     return EXIT_OK
