@@ -49,8 +49,9 @@ from ._rules import (
     left_mid_submit,
     stopped_mid_submit,
 )
-from ._sqljournal import Dialect, JournalTx, SQLJournal
-from ._store import ITEM_COLUMNS, ItemRecord, JournalState, record_from_row
+from ._sqljournal import SQLJournal
+from ._sqltx import ITEM_COLUMNS, Dialect, JournalTx, record_from_row
+from ._store import ItemRecord, JournalState
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool

@@ -39,7 +39,8 @@ import anyio.to_thread
 
 from .._exceptions import JournalError
 from ._sqlite_schema import SCHEMA_VERSION, Tx, connect
-from ._sqljournal import Dialect, JournalTx, SQLJournal
+from ._sqljournal import SQLJournal
+from ._sqltx import Dialect, JournalTx
 
 __all__ = ["SCHEMA_VERSION", "SQLiteJournal"]
 

@@ -56,7 +56,6 @@ results, so concurrent runs cannot interleave it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,9 +64,7 @@ from typing import Any, Protocol
 from .._exceptions import JournalError
 
 __all__ = [
-    "ATTEMPT_COLUMNS",
     "BILLED_STATES",
-    "ITEM_COLUMNS",
     "UNDELIVERED_STATES",
     "Attempt",
     "Claim",
@@ -79,8 +76,6 @@ __all__ = [
     "LostClaim",
     "Page",
     "Spend",
-    "attempt_from_row",
-    "record_from_row",
 ]
 
 
@@ -213,64 +208,6 @@ class ItemRecord:
     def undelivered(self) -> bool:
         """Billed and not delivered: fetch by id, never resubmit."""
         return self.state in UNDELIVERED_STATES
-
-
-ITEM_COLUMNS = (
-    "key, seq, fingerprint, name, state, request, prediction_id, outputs, files, error, "
-    "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at"
-)
-"""An item's columns in the order :func:`record_from_row` reads them (every bundled journal
-has them under these names)."""
-
-ATTEMPT_COLUMNS = (
-    "number, fingerprint, owner, state, prediction_id, cost, error, started_at, ended_at"
-)
-"""An attempt's columns in the order :func:`attempt_from_row` reads them."""
-
-
-def attempt_from_row(row: Sequence[Any]) -> Attempt:
-    """An :class:`Attempt` from a row of: number, fingerprint, owner, state, prediction_id,
-    cost, error, started_at, ended_at (the order both bundled journals select)."""
-    number, fp, owner, state, pid, cost, error, started, ended = row[:9]
-    return Attempt(
-        number=number,
-        fingerprint=fp,
-        owner=owner,
-        state=JournalState(state),
-        prediction_id=pid,
-        cost=cost,
-        error=error,
-        started_at=started,
-        ended_at=ended,
-    )
-
-
-def record_from_row(row: Sequence[Any]) -> ItemRecord:
-    """An :class:`ItemRecord` from a database row whose first 17 columns are, in order: key,
-    seq, fingerprint, name, state, request, prediction_id, outputs, files, error,
-    error_type, cost, predict_time, attempts, owner, lease_expires, updated_at (JSON
-    columns as text). Both bundled journals select their rows in this order."""
-    (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime,
-     attempts, owner, lease_expires, updated_at) = row[:17]  # fmt: skip
-    return ItemRecord(
-        key=key,
-        seq=seq,
-        fingerprint=fp,
-        name=name,
-        state=JournalState(state),
-        request=None if request is None else json.loads(request),
-        prediction_id=pid,
-        outputs=tuple(json.loads(outputs)),
-        files=tuple(json.loads(files)),
-        error=error,
-        error_type=etype,
-        cost=cost,
-        predict_time=ptime,
-        attempts=attempts,
-        owner=owner,
-        lease_expires=lease_expires,
-        updated_at=updated_at,
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -25,6 +25,7 @@ import anyio
 
 from .._exceptions import InvalidInput
 from .._models import check_params
+from ._batch_run import BatchRun
 from ._identity import DigestCache
 from ._items import BatchResult, EditItem, ResultStatus
 from ._names import output_stem
@@ -32,7 +33,6 @@ from ._options import BatchOptionsDict, Items, WorkOptionsDict
 from ._owners import DEFAULT_LEASE, new_owner
 from ._pgjournal import LoadReport, LoadRow, PostgresJournal
 from ._resume import fingerprint
-from ._run import BatchRun
 
 __all__ = ["BatchClient", "WorkTally", "drain", "load_items"]
 
