@@ -228,9 +228,6 @@ class PostgresJournal(SQLJournal):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pool.close)
 
-    async def __aenter__(self) -> PostgresJournal:
-        return self
-
     async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
         """Run ``fn`` in one transaction in a worker thread; retry a deadlock."""
         import psycopg.errors

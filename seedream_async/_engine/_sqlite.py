@@ -95,9 +95,6 @@ class SQLiteJournal(SQLJournal):
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(close, limiter=self._limiter)
 
-    async def __aenter__(self) -> SQLiteJournal:
-        return self
-
     async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
         # One BEGIN IMMEDIATE transaction: the write lock is taken at the start, so no row
         # needs locking on its own. Not cancellable once started (anyio's default).

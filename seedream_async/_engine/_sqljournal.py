@@ -19,7 +19,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ._rules import Op, fits_budget, spend_of
 from ._sqltx import (
@@ -62,7 +62,7 @@ class SQLJournal(ABC):
     async def aclose(self) -> None:
         """Close the journal. Safe to call twice."""
 
-    async def __aenter__(self) -> SQLJournal:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
