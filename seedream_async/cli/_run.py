@@ -123,6 +123,12 @@ class RunOptions:
         return self.journal or self.out / JOURNAL_NAME
 
     @property
+    def journal_shown(self) -> str:
+        """The journal as messages name it: a DSN without its password."""
+        journal = self.journal_path
+        return redact_dsn(journal) if isinstance(journal, str) else str(journal)
+
+    @property
     def pins_path(self) -> Path:
         """Where re-rolled seeds are pinned: beside a journal file, in ``out`` for a DSN."""
         journal = self.journal_path
@@ -216,7 +222,7 @@ async def _reroll(options: RunOptions, console: Console) -> None:
 async def _dry_run(options: RunOptions, console: Console) -> int:
     journal = options.journal_path
     view = await load_journal(journal) if journal_exists(journal) else None
-    where = f"the journal {journal}" if view is not None else "no journal yet"
+    where = f"the journal {options.journal_shown}" if view is not None else "no journal yet"
     console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
     plan = await plan_run(
         _selected(options),
@@ -316,7 +322,7 @@ def _say_journal(options: RunOptions, console: Console) -> None:
     journal = options.journal_path
     if isinstance(journal, str):
         console.print(
-            f"Journal: {redact_dsn(journal)}, shared with other runs and workers (if "
+            f"Journal: {options.journal_shown}, shared with other runs and workers (if "
             "stopped, re-run the same command to resume)."
         )
     elif journal.exists():
@@ -428,8 +434,7 @@ def _print_outcome(
 
 def _print_stopped(options: RunOptions, stop: Stop, errors: Console) -> None:
     assert stop.signal is not None
-    journal = options.journal_path
-    where = redact_dsn(journal) if isinstance(journal, str) else journal
+    where = options.journal_shown
     if options.resumable:
         errors.print(
             f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "

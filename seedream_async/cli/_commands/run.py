@@ -143,6 +143,6 @@ def handle(ns: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return interrupted(
             errors,
-            f"Finished items are recorded in {options.journal_path}; re-run the same command "
+            f"Finished items are recorded in {options.journal_shown}; re-run the same command "
             "to resume without paying for them again.",
         )
