@@ -228,31 +228,30 @@ class PostgresJournal(SQLJournal):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pool.close)
 
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
-        """Run ``fn`` in one transaction in a worker thread; retry a deadlock."""
+    def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
+        """One transaction on a pooled connection, on the server's clock; a deadlock or a
+        serialization failure is tried again (up to five times)."""
         import psycopg.errors
 
-        def call() -> _T:
-            if self._pool is None:
-                raise JournalError(f"the journal {self._dsn} is closed")
-            for attempt in range(5):
-                try:
-                    with self._pool.connection() as conn, conn.transaction():
-                        row = conn.execute(_NOW).fetchone()
-                        assert row is not None
-                        return fn(JournalTx(conn, _DIALECT, float(row[0])))
-                except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                    if attempt == 4:
-                        raise
-            raise AssertionError("unreachable")
+        if self._pool is None:
+            raise JournalError(f"the journal {self._dsn} is closed")
+        for attempt in range(5):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    row = conn.execute(_NOW).fetchone()
+                    assert row is not None
+                    return fn(JournalTx(conn, _DIALECT, float(row[0])))
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
-        limiter = self._beat_limiter if heartbeat else self._limiter
-        try:
-            return await anyio.to_thread.run_sync(call, limiter=limiter)
-        except JournalError:
-            raise
-        except psycopg.Error as err:
-            raise JournalError(f"journal {self._dsn}: {_reason(err)}") from err
+    def _failure(self, err: Exception) -> JournalError | None:
+        import psycopg
+
+        if isinstance(err, psycopg.Error):
+            return JournalError(f"journal {self._dsn}: {_reason(err)}")
+        return None
 
     # -- a fleet --------------------------------------------------------------------------
 

@@ -95,16 +95,15 @@ class SQLiteJournal(SQLJournal):
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(close, limiter=self._limiter)
 
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
-        # One BEGIN IMMEDIATE transaction: the write lock is taken at the start, so no row
-        # needs locking on its own. Not cancellable once started (anyio's default).
-        def call() -> _T:
-            if self._conn is None:
-                raise JournalError(f"journal {str(self.path)!r} is closed")
-            with Tx(self._conn) as conn:
-                return fn(JournalTx(conn, _DIALECT, time.time()))
+    def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
+        # BEGIN IMMEDIATE takes the write lock at the start, so no row needs locking on its
+        # own; a read takes none.
+        if self._conn is None:
+            raise JournalError(f"journal {str(self.path)!r} is closed")
+        with Tx(self._conn, read_only=read_only) as conn:
+            return fn(JournalTx(conn, _DIALECT, time.time()))
 
-        try:
-            return await anyio.to_thread.run_sync(call, limiter=self._limiter)
-        except sqlite3.Error as err:
-            raise JournalError(f"journal {str(self.path)!r}: {err}") from err
+    def _failure(self, err: Exception) -> JournalError | None:
+        if isinstance(err, sqlite3.Error):
+            return JournalError(f"journal {str(self.path)!r}: {err}")
+        return None

@@ -21,6 +21,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 
+import anyio
+import anyio.to_thread
+
+from .._exceptions import JournalError
 from ._rules import Op, fits_budget, spend_of
 from ._sqltx import (
     ATTEMPT_COLUMNS,
@@ -52,11 +56,39 @@ class SQLJournal(ABC):
     """:class:`~._store.JournalStore` over any SQL backend: a subclass supplies
     :meth:`_tx` (one transaction, its clock, its connection) and the schema."""
 
+    _limiter: anyio.CapacityLimiter
+    """How many calls may run at once (each in a worker thread)."""
+    _beat_limiter: anyio.CapacityLimiter | None = None
+    """A heartbeat's own seat, so renewing leases never queues behind ordinary calls."""
+
     @abstractmethod
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
-        """Run ``fn`` in one transaction (committed when it returns, rolled back when it
-        raises), in a worker thread, not cancelled once started. ``heartbeat``: the call
-        renews leases and must not queue behind ordinary calls."""
+    def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
+        """Run ``fn`` in one transaction on the backend's connection (in a worker thread):
+        committed when it returns, rolled back when it raises. ``read_only``: it only
+        reads. Raises :class:`JournalError` when the journal is closed."""
+
+    @abstractmethod
+    def _failure(self, err: Exception) -> JournalError | None:
+        """The :class:`JournalError` to raise for the driver's ``err`` (None: not the
+        driver's; it propagates as it is). The message never carries a password."""
+
+    async def _tx(
+        self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False, read_only: bool = False
+    ) -> _T:
+        """Run ``fn`` in one transaction in a worker thread, not cancelled once started (a
+        commit happens or not)."""
+        limiter = (self._beat_limiter if heartbeat else None) or self._limiter
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: self._transact(fn, read_only=read_only), limiter=limiter
+            )
+        except JournalError:
+            raise
+        except Exception as err:
+            failure = self._failure(err)
+            if failure is None:
+                raise
+            raise failure from err
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -235,7 +267,7 @@ class SQLJournal(ABC):
     async def get(self, key: str) -> ItemRecord | None:
         """See :meth:`JournalStore.get`."""
         sql = f"SELECT {ITEM_COLUMNS} FROM {{items}} WHERE key = ?"
-        row = await self._tx(lambda tx: tx.one(sql, (key,)))
+        row = await self._tx(lambda tx: tx.one(sql, (key,)), read_only=True)
         return None if row is None else record_from_row(row)
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
@@ -247,12 +279,18 @@ class SQLJournal(ABC):
                 row for chunk in chunks(keys) for row in tx.all(sql + f"({marks(chunk)})", chunk)
             ]
 
-        return {record.key: record for record in map(record_from_row, await self._tx(get_many))}
+        return {
+            record.key: record
+            for record in map(record_from_row, await self._tx(get_many, read_only=True))
+        }
 
     async def history(self, key: str) -> list[Attempt]:
         """See :meth:`JournalStore.history`."""
         sql = f"SELECT {ATTEMPT_COLUMNS} FROM {{attempts}} WHERE key = ? ORDER BY number"
-        return [attempt_from_row(row) for row in await self._tx(lambda tx: tx.all(sql, (key,)))]
+        return [
+            attempt_from_row(row)
+            for row in await self._tx(lambda tx: tx.all(sql, (key,)), read_only=True)
+        ]
 
     async def spend(self) -> Spend:
         """See :meth:`JournalStore.spend`."""
@@ -263,12 +301,12 @@ class SQLJournal(ABC):
             (in_flight,) = tx.one(sql, (JournalState.SUBMITTED,))
             return spend_of(billed, reserved, in_flight)
 
-        return await self._tx(spend)
+        return await self._tx(spend, read_only=True)
 
     async def counts(self) -> dict[JournalState, int]:
         """See :meth:`JournalStore.counts`."""
         sql = "SELECT state, COUNT(*) FROM {items} GROUP BY state"
-        rows = await self._tx(lambda tx: tx.all(sql))
+        rows = await self._tx(lambda tx: tx.all(sql), read_only=True)
         counts = dict.fromkeys(JournalState, 0)
         counts.update({JournalState(state): n for state, n in rows})
         return counts
@@ -276,6 +314,6 @@ class SQLJournal(ABC):
     async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
         """See :meth:`JournalStore.page`."""
         sql = f"SELECT {ITEM_COLUMNS} FROM {{items}} WHERE seq > ? ORDER BY seq LIMIT ?"
-        rows = await self._tx(lambda tx: tx.all(sql, (after, limit)))
+        rows = await self._tx(lambda tx: tx.all(sql, (after, limit)), read_only=True)
         records = tuple(record_from_row(row) for row in rows)
         return Page(records=records, next_after=records[-1].seq if len(records) == limit else None)
