@@ -22,6 +22,7 @@ from ._config import Faults, Hostile, Shapes, SimulatorConfig
 from ._ledger import Ledger
 from ._png import make_png
 from ._server import Simulator, serve
+from ._webhooks import WebhookAttempt, WebhookFaults
 
 __all__ = [
     "Faults",
@@ -30,6 +31,8 @@ __all__ = [
     "Shapes",
     "Simulator",
     "SimulatorConfig",
+    "WebhookAttempt",
+    "WebhookFaults",
     "make_png",
     "serve",
 ]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._constants import MAX_UPLOAD_BYTES
+from ._webhooks import WebhookFaults
 
 __all__ = ["ENDPOINTS", "Faults", "Hostile", "Shapes", "SimulatorConfig"]
 
@@ -200,6 +201,7 @@ class SimulatorConfig:
         faults: the injected faults.
         shapes: which documented response variants to serve.
         hostile: misbehaviour to inject.
+        webhooks: how webhook deliveries (to submits with ``webhook_url``) misbehave.
     """
 
     api_key: str | None = "sim-key"
@@ -216,6 +218,7 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     shapes: Shapes = field(default_factory=Shapes)
     hostile: Hostile = field(default_factory=Hostile)
+    webhooks: WebhookFaults = field(default_factory=WebhookFaults)
 
     def __post_init__(self) -> None:
         if self.time_scale < 0 or self.latency_median <= 0 or self.latency_sigma < 0:
