@@ -38,6 +38,7 @@ from ._exceptions import (
     SeedreamError,
     ServerError,
     TransportError,
+    WebhookVerificationError,
 )
 from ._models import (
     EditRequest,
@@ -50,6 +51,10 @@ from ._models import (
 from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
+from ._webhook_app import JwksKeys, StaticKeys, WebhookReceiver
+from ._webhook_delivery import Delivery, DeliveryHub, DeliverySink, MemorySink
+from ._webhook_verify import WebhookKey, parse_jwks, verify_webhook
+from ._webhooks import Webhooks
 
 __all__ = [
     "APIStatusError",
@@ -68,6 +73,9 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "DeadlineExceeded",
+    "Delivery",
+    "DeliveryHub",
+    "DeliverySink",
     "EditItem",
     "EditRequest",
     "InsufficientBalance",
@@ -78,7 +86,9 @@ __all__ = [
     "JournalError",
     "JournalState",
     "JournalStore",
+    "JwksKeys",
     "MalformedResponse",
+    "MemorySink",
     "Metrics",
     "OutputExpired",
     "OutputInvalid",
@@ -93,8 +103,15 @@ __all__ = [
     "RetryPolicy",
     "SeedreamError",
     "ServerError",
+    "StaticKeys",
     "Timings",
     "TransportError",
     "UploadedMedia",
+    "WebhookKey",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "Webhooks",
     "__version__",
+    "parse_jwks",
+    "verify_webhook",
 ]
