@@ -18,7 +18,8 @@ with its concurrency limit, rate limiting and journal shared by all jobs. FastAP
 the request bodies against the pydantic models below and answers 422 on its own.
 
 Webhook completion: set ``SEEDREAM_WEBHOOK_URL`` to the public URL that reaches this
-service's ``/atlas/webhooks`` (for example ``https://api.example.com/atlas/webhooks``);
+service's ``/atlas/webhooks/`` (for example ``https://api.example.com/atlas/webhooks/``;
+keep the final slash, a mount redirects without it, and the sender does not follow);
 ``/edit`` then waits for Atlas Cloud's signed delivery instead of polling (polling stays
 as a late fallback), received by the client's receiver mounted below.
 """
