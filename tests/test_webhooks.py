@@ -221,7 +221,7 @@ async def test_ambiguous_submit_is_recovered_from_its_webhook() -> None:
 
 
 async def _post(url: str, headers: dict[str, str], body: bytes) -> int:
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(trust_env=False) as http:
         return (await http.post(url, content=body, headers=headers)).status_code
 
 

@@ -178,7 +178,7 @@ class WebhookSender:
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         """Run the sender until cancelled (``serve`` starts it)."""
-        async with httpx.AsyncClient(follow_redirects=False) as http:
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
             self._http = http
             try:
                 async with anyio.create_task_group() as group:
