@@ -104,6 +104,7 @@ class JwksKeys:
         self._cooldown = cooldown
         self._keys: tuple[WebhookKey, ...] = ()
         self._fetched = float("-inf")
+        self._rotation_fetched = float("-inf")
         self._lock: anyio.Lock | None = None
 
     async def _fetch(self) -> None:
@@ -120,9 +121,15 @@ class JwksKeys:
         """The cached set; fetched first when stale, or when ``kid`` is new to it."""
         self._lock = self._lock or anyio.Lock()
         async with self._lock:
-            age = time.monotonic() - self._fetched
-            unknown = all(key.kid != kid for key in self._keys)
-            if age > self._ttl or (unknown and age > self._cooldown):
+            now = time.monotonic()
+            rotated = (
+                bool(self._keys)
+                and all(key.kid != kid for key in self._keys)
+                and now - self._rotation_fetched > self._cooldown
+            )
+            if now - self._fetched > self._ttl or rotated:
+                if rotated:  # only fetches a caller can provoke count against the cooldown
+                    self._rotation_fetched = now
                 try:
                     await self._fetch()
                 except (httpx.HTTPError, WebhookVerificationError) as err:

@@ -278,3 +278,24 @@ async def test_forged_replayed_and_wrong_key_posts_change_nothing() -> None:
         "unknown_key": 1,
     }
     assert done.outputs != ["https://evil.example/x.png"]
+
+
+async def test_key_rotation_is_picked_up_from_the_key_set() -> None:
+    """The simulator rotates to a new key id: the receiver re-fetches the JWKS once and
+    verifies the new deliveries; a made-up key id right after does not re-fetch again."""
+    async with wired() as (sim, client, sink, url):
+        await edit(client, url, 0)
+        sim.configure(webhooks=replace(sim.config.webhooks, key_id="sim-ed25519-2"))
+        await edit(client, url, 1)
+        assert client.requests["poll"] == 0
+        stamp = str(int(time.time()))
+        made_up = {
+            "x-atlascloud-webhook-id": "wh_x",
+            "x-atlascloud-webhook-timestamp": stamp,
+            "x-atlascloud-webhook-key-id": "made-up",
+            "x-atlascloud-webhook-signature-ed25519": "A" * 86,
+        }
+        assert await _post(url, made_up, b"{}") == 401
+        jwks_requests = sim.ledger.requests["jwks"]
+    assert [d.prediction.done for d in sink.deliveries] == [True, True]
+    assert jwks_requests == 2
