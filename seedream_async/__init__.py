@@ -52,7 +52,14 @@ from ._polling import Completion, PollPolicy
 from ._retry import RetryPolicy
 from ._version import __version__
 from ._webhook_app import JwksKeys, StaticKeys, WebhookReceiver
-from ._webhook_delivery import Delivery, DeliveryHub, DeliverySink, MemorySink
+from ._webhook_delivery import (
+    Delivery,
+    DeliveryHub,
+    DeliveryRecorder,
+    DeliverySink,
+    MemorySink,
+    RecorderSink,
+)
 from ._webhook_verify import WebhookKey, parse_jwks, verify_webhook
 from ._webhooks import Webhooks
 
@@ -75,6 +82,7 @@ __all__ = [
     "DeadlineExceeded",
     "Delivery",
     "DeliveryHub",
+    "DeliveryRecorder",
     "DeliverySink",
     "EditItem",
     "EditRequest",
@@ -99,6 +107,7 @@ __all__ = [
     "PredictionStatus",
     "PriceModel",
     "RateLimitError",
+    "RecorderSink",
     "ResultStatus",
     "RetryPolicy",
     "SeedreamError",

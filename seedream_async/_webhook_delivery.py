@@ -23,7 +23,15 @@ from ._models import Prediction
 from ._webhook_token import WebhookTarget
 from ._webhook_verify import VerifiedWebhook
 
-__all__ = ["Delivery", "DeliveryHub", "DeliverySink", "MemorySink", "read_delivery"]
+__all__ = [
+    "Delivery",
+    "DeliveryHub",
+    "DeliveryRecorder",
+    "DeliverySink",
+    "MemorySink",
+    "RecorderSink",
+    "read_delivery",
+]
 
 _KEEP = 10_000  # deliveries kept for waiters yet to come, oldest dropped first
 
@@ -122,6 +130,54 @@ class MemorySink:
         if delivery.webhook_id not in self._ids:
             self._ids.add(delivery.webhook_id)
             self.deliveries.append(delivery)
+
+
+class DeliveryRecorder(Protocol):
+    """The journal transition a batch's sink calls: "delivery recorded" (part 2 of issue 20).
+
+    Expected of the journal, for both backends: find the attempt row ``(key, attempt)``;
+    if its state is SUBMITTING or AMBIGUOUS, make it billed-with-id (``prediction_id``), so
+    an ambiguous attempt is recovered without paying again; store the terminal result
+    (``prediction``: done or failed, outputs) and ``webhook_id``; commit before returning.
+    Idempotent: the same ``webhook_id`` again changes nothing.
+    """
+
+    async def record_delivery(
+        self,
+        *,
+        key: str,
+        attempt: int,
+        prediction_id: str,
+        webhook_id: str,
+        prediction: Prediction,
+    ) -> None:
+        """Apply the transition durably, or raise (the receiver then answers 503)."""
+        ...
+
+
+class RecorderSink:
+    """A :class:`DeliverySink` over a :class:`DeliveryRecorder` (the journal).
+
+    A delivery without a token names no attempt of ours; it is acknowledged and dropped
+    (counted in ``unmapped``), since retrying it cannot make it map.
+    """
+
+    def __init__(self, recorder: DeliveryRecorder) -> None:
+        self.recorder = recorder
+        self.unmapped = 0
+
+    async def record(self, delivery: Delivery) -> None:
+        """Hand the delivery to the journal transition."""
+        if delivery.target is None:
+            self.unmapped += 1
+            return
+        await self.recorder.record_delivery(
+            key=delivery.target.key,
+            attempt=delivery.target.attempt,
+            prediction_id=delivery.prediction_id,
+            webhook_id=delivery.webhook_id,
+            prediction=delivery.prediction,
+        )
 
 
 def _names(prediction_id: str | None, target: WebhookTarget | None) -> list[str]:

@@ -22,6 +22,7 @@ from seedream_async import (
     InvalidInput,
     MemorySink,
     PredictionFailed,
+    RecorderSink,
     Webhooks,
 )
 from seedream_async.testing import Faults, Simulator, WebhookFaults, serve
@@ -299,3 +300,33 @@ async def test_key_rotation_is_picked_up_from_the_key_set() -> None:
         jwks_requests = sim.ledger.requests["jwks"]
     assert [d.prediction.done for d in sink.deliveries] == [True, True]
     assert jwks_requests == 2
+
+
+class FakeJournal:
+    """Stands in for the journal's "delivery recorded" transition (issue 20, part 2)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], tuple[str, str, bool]] = {}
+
+    async def record_delivery(
+        self, *, key: str, attempt: int, prediction_id: str, webhook_id: str, prediction: Any
+    ) -> None:
+        self.rows.setdefault((key, attempt), (prediction_id, webhook_id, prediction.done))
+
+
+async def test_a_recorder_sink_maps_each_delivery_to_its_attempt() -> None:
+    """Through :class:`RecorderSink`, a delivery reaches the journal keyed by the attempt
+    its token names, with the prediction id, even when the submit's answer was lost."""
+    journal = FakeJournal()
+    faults = Faults(drop=1.0, processed_on_error=1.0, endpoints=frozenset({"submit"}))
+    async with wired() as (sim, client, _, _unused):
+        client.webhooks = Webhooks(client.webhooks.app.keys, sink=RecorderSink(journal))
+        async with client.webhooks.listen() as listening:
+            sim.configure(faults=faults)
+            done = await edit(client, listening.url)
+    ((key, attempt),) = journal.rows
+    assert key.startswith("edit-")
+    assert attempt == 1
+    assert journal.rows[key, attempt][0] == done.id
+    assert journal.rows[key, attempt][2] is True
+    assert sim.ledger.executions == 1
