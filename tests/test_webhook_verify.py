@@ -165,3 +165,16 @@ def test_fallback_polling_starts_late_and_spends_little() -> None:
     fallback = fallback_policy(policy)
     assert fallback.first_poll >= 4 * 8.0
     assert fallback.interval >= 8.0
+
+
+def test_the_crypto_and_listener_dependencies_load_only_when_used() -> None:
+    """``import seedream_async`` (and the simulator) work without the webhooks extra:
+    ``cryptography`` is imported only when a signature is checked or made."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, seedream_async, seedream_async.testing; "
+        "assert 'cryptography' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
