@@ -58,6 +58,7 @@ from ._exceptions import (
     SeedreamError,
     ServerError,
     TransportError,
+    WebhookVerificationError,
 )
 from ._models import (
     EditRequest,
@@ -72,6 +73,17 @@ from ._polling import Completion, PollPolicy
 from ._raw import RawResponse
 from ._retry import RetryPolicy
 from ._version import __version__
+from ._webhook_app import JwksKeys, StaticKeys, WebhookReceiver
+from ._webhook_delivery import (
+    Delivery,
+    DeliveryHub,
+    DeliveryRecorder,
+    DeliverySink,
+    MemorySink,
+    RecorderSink,
+)
+from ._webhook_verify import WebhookKey, parse_jwks, verify_webhook
+from ._webhooks import Webhooks
 
 __all__ = [
     "APIStatusError",
@@ -97,6 +109,10 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "DeadlineExceeded",
+    "Delivery",
+    "DeliveryHub",
+    "DeliveryRecorder",
+    "DeliverySink",
     "EditItem",
     "EditRequest",
     "FleetStatus",
@@ -109,10 +125,12 @@ __all__ = [
     "JournalError",
     "JournalState",
     "JournalStore",
+    "JwksKeys",
     "LoadReport",
     "LoadRow",
     "LostClaim",
     "MalformedResponse",
+    "MemorySink",
     "Metrics",
     "Observer",
     "OutputExpired",
@@ -127,6 +145,7 @@ __all__ = [
     "PriceModel",
     "RateLimitError",
     "RawResponse",
+    "RecorderSink",
     "ResultStatus",
     "RetryPolicy",
     "SQLiteJournal",
@@ -134,12 +153,19 @@ __all__ = [
     "SeedreamError",
     "ServerError",
     "Spend",
+    "StaticKeys",
     "Timings",
     "TransportError",
     "UploadedMedia",
+    "WebhookKey",
+    "WebhookReceiver",
+    "WebhookVerificationError",
+    "Webhooks",
     "WorkTally",
     "__version__",
     "drain",
     "load_items",
     "open_journal",
+    "parse_jwks",
+    "verify_webhook",
 ]

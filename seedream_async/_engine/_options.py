@@ -88,6 +88,14 @@ class BatchOptions:
             object.__setattr__(self, "completion", as_completion(self.completion))
         except ValueError as err:
             raise InvalidInput(str(err), field="completion") from None
+        if self.completion is Completion.WEBHOOK:
+            # Issue 20, part 2: the batch records deliveries in the journal. Until then,
+            # refuse rather than silently poll.
+            raise InvalidInput(
+                'completion="webhook" works with edit() for now, not yet in a batch; '
+                'use "poll" or "sync" here',
+                field="completion",
+            )
         for name in ("concurrency", "upload_concurrency", "download_concurrency"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be at least 1", field=name)
