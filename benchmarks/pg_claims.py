@@ -19,7 +19,7 @@ from pathlib import Path
 
 import anyio
 
-from seedream_async._engine._pgjournal import LoadRow, PostgresJournal
+from seedream_async import LoadRow, PostgresJournal
 
 PRICE = 0.036
 

@@ -18,12 +18,19 @@ request shares its connection pool and retry policy. ``/edit`` awaits one edit i
 request; ``/jobs`` puts the job on a queue that one background ``edit_batch`` consumes,
 with its concurrency limit, rate limiting and journal shared by all jobs. FastAPI checks
 the request bodies against the pydantic models below and answers 422 on its own.
+
+Webhook completion: set ``SEEDREAM_WEBHOOK_URL`` to the public URL that reaches this
+service's ``/atlas/webhooks/`` (for example ``https://api.example.com/atlas/webhooks/``;
+keep the final slash, a mount redirects without it, and the sender does not follow);
+``/edit`` then waits for Atlas Cloud's signed delivery instead of polling (polling stays
+as a late fallback), received by the client's receiver mounted below.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -158,13 +165,23 @@ def shared_client(request: Request) -> AsyncSeedream:
 
 Client = Annotated[AsyncSeedream, Depends(shared_client)]
 app = FastAPI(title="seedream-async service", lifespan=lifespan)
+WEBHOOK_URL = os.environ.get("SEEDREAM_WEBHOOK_URL")
+
+
+async def webhook_receiver(scope: Any, receive: Any, send: Any) -> None:
+    """Atlas Cloud's deliveries, handed to the shared client's verifying receiver."""
+    await scope["app"].state.client.webhooks.app(scope, receive, send)
+
+
+app.mount("/atlas/webhooks", webhook_receiver)
 
 
 @app.post("/edit")
 async def edit(body: EditRequest, client: Client) -> Edited:
     """Edit now: the response comes when the prediction is done."""
     try:
-        prediction = await client.edit(body.prompt, body.urls(), **body.params())
+        completion = {"completion": "webhook", "webhook_url": WEBHOOK_URL} if WEBHOOK_URL else {}
+        prediction = await client.edit(body.prompt, body.urls(), **completion, **body.params())
     except InvalidInput as err:
         raise HTTPException(422, {"error": str(err), "field": err.field}) from err
     except SeedreamError as err:

@@ -61,6 +61,9 @@ from ._upload import (
     UploadRules,
     inspect_source,
 )
+from ._webhook_app import JwksKeys
+from ._webhook_verify import JWKS_PATH
+from ._webhooks import Webhooks, submit_and_wait
 
 __all__ = ["AsyncSeedream"]
 
@@ -195,6 +198,7 @@ class AsyncSeedream(PerCallOptions):
         )
         self._task_group: anyio.abc.TaskGroup | None = None
         self._raw = RawResponses()
+        self._webhooks: Webhooks | None = None
 
     def __repr__(self) -> str:
         return f"AsyncSeedream(base_url={str(self.base_url)!r}, api_key='**********')"
@@ -233,6 +237,20 @@ class AsyncSeedream(PerCallOptions):
         """Close the HTTP client, if this client made it."""
         if self._owns_http:
             await self._http.aclose()
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """The webhook receiver for ``completion="webhook"``: mount ``webhooks.app`` or
+        start ``webhooks.listen(...)``. Created on first use, trusting the key set at
+        ``<base_url>/api/v1/webhooks/jwks.json``; assign a :class:`Webhooks` to change it."""
+        if self._webhooks is None:
+            jwks = str(self.base_url.copy_with(path=JWKS_PATH, query=None))
+            self._webhooks = Webhooks(JwksKeys(jwks, http=self._http))
+        return self._webhooks
+
+    @webhooks.setter
+    def webhooks(self, value: Webhooks) -> None:
+        self._webhooks = value
 
     # -- the one place requests are sent ------------------------------------------------
 
@@ -485,6 +503,7 @@ class AsyncSeedream(PerCallOptions):
         images: Sequence[ImageRef],
         *,
         completion: Completion | str = Completion.POLL,
+        webhook_url: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> Prediction:
@@ -495,19 +514,31 @@ class AsyncSeedream(PerCallOptions):
         Args:
             prompt: what to do.
             images: 1 to 10 reference images: URLs, paths or bytes.
-            completion: ``"poll"`` (the default) or ``"sync"``: ask the API to answer
-                when the prediction is done (see :class:`Completion`).
+            completion: ``"poll"`` (the default), ``"sync"``: ask the API to answer
+                when the prediction is done, or ``"webhook"``: have it POST the result to
+                ``webhook_url``, received by :attr:`webhooks` (see :class:`Completion`).
+            webhook_url: the public URL that reaches :attr:`webhooks` (webhook only).
             extra_headers: headers added to its API requests (uploads, submit, polls).
             **params: ``size``, ``max_images``, ``seed``, ``enable_base64_output`` ...
         """
         if extra_headers:
             clone = self._per_call(extra_headers)
-            return await clone.edit(prompt, images, completion=completion, **params)
-        if as_completion(completion) is Completion.SYNC:
+            return await clone.edit(
+                prompt, images, completion=completion, webhook_url=webhook_url, **params
+            )
+        mode = as_completion(completion)
+        if mode is Completion.SYNC:
             params["enable_sync_mode"] = True
+        if (mode is Completion.WEBHOOK) != (webhook_url is not None):
+            raise InvalidInput(
+                'completion="webhook" and webhook_url=... go together', field="webhook_url"
+            )
         check_params(prompt=prompt, images=images, **params)
         urls = await self.upload_images(images)
-        prediction = await self.submit(build_request(prompt=prompt, images=urls, **params))
+        request = build_request(prompt=prompt, images=urls, **params)
+        if webhook_url is not None:
+            return await submit_and_wait(self, self.webhooks, request, webhook_url)
+        prediction = await self.submit(request)
         if prediction.terminal:  # sync mode, or a very fast model
             if prediction.failed:
                 raise PredictionFailed(prediction.id, prediction.error)

@@ -127,27 +127,10 @@ class Endpoint:
         """
         prefix = "" if from_origin else self._base_url.path.rstrip("/")
         url = self._base_url.copy_with(path=prefix + path)
-        timeout = self.timeout or self._http.timeout
-        if read_timeout is not None and timeout.read is not None:
-            timeout = httpx.Timeout(
-                connect=timeout.connect,
-                read=max(timeout.read, read_timeout),
-                write=timeout.write,
-                pool=timeout.pool,
-            )
-
-        deadline = self.deadline
-        if read_timeout is not None and deadline is not None:
-            deadline = max(deadline, read_timeout)
+        timeout, deadline = self._timing(read_timeout)
 
         async def attempt() -> httpx.Response:
-            # httpx.Headers, not a dict: its repr masks Authorization, so a traceback
-            # that records local variables (Sentry and the like) never shows the key.
-            headers = httpx.Headers(
-                {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
-            )
-            headers.update(self.headers)
-            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            headers = self._headers()
             content = None
             if upload is not None:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
@@ -157,17 +140,7 @@ class Endpoint:
             )
             async with bounded(request, deadline):
                 response = await self._exchange(request, what, max_bytes or self.max_bytes)
-            if not response.is_success:
-                raise status_error(response, what=what, secrets=(self._key.reveal(),))
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            error = envelope_error(body, what=what, secrets=(self._key.reveal(),))
-            if error is not None:
-                raise error
-            logger.debug("%s: HTTP %d", what, response.status_code)
-            return response
+            return self._checked(response, what)
 
         return await self._driver.call(
             attempt,
@@ -180,6 +153,45 @@ class Endpoint:
             on_refused=on_refused,
             keep_trying_for=keep_trying_for,
         )
+
+    def _timing(self, read_timeout: float | None) -> tuple[httpx.Timeout, float | None]:
+        """The request's timeout and overall deadline, lengthened to ``read_timeout``."""
+        timeout = self.timeout or self._http.timeout
+        if read_timeout is not None and timeout.read is not None:
+            timeout = httpx.Timeout(
+                connect=timeout.connect,
+                read=max(timeout.read, read_timeout),
+                write=timeout.write,
+                pool=timeout.pool,
+            )
+        deadline = self.deadline
+        if read_timeout is not None and deadline is not None:
+            deadline = max(deadline, read_timeout)
+        return timeout, deadline
+
+    def _headers(self) -> httpx.Headers:
+        # httpx.Headers, not a dict: its repr masks Authorization, so a traceback that
+        # records local variables (Sentry and the like) never shows the key.
+        headers = httpx.Headers(
+            {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
+        )
+        headers.update(self.headers)
+        headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        return headers
+
+    def _checked(self, response: httpx.Response, what: str) -> httpx.Response:
+        """``response`` if it succeeded, in its status and in its envelope; else its error."""
+        if not response.is_success:
+            raise status_error(response, what=what, secrets=(self._key.reveal(),))
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        error = envelope_error(body, what=what, secrets=(self._key.reveal(),))
+        if error is not None:
+            raise error
+        logger.debug("%s: HTTP %d", what, response.status_code)
+        return response
 
     async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
         """Send ``request``, following only same-origin redirects, and read the answer."""

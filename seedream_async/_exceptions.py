@@ -23,7 +23,9 @@ Our exception hierarchy::
     ├── OutputExpired             - an output URL expired before it was downloaded
     ├── OutputInvalid             - an output is not a whole image of an expected type
     ├── BudgetExceeded            - the batch's budget stopped this item's submit
-    └── JournalError              - the batch journal is unreadable or belongs elsewhere
+    ├── JournalError              - the batch journal is unreadable or belongs elsewhere
+    └── WebhookVerificationError  - a webhook delivery is forged, replayed, stale, signed
+                                    by an unknown key, or malformed; it changes nothing
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ __all__ = [
     "SeedreamError",
     "ServerError",
     "TransportError",
+    "WebhookVerificationError",
     "scrub",
     "status_error_class",
 ]
@@ -286,3 +289,17 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
         if len(secret) >= 4:
             text = text.replace(secret, _REDACTED)
     return _BEARER.sub(lambda match: f"{match[1]} {_REDACTED}", text)
+
+
+class WebhookVerificationError(SeedreamError):
+    """A webhook delivery failed verification and must change nothing.
+
+    Args:
+        message: what is wrong, for a log line; never the body or a key.
+        reason: a stable machine name: ``missing_header``, ``malformed``, ``stale``,
+            ``unknown_key``, ``bad_signature``, ``bad_token`` or ``no_keys``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -41,6 +41,12 @@ class Completion(StrEnum):
     connection lost meanwhile leaves a billed item ambiguous (its id never came back, so
     it can be neither fetched nor, safely, sent again). If the API answers before the
     prediction is done anyway, the client falls back to polling."""
+    WEBHOOK = "webhook"
+    """Submit with a ``webhook_url`` (one per attempt, carrying a signed token): Atlas
+    Cloud POSTs the result when the prediction is done, to a receiver you run
+    (``client.webhooks``). No polls in the common case; polling stays as a late, thrifty
+    fallback, so a lost delivery costs time, not the item; and a delivery still arrives
+    when the submit's answer was lost."""
 
 
 def as_completion(value: Completion | str) -> Completion:

@@ -16,9 +16,9 @@ import pytest
 from _helpers import simulated
 
 from seedream_async import EditItem, ResultStatus
-from seedream_async._engine import _stages
+from seedream_async._engine import _pipeline
 from seedream_async._engine._names import NameRegistry, output_stem
-from seedream_async._engine._uploads import UploadCache
+from seedream_async._engine._upload_cache import UploadCache
 from seedream_async.testing import make_png
 
 pytestmark = pytest.mark.anyio
@@ -61,8 +61,8 @@ async def test_a_streamed_batch_keeps_every_structure_bounded(
     results stream and after the batch, no structure holds more than its cap; a duplicate
     key and a case twin late in the stream (after the spill) are still refused."""
     cap = 20
-    monkeypatch.setattr(_stages, "NameRegistry", functools.partial(NameRegistry, memory_cap=cap))
-    monkeypatch.setattr(_stages, "UploadCache", functools.partial(UploadCache, max_entries=cap))
+    monkeypatch.setattr(_pipeline, "NameRegistry", functools.partial(NameRegistry, memory_cap=cap))
+    monkeypatch.setattr(_pipeline, "UploadCache", functools.partial(UploadCache, max_entries=cap))
     total = 300
 
     def items() -> Iterator[EditItem]:

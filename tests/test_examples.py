@@ -146,3 +146,29 @@ async def test_service_progress(monkeypatch: pytest.MonkeyPatch) -> None:
                 assert all(a != b for a, b in itertools.pairwise(events))  # one per change
                 last = sse_events((await http.get("/progress/stream?max_events=1")).text)
                 assert last == [now]
+
+
+async def test_service_with_webhook_completion(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fastapi_service.py with SEEDREAM_WEBHOOK_URL: the simulator's signed delivery reaches
+    the mounted receiver over a real socket and is recorded; the edit is paid once."""
+    from seedream_async._webhook_listen import serve_webhooks
+
+    module = load("fastapi_service", monkeypatch)
+    body = {"prompt": "On marble", "images": ["https://example.com/shoe.png"]}
+    async with serve(time_scale=0.001) as sim:
+        monkeypatch.setenv("ATLASCLOUD_API_KEY", sim.api_key or "")
+        monkeypatch.setenv("ATLASCLOUD_BASE_URL", sim.base_url)
+        app = module.app
+        async with app.router.lifespan_context(app), serve_webhooks(app) as listening:
+            monkeypatch.setattr(module, "WEBHOOK_URL", f"{listening.url}atlas/webhooks/")
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                edited = await http.post("/edit", json=body)
+            assert edited.status_code == 200, edited.text
+            with anyio.fail_after(10):
+                while not sim.webhooks.attempts:  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            assert [a.status for a in sim.webhooks.attempts] == [200]
+            sink = app.state.client.webhooks.sink
+            assert [d.prediction_id for d in sink.deliveries] == [edited.json()["id"]]
+        assert sim.ledger.executions == 1

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from seedream_async.cli import main
@@ -52,16 +55,39 @@ def test_a_journal_must_be_a_postgres_dsn(
     assert "PostgreSQL DSN" in capsys.readouterr().err
 
 
-def test_run_refuses_a_postgres_dsn_and_names_the_fleet_commands(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_run_shares_a_postgres_journal_and_resumes_from_it(
+    postgres_dsn: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """run with a DSN as its journal is a usage error pointing at load and work, not a file
-    named after the DSN (nothing is created, nothing sent)."""
-    path = manifest(tmp_path, 2)
+    """run with a DSN as its journal runs on that journal (no file named after the DSN):
+    a second run of the same manifest is answered from it, nothing paid twice."""
+    path = manifest(tmp_path, 3)
     out = tmp_path / "out"
-    code = main(["run", str(path), "--out", str(out), "--journal", "postgresql://db/catalog"])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "seedream-async load" in err
-    assert "seedream-async work" in err
-    assert not out.exists()
+    command = [sys.executable, "-m", "seedream_async.testing", "--port", "0"]
+    command += ["--time-scale", "0.001", "--output-size", "8x8"]
+    simulator = subprocess.Popen(command, stdout=subprocess.PIPE)
+    try:
+        assert simulator.stdout is not None
+        words = simulator.stdout.readline().decode().split()
+        monkeypatch.setenv("ATLASCLOUD_API_KEY", words[7])
+        run = ["run", str(path), "--out", str(out), "--journal", postgres_dsn]
+        run += ["--base-url", words[3], "--first-poll", "0.01", "--poll-interval", "0.01"]
+        assert main(run) == 0
+        assert main(run) == 0
+        with httpx.Client() as http:
+            ledger = http.get(
+                f"{words[3]}/_sim/ledger", headers={"Authorization": f"Bearer {words[7]}"}
+            ).json()
+    finally:
+        simulator.kill()
+        simulator.wait()
+        assert simulator.stdout is not None
+        simulator.stdout.close()
+    assert ledger["executions"] == 3
+    capsys.readouterr()
+    assert main(["status", "--journal", postgres_dsn, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["delivered"] == 3
+    assert len((out / "report.jsonl").read_text().splitlines()) == 3
+    assert not any("postgres" in p.name for p in out.iterdir())

@@ -16,9 +16,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from seedream_async._engine._journal import Journal, JournalEntry, JournalState
-from seedream_async._engine._sqlite import new_owner
-from seedream_async._engine._store import Claim
+from seedream_async._engine._journal import Journal, JournalEntry
+from seedream_async._engine._owners import new_owner
+from seedream_async._engine._store import Claim, JournalState
 from seedream_async._exceptions import JournalError
 
 pytestmark = pytest.mark.anyio
@@ -89,7 +89,7 @@ async def test_intent_survives_kill_9(tmp_path: Path) -> None:
         f"""
         import os, signal, anyio
         from seedream_async._engine._journal import Journal
-        from seedream_async._engine._sqlite import new_owner
+        from seedream_async._engine._owners import new_owner
         from seedream_async._engine._store import Claim
 
         async def main():

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from rich.console import Console
 
-from seedream_async import DEFAULT_MODEL, PollPolicy
+from seedream_async import DEFAULT_MODEL, BatchOptions, PollPolicy
 from seedream_async.cli import _parser, main
 from seedream_async.cli._keys import keys_from_args, read_keys
 from seedream_async.cli._review import REVIEW_NAME, review_data, write_review
@@ -65,10 +65,12 @@ async def _run(tmp: Path) -> Path:
                 out=tmp / "out",
                 api_key=sim.api_key or "key",
                 base_url=sim.base_url,
-                concurrency=1,
-                budget=5 * PRICE,
-                # Polls paced for the simulator's 1/1000 time, not a real 8 s edit.
-                poll=PollPolicy().scaled(0.001),
+                batch=BatchOptions(
+                    concurrency=1,
+                    budget=5 * PRICE,
+                    # Polls paced for the simulator's 1/1000 time, not a real 8 s edit.
+                    poll=PollPolicy().scaled(0.001),
+                ),
             )
             await run_manifest(options, console=quiet, errors=quiet)
     finally:

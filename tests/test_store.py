@@ -12,7 +12,8 @@ import pytest
 
 from seedream_async import JournalError
 from seedream_async._engine._names import output_stem
-from seedream_async._engine._sqlite import SCHEMA_VERSION, SQLiteJournal, new_owner
+from seedream_async._engine._owners import new_owner
+from seedream_async._engine._sqlite import SCHEMA_VERSION, SQLiteJournal
 from seedream_async._engine._store import (
     Claim,
     ClaimStatus,

@@ -8,12 +8,15 @@ import anyio
 import pytest
 from _helpers import simulated
 
-from seedream_async import EditItem
-from seedream_async._engine._items import ResultStatus
-from seedream_async._engine._pgjournal import PostgresJournal
-from seedream_async._engine._store import JournalState
+from seedream_async import (
+    EditItem,
+    JournalState,
+    PostgresJournal,
+    ResultStatus,
+    drain,
+    load_items,
+)
 from seedream_async._models import build_request
-from seedream_async.cli._work import drain, load_items
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio

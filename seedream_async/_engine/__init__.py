@@ -1,40 +1,81 @@
 """The batch engine: items in, results out, written against :class:`EngineAPI` only.
 
-Modules, in the order a batch's data flows through them: ``_items`` (what goes in and
-comes out), ``_names`` (output file names), ``_store`` (the journal interface: what was
-billed, what was delivered, claims), ``_sqlite`` and ``_journal`` (the SQLite journal),
-``_identity`` (an image is its content), ``_deliver`` (saved and verified outputs),
-``_uploads`` (each image once), ``_scheduler`` (one poller), ``_budget``, ``_tracking``
-(live counters), ``_resume`` (what the journal says to do), ``_options``, ``_claims``
-(this run's leases), ``_stop`` (a stop that keeps what it paid for), ``_submit``
-(submits under the limits), ``_stages`` (the engine), ``_run`` (the iterable run).
+Modules, in the order a batch's data flows through them:
+
+- what goes in and out: ``_items``, ``_options`` (``BatchOptions``), ``_names`` (output
+  file names), ``_identity`` (an image is its content);
+- the journal: ``_store`` (the interface), ``_rules`` (its state rules, once),
+  ``_sqljournal`` (every call as SQL, once), ``_sqlite`` and ``_pgjournal`` (the two
+  backends: connecting and schema only), ``_journal`` (``open_journal``), ``_owners``
+  (run ids);
+- a run's parts: ``_upload_cache`` (each image once), ``_scheduler`` (one poller),
+  ``_budget``, ``_tracking`` (live counters), ``_resume`` (what the journal says to do),
+  ``_claims`` (this run's leases), ``_stop`` (a stop that keeps what it paid for),
+  ``_submit`` (submits under the limits), ``_delivery`` (saved and verified outputs);
+- the whole: ``_pipeline`` (``Engine``: each item through the stages), ``_batch_run``
+  (``BatchRun``, the run you iterate), ``_worker`` (a fleet's worker: ``drain``).
 """
 
 from __future__ import annotations
 
 from ._api import EngineAPI, PollAPI, RefusedHook
+from ._batch_run import BatchRun
 from ._items import BatchProgress, BatchResult, EditItem, Job, ResultStatus, Stage, Timings
-from ._journal import Journal, JournalEntry, JournalState, JournalStore
-from ._options import BatchOptions, BatchOptionsDict, Items
-from ._run import BatchRun
+from ._journal import Journal, JournalEntry, open_journal
+from ._options import BatchOptions, BatchOptionsDict, Items, WorkOptionsDict
+from ._pgjournal import ClaimedItem, FleetStatus, LoadReport, LoadRow, PostgresJournal
+from ._sqlite import SQLiteJournal
+from ._store import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    ClaimStatus,
+    ItemRecord,
+    JournalState,
+    JournalStore,
+    LostClaim,
+    Page,
+    Spend,
+)
+from ._worker import BatchClient, WorkTally, drain, load_items
 
 __all__ = [
+    "Attempt",
+    "BatchClient",
     "BatchOptions",
     "BatchOptionsDict",
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "Claim",
+    "ClaimOutcome",
+    "ClaimStatus",
+    "ClaimedItem",
     "EditItem",
     "EngineAPI",
+    "FleetStatus",
+    "ItemRecord",
     "Items",
     "Job",
     "Journal",
     "JournalEntry",
     "JournalState",
     "JournalStore",
+    "LoadReport",
+    "LoadRow",
+    "LostClaim",
+    "Page",
     "PollAPI",
+    "PostgresJournal",
     "RefusedHook",
     "ResultStatus",
+    "SQLiteJournal",
+    "Spend",
     "Stage",
     "Timings",
+    "WorkOptionsDict",
+    "WorkTally",
+    "drain",
+    "load_items",
+    "open_journal",
 ]

@@ -17,14 +17,12 @@ import anyio
 
 from .._exceptions import InvalidInput, JournalError, SeedreamError
 from .._models import Prediction
+from ._owners import DEFAULT_LEASE
 from ._store import Claim, ClaimStatus, ItemRecord, JournalStore
 
 __all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
 
 logger = logging.getLogger("seedream_async")
-
-DEFAULT_LEASE = 30.0
-"""Seconds a claim lasts without renewal; the heartbeat renews it every third of that."""
 
 
 class Busy(Exception):

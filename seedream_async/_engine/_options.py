@@ -5,15 +5,16 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypedDict
+from dataclasses import dataclass, fields
+from typing import Any, TypedDict, cast
 
 from .._exceptions import InvalidInput
 from .._polling import Completion, PollPolicy, as_completion
 from ._items import EditItem, ProgressCallback
+from ._owners import DEFAULT_LEASE
 from ._store import JournalStore
 
-__all__ = ["BatchOptions", "BatchOptionsDict", "Items"]
+__all__ = ["BatchOptions", "BatchOptionsDict", "Items", "WorkOptionsDict", "as_kwargs"]
 
 Items = Iterable[EditItem | Mapping[str, Any]] | AsyncIterable[EditItem | Mapping[str, Any]]
 """What a batch takes: any iterable or async iterable of items (a generator is fine)."""
@@ -56,6 +57,12 @@ class BatchOptions:
             answer (no polls), falling back to polling when the answer is not final. A
             connection lost during that wait leaves the item ambiguous (billed, never
             sent again); see :class:`Completion`.
+        owner: this run's id on the journal, named by its claims and attempts; a fresh
+            ``host:pid:random`` one when None. A fleet worker (:func:`drain`) passes its
+            own, so the items it claimed from the journal are this run's.
+        lease: seconds a claim on a journal item lasts without renewal (the run renews its
+            claims every third of it while it lives): a stopped run's items wait this long
+            before another run takes them over.
     """
 
     concurrency: int = 64
@@ -64,7 +71,6 @@ class BatchOptions:
     rate: float | None = None
     poll_rate: float | None = 50.0
     out_dir: str | os.PathLike[str] | None = None
-    journal: str | os.PathLike[str] | JournalStore | None = None
     budget: float | None = None
     run_budget: float | None = None
     resubmit_ambiguous: bool = False
@@ -73,12 +79,23 @@ class BatchOptions:
     on_progress: ProgressCallback | None = None
     poll: PollPolicy | None = None
     completion: Completion | str = Completion.POLL
+    owner: str | None = None
+    lease: float = DEFAULT_LEASE
+    journal: str | os.PathLike[str] | JournalStore | None = None  # last, as in the dicts
 
     def __post_init__(self) -> None:
         try:
             object.__setattr__(self, "completion", as_completion(self.completion))
         except ValueError as err:
             raise InvalidInput(str(err), field="completion") from None
+        if self.completion is Completion.WEBHOOK:
+            # Issue 20, part 2: the batch records deliveries in the journal. Until then,
+            # refuse rather than silently poll.
+            raise InvalidInput(
+                'completion="webhook" works with edit() for now, not yet in a batch; '
+                'use "poll" or "sync" here',
+                field="completion",
+            )
         for name in ("concurrency", "upload_concurrency", "download_concurrency"):
             if getattr(self, name) < 1:
                 raise InvalidInput(f"{name} must be at least 1", field=name)
@@ -88,14 +105,20 @@ class BatchOptions:
                 raise InvalidInput(f"{name} must be a positive number or None", field=name)
         if not (self.stop_grace >= 0 and math.isfinite(self.stop_grace)):
             raise InvalidInput("stop_grace must be 0 or more seconds", field="stop_grace")
+        if not (self.lease > 0 and math.isfinite(self.lease)):
+            raise InvalidInput("lease must be a positive number of seconds", field="lease")
+        if self.owner is not None and not self.owner.strip():
+            raise InvalidInput("owner must be a non-empty id, or None", field="owner")
 
 
-class BatchOptionsDict(TypedDict, total=False):
-    """The keyword arguments of ``edit_batch``; see :class:`BatchOptions`.
+def as_kwargs(options: BatchOptions) -> BatchOptionsDict:
+    """``options`` as ``edit_batch`` keyword arguments (the fields, unchanged)."""
+    return cast(BatchOptionsDict, {f.name: getattr(options, f.name) for f in fields(options)})
 
-    A TypedDict can't be derived from a dataclass for type checkers, so it repeats the
-    fields; ``tests/test_engine_layout.py`` checks that the two never drift apart.
-    """
+
+class WorkOptionsDict(TypedDict, total=False):
+    """The keyword arguments of a fleet worker's :func:`~seedream_async.drain`: every field
+    of :class:`BatchOptions` but ``journal`` (the worker's journal is its own argument)."""
 
     concurrency: int
     upload_concurrency: int
@@ -103,7 +126,6 @@ class BatchOptionsDict(TypedDict, total=False):
     rate: float | None
     poll_rate: float | None
     out_dir: str | os.PathLike[str] | None
-    journal: str | os.PathLike[str] | JournalStore | None
     budget: float | None
     run_budget: float | None
     resubmit_ambiguous: bool
@@ -112,3 +134,15 @@ class BatchOptionsDict(TypedDict, total=False):
     on_progress: ProgressCallback | None
     poll: PollPolicy | None
     completion: Completion | str
+    owner: str | None
+    lease: float
+
+
+class BatchOptionsDict(WorkOptionsDict, total=False):
+    """The keyword arguments of ``edit_batch``; see :class:`BatchOptions`.
+
+    A TypedDict can't be derived from a dataclass for type checkers, so it repeats the
+    fields; ``tests/test_layout.py`` checks that the two never drift apart.
+    """
+
+    journal: str | os.PathLike[str] | JournalStore | None

@@ -32,31 +32,28 @@ put in an error message.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
 from .._exceptions import JournalError
-from ._store import (
-    Attempt,
-    Claim,
-    ClaimOutcome,
-    ClaimStatus,
-    ItemRecord,
-    JournalState,
-    LostClaim,
-    Page,
-    Spend,
-    attempt_from_row,
-    record_from_row,
+from ._names import fold
+from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
+from ._rules import (
+    DRAINABLE_STATES,
+    SUPERSEDED_MID_SUBMIT,
+    ClaimRow,
+    left_mid_submit,
+    stopped_mid_submit,
 )
+from ._sqljournal import SQLJournal
+from ._sqltx import ITEM_COLUMNS, Dialect, JournalTx, record_from_row
+from ._store import ItemRecord, JournalState
 
 if TYPE_CHECKING:
-    import psycopg
     from psycopg_pool import ConnectionPool
 
 __all__ = [
@@ -72,91 +69,17 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 1
-_LOCK_ID = 0x53444A31  # pg_advisory_xact_lock id while creating or checking the schema
-_EPSILON = 1e-9  # float sums of prices: a budget of 10 x $0.036 must fit 10 submits
-
-DRAINABLE_STATES = frozenset(
-    {JournalState.PENDING, JournalState.INTENT, JournalState.SUBMITTED, JournalState.DONE}
-)
-"""States a worker still has something to do for (claim_next picks them): run, mark
-ambiguous (INTENT left by a dead worker), or fetch by id and deliver."""
-_LIVE = tuple(sorted(DRAINABLE_STATES))
-_RESERVABLE = frozenset(
-    {
-        JournalState.PENDING,
-        JournalState.NOT_SUBMITTED,
-        JournalState.API_FAILED,
-        JournalState.AMBIGUOUS,
-    }
-)
-
-_SCHEMA = """
-CREATE TABLE seedream_meta (name text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE seedream_items (
-    seq bigserial PRIMARY KEY,
-    key text NOT NULL UNIQUE,
-    fingerprint text NOT NULL,
-    name text NOT NULL,
-    name_folded text NOT NULL UNIQUE,
-    state text NOT NULL,
-    item text,
-    request text,
-    prediction_id text,
-    outputs text NOT NULL DEFAULT '[]',
-    files text NOT NULL DEFAULT '[]',
-    error text,
-    error_type text,
-    cost double precision NOT NULL DEFAULT 0,
-    predict_time double precision,
-    attempts integer NOT NULL DEFAULT 0,
-    owner text,
-    lease_expires double precision,
-    reserved double precision NOT NULL DEFAULT 0,
-    updated_at double precision NOT NULL
-);
-CREATE INDEX seedream_items_free ON seedream_items (seq)
-    WHERE owner IS NULL AND state IN ('pending', 'intent', 'submitted', 'done');
-CREATE INDEX seedream_items_held ON seedream_items (lease_expires)
-    WHERE owner IS NOT NULL AND state IN ('pending', 'intent', 'submitted', 'done');
-CREATE INDEX seedream_items_owner ON seedream_items (owner) WHERE owner IS NOT NULL;
-CREATE TABLE seedream_attempts (
-    id bigserial PRIMARY KEY,
-    key text NOT NULL,
-    number integer NOT NULL,
-    fingerprint text NOT NULL,
-    owner text NOT NULL,
-    state text NOT NULL,
-    prediction_id text,
-    cost double precision NOT NULL DEFAULT 0,
-    error text,
-    started_at double precision NOT NULL,
-    ended_at double precision NOT NULL,
-    UNIQUE (key, number)
-);
-CREATE TABLE seedream_spend (
-    id integer PRIMARY KEY CHECK (id = 1),
-    billed double precision NOT NULL DEFAULT 0,
-    reserved double precision NOT NULL DEFAULT 0
-);
-INSERT INTO seedream_spend (id) VALUES (1);
-"""
-_COLUMNS = (
-    "key, seq, fingerprint, name, state, request, prediction_id, outputs, files, error, "
-    "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at"
+_DIALECT = Dialect(
+    items="seedream_items",
+    attempts="seedream_attempts",
+    totals="seedream_spend",
+    fold="name_folded",
+    param="%s",
+    lock=" FOR UPDATE",
 )
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+_LIVE = "(" + ", ".join(f"'{state}'" for state in sorted(DRAINABLE_STATES)) + ")"
 _NOT_NOTED = "AND NOT (state IN ('submitted', 'done') AND error IS NOT NULL)"
-
-
-def is_postgres_dsn(value: object) -> TypeGuard[str]:
-    """Whether ``value`` names a PostgreSQL journal (``postgresql://`` or ``postgres://``)."""
-    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,106 +149,12 @@ class FleetStatus:
     noted: int = 0
 
 
-class _Tx:
-    """One transaction's cursor plus the store-clock time it started at."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self.conn = conn
-        row = conn.execute(_NOW).fetchone()
-        assert row is not None
-        self.now: float = row[0]
-
-    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        return self.conn.execute(sql, params).fetchone()
-
-    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return self.conn.execute(sql, params).rowcount
-
-    # -- shared steps ---------------------------------------------------------------------
-
-    def owned(self, owner: str, key: str, *, live: bool = False) -> tuple[Any, ...]:
-        """Lock ``key``'s row and check ``owner`` holds it (and, with ``live``, that the
-        lease has not run out); return (state, reserved, attempts, fingerprint)."""
-        row = self.one(
-            "SELECT owner, lease_expires, state, reserved, attempts, fingerprint "
-            "FROM seedream_items WHERE key = %s FOR UPDATE",
-            (key,),
-        )
-        if row is None:
-            raise JournalError(f"item {key!r} is not in the journal; claim it first")
-        holder, expires, *rest = row
-        if holder != owner or (live and (expires is None or expires <= self.now)):
-            raise LostClaim(key, owner, holder)
-        return tuple(rest)
-
-    def close_attempt(self, key: str, number: int, state: JournalState, **fields: Any) -> None:
-        sets = ", ".join(f"{name} = %s" for name in fields)
-        self.run(
-            f"UPDATE seedream_attempts SET state = %s, ended_at = %s{', ' if sets else ''}{sets} "
-            "WHERE key = %s AND number = %s",
-            (state, self.now, *fields.values(), key, number),
-        )
-
-    def settle(self, reserved: float, billed: float) -> None:
-        """Drop an item's reservation from the journal total and add what it billed."""
-        if reserved or billed:
-            self.run(
-                "UPDATE seedream_spend SET reserved = GREATEST(reserved - %s, 0), "
-                "billed = billed + %s WHERE id = 1",
-                (reserved, billed),
-            )
-
-    def name_holder(self, key: str, name: str) -> str | None:
-        row = self.one(
-            "SELECT key FROM seedream_items WHERE name_folded = %s AND key <> %s",
-            (name.casefold(), key),
-        )
-        return None if row is None else str(row[0])
-
-    def to_ambiguous(self, key: str, error: str) -> None:
-        """INTENT -> AMBIGUOUS for a run that stopped mid-submit: its reservation counts as
-        billed, to be safe, and the item is never sent again on its own."""
-        row = self.one("SELECT attempts, reserved FROM seedream_items WHERE key = %s", (key,))
-        assert row is not None
-        number, reserved = int(row[0]), float(row[1])
-        self.close_attempt(key, number, JournalState.AMBIGUOUS, cost=reserved, error=error)
-        self.settle(reserved, reserved)
-        self.run(
-            "UPDATE seedream_items SET state = 'ambiguous', cost = cost + reserved, "
-            "reserved = 0, error = %s, error_type = 'AmbiguousSubmission', updated_at = %s "
-            "WHERE key = %s",
-            (error, self.now, key),
-        )
-
-    def new_job(self, key: str, fingerprint: str, name: str, state: str) -> None:
-        """The row's fingerprint changed: the same key is a new job from PENDING. Its paid
-        attempts stay in seedream_attempts; one caught on the wire counts as ambiguous."""
-        if state == JournalState.INTENT:
-            self.to_ambiguous(key, "superseded by a changed item while its submit was out")
-        self.run(
-            "UPDATE seedream_items SET fingerprint = %s, name = %s, name_folded = %s, "
-            "state = 'pending', request = NULL, prediction_id = NULL, outputs = '[]', "
-            "files = '[]', error = NULL, error_type = NULL, predict_time = NULL, "
-            "reserved = 0, updated_at = %s WHERE key = %s",
-            (fingerprint, name, name.casefold(), self.now, key),
-        )
-
-
-def _stopped_mid_submit(holder: str) -> str:
-    return (
-        f"the run {holder} stopped between this item's submit and its answer; it may have "
-        "been billed, so it is not sent again (resubmit_ambiguous pays for it again)"
-    )
-
-
-class PostgresJournal:
+class PostgresJournal(SQLJournal):
     """A journal on a PostgreSQL server, shared by any number of workers.
 
     Open with ``async with await PostgresJournal.open("postgresql://...") as journal``.
-    Implements :class:`~._store.JournalStore`.
+    Implements :class:`~._store.JournalStore` (the statements are in ``_sqljournal.py``),
+    plus a fleet's calls: :meth:`load`, :meth:`claim_next` and :meth:`fleet`.
     """
 
     def __init__(self, pool: ConnectionPool[Any], dsn: str, pool_size: int) -> None:
@@ -376,7 +205,7 @@ class PostgresJournal:
             try:
                 pool.open(wait=True, timeout=connect_timeout)
                 with pool.connection() as conn, conn.transaction():
-                    _ensure_schema(conn, redact_dsn(dsn))
+                    ensure_schema(conn, redact_dsn(dsn))
             except BaseException:
                 pool.close()
                 raise
@@ -399,52 +228,32 @@ class PostgresJournal:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pool.close)
 
-    async def __aenter__(self) -> PostgresJournal:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def _tx(
-        self, fn: Callable[[_Tx], _T], *, limiter: anyio.CapacityLimiter | None = None
-    ) -> _T:
-        """Run ``fn`` in one transaction in a worker thread; retry a deadlock."""
+    def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
+        """One transaction on a pooled connection, on the server's clock; a deadlock or a
+        serialization failure is tried again (up to five times)."""
         import psycopg.errors
 
-        def call() -> _T:
-            if self._pool is None:
-                raise JournalError(f"the journal {self._dsn} is closed")
-            for attempt in range(5):
-                try:
-                    with self._pool.connection() as conn, conn.transaction():
-                        return fn(_Tx(conn))
-                except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                    if attempt == 4:
-                        raise
-            raise AssertionError("unreachable")
+        if self._pool is None:
+            raise JournalError(f"the journal {self._dsn} is closed")
+        for attempt in range(5):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    row = conn.execute(_NOW).fetchone()
+                    assert row is not None
+                    return fn(JournalTx(conn, _DIALECT, float(row[0])))
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
-        try:
-            return await anyio.to_thread.run_sync(call, limiter=limiter or self._limiter)
-        except JournalError:
-            raise
-        except psycopg.Error as err:
-            raise JournalError(f"journal {self._dsn}: {_reason(err)}") from err
+    def _failure(self, err: Exception) -> JournalError | None:
+        import psycopg
 
-    # -- claims ---------------------------------------------------------------------------
+        if isinstance(err, psycopg.Error):
+            return JournalError(f"journal {self._dsn}: {_reason(err)}")
+        return None
 
-    async def claim(
-        self, owner: str, claims: Sequence[Claim], *, lease: float
-    ) -> list[ClaimOutcome]:
-        """See :meth:`JournalStore.claim`."""
-
-        def claim(tx: _Tx) -> list[ClaimOutcome]:
-            outcomes: dict[int, ClaimOutcome] = {}
-            # Lock rows in key order: two runs claiming overlapping batches never deadlock.
-            for index, wanted in sorted(enumerate(claims), key=lambda pair: pair[1].key):
-                outcomes[index] = _claim_one(tx, owner, wanted, lease)
-            return [outcomes[index] for index in range(len(claims))]
-
-        return await self._tx(claim)
+    # -- a fleet --------------------------------------------------------------------------
 
     async def claim_next(
         self, owner: str, *, limit: int, lease: float, retry_noted: bool = False
@@ -460,274 +269,33 @@ class PostgresJournal:
         """
         noted = "" if retry_noted else _NOT_NOTED
 
-        def pick(tx: _Tx, which: str, limit: int) -> list[tuple[Any, ...]]:
+        def pick(tx: JournalTx, which: str, limit: int) -> list[tuple[Any, ...]]:
             return tx.all(
                 f"""
                 WITH picked AS (
-                    SELECT key, owner AS previous FROM seedream_items
-                    WHERE state IN {_sql_list(_LIVE)} AND item IS NOT NULL {noted} AND {which}
-                    ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED)
-                UPDATE seedream_items AS i SET owner = %s, lease_expires = %s
+                    SELECT key, owner AS previous FROM {{items}}
+                    WHERE state IN {_LIVE} AND item IS NOT NULL {noted} AND {which}
+                    ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
+                UPDATE {{items}} AS i SET owner = ?, lease_expires = ?
                 FROM picked WHERE i.key = picked.key
-                RETURNING {", ".join(f"i.{c}" for c in _COLUMNS.split(", "))},
-                    i.item, picked.previous
+                RETURNING i.key, picked.previous
                 """,
                 (tx.now, limit, owner, tx.now + lease),
             )
 
-        def claim_next(tx: _Tx) -> list[ClaimedItem]:
+        def claim_next(tx: JournalTx) -> list[ClaimedItem]:
             # Two index scans rather than one with an OR: expired leases first (a dead
             # worker's items, maybe billed, are the oldest work), then rows nobody holds.
             # Rows held by live workers are never scanned, however many are in flight.
-            rows = pick(tx, "owner IS NOT NULL AND lease_expires <= %s", limit)
+            rows = pick(tx, "owner IS NOT NULL AND lease_expires <= ?", limit)
             if len(rows) < limit:
-                rows += pick(tx, "owner IS NULL AND %s IS NOT NULL", limit - len(rows))
-            for index, row in enumerate(rows):
-                previous = row[18]
-                if row[4] == JournalState.INTENT and previous not in (None, owner):
-                    tx.to_ambiguous(row[0], _stopped_mid_submit(previous))
-                    fresh = tx.one(
-                        f"SELECT {_COLUMNS}, item FROM seedream_items WHERE key = %s", (row[0],)
-                    )
-                    assert fresh is not None
-                    rows[index] = (*fresh, previous)
-            rows.sort(key=lambda row: int(row[1]))
-            return [
-                ClaimedItem(
-                    record=record_from_row(row),
-                    item=json.loads(row[17]),
-                    taken_over_from=row[18] if row[18] not in (None, owner) else None,
-                )
-                for row in rows
-            ]
+                rows += pick(tx, "owner IS NULL AND ? IS NOT NULL", limit - len(rows))
+            return sorted(
+                (_handed_out(tx, owner, key, previous) for key, previous in rows),
+                key=lambda claimed: claimed.record.seq,
+            )
 
         return await self._tx(claim_next)
-
-    async def heartbeat(self, owner: str, *, lease: float) -> int:
-        """See :meth:`JournalStore.heartbeat`. Runs on a connection of its own."""
-        return await self._tx(
-            lambda tx: tx.run(
-                f"UPDATE seedream_items SET lease_expires = %s "
-                f"WHERE owner = %s AND state IN {_sql_list(_LIVE)}",
-                (tx.now + lease, owner),
-            ),
-            limiter=self._beat_limiter,
-        )
-
-    async def release(self, owner: str, keys: Sequence[str]) -> None:
-        """See :meth:`JournalStore.release`. An item left in INTENT keeps its reservation
-        (its submit may be on the wire) until a claimer marks it ambiguous."""
-        await self._tx(
-            lambda tx: tx.run(
-                "UPDATE seedream_items SET owner = NULL, lease_expires = NULL "
-                "WHERE owner = %s AND key = ANY(%s)",
-                (owner, list(keys)),
-            )
-        )
-
-    # -- one attempt ----------------------------------------------------------------------
-
-    async def reserve(
-        self,
-        owner: str,
-        key: str,
-        *,
-        request: Mapping[str, Any],
-        amount: float,
-        budget: float | None,
-    ) -> bool:
-        """See :meth:`JournalStore.reserve`."""
-        payload = json.dumps(dict(request))
-
-        def reserve(tx: _Tx) -> bool:
-            state, _reserved, attempts, fingerprint = tx.owned(owner, key, live=True)
-            if JournalState(state) not in _RESERVABLE:
-                raise JournalError(
-                    f"item {key!r} is {state}: a new submit would pay for it twice; fetch "
-                    "it by its prediction id instead (or mark it ambiguous first)"
-                )
-            # The single spend row is the fleet's budget lock: reservations queue on it.
-            spend = tx.one("SELECT billed, reserved FROM seedream_spend WHERE id = 1 FOR UPDATE")
-            assert spend is not None
-            if budget is not None and spend[0] + spend[1] + amount > budget + _EPSILON:
-                return False
-            tx.run("UPDATE seedream_spend SET reserved = reserved + %s WHERE id = 1", (amount,))
-            number = attempts + 1
-            tx.run(
-                "UPDATE seedream_items SET state = 'intent', request = %s, reserved = %s, "
-                "attempts = %s, prediction_id = NULL, outputs = '[]', files = '[]', "
-                "error = NULL, error_type = NULL, predict_time = NULL, updated_at = %s "
-                "WHERE key = %s",
-                (payload, amount, number, tx.now, key),
-            )
-            tx.run(
-                "INSERT INTO seedream_attempts (key, number, fingerprint, owner, state, "
-                "started_at, ended_at) VALUES (%s, %s, %s, %s, 'intent', %s, %s)",
-                (key, number, fingerprint, owner, tx.now, tx.now),
-            )
-            return True
-
-        return await self._tx(reserve)
-
-    def _from_intent(self, owner: str, key: str, action: str) -> Callable[[_Tx], tuple[float, int]]:
-        def check(tx: _Tx) -> tuple[float, int]:
-            state, reserved, attempts, _fp = tx.owned(owner, key)
-            if state != JournalState.INTENT:
-                raise JournalError(f"item {key!r} is {state}, not intent: cannot {action}")
-            return float(reserved), int(attempts)
-
-        return check
-
-    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
-        """See :meth:`JournalStore.submitted`."""
-        check = self._from_intent(owner, key, "record a prediction id")
-
-        def submitted(tx: _Tx) -> None:
-            reserved, number = check(tx)
-            tx.settle(reserved, cost)
-            tx.run(
-                "UPDATE seedream_items SET state = 'submitted', prediction_id = %s, "
-                "cost = cost + %s, reserved = 0, updated_at = %s WHERE key = %s",
-                (prediction_id, cost, tx.now, key),
-            )
-            tx.close_attempt(
-                key, number, JournalState.SUBMITTED, prediction_id=prediction_id, cost=cost
-            )
-
-        await self._tx(submitted)
-
-    async def refund(self, owner: str, key: str, *, error: str | None = None) -> None:
-        """See :meth:`JournalStore.refund`. The attempt stays in the history, closed at no
-        cost."""
-        check = self._from_intent(owner, key, "refund")
-
-        def refund(tx: _Tx) -> None:
-            reserved, number = check(tx)
-            tx.settle(reserved, 0.0)
-            tx.close_attempt(key, number, JournalState.PENDING, cost=0.0, error=error)
-            tx.run(
-                "UPDATE seedream_items SET state = 'pending', reserved = 0, error = %s, "
-                "updated_at = %s WHERE key = %s",
-                (error, tx.now, key),
-            )
-
-        await self._tx(refund)
-
-    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
-        """See :meth:`JournalStore.ambiguous`."""
-        check = self._from_intent(owner, key, "mark it ambiguous")
-
-        def ambiguous(tx: _Tx) -> None:
-            reserved, number = check(tx)
-            tx.settle(reserved, cost)
-            tx.run(
-                "UPDATE seedream_items SET state = 'ambiguous', cost = cost + %s, reserved = 0, "
-                "error = %s, error_type = 'AmbiguousSubmission', updated_at = %s WHERE key = %s",
-                (cost, error, tx.now, key),
-            )
-            tx.close_attempt(key, number, JournalState.AMBIGUOUS, cost=cost, error=error)
-
-        await self._tx(ambiguous)
-
-    # -- after the id ---------------------------------------------------------------------
-
-    def _move(
-        self,
-        owner: str,
-        key: str,
-        sources: frozenset[JournalState],
-        target: JournalState,
-        assignments: Mapping[str, Any],
-        attempt: Mapping[str, Any] | None = None,
-    ) -> Callable[[_Tx], None]:
-        sets = "".join(f", {name} = %s" for name in assignments)
-
-        def move(tx: _Tx) -> None:
-            state, _reserved, number, _fp = tx.owned(owner, key)
-            if JournalState(state) not in sources:
-                raise JournalError(f"item {key!r} is {state}: cannot move it to {target}")
-            tx.run(
-                f"UPDATE seedream_items SET state = %s, updated_at = %s{sets} WHERE key = %s",
-                (target, tx.now, *assignments.values(), key),
-            )
-            if attempt is not None:
-                tx.close_attempt(key, number, target, **attempt)
-
-        return move
-
-    async def done(
-        self, owner: str, key: str, *, outputs: Sequence[str], predict_time: float | None
-    ) -> None:
-        """See :meth:`JournalStore.done`."""
-        fields = {
-            "outputs": json.dumps(list(outputs)),
-            "predict_time": predict_time,
-            "error": None,
-            "error_type": None,
-        }
-        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
-        await self._tx(self._move(owner, key, sources, JournalState.DONE, fields, {}))
-
-    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
-        """See :meth:`JournalStore.api_failed`."""
-        fields = {"error": error, "error_type": "PredictionFailed"}
-        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE})
-        move = self._move(owner, key, sources, JournalState.API_FAILED, fields, {"error": error})
-        await self._tx(move)
-
-    async def delivered(
-        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
-    ) -> None:
-        """See :meth:`JournalStore.delivered`."""
-        fields = {
-            "files": json.dumps(list(files)),
-            "outputs": json.dumps(list(outputs)),
-            "error": None,
-            "error_type": None,
-            "owner": None,  # final: the claim is released with it
-            "lease_expires": None,
-        }
-        sources = frozenset({JournalState.SUBMITTED, JournalState.DONE, JournalState.DELIVERED})
-        await self._tx(self._move(owner, key, sources, JournalState.DELIVERED, fields, {}))
-
-    async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
-        """See :meth:`JournalStore.note_error`."""
-
-        def note(tx: _Tx) -> None:
-            tx.owned(owner, key)
-            tx.run(
-                "UPDATE seedream_items SET error = %s, error_type = %s, updated_at = %s "
-                "WHERE key = %s",
-                (error, error_type, tx.now, key),
-            )
-
-        await self._tx(note)
-
-    async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
-        """See :meth:`JournalStore.not_submitted`. On an API_FAILED or AMBIGUOUS item (a
-        retry that was not sent) the paid state is left as it was."""
-
-        def not_submitted(tx: _Tx) -> None:
-            state, reserved, number, _fp = tx.owned(owner, key)
-            if state in (JournalState.API_FAILED, JournalState.AMBIGUOUS):
-                return
-            if state not in (JournalState.PENDING, JournalState.INTENT, JournalState.NOT_SUBMITTED):
-                raise JournalError(
-                    f"item {key!r} is {state}: it was (or may have been) billed, so it "
-                    "cannot be recorded as not submitted"
-                )
-            if state == JournalState.INTENT:
-                tx.settle(float(reserved), 0.0)
-                tx.close_attempt(key, number, JournalState.NOT_SUBMITTED, cost=0.0, error=error)
-            tx.run(
-                "UPDATE seedream_items SET state = 'not_submitted', reserved = 0, "
-                "error = %s, error_type = %s, updated_at = %s WHERE key = %s",
-                (error, error_type, tx.now, key),
-            )
-
-        await self._tx(not_submitted)
-
-    # -- a fleet's manifest ---------------------------------------------------------------
 
     async def load(self, rows: Iterable[LoadRow], *, chunk: int = 500) -> LoadReport:
         """Load manifest rows, idempotently: new keys are added as PENDING, unchanged ones
@@ -737,53 +305,24 @@ class PostgresJournal:
         A key whose output name another key holds (case-insensitively) is not loaded; it is
         listed in the report's ``name_conflicts``.
         """
-        added = unchanged = changed = 0
+        tally = {"added": 0, "unchanged": 0, "changed": 0}
         conflicts: list[tuple[str, str]] = []
 
-        def load(tx: _Tx, batch: list[LoadRow]) -> tuple[int, int, int]:
-            a = u = c = 0
+        def load(tx: JournalTx, batch: list[LoadRow]) -> None:
             current = {
                 row[0]: row[1:]
                 for row in tx.all(
-                    "SELECT key, fingerprint, state, reserved, item FROM seedream_items "
-                    "WHERE key = ANY(%s) ORDER BY key FOR UPDATE",
+                    "SELECT key, fingerprint, name, state, owner, lease_expires, item "
+                    "FROM {items} WHERE key = ANY(?) ORDER BY key FOR UPDATE",
                     ([row.key for row in batch],),
                 )
             }
             for row in batch:
-                item = json.dumps(dict(row.item), sort_keys=True)
-                old = current.get(row.key)
-                if old is None or old[0] != row.fingerprint:
-                    holder = tx.name_holder(row.key, row.name)
-                    if holder is not None:
-                        conflicts.append((row.key, holder))
-                        continue
-                if old is None:
-                    inserted = tx.run(
-                        "INSERT INTO seedream_items (key, fingerprint, name, name_folded, state, "
-                        "item, updated_at) VALUES (%s, %s, %s, %s, 'pending', %s, %s) "
-                        "ON CONFLICT DO NOTHING",
-                        (row.key, row.fingerprint, row.name, row.name.casefold(), item, tx.now),
-                    )
-                    if inserted:
-                        a += 1
-                    else:  # a key or name another loader inserted a moment ago
-                        conflicts.append((row.key, tx.name_holder(row.key, row.name) or row.key))
-                elif old[0] != row.fingerprint:
-                    tx.new_job(row.key, row.fingerprint, row.name, old[1])
-                    tx.run(
-                        "UPDATE seedream_items SET item = %s, owner = NULL, lease_expires = NULL "
-                        "WHERE key = %s",
-                        (item, row.key),
-                    )
-                    c += 1
+                outcome = _load_one(tx, row, current.get(row.key))
+                if isinstance(outcome, tuple):
+                    conflicts.append(outcome)
                 else:
-                    if old[3] != item:  # same content, other paths: keep the job, new recipe
-                        tx.run(
-                            "UPDATE seedream_items SET item = %s WHERE key = %s", (item, row.key)
-                        )
-                    u += 1
-            return a, u, c
+                    tally[outcome] += 1
 
         batch: list[LoadRow] = []
         for row in [*rows, None]:
@@ -791,20 +330,17 @@ class PostgresJournal:
                 batch.append(row)
             if batch and (row is None or len(batch) >= chunk):
                 current_batch, batch = batch, []
-                a, u, c = await self._tx(lambda tx, b=current_batch: load(tx, b))  # type: ignore[misc]
-                added, unchanged, changed = added + a, unchanged + u, changed + c
-        return LoadReport(
-            added=added, unchanged=unchanged, changed=changed, name_conflicts=tuple(conflicts)
-        )
+                await self._tx(lambda tx, b=current_batch: load(tx, b))  # type: ignore[misc]
+        return LoadReport(**tally, name_conflicts=tuple(conflicts))
 
     async def fleet(self) -> FleetStatus:
         """Who holds the unfinished items right now: live owners, stale leases, unclaimed."""
 
-        def fleet(tx: _Tx) -> FleetStatus:
+        def fleet(tx: JournalTx) -> FleetStatus:
             rows = tx.all(
-                f"SELECT owner, lease_expires > %s, "
-                f"state IN ('submitted', 'done') AND error IS NOT NULL, count(*) "
-                f"FROM seedream_items WHERE state IN {_sql_list(_LIVE)} GROUP BY 1, 2, 3",
+                "SELECT owner, lease_expires > ?, "
+                "state IN ('submitted', 'done') AND error IS NOT NULL, count(*) "
+                f"FROM {{items}} WHERE state IN {_LIVE} GROUP BY 1, 2, 3",
                 (tx.now,),
             )
             owners: dict[str, int] = {}
@@ -822,157 +358,54 @@ class PostgresJournal:
 
         return await self._tx(fleet)
 
-    # -- reading --------------------------------------------------------------------------
 
-    async def get(self, key: str) -> ItemRecord | None:
-        """See :meth:`JournalStore.get`."""
-        sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE key = %s"
-        row = await self._tx(lambda tx: tx.one(sql, (key,)))
-        return None if row is None else record_from_row(row)
-
-    async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
-        """See :meth:`JournalStore.get_many`."""
-        sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE key = ANY(%s)"
-        rows = await self._tx(lambda tx: tx.all(sql, (list(keys),)))
-        return {row[0]: record_from_row(row) for row in rows}
-
-    async def history(self, key: str) -> list[Attempt]:
-        """See :meth:`JournalStore.history`."""
-        sql = (
-            "SELECT number, fingerprint, owner, state, prediction_id, cost, error, started_at, "
-            "ended_at FROM seedream_attempts WHERE key = %s ORDER BY number"
-        )
-        rows = await self._tx(lambda tx: tx.all(sql, (key,)))
-        return [attempt_from_row(row) for row in rows]
-
-    async def spend(self) -> Spend:
-        """See :meth:`JournalStore.spend`."""
-
-        def spend(tx: _Tx) -> Spend:
-            row = tx.one("SELECT billed, reserved FROM seedream_spend WHERE id = 1")
-            flying = tx.one("SELECT count(*) FROM seedream_items WHERE state = 'submitted'")
-            assert row is not None
-            assert flying is not None
-            return Spend(billed=row[0], reserved=row[1], in_flight=flying[0])
-
-        return await self._tx(spend)
-
-    async def counts(self) -> dict[JournalState, int]:
-        """See :meth:`JournalStore.counts`."""
-        sql = "SELECT state, count(*) FROM seedream_items GROUP BY state"
-        rows = await self._tx(lambda tx: tx.all(sql))
-        counts = dict.fromkeys(JournalState, 0)
-        counts.update({JournalState(state): n for state, n in rows})
-        return counts
-
-    async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
-        """See :meth:`JournalStore.page`."""
-        sql = f"SELECT {_COLUMNS} FROM seedream_items WHERE seq > %s ORDER BY seq LIMIT %s"
-        rows = await self._tx(lambda tx: tx.all(sql, (after, limit)))
-        records = tuple(record_from_row(row) for row in rows)
-        return Page(records=records, next_after=records[-1].seq if len(records) == limit else None)
+def _load_one(tx: JournalTx, row: LoadRow, old: Sequence[Any] | None) -> str | tuple[str, str]:
+    """Load one row (``old``: its current fingerprint, name, state, owner, lease_expires and
+    item); the tally it counts in, or (key, the key holding its name)."""
+    item = json.dumps(dict(row.item), sort_keys=True)
+    current = None if old is None else ClaimRow.from_row(old)
+    if current is None or current.fingerprint != row.fingerprint:
+        holder = tx.name_holder(row.key, row.name)
+        if holder is not None:
+            return (row.key, holder)
+    if current is None:
+        inserted = tx.run(
+            "INSERT INTO {items} (key, fingerprint, name, {fold}, state, item, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (row.key, row.fingerprint, row.name, fold(row.name), JournalState.PENDING, item,
+             tx.now),
+        )  # fmt: skip
+        if not inserted:  # a key or name another loader inserted a moment ago
+            return (row.key, tx.name_holder(row.key, row.name) or row.key)
+        return "added"
+    if current.fingerprint != row.fingerprint:
+        if current.state is JournalState.INTENT:
+            tx.to_ambiguous(row.key, SUPERSEDED_MID_SUBMIT)
+        tx.new_job(row.key, row.fingerprint)
+        tx.update(
+            row.key,
+            {"item": item, "name": row.name, _DIALECT.fold: fold(row.name), "owner": None,
+             "lease_expires": None},
+        )  # fmt: skip
+        return "changed"
+    if old is not None and old[5] != item:  # same content, other paths: keep the job
+        tx.run("UPDATE {items} SET item = ? WHERE key = ?", (item, row.key))
+    return "unchanged"
 
 
-def _claim_one(tx: _Tx, owner: str, wanted: Claim, lease: float) -> ClaimOutcome:
-    row = tx.one(
-        "SELECT fingerprint, name, state, reserved, owner, lease_expires FROM seedream_items "
-        "WHERE key = %s FOR UPDATE",
-        (wanted.key,),
+def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> ClaimedItem:
+    """The row ``claim_next`` took, after the rules: one left mid-submit is ambiguous now."""
+    state = tx.one("SELECT state FROM {items} WHERE key = ?", (key,))[0]
+    if left_mid_submit(JournalState(state), previous, owner):
+        tx.to_ambiguous(key, stopped_mid_submit(previous))
+    row = tx.one(f"SELECT {ITEM_COLUMNS}, item FROM {{items}} WHERE key = ?", (key,))
+    return ClaimedItem(
+        record=record_from_row(row),
+        item=json.loads(row[17]),
+        taken_over_from=previous if previous not in (None, owner) else None,
     )
-    expires = tx.now + lease
-    if row is None:
-        holder = tx.name_holder(wanted.key, wanted.name)
-        if holder is None:
-            inserted = tx.run(
-                "INSERT INTO seedream_items (key, fingerprint, name, name_folded, state, owner, "
-                "lease_expires, updated_at) VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (wanted.key, wanted.fingerprint, wanted.name, wanted.name.casefold(), owner,
-                 expires, tx.now),
-            )  # fmt: skip
-            if inserted:
-                return ClaimOutcome(status=ClaimStatus.CLAIMED, record=_get(tx, wanted.key))
-            # Another run inserted this key or this name since we looked: ask again.
-            return _claim_one(tx, owner, wanted, lease)
-        return ClaimOutcome(status=ClaimStatus.NAME_TAKEN, conflict=holder)
-    fingerprint, name, state, _reserved, holder, holder_expires = row
-    if holder not in (None, owner) and (holder_expires or 0.0) > tx.now:
-        return ClaimOutcome(
-            status=ClaimStatus.BUSY,
-            record=_get(tx, wanted.key),
-            retry_after=holder_expires - tx.now,
-        )
-    if holder not in (None, owner) and state == JournalState.INTENT:
-        tx.to_ambiguous(wanted.key, _stopped_mid_submit(holder))
-        state = JournalState.AMBIGUOUS
-    if name.casefold() != wanted.name.casefold() or fingerprint != wanted.fingerprint:
-        conflict = tx.name_holder(wanted.key, wanted.name)
-        if conflict is not None:
-            return ClaimOutcome(status=ClaimStatus.NAME_TAKEN, conflict=conflict)
-    if fingerprint != wanted.fingerprint:
-        tx.new_job(wanted.key, wanted.fingerprint, wanted.name, state)
-    elif name != wanted.name:
-        tx.run(
-            "UPDATE seedream_items SET name = %s, name_folded = %s WHERE key = %s",
-            (wanted.name, wanted.name.casefold(), wanted.key),
-        )
-    tx.run(
-        "UPDATE seedream_items SET owner = %s, lease_expires = %s WHERE key = %s",
-        (owner, expires, wanted.key),
-    )
-    return ClaimOutcome(
-        status=ClaimStatus.CLAIMED,
-        record=_get(tx, wanted.key),
-        taken_over_from=holder if holder not in (None, owner) else None,
-    )
-
-
-def _get(tx: _Tx, key: str) -> ItemRecord:
-    row = tx.one(f"SELECT {_COLUMNS} FROM seedream_items WHERE key = %s", (key,))
-    assert row is not None
-    return record_from_row(row)
-
-
-def _sql_list(values: Iterable[str]) -> str:
-    # Only our own enum values are spliced in, never input.
-    return "(" + ", ".join(f"'{value}'" for value in values) + ")"
 
 
 def _reason(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return (text[0] if text else type(err).__name__)[:300]
-
-
-def _ensure_schema(conn: psycopg.Connection[Any], where: str) -> None:
-    """Create the tables on first use, or check an existing journal's version. Runs in the
-    caller's transaction, under an advisory lock so that workers starting together do not
-    race to create them."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-    found = conn.execute("SELECT to_regclass('seedream_meta') IS NOT NULL").fetchone()
-    if found is not None and found[0]:
-        row = conn.execute("SELECT value FROM seedream_meta WHERE name = 'schema_version'")
-        version_row = row.fetchone()
-        version = int(version_row[0]) if version_row is not None else 0
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal at {where} has schema version {version}, newer than this "
-                f"version of seedream-async understands ({SCHEMA_VERSION}); upgrade "
-                "seedream-async on every worker"
-            )
-        if version < 1:
-            raise JournalError(
-                f"the database at {where} has a seedream_meta table without a schema "
-                "version: it is not a seedream-async journal; use another database or schema"
-            )
-        return
-    clash = conn.execute("SELECT to_regclass('seedream_items') IS NOT NULL").fetchone()
-    if clash is not None and clash[0]:
-        raise JournalError(
-            f"the database at {where} has a seedream_items table but no seedream_meta: it "
-            "belongs to something else; use another database or schema"
-        )
-    conn.execute(_SCHEMA)
-    conn.execute(
-        "INSERT INTO seedream_meta (name, value) VALUES ('schema_version', %s)",
-        (str(SCHEMA_VERSION),),
-    )

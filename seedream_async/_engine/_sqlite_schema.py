@@ -74,13 +74,15 @@ def _create(conn: sqlite3.Connection) -> None:
 
 
 class Tx:
-    """A ``BEGIN IMMEDIATE`` ... ``COMMIT`` block (``ROLLBACK`` on any error)."""
+    """A ``BEGIN IMMEDIATE`` ... ``COMMIT`` block (``ROLLBACK`` on any error); a plain
+    ``BEGIN`` for one that only reads (it takes no write lock, so it never waits for one)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, read_only: bool = False) -> None:
         self.conn = conn
+        self.begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self.begin)
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -1,10 +1,12 @@
 """The journal as the record of what was billed: the interface every journal implements.
 
-The batch engine talks to its journal only through :class:`JournalStore`. The bundled
-implementation is SQLite (WAL mode, one short ``BEGIN IMMEDIATE`` transaction per call); a
-server-backed journal (PostgreSQL) implements the same calls. Every call is one small
-transaction, so two runs (two processes, or two machines on a server journal) can share a
-journal and split its items between them.
+The batch engine talks to its journal only through :class:`JournalStore`. Two journals
+are bundled, SQLite (one file) and PostgreSQL (a server shared by a fleet), opened by
+``open_journal`` (``_journal.py``). Their state rules are written once (``_rules.py``: which
+change may start from which state, the budget check, what a claim gets) and so are their
+statements (``_sqljournal.py``); each backend only connects and keeps its schema. Every call
+is one small transaction, so two runs (two processes, or two machines on a server journal)
+can share a journal and split its items between them.
 
 The invariant it exists for: **a prediction the API has billed is paid for once, ever.**
 Once an item has a prediction id, everything that can still go wrong with it (download,
@@ -54,7 +56,6 @@ results, so concurrent runs cannot interleave it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -75,8 +76,6 @@ __all__ = [
     "LostClaim",
     "Page",
     "Spend",
-    "attempt_from_row",
-    "record_from_row",
 ]
 
 
@@ -209,51 +208,6 @@ class ItemRecord:
     def undelivered(self) -> bool:
         """Billed and not delivered: fetch by id, never resubmit."""
         return self.state in UNDELIVERED_STATES
-
-
-def attempt_from_row(row: Sequence[Any]) -> Attempt:
-    """An :class:`Attempt` from a row of: number, fingerprint, owner, state, prediction_id,
-    cost, error, started_at, ended_at (the order both bundled journals select)."""
-    number, fp, owner, state, pid, cost, error, started, ended = row[:9]
-    return Attempt(
-        number=number,
-        fingerprint=fp,
-        owner=owner,
-        state=JournalState(state),
-        prediction_id=pid,
-        cost=cost,
-        error=error,
-        started_at=started,
-        ended_at=ended,
-    )
-
-
-def record_from_row(row: Sequence[Any]) -> ItemRecord:
-    """An :class:`ItemRecord` from a database row whose first 17 columns are, in order: key,
-    seq, fingerprint, name, state, request, prediction_id, outputs, files, error,
-    error_type, cost, predict_time, attempts, owner, lease_expires, updated_at (JSON
-    columns as text). Both bundled journals select their rows in this order."""
-    (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime,
-     attempts, owner, lease_expires, updated_at) = row[:17]  # fmt: skip
-    return ItemRecord(
-        key=key,
-        seq=seq,
-        fingerprint=fp,
-        name=name,
-        state=JournalState(state),
-        request=None if request is None else json.loads(request),
-        prediction_id=pid,
-        outputs=tuple(json.loads(outputs)),
-        files=tuple(json.loads(files)),
-        error=error,
-        error_type=etype,
-        cost=cost,
-        predict_time=ptime,
-        attempts=attempts,
-        owner=owner,
-        lease_expires=lease_expires,
-        updated_at=updated_at,
-    )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -144,16 +145,7 @@ class Submitter:
             with wire.scope:
                 await self._admit(state, request, hold, wire)
                 prediction = await self._client.submit(request, on_refused=requeue)
-                hold.money = hold.intent = False  # taken and billed
-                state.cost = self._budget.spend(hold.cost)
-                state.submitted(prediction.id)
-                self.limit.succeeded()
-                if self._seat is not None:
-                    with anyio.CancelScope(shield=True):  # past the grace too: it is paid
-                        await self._seat.journal.submitted(
-                            self._seat.owner, state.key,
-                            prediction_id=prediction.id, cost=hold.cost,
-                        )  # fmt: skip
+                await self._taken(state, hold, prediction)
         except AmbiguousSubmission as err:
             await self._ambiguous(state, hold, str(err))
             raise
@@ -167,17 +159,34 @@ class Submitter:
         finally:
             self._stop.close(wire)
         if prediction is None:  # the stop cancelled the wire
-            if wire.sending and not wire.cut:
-                message = (
-                    f"the batch was stopped while this submit was on the wire and no answer "
-                    f"came within {self._stop.grace:g}s; it may have been billed"
-                )
-                await self._ambiguous(state, hold, message)
-                raise AmbiguousSubmission(message, key=state.key)
-            await hold.give_back(state.key, "stopped before it was sent")
-            await anyio.lowlevel.checkpoint()  # the stop's cancellation, if it is one
-            raise BudgetExceeded("the batch was stopped before this item was submitted")
+            await self._stopped(state, hold, wire)
+        assert prediction is not None
         return prediction
+
+    async def _taken(self, state: ItemState, hold: _Hold, prediction: Prediction) -> None:
+        """The API took the submit: it is billed, and journaled at once (shielded)."""
+        hold.money = hold.intent = False  # taken and billed
+        state.cost = self._budget.spend(hold.cost)
+        state.submitted(prediction.id)
+        self.limit.succeeded()
+        if self._seat is not None:
+            with anyio.CancelScope(shield=True):  # past the grace too: it is paid
+                await self._seat.journal.submitted(
+                    self._seat.owner, state.key, prediction_id=prediction.id, cost=hold.cost
+                )
+
+    async def _stopped(self, state: ItemState, hold: _Hold, wire: Wire) -> NoReturn:
+        """A stop cancelled the submit: ambiguous if it was on the wire, else unsent."""
+        if wire.sending and not wire.cut:
+            message = (
+                f"the batch was stopped while this submit was on the wire and no answer "
+                f"came within {self._stop.grace:g}s; it may have been billed"
+            )
+            await self._ambiguous(state, hold, message)
+            raise AmbiguousSubmission(message, key=state.key)
+        await hold.give_back(state.key, "stopped before it was sent")
+        await anyio.lowlevel.checkpoint()  # the stop's cancellation, if it is one
+        raise BudgetExceeded("the batch was stopped before this item was submitted")
 
     async def _ambiguous(self, state: ItemState, hold: _Hold, message: str) -> None:
         hold.money = False  # it may have been billed: the reservation stands

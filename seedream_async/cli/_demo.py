@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .._engine import BatchOptions
 from .._polling import PollPolicy
 from ._run import EXIT_USAGE, RunOptions, run_manifest
 
@@ -106,7 +107,7 @@ async def run_demo(
             api_key=sim.api_key or "demo-key",
             base_url=sim.base_url,
             # Simulated time runs fast; poll on the same clock.
-            poll=PollPolicy().scaled(time_scale),
+            batch=BatchOptions(poll=PollPolicy().scaled(time_scale)),
             resumable=False,
         )
         code = await run_manifest(options, console=console, errors=errors)

@@ -22,9 +22,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._constants import API_KEY_ENV, DEFAULT_MODEL
+from .._constants import API_KEY_ENV, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from .._engine._items import BatchResult, EditItem, ResultStatus
-from .._engine._journal import Journal
+from .._engine._journal import open_journal
 from .._engine._store import Attempt, ItemRecord, JournalState
 from .._exceptions import (
     APIUnreachable,
@@ -32,9 +32,11 @@ from .._exceptions import (
     BudgetExceeded,
     PredictionFailed,
 )
+from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 
 __all__ = [
+    "estimate",
     "ReportWriter",
     "Tally",
     "cli_words",
@@ -177,7 +179,7 @@ def journal_record(
 async def write_report(
     path: Path,
     keys: Sequence[str],
-    journal_path: Path,
+    journal_path: Path | str,
     results: Mapping[str, dict[str, Any]],
     items: Mapping[str, EditItem] | None = None,
 ) -> None:
@@ -189,15 +191,15 @@ async def write_report(
     Args:
         path: the report's path.
         keys: the manifest's keys, in order.
-        journal_path: the journal.
+        journal_path: the journal (a file, or a PostgreSQL DSN).
         results: this run's lines (:func:`record`), by key.
         items: the items this run read from the manifest, by key (what was asked).
     """
     items = items or {}
     rows: dict[str, ItemRecord] = {}
     histories: dict[str, list[Attempt]] = {}
-    if await anyio.Path(journal_path).exists():
-        async with await Journal.open(journal_path) as journal:
+    if is_dsn(journal_path) or await anyio.Path(journal_path).exists():
+        async with await open_journal(journal_path, create=False) as journal:
             rows = await journal.get_many(list(keys))
             for key, row in rows.items():
                 if row.attempts > 1:  # earlier attempts to list besides the latest
@@ -357,6 +359,17 @@ def summary_json(
         "cost": round(tally.cost if billed is None else billed, 6),
         "elapsed": round(elapsed, 3),
     }
+
+
+def estimate(executions: int) -> str:
+    """The cost of ``executions`` paid predictions of the default model: "N times the
+    price = total" (the fleet's dry run, which counts items without reading them).
+
+    Args:
+        executions: predictions that would be submitted.
+    """
+    total = executions * PRICE_PER_EXECUTION
+    return f"{executions} \N{MULTIPLICATION SIGN} ${PRICE_PER_EXECUTION:.3f} = ${total:,.3f}"
 
 
 # The engine words its hints for Python callers; the command line has flags instead.

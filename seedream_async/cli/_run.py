@@ -11,8 +11,8 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ from rich.markup import escape
 
 from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
-from .._engine import BatchRun
+from .._engine import BatchOptions, BatchResult, BatchRun
 from .._engine._items import EditItem
-from .._polling import PollPolicy
+from .._engine._options import as_kwargs
+from .._engine._pgjournal import redact_dsn
 from ._manifest import ManifestProblem, iter_items
+from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._progress import ProgressDisplay
 from ._report import (
     ReportWriter,
@@ -41,7 +43,7 @@ from ._report import (
 from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
 from ._review import REVIEW_NAME, write_review
 from ._status import journal_exists, load_journal, plan_run, print_plan
-from ._stop import resume_command, stop_on_signals
+from ._stop import Stop, resume_command, stop_on_signals
 from ._validate import scan
 
 __all__ = [
@@ -57,10 +59,6 @@ __all__ = [
     "run_manifest",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 JOURNAL_NAME = ".seedream-journal.sqlite"
 REPORT_NAME = "report.jsonl"
 # Problems printed before "... and N more".
@@ -76,16 +74,12 @@ class RunOptions:
         out: the folder for outputs, the report and (by default) the journal.
         api_key: the API key.
         base_url: the API's origin; the client's default when None.
-        journal: the journal file; ``<out>/.seedream-journal.sqlite`` when None.
-        concurrency: predictions in flight at most.
-        rate: submits per second at most, or None.
-        budget: US dollars this run may spend at most, or None.
+        journal: the journal file, or a ``postgresql://`` DSN (kept as a string);
+            ``<out>/.seedream-journal.sqlite`` when None.
+        batch: the batch's options (concurrency, rate, budget, polling, ...), made from the
+            command line once; the run adds its output folder, journal and progress bar.
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
-        resubmit_ambiguous: pay again for items an earlier run may have paid for without
-            hearing back.
-        retry_failed: pay for a new attempt of items the API reported failed before.
-        poll: the polling policy; the client's default when None.
         resumable: re-running the same command resumes (False for the demo, whose
             simulator forgets its predictions when it stops).
         dry_run: print what would be submitted, answered from the journal, fetched again
@@ -105,15 +99,10 @@ class RunOptions:
     out: Path
     api_key: str
     base_url: str | None = None
-    journal: Path | None = None
-    concurrency: int = 64
-    rate: float | None = None
-    budget: float | None = None
+    journal: Path | str | None = None
+    batch: BatchOptions = field(default_factory=BatchOptions)
     size: str | None = None
     max_images: int | None = None
-    resubmit_ambiguous: bool = False
-    retry_failed: bool = False
-    poll: PollPolicy | None = None
     json_summary: bool = False
     resumable: bool = True
     dry_run: bool = False
@@ -129,9 +118,21 @@ class RunOptions:
         return (self.only or frozenset()) | self.reroll
 
     @property
-    def journal_path(self) -> Path:
-        """The journal in use."""
+    def journal_path(self) -> Path | str:
+        """The journal in use: a file, or a PostgreSQL DSN."""
         return self.journal or self.out / JOURNAL_NAME
+
+    @property
+    def journal_shown(self) -> str:
+        """The journal as messages name it: a DSN without its password."""
+        journal = self.journal_path
+        return redact_dsn(journal) if isinstance(journal, str) else str(journal)
+
+    @property
+    def pins_path(self) -> Path:
+        """Where re-rolled seeds are pinned: beside a journal file, in ``out`` for a DSN."""
+        journal = self.journal_path
+        return pins_path(self.out / JOURNAL_NAME if isinstance(journal, str) else journal)
 
     @property
     def report_path(self) -> Path:
@@ -189,7 +190,7 @@ def _prescan(options: RunOptions) -> tuple[list[str], list[ManifestProblem], int
 def _selected(options: RunOptions) -> Iterator[EditItem]:
     """The manifest's items this run is about: --only applied, re-rolled seeds pinned,
     --seed-from-key seeds set."""
-    pins = load_pins(pins_path(options.journal_path))
+    pins = load_pins(options.pins_path)
     for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
         if options.only is not None and item.key not in options.only:
             continue
@@ -208,7 +209,7 @@ async def _reroll(options: RunOptions, console: Console) -> None:
     items = {item.key: item for item in raw if item.key in options.reroll}
     done = await anyio.to_thread.run_sync(
         lambda: reroll(
-            pins_path(journal), options.out, items, files, seed_from_key=options.seed_from_key
+            options.pins_path, options.out, items, files, seed_from_key=options.seed_from_key
         )
     )
     moved = sum(len(entry["moved"]) for entry in done.values())
@@ -221,17 +222,17 @@ async def _reroll(options: RunOptions, console: Console) -> None:
 async def _dry_run(options: RunOptions, console: Console) -> int:
     journal = options.journal_path
     view = await load_journal(journal) if journal_exists(journal) else None
-    where = f"the journal {journal}" if view is not None else "no journal yet"
+    where = f"the journal {options.journal_shown}" if view is not None else "no journal yet"
     console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
     plan = await plan_run(
         _selected(options),
         view,
-        retry_failed=options.retry_failed,
-        resubmit_ambiguous=options.resubmit_ambiguous,
+        retry_failed=options.batch.retry_failed,
+        resubmit_ambiguous=options.batch.resubmit_ambiguous,
         reroll=options.reroll,
     )
     billed = view.billed if view is not None else 0.0
-    print_plan(console, plan, budget=options.budget, billed=billed)
+    print_plan(console, plan, budget=options.batch.budget, billed=billed)
     if not options.balance:
         return EXIT_OK
     from ._balance import balance_note
@@ -275,7 +276,32 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
     """
     keys, problems, count, found = _prescan(options)
-    total = len(keys)
+    refused = _refusal(options, keys, problems, count, found, errors)
+    if refused is not None:
+        return refused
+    if options.dry_run:
+        return await _dry_run(options, console)
+    if options.reroll:
+        await _reroll(options, console)
+    _say_journal(options, console)
+    outcome = await _run_batch(options, keys, console)
+    _print_outcome(options, outcome, expected=len(keys), console=console)
+    if outcome.stop.exit_code is not None:
+        _print_stopped(options, outcome.stop, errors)
+        return outcome.stop.exit_code
+    tally = outcome.tally
+    return EXIT_OK if tally.all_ok and tally.total == len(keys) else EXIT_FAILED
+
+
+def _refusal(
+    options: RunOptions,
+    keys: list[str],
+    problems: list[ManifestProblem],
+    count: int,
+    found: set[str],
+    errors: Console,
+) -> int | None:
+    """The exit code when the manifest (or a key named) is refused before anything runs."""
     if count:
         print_problems(errors, problems, count)
         errors.print(f"{options.manifest}: {count} problem(s); nothing was sent")
@@ -287,34 +313,52 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
             f"{escape(shown)}; nothing was sent"
         )
         return EXIT_USAGE
-    if total == 0:
+    if not keys:
         errors.print(f"{options.manifest}: no rows to run")
         return EXIT_USAGE
-    if options.dry_run:
-        return await _dry_run(options, console)
-    if options.reroll:
-        await _reroll(options, console)
+    return None
+
+
+def _say_journal(options: RunOptions, console: Console) -> None:
     journal = options.journal_path
-    if journal.exists():
+    if isinstance(journal, str):
+        console.print(
+            f"Journal: {options.journal_shown}, shared with other runs and workers (if "
+            "stopped, re-run the same command to resume)."
+        )
+    elif journal.exists():
         console.print(f"Resuming from the journal {journal}: what was paid for is not paid again.")
     elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
     else:
         console.print(f"Journal: {journal}")
+
+
+@dataclass
+class _Outcome:
+    """What a run came to: its tally, what it billed, how long it took, what stopped it."""
+
+    tally: Tally
+    stop: Stop
+    billed: float = 0.0
+    elapsed: float = 0.0
+
+
+async def _run_batch(options: RunOptions, keys: list[str], console: Console) -> _Outcome:
+    """The batch itself, with the bar and the report as results come; then the report
+    from the journal and the review sheet (also after a stop)."""
     asked: dict[str, EditItem] = {}  # items in flight, for their report lines
+    given: dict[str, EditItem] = {}  # every item read, for the lines the journal writes
+    lines: dict[str, dict[str, Any]] = {}
 
     def items() -> Iterator[EditItem]:
         for item in _selected(options):
             asked[item.key] = given[item.key] = item
             yield item
 
-    given: dict[str, EditItem] = {}  # every item read, for the lines the journal writes
-    tally = Tally()
-    lines: dict[str, dict[str, Any]] = {}
-    started = time.monotonic()
     options.out.mkdir(parents=True, exist_ok=True)
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    billed = 0.0
+    outcome = _Outcome(tally=Tally(), stop=Stop())
+    started = time.monotonic()
     runs: list[BatchRun] = []
     scope = anyio.CancelScope()
 
@@ -323,70 +367,85 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
             run.cancel(wait_for_submits=False)
 
     try:
-        async with stop_on_signals(scope, hurry=hurry) as stop:
-            with scope:
-                async with AsyncSeedream(
-                    options.api_key, base_url=options.base_url, poll=options.poll
-                ) as client:
-                    with (
-                        ReportWriter(options.report_path) as report,
-                        ProgressDisplay(console, total) as display,
-                    ):
-                        batch = client.edit_batch(
-                            items(),
-                            concurrency=options.concurrency,
-                            rate=options.rate,
-                            out_dir=options.out,
-                            journal=journal,
-                            budget=options.budget,
-                            resubmit_ambiguous=options.resubmit_ambiguous,
-                            retry_failed=options.retry_failed,
-                            on_progress=display.on_progress,
-                        )
-                        runs.append(batch)
-                        try:
-                            async with batch:
-                                async for result in batch:
-                                    item = asked.pop(result.key, None)
-                                    report.write(result, item)  # as it comes; rewritten below
-                                    lines[result.key] = record(result, item)
-                                    tally.add(result)
-                                    display.add(result)
-                        finally:
-                            billed = batch.progress.spent
+        async with stop_on_signals(scope, hurry=hurry) as outcome.stop:
+            with scope, ReportWriter(options.report_path) as report:
+
+                def add(result: BatchResult) -> None:
+                    item = asked.pop(result.key, None)
+                    report.write(result, item)  # as it comes; rewritten below
+                    lines[result.key] = record(result, item)
+                    outcome.tally.add(result)
+
+                await _edit(options, items(), len(keys), console, runs, add)
     finally:
+        outcome.billed = runs[0].progress.spent if runs else 0.0
         # Past the batch (stopped or not): the report from the journal, the review sheet.
-        elapsed = time.monotonic() - started
+        outcome.elapsed = time.monotonic() - started
         with anyio.CancelScope(shield=True):
             await _write_records(options, keys, lines, given)
+    return outcome
+
+
+async def _edit(
+    options: RunOptions,
+    items: Iterator[EditItem],
+    total: int,
+    console: Console,
+    runs: list[BatchRun],
+    on_result: Callable[[BatchResult], None],
+) -> None:
+    """Run the batch with the live bar, handing each result to ``on_result``."""
+    if not isinstance(options.journal_path, str):
+        options.journal_path.parent.mkdir(parents=True, exist_ok=True)
+    poll = options.batch.poll
+    async with AsyncSeedream(options.api_key, base_url=options.base_url, poll=poll) as client:
+        with ProgressDisplay(console, total) as display:
+            batch = dataclasses.replace(
+                options.batch,
+                out_dir=options.out,
+                journal=options.journal_path,
+                on_progress=display.on_progress,
+            )
+            run = client.edit_batch(items, **as_kwargs(batch))
+            runs.append(run)
+            async with run:
+                async for result in run:
+                    display.add(result)
+                    on_result(result)
+
+
+def _print_outcome(
+    options: RunOptions, outcome: _Outcome, *, expected: int, console: Console
+) -> None:
+    tally, billed, elapsed = outcome.tally, outcome.billed, outcome.elapsed
     if not options.json_summary:
-        console.print(summary_table(tally, expected=total, elapsed=elapsed, billed=billed))
+        console.print(summary_table(tally, expected=expected, elapsed=elapsed, billed=billed))
     print_failures(console, tally)
-    print_next_steps(
-        console, tally, budget=options.budget, api_key_env=options.api_key_env, billed=billed
-    )
+    budget = options.batch.budget
+    print_next_steps(console, tally, budget=budget, api_key_env=options.api_key_env, billed=billed)
     console.print(f"Outputs: {options.out}")
     console.print(f"Report:  {options.report_path}")
     console.print(f"Review:  {options.review_path}")
     if options.json_summary:
-        summary = summary_json(tally, expected=total, elapsed=elapsed, billed=billed)
+        summary = summary_json(tally, expected=expected, elapsed=elapsed, billed=billed)
         paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
         summary.update({name: str(path) for name, path in paths.items()})
         sys.stdout.write(json.dumps(summary) + "\n")
-    if stop.exit_code is not None:
-        assert stop.signal is not None
-        if options.resumable:
-            errors.print(
-                f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
-                f"already paid for is in the journal {journal}; re-run the same command to "
-                "resume (what was paid for is fetched by id, not paid again):\n  "
-                f"{resume_command(drop='--reroll' if options.reroll else None)}"
-            )
-        else:
-            errors.print(
-                f"Stopped by {stop.signal.name}. The demo's simulator stopped with it, so "
-                "running the demo again starts over. A real catalog (seedream-async run) "
-                "resumes from its journal."
-            )
-        return stop.exit_code
-    return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
+
+
+def _print_stopped(options: RunOptions, stop: Stop, errors: Console) -> None:
+    assert stop.signal is not None
+    where = options.journal_shown
+    if options.resumable:
+        errors.print(
+            f"Stopped by {stop.signal.name}: nothing new was submitted, and every prediction "
+            f"already paid for is in the journal {where}; re-run the same command to "
+            "resume (what was paid for is fetched by id, not paid again):\n  "
+            f"{resume_command(drop='--reroll' if options.reroll else None)}"
+        )
+    else:
+        errors.print(
+            f"Stopped by {stop.signal.name}. The demo's simulator stopped with it, so "
+            "running the demo again starts over. A real catalog (seedream-async run) "
+            "resumes from its journal."
+        )

@@ -87,7 +87,7 @@ class JournalView:
         billed: US dollars billed over every attempt of every key.
     """
 
-    path: Path
+    path: Path | str
     rows: dict[str, JournalRow] = field(default_factory=dict)
     billed: float = 0.0
 
@@ -118,16 +118,16 @@ def _model(record: ItemRecord) -> str | None:
     return str(record.request.get("model") or DEFAULT_MODEL)
 
 
-async def load_journal(path: Path) -> JournalView:
+async def load_journal(path: Path | str) -> JournalView:
     """Read the journal at ``path`` (which must exist) without changing it.
 
     Args:
-        path: the SQLite journal.
+        path: the SQLite journal, or a PostgreSQL journal's DSN.
     """
-    from .._engine._journal import Journal
+    from .._engine._journal import open_journal
 
     rows: dict[str, JournalRow] = {}
-    async with await Journal.open(path) as journal:
+    async with await open_journal(path, create=False) as journal:
         after = 0
         while True:
             page = await journal.page(after=after)
@@ -287,8 +287,11 @@ async def plan_run(
     return plan
 
 
-def journal_exists(path: Path) -> bool:
-    """True when ``path`` is a journal file worth reading (not missing, not empty)."""
+def journal_exists(path: Path | str) -> bool:
+    """True when ``path`` is a journal file worth reading (not missing, not empty), or a
+    PostgreSQL journal's DSN (a server journal always exists: its tables are made on use)."""
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        return True
     try:
         return os.stat(path).st_size > 0
     except OSError:

@@ -23,6 +23,7 @@ from ._ledger import Ledger
 from ._png import make_png
 from ._server import Simulator, serve
 from ._threaded import serve_in_thread
+from ._webhooks import WebhookAttempt, WebhookFaults
 
 __all__ = [
     "Faults",
@@ -31,6 +32,8 @@ __all__ = [
     "Shapes",
     "Simulator",
     "SimulatorConfig",
+    "WebhookAttempt",
+    "WebhookFaults",
     "make_png",
     "serve",
     "serve_in_thread",

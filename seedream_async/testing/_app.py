@@ -32,6 +32,7 @@ from ._http import Handler, Request, Response
 from ._ledger import Ledger, RedirectRecord, SubmitRecord, UploadRecord
 from ._multipart import MultipartError, find_part
 from ._png import make_png
+from ._webhooks import EVENT, JWKS_PATH, WebhookSender
 
 __all__ = ["App"]
 
@@ -136,6 +137,7 @@ class App:
         self._files: dict[str, tuple[bytes, str]] = {}
         self._tat: dict[str, float] = {}  # GCRA theoretical arrival time per API key
         self._responses = 0
+        self.webhooks = WebhookSender(lambda: self.config.webhooks, seed=config.seed)
         self.api = Handler(body_limit=self._api_body_limit, handle=self._handle_api)
         self.storage = Handler(body_limit=lambda _request: 0, handle=self._handle_storage)
         self.catcher = Handler(body_limit=self._api_body_limit, handle=self._handle_catcher)
@@ -272,6 +274,8 @@ class App:
             return "ledger", self._ledger_route
         if method == "GET" and path == _BALANCE:
             return "balance", self._balance
+        if method == "GET" and path == JWKS_PATH:
+            return "jwks", self._jwks
         return "unknown", None
 
     async def _handle_api(self, request: Request) -> Response | None:
@@ -283,6 +287,8 @@ class App:
         self.ledger.record_headers(endpoint, request.headers)
         if route is None:
             return self._error(404, f"no route for {request.method} {request.path}")
+        if endpoint == "jwks":  # public, as Atlas's key set is
+            return await route(request)
         if not self._authorised(request):
             return self._hostile_after(
                 endpoint, request, self._error(401, "Missing or invalid API key")
@@ -530,7 +536,31 @@ class App:
             cost=edit.served.bill(images=edit.max_images, failed=failed),
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
+        webhook_url = body.get("webhook_url") if isinstance(body, dict) else None
+        if isinstance(webhook_url, str) and webhook_url.startswith(("http://", "https://")):
+            self.webhooks.schedule(
+                webhook_url,
+                prediction.id,
+                prediction.done_at,
+                lambda: self._webhook_body(prediction, request),
+            )
         return prediction
+
+    def _webhook_body(self, prediction: _Prediction, request: Request) -> dict[str, Any]:
+        """The terminal delivery: the poll's result shape, wrapped as Atlas documents."""
+        payload = self._describe(prediction, request, polls=0)
+        body: dict[str, Any] = {
+            "session_id": self._id_value(prediction.id),
+            "event_type": EVENT,
+            "status": "ERROR" if prediction.failed else "OK",
+            "payload": payload,
+        }
+        if prediction.failed:
+            body["error"] = payload.get("error")
+        return body
+
+    async def _jwks(self, request: Request) -> Response:
+        return self._json(200, self.webhooks.jwks(), envelope=False)
 
     def _describe(self, prediction: _Prediction, request: Request, *, polls: int) -> dict[str, Any]:
         now = anyio.current_time()

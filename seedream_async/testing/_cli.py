@@ -32,6 +32,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     defaults, faults = SimulatorConfig(), Faults()
     server = parser.add_argument_group("simulator")
+    _add_server(server, defaults)
+    _add_latency(server, defaults)
+    _add_shape(server, defaults)
+    inject = parser.add_argument_group("faults", "probabilities P are 0..1, drawn per request")
+    _add_faults(inject, faults)
+    _add_limits(inject, faults)
+
+
+def _add_server(server: argparse._ArgumentGroup, defaults: SimulatorConfig) -> None:
     server.add_argument(
         "--port", type=int, default=8787, help="API port; 0 picks a free one (default: 8787)"
     )
@@ -47,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the bearer key every API request must carry, else 401 (default: %(default)s)",
     )
     server.add_argument("--no-auth", action="store_true", help="accept requests without a key")
+
+
+def _add_latency(server: argparse._ArgumentGroup, defaults: SimulatorConfig) -> None:
     server.add_argument(
         "--seed",
         type=int,
@@ -90,6 +102,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="real seconds added to every response (default: %(default)s)",
     )
+
+
+def _add_shape(server: argparse._ArgumentGroup, defaults: SimulatorConfig) -> None:
     server.add_argument(
         "--max-upload-bytes",
         type=int,
@@ -110,7 +125,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='response bodies wrapped in {"data": ...}, bare, in {"code": 200, "message", '
         '"data"}, or alternating data and bare (default: %(default)s)',
     )
-    inject = parser.add_argument_group("faults", "probabilities P are 0..1, drawn per request")
+
+
+def _add_faults(inject: argparse._ArgumentGroup, faults: Faults) -> None:
     inject.add_argument(
         "--rate-limit",
         type=float,
@@ -166,6 +183,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="a prediction ends 'failed' (still billed) (default: %(default)s)",
     )
+
+
+def _add_limits(inject: argparse._ArgumentGroup, faults: Faults) -> None:
     inject.add_argument(
         "--output-ttl",
         type=_optional_float,

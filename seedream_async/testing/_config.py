@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._constants import MAX_UPLOAD_BYTES
+from ._webhooks import WebhookFaults
 
 __all__ = ["ENDPOINTS", "Faults", "Hostile", "Shapes", "SimulatorConfig"]
 
@@ -203,6 +204,7 @@ class SimulatorConfig:
         balance: the account's balance in US dollars when the simulator starts; what it
             bills is taken off it, and ``GET /public/v1/balance`` reports the rest. None
             answers that route 403 (a key without balance read permission).
+        webhooks: how webhook deliveries (to submits with ``webhook_url``) misbehave.
     """
 
     api_key: str | None = "sim-key"
@@ -220,6 +222,7 @@ class SimulatorConfig:
     shapes: Shapes = field(default_factory=Shapes)
     hostile: Hostile = field(default_factory=Hostile)
     balance: float | None = 100.0
+    webhooks: WebhookFaults = field(default_factory=WebhookFaults)
 
     def __post_init__(self) -> None:
         if self.time_scale < 0 or self.latency_median <= 0 or self.latency_sigma < 0:

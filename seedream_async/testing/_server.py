@@ -32,6 +32,7 @@ class Simulator:
         catcher_url: the origin hostile redirects point to; what it receives is recorded
             in ``ledger.redirected``.
         ledger: the live :class:`Ledger`.
+        webhooks: the webhook sender: its ``attempts`` and its key set (``jwks()``).
     """
 
     def __init__(self, app: App) -> None:
@@ -40,6 +41,7 @@ class Simulator:
         self.storage_url = app.storage_url
         self.catcher_url = app.catcher_url
         self.ledger = app.ledger
+        self.webhooks = app.webhooks
 
     @property
     def config(self) -> SimulatorConfig:
@@ -106,6 +108,7 @@ async def serve(
             )
             try:
                 async with anyio.create_task_group() as tg:
+                    await tg.start(app.webhooks.run)
                     tg.start_soon(_listen, api_listener, app.api)
                     tg.start_soon(_listen, storage_listener, app.storage)
                     tg.start_soon(_listen, catcher_listener, app.catcher)

@@ -13,7 +13,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ._api import EngineAPI
 from ._items import BatchProgress, BatchResult
 from ._options import BatchOptions, Items
-from ._stages import Engine
+from ._pipeline import Engine
 
 __all__ = ["BatchRun"]
 

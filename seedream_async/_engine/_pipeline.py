@@ -5,13 +5,13 @@ Each item runs as one task through four stages, bounded everywhere:
 1. **claim**: with a journal, the item is claimed for this run (a lease another run
    respects; ``_claims.py``) and its row says what is left to do (``_resume.py``): an
    item with a prediction id is fetched by id, never submitted again;
-2. **upload**: its local images, each distinct content once per batch (``_uploads.py``);
+2. **upload**: its local images, each distinct content once per batch (``_upload_cache.py``);
 3. **submit**: under an adaptive concurrency limit, an optional rate limit and the
    budget; journaled before the POST and the moment the id comes back, shielded from a
    stop while on the wire (``_submit.py``, ``_stop.py``);
 4. **wait** (one :class:`PollScheduler` polls every prediction in flight) and
    **deliver**: outputs saved under names no other key can have, verified whole, and
-   only then journaled delivered (``_deliver.py``).
+   only then journaled delivered (``_delivery.py``).
 
 Everything that goes wrong after an id was given (a download, the disk, an expired URL, a
 deadline, the account) keeps the id in the journal, so the next run fetches the prediction
@@ -50,21 +50,20 @@ from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
 from ._claims import Busy, Claims, name_taken
-from ._deliver import Deliverer, stale_parts
+from ._delivery import Deliverer, stale_parts
 from ._identity import DigestCache
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, as_item
-from ._journal import Journal
+from ._journal import open_journal
 from ._names import NameRegistry, output_stem
 from ._options import BatchOptions, Items
-from ._pgjournal import PostgresJournal, is_postgres_dsn
+from ._owners import new_owner
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
-from ._sqlite import new_owner
 from ._stop import StopControl
 from ._store import ItemRecord, JournalStore
 from ._submit import JournalSeat, Submitter
 from ._tracking import ItemState, Tracker
-from ._uploads import UploadCache
+from ._upload_cache import UploadCache
 
 __all__ = ["Engine"]
 
@@ -125,8 +124,9 @@ class Engine:
             journal = observed_journal(await self._open_journal(stack), self.tracker.observer)
             seat = None
             if journal is not None:
-                seat = JournalSeat(journal, new_owner(), self.options.budget)
-                self.claims = Claims(journal, seat.owner)
+                owner = self.options.owner or new_owner()
+                seat = JournalSeat(journal, owner, self.options.budget)
+                self.claims = Claims(journal, owner, lease=self.options.lease)
             self.submitter = Submitter(
                 self.client,
                 concurrency=self.options.concurrency,
@@ -147,13 +147,14 @@ class Engine:
                     stale=await stale_parts(self.out_dir),
                 )
             try:
-                await self._run(items, send)
+                await self._feed(items, send)
             finally:
                 self.names.close()
                 if self.claims is not None:
                     await self.claims.release_all()
 
-    async def _run(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
+    async def _feed(self, items: Items, send: MemoryObjectSendStream[BatchResult]) -> None:
+        """Start a task per item as the window lets items in; then the deferred ones."""
         async with anyio.create_task_group() as outer:
             outer.start_soon(self.scheduler.run)
             outer.start_soon(self._watch_for_stop)
@@ -190,11 +191,7 @@ class Engine:
             return None
         if not isinstance(journal, str | os.PathLike):
             return journal  # the caller's: opened and closed by them
-        if is_postgres_dsn(journal):  # one journal for many runs on many machines
-            return await stack.enter_async_context(await PostgresJournal.open(journal))
-        journal_path = anyio.Path(journal)
-        await journal_path.parent.mkdir(parents=True, exist_ok=True)
-        return await stack.enter_async_context(await Journal.open(str(journal_path)))
+        return await stack.enter_async_context(await open_journal(journal))
 
     async def _run_item(
         self,
@@ -229,7 +226,7 @@ class Engine:
 
     async def _process(self, state: ItemState, *, may_defer: bool) -> BatchResult:
         try:
-            return await self._stages(state, may_defer=may_defer)
+            return await self._through_stages(state, may_defer=may_defer)
         except Busy:
             self.names.discard_key(state.key)  # it comes back, deferred
             raise
@@ -270,7 +267,7 @@ class Engine:
                 await claims.record_failure(state.key, err, paid=paid)
         return state.result(status, error=err)
 
-    async def _stages(self, state: ItemState, *, may_defer: bool) -> BatchResult:
+    async def _through_stages(self, state: ItemState, *, may_defer: bool) -> BatchResult:
         item = state.item
         name = output_stem(item.key)
         if not self.names.add_key(item.key):

@@ -1,0 +1,319 @@
+"""A journal in an SQL database, written once: every :class:`~._store.JournalStore` call as
+the statements it runs, for any backend that supplies a connection and a :class:`Dialect`.
+
+Three parts, each in its own place:
+
+- the rules (``_rules.py``): which change may start from which state, the budget check,
+  what a claim gets; pure functions;
+- the writes (here): what each call reads and writes, in one transaction, over the tables
+  every bundled journal has (``items``, ``attempts``, ``totals``; a :class:`Dialect` names
+  them and says how a statement marks its parameters and locks a row);
+- the backend (``_sqlite.py``, ``_pgjournal.py``): connecting, creating the schema, running
+  one transaction (:meth:`SQLJournal._tx`) and its clock. A backend subclasses
+  :class:`SQLJournal` and implements only that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .._exceptions import JournalError
+from ._rules import Op, fits_budget, spend_of
+from ._sqltx import (
+    ATTEMPT_COLUMNS,
+    FRESH,
+    ITEM_COLUMNS,
+    JournalTx,
+    attempt_from_row,
+    chunks,
+    marks,
+    record_from_row,
+)
+from ._store import (
+    Attempt,
+    Claim,
+    ClaimOutcome,
+    ItemRecord,
+    JournalState,
+    Page,
+    Spend,
+)
+
+__all__ = ["SQLJournal"]
+
+_T = TypeVar("_T")
+_CHUNK = 500  # keys per IN (...) list: under SQLite's oldest limit of 999 parameters
+
+
+class SQLJournal(ABC):
+    """:class:`~._store.JournalStore` over any SQL backend: a subclass supplies
+    :meth:`_tx` (one transaction, its clock, its connection) and the schema."""
+
+    _limiter: anyio.CapacityLimiter
+    """How many calls may run at once (each in a worker thread)."""
+    _beat_limiter: anyio.CapacityLimiter | None = None
+    """A heartbeat's own seat, so renewing leases never queues behind ordinary calls."""
+
+    @abstractmethod
+    def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
+        """Run ``fn`` in one transaction on the backend's connection (in a worker thread):
+        committed when it returns, rolled back when it raises. ``read_only``: it only
+        reads. Raises :class:`JournalError` when the journal is closed."""
+
+    @abstractmethod
+    def _failure(self, err: Exception) -> JournalError | None:
+        """The :class:`JournalError` to raise for the driver's ``err`` (None: not the
+        driver's; it propagates as it is). The message never carries a password."""
+
+    async def _tx(
+        self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False, read_only: bool = False
+    ) -> _T:
+        """Run ``fn`` in one transaction in a worker thread, not cancelled once started (a
+        commit happens or not)."""
+        limiter = (self._beat_limiter if heartbeat else None) or self._limiter
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: self._transact(fn, read_only=read_only), limiter=limiter
+            )
+        except JournalError:
+            raise
+        except Exception as err:
+            failure = self._failure(err)
+            if failure is None:
+                raise
+            raise failure from err
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the journal. Safe to call twice."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- claims ---------------------------------------------------------------------------
+
+    async def claim(
+        self, owner: str, claims: Sequence[Claim], *, lease: float
+    ) -> list[ClaimOutcome]:
+        """See :meth:`JournalStore.claim`."""
+
+        def claim(tx: JournalTx) -> list[ClaimOutcome]:
+            tx.lock([wanted.key for wanted in claims])
+            return [tx.claim(owner, wanted, lease) for wanted in claims]  # rows in this order
+
+        return await self._tx(claim)
+
+    async def heartbeat(self, owner: str, *, lease: float) -> int:
+        """See :meth:`JournalStore.heartbeat`."""
+        sql = "UPDATE {items} SET lease_expires = ? WHERE owner = ?"
+        return await self._tx(lambda tx: tx.run(sql, (tx.now + lease, owner)), heartbeat=True)
+
+    async def release(self, owner: str, keys: Sequence[str]) -> None:
+        """See :meth:`JournalStore.release`. An item left in INTENT keeps its reservation
+        (its submit may be on the wire) until a claimer marks it ambiguous."""
+
+        def release(tx: JournalTx) -> None:
+            for chunk in chunks(keys):
+                tx.run(
+                    "UPDATE {items} SET owner = NULL, lease_expires = NULL "
+                    f"WHERE owner = ? AND key IN ({marks(chunk)})",
+                    (owner, *chunk),
+                )
+
+        await self._tx(release)
+
+    # -- one attempt: reserve, then exactly one of submitted / refund / ambiguous ---------
+
+    async def reserve(
+        self,
+        owner: str,
+        key: str,
+        *,
+        request: Mapping[str, Any],
+        amount: float,
+        budget: float | None,
+    ) -> bool:
+        """See :meth:`JournalStore.reserve`."""
+        payload = json.dumps(dict(request))
+
+        def reserve(tx: JournalTx) -> bool:
+            _, held = tx.start(Op.RESERVE, owner, key)
+            # The one totals row is the budget's lock: reservations queue on it.
+            billed, reserved = tx.one("SELECT billed, reserved FROM {totals} WHERE id = 1{lock}")
+            if not fits_budget(billed, reserved, amount, budget):
+                return False
+            tx.add_totals(reserved=amount)
+            number = held.attempts + 1
+            tx.update(
+                key,
+                {**FRESH, "state": JournalState.INTENT, "request": payload,
+                 "reserved": amount, "attempts": number},
+            )  # fmt: skip
+            tx.open_attempt(key, number, held.fingerprint, owner)
+            return True
+
+        return await self._tx(reserve)
+
+    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
+        """See :meth:`JournalStore.submitted`."""
+
+        def submitted(tx: JournalTx) -> None:
+            _, held = tx.start(Op.SUBMITTED, owner, key)
+            tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
+            fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id}
+            tx.update(key, {**fields, "reserved": 0.0}, add={"cost": cost})
+
+        await self._tx(submitted)
+
+    async def refund(self, owner: str, key: str, *, error: str | None = None) -> None:
+        """See :meth:`JournalStore.refund`. The attempt stays in the history, at no cost."""
+        await self._unbilled(Op.REFUND, owner, key, error=error, error_type=None)
+
+    async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        """See :meth:`JournalStore.not_submitted`. On an API_FAILED or AMBIGUOUS item (a
+        retry that was not sent) the paid state is left as it was."""
+        await self._unbilled(Op.NOT_SUBMITTED, owner, key, error=error, error_type=error_type)
+
+    async def _unbilled(
+        self, op: Op, owner: str, key: str, *, error: str | None, error_type: str | None
+    ) -> None:
+        def unbilled(tx: JournalTx) -> None:
+            move, held = tx.start(op, owner, key)
+            if move is None:
+                return
+            if move.settles:
+                tx.settle(held, move.target or held.state, cost=0.0, error=error)
+            fields = {"state": move.target, "reserved": 0.0, "error": error}
+            tx.update(key, {**fields, "error_type": error_type})
+
+        await self._tx(unbilled)
+
+    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+        """See :meth:`JournalStore.ambiguous`."""
+
+        def ambiguous(tx: JournalTx) -> None:
+            _, held = tx.start(Op.AMBIGUOUS, owner, key)
+            tx.settle(held, JournalState.AMBIGUOUS, cost=cost, error=error)
+            fields = {"state": JournalState.AMBIGUOUS, "reserved": 0.0, "error": error}
+            tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
+
+        await self._tx(ambiguous)
+
+    # -- after the id ---------------------------------------------------------------------
+
+    async def done(
+        self, owner: str, key: str, *, outputs: Sequence[str], predict_time: float | None
+    ) -> None:
+        """See :meth:`JournalStore.done`."""
+        fields: dict[str, Any] = {"outputs": json.dumps(list(outputs))}
+        if predict_time is not None:  # a fetch that did not say keeps what was known
+            fields["predict_time"] = predict_time
+        await self._after_id(Op.DONE, owner, key, {**fields, "error": None, "error_type": None})
+
+    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
+        """See :meth:`JournalStore.api_failed`."""
+        fields = {"error": error, "error_type": "PredictionFailed"}
+        await self._after_id(Op.API_FAILED, owner, key, fields, attempt={"error": error})
+
+    async def delivered(
+        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+    ) -> None:
+        """See :meth:`JournalStore.delivered`. Final: the claim is released with it."""
+        fields = {
+            "files": json.dumps([os.fspath(f) for f in files]),
+            "outputs": json.dumps(list(outputs)),
+            "error": None,
+            "error_type": None,
+            "owner": None,
+            "lease_expires": None,
+        }
+        await self._after_id(Op.DELIVERED, owner, key, fields)
+
+    async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:
+        """See :meth:`JournalStore.note_error`."""
+        await self._after_id(Op.NOTE_ERROR, owner, key, {"error": error, "error_type": error_type})
+
+    async def _after_id(
+        self,
+        op: Op,
+        owner: str,
+        key: str,
+        fields: Mapping[str, Any],
+        *,
+        attempt: Mapping[str, Any] | None = None,
+    ) -> None:
+        def after_id(tx: JournalTx) -> None:
+            move, held = tx.start(op, owner, key)
+            if move is None or move.target is None:  # the state is kept: only the fields
+                tx.update(key, fields)
+                return
+            tx.update(key, {"state": move.target, **fields})
+            tx.close_attempt(key, held.attempts, move.target, **(attempt or {}))
+
+        await self._tx(after_id)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def get(self, key: str) -> ItemRecord | None:
+        """See :meth:`JournalStore.get`."""
+        sql = f"SELECT {ITEM_COLUMNS} FROM {{items}} WHERE key = ?"
+        row = await self._tx(lambda tx: tx.one(sql, (key,)), read_only=True)
+        return None if row is None else record_from_row(row)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, ItemRecord]:
+        """See :meth:`JournalStore.get_many`."""
+
+        def get_many(tx: JournalTx) -> list[Any]:
+            sql = f"SELECT {ITEM_COLUMNS} FROM {{items}} WHERE key IN "
+            return [
+                row for chunk in chunks(keys) for row in tx.all(sql + f"({marks(chunk)})", chunk)
+            ]
+
+        return {
+            record.key: record
+            for record in map(record_from_row, await self._tx(get_many, read_only=True))
+        }
+
+    async def history(self, key: str) -> list[Attempt]:
+        """See :meth:`JournalStore.history`."""
+        sql = f"SELECT {ATTEMPT_COLUMNS} FROM {{attempts}} WHERE key = ? ORDER BY number"
+        return [
+            attempt_from_row(row)
+            for row in await self._tx(lambda tx: tx.all(sql, (key,)), read_only=True)
+        ]
+
+    async def spend(self) -> Spend:
+        """See :meth:`JournalStore.spend`."""
+
+        def spend(tx: JournalTx) -> Spend:
+            billed, reserved = tx.one("SELECT billed, reserved FROM {totals} WHERE id = 1")
+            sql = "SELECT COUNT(*) FROM {items} WHERE state = ?"
+            (in_flight,) = tx.one(sql, (JournalState.SUBMITTED,))
+            return spend_of(billed, reserved, in_flight)
+
+        return await self._tx(spend, read_only=True)
+
+    async def counts(self) -> dict[JournalState, int]:
+        """See :meth:`JournalStore.counts`."""
+        sql = "SELECT state, COUNT(*) FROM {items} GROUP BY state"
+        rows = await self._tx(lambda tx: tx.all(sql), read_only=True)
+        counts = dict.fromkeys(JournalState, 0)
+        counts.update({JournalState(state): n for state, n in rows})
+        return counts
+
+    async def page(self, *, after: int = 0, limit: int = 1000) -> Page:
+        """See :meth:`JournalStore.page`."""
+        sql = f"SELECT {ITEM_COLUMNS} FROM {{items}} WHERE seq > ? ORDER BY seq LIMIT ?"
+        rows = await self._tx(lambda tx: tx.all(sql, (after, limit)), read_only=True)
+        records = tuple(record_from_row(row) for row in rows)
+        return Page(records=records, next_after=records[-1].seq if len(records) == limit else None)
