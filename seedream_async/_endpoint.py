@@ -63,6 +63,9 @@ class Endpoint:
         self._driver = driver
         self.deadline = deadline
         self.max_bytes = max_bytes
+        # True once the API has answered any request with success: until then a 401 or
+        # 404 may well mean a wrong base URL (Atlas answers a wrong path with 401).
+        self._answered = False
 
     def scrub(self, text: str) -> str:
         """``text`` without the key or any bearer token (for server-provided text)."""
@@ -134,7 +137,13 @@ class Endpoint:
             async with bounded(request, deadline):
                 response = await self._exchange(request, what, max_bytes or self.max_bytes)
             if not response.is_success:
-                raise status_error(response, what=what, secrets=(self._key.reveal(),))
+                raise status_error(
+                    response,
+                    what=what,
+                    secrets=(self._key.reveal(),),
+                    note=self._first_contact(response.status_code, method, url),
+                )
+            self._answered = True
             try:
                 body = response.json()
             except ValueError:
@@ -155,6 +164,16 @@ class Endpoint:
             one_shot=upload is not None and upload.stream is not None,
             on_refused=on_refused,
             keep_trying_for=keep_trying_for,
+        )
+
+    def _first_contact(self, status: int, method: str, url: httpx.URL) -> str:
+        """What to check when the very first answers are 401/404: the URL as well as the key."""
+        if self._answered or status not in (401, 404):
+            return ""
+        return (
+            f" (called {method} {url}; no request has succeeded yet, and Atlas Cloud answers "
+            "a wrong path with 401 too: check --base-url / ATLASCLOUD_BASE_URL, e.g. "
+            "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
         )
 
     async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:

@@ -70,7 +70,7 @@ async def test_429s_shrink_concurrency_for_the_whole_batch() -> None:
     def watch(progress: BatchProgress) -> None:
         limits.append(progress.concurrency_limit)
 
-    faults = Faults(max_in_flight=4, retry_after=0.005)
+    faults = Faults(max_in_flight=4, send_retry_after=True, retry_after=0.005)
     async with simulated(faults=faults, time_scale=0.003) as (sim, client):
         results = await client.edit_all(
             url_items(80), concurrency=16, poll_rate=None, on_progress=watch

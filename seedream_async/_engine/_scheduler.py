@@ -137,7 +137,8 @@ class PollScheduler:
             raise watch.error
         assert watch.result is not None
         if watch.result.failed:
-            raise PredictionFailed(prediction_id, watch.result.error)
+            result = watch.result
+            raise PredictionFailed.of(prediction_id, result.error, result.error_code)
         return watch.result
 
     async def run(self) -> None:

@@ -320,7 +320,7 @@ class Engine:
         if prediction.failed:
             if claims is not None:
                 await claims.api_failed(state.key, prediction.error or "no error message")
-            raise PredictionFailed(prediction.id, prediction.error)
+            raise PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
         files: tuple[Path, ...] = ()
         if self.deliverer is not None:
             state.enter(Stage.DOWNLOADING)
