@@ -60,6 +60,7 @@ __all__ = [
     "TransportError",
     "body_message",
     "scrub",
+    "status_text",
     "status_error_class",
 ]
 
@@ -323,6 +324,15 @@ def status_error_class(status: int) -> tuple[type[APIStatusError], str]:
 
 
 _MAX_MESSAGE = 500
+# Statuses whose hint says what to do even when the server sent a message of its own.
+_ALWAYS_HINT = frozenset({413, 451})
+
+
+def status_text(status: int, message: str | None, hint: str) -> str:
+    """The server's message, the hint when it had none (or when the hint says what to do)."""
+    if message and status in _ALWAYS_HINT:
+        return f"{message} ({hint})"
+    return message or hint
 
 
 def body_message(body: object) -> str | None:

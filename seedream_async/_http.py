@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import httpx
 
 from ._backoff import retry_after
-from ._exceptions import APIStatusError, body_message, scrub, status_error_class
+from ._exceptions import APIStatusError, body_message, scrub, status_error_class, status_text
 
 __all__ = ["request_id", "server_message", "status_error"]
 
@@ -55,7 +55,7 @@ def status_error(
     message = server_message(response)
     message = None if message is None else scrub(message, secrets)
     cls, hint = status_error_class(status)
-    text = f"{what} failed with HTTP {status}: {message or hint}{note}"
+    text = f"{what} failed with HTTP {status}: {status_text(status, message, hint)}{note}"
     return cls(
         text,
         status_code=status,

@@ -57,6 +57,7 @@ from ._exceptions import (
     body_message,
     scrub,
     status_error_class,
+    status_text,
 )
 
 __all__ = [
@@ -172,7 +173,8 @@ def envelope_error(
     message = None if message is None else scrub(message, secrets)
     rid = body.get("request_id")
     return cls(
-        f"{what} failed: the API answered with error code {code} in its body: {message or hint}",
+        f"{what} failed: the API answered with error code {code} in its body: "
+        f"{status_text(code, message, hint)}",
         status_code=code,
         server_message=message,
         request_id=rid if isinstance(rid, str) and rid else None,

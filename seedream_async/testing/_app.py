@@ -132,6 +132,8 @@ class App:
         self._id_rng = random.Random(f"{config.seed}:ids")
         # Its own stream, so turning hostility on leaves the faults' draws as they were.
         self._hostile_rng = random.Random(f"{config.seed}:hostile")
+        # And the model's choice of how many images to return has its own stream too.
+        self._count_rng = random.Random(f"{config.seed}:outputs")
         self._secret = hashlib.sha256(f"seedream-sim:{config.seed}".encode()).digest()
         self._predictions: dict[str, _Prediction] = {}
         # Finish times of the predictions still running: a min-heap, so counting them at a
@@ -553,7 +555,7 @@ class App:
         if self.config.shapes.output_count == "max" or max_images == 1:
             return max_images
         # The model decides: usually all, sometimes fewer (seeded).
-        rng = self._prediction_rng
+        rng = self._count_rng
         return max_images if rng.random() < 0.5 else rng.randint(1, max_images)
 
     def _nsfw_flags(self, prediction: _Prediction) -> list[bool]:
