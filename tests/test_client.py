@@ -53,6 +53,8 @@ Hook = Callable[[httpx.Request], Awaitable[None]]
 async def simulator(**config: Any) -> AsyncIterator[Simulator]:
     config.setdefault("time_scale", 0.001)
     config.setdefault("api_key", KEY)
+    # JPEG outputs, as ModelArk returns (the simulator's documented knob).
+    config.setdefault("shapes", Shapes(output_format="jpeg"))
     async with serve(seed=1, **config) as sim:
         yield sim
 
@@ -350,7 +352,10 @@ async def test_edit_rejects_bad_params_before_any_request(
 async def test_download_is_atomic_adds_suffix_and_sends_no_key(tmp_path: Path) -> None:
     """download writes the JPEG (what ModelArk returns) under the suffix its bytes call
     for, leaves no temp file, sends no key."""
-    async with simulator(shapes=Shapes(output_count="max")) as sim, connected(sim) as client:
+    async with (
+        simulator(shapes=Shapes(output_count="max", output_format="jpeg")) as sim,
+        connected(sim) as client,
+    ):
         done = await client.edit(PROMPT, [PNG], max_images=2)
         out = tmp_path / "out"
         saved = [
@@ -412,7 +417,7 @@ async def test_bad_base64_output(tmp_path: Path) -> None:
 @pytest.mark.parametrize("envelope", ["data", "flat", "mixed"])
 async def test_envelopes(envelope: str, tmp_path: Path) -> None:
     """Both documented response shapes (and a mix of them) are read everywhere."""
-    shapes = Shapes(output_count="max")
+    shapes = Shapes(output_count="max", output_format="jpeg")
     async with simulator(envelope=envelope, shapes=shapes) as sim, connected(sim) as client:
         media = await client.upload(PNG)
         assert media.download_url.startswith(sim.storage_url)

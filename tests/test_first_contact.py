@@ -45,6 +45,8 @@ FAST_POLL = PollPolicy().scaled(0.001)
 @asynccontextmanager
 async def simulator(**config: Any) -> AsyncIterator[Simulator]:
     config.setdefault("time_scale", 0.001)
+    # The documented outputs: the model decides how many, JPEG (ModelArk).
+    config.setdefault("shapes", Shapes(output_count="model", output_format="jpeg"))
     async with serve(seed=3, api_key=KEY, **config) as sim:
         yield sim
 

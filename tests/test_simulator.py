@@ -136,7 +136,8 @@ async def test_oversized_body_refused_before_reading() -> None:
 
 async def test_prediction_lifecycle() -> None:
     """Submit, poll to completion, download every output; the ledger bills one execution."""
-    async with serve(shapes=Shapes(output_count="max"), **FAST) as sim, client(sim) as http:
+    shapes = Shapes(output_count="max", output_format="jpeg")
+    async with serve(shapes=shapes, **FAST) as sim, client(sim) as http:
         response = await http.post(SUBMIT, json=body(max_images=3))
         data = response.json()["data"]
         assert data["status"] == "processing"
