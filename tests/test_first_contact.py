@@ -226,15 +226,15 @@ async def test_429_without_retry_after_still_finishes_every_item() -> None:
         seen.append(response)
 
     # Predictions of ~170 ms, so six submitted at once find two running.
-    async with simulator(faults=Faults(max_in_flight=2), time_scale=0.02) as sim:
-        async with (
-            httpx.AsyncClient(event_hooks={"response": [record]}) as http,
-            AsyncSeedream(
-                KEY, base_url=sim.base_url, http_client=http, retry=FAST_RETRY, poll=FAST_POLL
-            ) as c,
-        ):
-            items = [EditItem(key=f"k{i}", prompt=PROMPT, images=[PNG]) for i in range(6)]
-            results = await c.edit_all(items, concurrency=6)
+    async with (
+        simulator(faults=Faults(max_in_flight=2), time_scale=0.02) as sim,
+        httpx.AsyncClient(event_hooks={"response": [record]}) as http,
+        AsyncSeedream(
+            KEY, base_url=sim.base_url, http_client=http, retry=FAST_RETRY, poll=FAST_POLL
+        ) as c,
+    ):
+        items = [EditItem(key=f"k{i}", prompt=PROMPT, images=[PNG]) for i in range(6)]
+        results = await c.edit_all(items, concurrency=6)
     limited = [r for r in seen if r.status_code == 429]
     assert limited
     assert not any("retry-after" in r.headers for r in limited)
