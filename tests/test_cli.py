@@ -189,3 +189,22 @@ async def test_demo(tmp_path: Path) -> None:
     assert str(target / "outputs") in out(done)
     assert "3 executions" in out(done)
     assert len(report(target / "outputs")) == 3
+
+
+async def test_run_with_the_documented_base_url_and_per_image_pricing(tmp_path: Path) -> None:
+    """Issue 18: run works with ``--base-url https://<host>/api/v1``; under
+    ``--price-per-image`` the budget holds max_images x price per submit, so $0.05 at
+    $0.01 x 3 images pays for one item and stops the rest before they are sent."""
+    manifest = catalog(tmp_path / "cat", 3)
+    async with serve(time_scale=0.001) as sim:
+        done = await cli(
+            "run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url + "/api/v1/",
+            "--price-per-image", "0.01", "--max-images", "3", "--budget", "0.05",
+            "--concurrency", "1", *FAST_POLL,
+        )  # fmt: skip
+        assert sim.ledger.executions == 1, out(done)
+    lines = report(tmp_path / "out")
+    paid = [line for line in lines if line["status"] == "succeeded"]
+    assert len(paid) == 1
+    assert paid[0]["cost"] == pytest.approx(0.03)
+    assert sum(line["status"] == "not_submitted" for line in lines) == 2

@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
         "would pass USD (default: no limit)",
     )
     run.add_argument(
+        "--price-per-image",
+        type=_positive_float,
+        default=None,
+        metavar="USD",
+        help="bill USD per generated image (Atlas's skills repository and ModelArk) instead "
+        "of $0.036 per execution (the model page); budgets hold max_images x USD per submit",
+    )
+    run.add_argument(
         "--journal", type=Path, default=None, help="default: <out>/.seedream-journal.sqlite"
     )
     run.add_argument(
@@ -340,6 +348,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         concurrency=ns.concurrency,
         rate=ns.rate,
         budget=ns.budget,
+        price_per_image=ns.price_per_image,
         size=ns.size,
         max_images=ns.max_images,
         resubmit_ambiguous=ns.resubmit_ambiguous,

@@ -25,6 +25,7 @@ from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
 from .._engine import BatchRun
 from .._engine._items import EditItem
+from .._models import PriceModel
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
@@ -108,6 +109,7 @@ class RunOptions:
     concurrency: int = 64
     rate: float | None = None
     budget: float | None = None
+    price_per_image: float | None = None
     size: str | None = None
     max_images: int | None = None
     resubmit_ambiguous: bool = False
@@ -311,7 +313,10 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         async with stop_on_signals(scope, hurry=hurry) as stop:
             with scope:
                 async with AsyncSeedream(
-                    options.api_key, base_url=options.base_url, poll=options.poll
+                    options.api_key,
+                    base_url=options.base_url,
+                    poll=options.poll,
+                    price=_price(options.price_per_image),
                 ) as client:
                     with (
                         ReportWriter(options.report_path) as report,
@@ -375,3 +380,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
             )
         return stop.exit_code
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
+
+
+def _price(per_image: float | None) -> PriceModel | None:
+    """``--price-per-image``: bill per generated image; None keeps per execution."""
+    return None if per_image is None else PriceModel.per_generated_image(per_image)
