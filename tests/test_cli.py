@@ -208,3 +208,21 @@ async def test_run_with_the_documented_base_url_and_per_image_pricing(tmp_path: 
     assert len(paid) == 1
     assert paid[0]["cost"] == pytest.approx(0.03)
     assert sum(line["status"] == "not_submitted" for line in lines) == 2
+
+
+async def test_validate_names_a_nul_byte_in_an_image_path(tmp_path: Path) -> None:
+    """Issue 18, item 10: a NUL byte in a manifest's image path is a clear per-row error,
+    not a traceback; the other rows are still checked."""
+    (tmp_path / "ok.png").write_bytes(make_png(8, 8))
+    manifest = tmp_path / "m.jsonl"
+    rows = [
+        {"key": "a", "prompt": "Edit", "images": ["ok.png"]},
+        {"key": "b", "prompt": "Edit", "images": ["ok\u0000.png"]},
+    ]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = await cli("validate", manifest)
+    text = out(done)
+    assert done.returncode == 1, text
+    assert "Traceback" not in text
+    assert f"{manifest}:2: field 'images[0]'" in text
+    assert "NUL byte" in text
