@@ -28,6 +28,8 @@ from ._endpoint import Endpoint, read_json
 from ._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
 from ._exceptions import (
     AmbiguousSubmission,
+    APIStatusError,
+    BadRequestError,
     ConfigurationError,
     DeadlineExceeded,
     InvalidInput,
@@ -71,12 +73,61 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
 # One request's whole exchange, however slowly the bytes trickle in: long enough for a
 # 10 MB upload or a 64 MB output on a slow link, short enough that a stalled one ends.
 DEFAULT_REQUEST_DEADLINE = 300.0
-# How long a sync-mode submit may wait for its answer when the poll policy has no deadline.
-_SYNC_WAIT = 3600.0
+# The longest a sync-mode submit holds its connection for an answer. Atlas Cloud ends a
+# sync request that passes its own maximum wait with 504 (the prediction goes on), so a
+# longer wait on our side is never honoured: the 504 (or this) comes first, then the
+# prediction is polled by id when the answer names it.
+_SYNC_WAIT = 300.0
+# How long a just-submitted prediction may answer 404/400 to a poll before that is believed
+# (Atlas's ComfyUI client waits up to 30 s for a new prediction to be known).
+NOT_FOUND_GRACE = 30.0
 
+_API_PREFIX = "/api/v1"
 _UPLOAD = "/api/v1/model/uploadMedia"
 _SUBMIT = "/api/v1/model/generateImage"
 _PREDICTION = "/api/v1/model/prediction/{id}"
+
+
+def _api_root(path: str) -> str:
+    """The base URL's path without a trailing slash or the API's own ``/api/v1`` prefix.
+
+    Atlas Cloud's docs and its MCP server write the base as ``https://api.atlascloud.ai/api/v1``;
+    the request paths already carry ``/api/v1``, so a base ending in it would call
+    ``/api/v1/api/v1/...`` (which Atlas answers with 401, as if the key were wrong).
+    """
+    path = path.rstrip("/")
+    if path.endswith(_API_PREFIX):
+        path = path[: -len(_API_PREFIX)].rstrip("/")
+    return path or "/"
+
+
+def _with_request_id(prediction: Prediction, response: httpx.Response) -> Prediction:
+    """``prediction`` carrying the answer's ``X-Request-ID`` (when its body had none)."""
+    header = response.headers.get("x-request-id", "").strip()
+    if prediction.request_id or not header:
+        return prediction
+    return prediction.model_copy(update={"request_id": header[:200]})
+
+
+def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
+    """The prediction a sync-mode 504 names, still running, or None.
+
+    Atlas Cloud answers a sync request that outlasts its maximum wait with 504 while the
+    prediction goes on: when the answer carries the prediction's id it is polled like any
+    other; without one, the submit stays ambiguous (paid or not, we cannot tell).
+    """
+    cause = err.__cause__
+    if not isinstance(cause, APIStatusError) or cause.status_code != 504 or not cause.data:
+        return None
+    found = cause.data.get("id")
+    if not isinstance(found, str | int) or isinstance(found, bool) or not str(found):
+        return None
+    return Prediction(id=str(found), request_id=cause.request_id)
+
+
+def _not_found_yet(err: APIStatusError, started: float, grace: float) -> bool:
+    """A 404/400 to the poll of a prediction not yet seen, within the grace period."""
+    return err.status_code in (400, 404) and anyio.current_time() - started < grace
 
 
 class AsyncSeedream(PerCallOptions):
@@ -153,7 +204,7 @@ class AsyncSeedream(PerCallOptions):
         url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
-        self.base_url = url.copy_with(path=url.path.rstrip("/") or "/")
+        self.base_url = url.copy_with(path=_api_root(url.path))
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
@@ -354,6 +405,7 @@ class AsyncSeedream(PerCallOptions):
             clone = self._per_call(extra_headers)
             return await clone.submit(request, retry=retry, on_refused=on_refused)
         images = request.max_images if request.enable_base64_output else 0
+        response: httpx.Response | None = None
         try:
             response = await self._endpoint.send(
                 "POST",
@@ -366,14 +418,24 @@ class AsyncSeedream(PerCallOptions):
                 on_refused=on_refused,
                 max_bytes=self._answer_cap(images),
                 read_timeout=(
-                    (self.poll.deadline or _SYNC_WAIT) if request.enable_sync_mode else None
+                    min(self.poll.deadline or _SYNC_WAIT, _SYNC_WAIT)
+                    if request.enable_sync_mode
+                    else None
                 ),
             )
-            prediction = read_prediction(
-                read_json(response, what="submit"),
-                what="submit",
-                secrets=(self._key.reveal(),),
+            prediction = _with_request_id(
+                read_prediction(
+                    read_json(response, what="submit"),
+                    what="submit",
+                    secrets=(self._key.reveal(),),
+                ),
+                response,
             )
+        except AmbiguousSubmission as err:
+            going_on = _sync_timeout(err) if request.enable_sync_mode else None
+            if going_on is None:
+                raise
+            prediction = going_on
         except MalformedResponse as err:
             if err.status_code // 100 == 3:
                 raise  # a redirect we did not follow: nothing reached the API's handler
@@ -382,10 +444,10 @@ class AsyncSeedream(PerCallOptions):
             ) from err
         if images:
             self._base64[prediction.id] = images
-        self._raw.record(prediction.id, response, operation="submit", secrets=(self._key.reveal(),))
-        self.observer.answered(
-            "submit", prediction.id, prediction.status, response.headers.get("x-request-id")
-        )
+        if response is not None:  # None: a sync 504 that named the prediction still running
+            secrets = (self._key.reveal(),)
+            self._raw.record(prediction.id, response, operation="submit", secrets=secrets)
+        self.observer.answered("submit", prediction.id, prediction.status, prediction.request_id)
         return prediction
 
     async def get_prediction(
@@ -405,12 +467,15 @@ class AsyncSeedream(PerCallOptions):
             policy=self.retry,
             max_bytes=self._answer_cap(self._base64.get(prediction_id, 0)),
         )
-        prediction = read_prediction(
-            read_json(response, what=what),
-            what=what,
-            prediction_id=prediction_id,
-            status_code=response.status_code,
-            secrets=(self._key.reveal(),),
+        prediction = _with_request_id(
+            read_prediction(
+                read_json(response, what=what),
+                what=what,
+                prediction_id=prediction_id,
+                status_code=response.status_code,
+                secrets=(self._key.reveal(),),
+            ),
+            response,
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)
@@ -446,6 +511,7 @@ class AsyncSeedream(PerCallOptions):
         *,
         poll: PollPolicy | None = None,
         deadline: float | None = None,
+        not_found_grace: float = NOT_FOUND_GRACE,
         extra_headers: Mapping[str, str] | None = None,
     ) -> Prediction:
         """Poll one prediction with backoff until it is done, and return it.
@@ -453,11 +519,17 @@ class AsyncSeedream(PerCallOptions):
         Args:
             prediction_id: the id ``submit`` returned.
             poll: the polling policy; the client's when None.
+            deadline: seconds to wait in all; the policy's ``deadline`` when None. It bounds
+                every poll too: a poll (and its retries) still running at the deadline is
+                cancelled.
+            not_found_grace: seconds a prediction not yet seen may answer 404 or 400 (a
+                just-submitted one is not known everywhere at once) before that is raised.
             deadline: seconds to wait in all; the policy's ``deadline`` when None.
             extra_headers: headers added to its polls.
 
         Raises:
-            PredictionFailed: the prediction failed; carries its id and the server's error.
+            PredictionFailed: the prediction failed; carries its id and the server's error
+                (:class:`ContentModerationError` for a moderation refusal).
             DeadlineExceeded: it was still running at the deadline.
         """
         if extra_headers:
@@ -465,12 +537,22 @@ class AsyncSeedream(PerCallOptions):
             return await clone.wait(prediction_id, poll=poll, deadline=deadline)
         policy = poll or self.poll
         limit = deadline if deadline is not None else policy.deadline
+        started = anyio.current_time()
+        seen = False
         with anyio.move_on_after(limit if limit is not None else float("inf")):
             for delay in poll_delays(policy, rng=self.rng):
                 await anyio.sleep(delay)
-                prediction = await self.get_prediction(prediction_id)
+                try:
+                    prediction = await self.get_prediction(prediction_id)
+                except BadRequestError as err:
+                    if seen or not _not_found_yet(err, started, not_found_grace):
+                        raise
+                    continue
+                seen = True
                 if prediction.failed:
-                    raise PredictionFailed(prediction_id, prediction.error)
+                    raise PredictionFailed.of(
+                        prediction_id, prediction.error, prediction.error_code
+                    )
                 if prediction.done:
                     return prediction
         raise DeadlineExceeded(prediction_id, limit if limit is not None else float("inf"))
@@ -541,7 +623,7 @@ class AsyncSeedream(PerCallOptions):
         prediction = await self.submit(request)
         if prediction.terminal:  # sync mode, or a very fast model
             if prediction.failed:
-                raise PredictionFailed(prediction.id, prediction.error)
+                raise PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
             return prediction
         return await self.wait(prediction.id)
 

@@ -25,8 +25,10 @@ from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
 
 __all__ = ["stream_to_file", "write_base64"]
 
-# Signed storage URLs answer these once expired (S3 and GCS say 403, some CDNs 410).
-_EXPIRED = frozenset({401, 403, 410})
+# Storage answers these once a URL or its object expired: Atlas Cloud's data-retention
+# page says expired media answers 404 (kept 14 days by default); signed URLs on S3 and GCS
+# say 403, some CDNs 410. Each is fetched again by id, once (fresh URLs), not re-paid.
+_EXPIRED = frozenset({401, 403, 404, 410})
 
 
 def _temporary(dest: Path) -> Path:
@@ -67,7 +69,7 @@ async def stream_to_file(
         http_timeout: the request's httpx timeout; the HTTP client's when None.
 
     Raises:
-        OutputExpired: the storage refused the URL as expired (401, 403, 410).
+        OutputExpired: the storage refused the URL as expired (401, 403, 404, 410).
         MalformedResponse: the answer is larger than ``max_bytes`` or not an image.
     """
     await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)

@@ -69,6 +69,9 @@ class Endpoint:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.headers = headers or httpx.Headers()
+        # True once the API has answered any request with success: until then a 401 or
+        # 404 may well mean a wrong base URL (Atlas answers a wrong path with 401).
+        self._answered = False
 
     def with_options(
         self, *, timeout: httpx.Timeout | None = None, headers: httpx.Headers | None = None
@@ -140,7 +143,7 @@ class Endpoint:
             )
             async with bounded(request, deadline):
                 response = await self._exchange(request, what, max_bytes or self.max_bytes)
-            return self._checked(response, what)
+            return self._checked(response, what, method, url)
 
         return await self._driver.call(
             attempt,
@@ -179,10 +182,18 @@ class Endpoint:
         headers["Authorization"] = f"Bearer {self._key.reveal()}"
         return headers
 
-    def _checked(self, response: httpx.Response, what: str) -> httpx.Response:
+    def _checked(
+        self, response: httpx.Response, what: str, method: str, url: httpx.URL
+    ) -> httpx.Response:
         """``response`` if it succeeded, in its status and in its envelope; else its error."""
         if not response.is_success:
-            raise status_error(response, what=what, secrets=(self._key.reveal(),))
+            raise status_error(
+                response,
+                what=what,
+                secrets=(self._key.reveal(),),
+                note=self._first_contact(response.status_code, method, url),
+            )
+        self._answered = True
         try:
             body = response.json()
         except ValueError:
@@ -192,6 +203,16 @@ class Endpoint:
             raise error
         logger.debug("%s: HTTP %d", what, response.status_code)
         return response
+
+    def _first_contact(self, status: int, method: str, url: httpx.URL) -> str:
+        """What to check when the very first answers are 401/404: the URL as well as the key."""
+        if self._answered or status not in (401, 404):
+            return ""
+        return (
+            f" (called {method} {url}; no request has succeeded yet, and Atlas Cloud answers "
+            "a wrong path with 401 too: check --base-url / ATLASCLOUD_BASE_URL, e.g. "
+            "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
+        )
 
     async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
         """Send ``request``, following only same-origin redirects, and read the answer."""

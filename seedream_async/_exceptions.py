@@ -11,6 +11,7 @@ Our exception hierarchy::
     ├── APIStatusError            - the API answered with an error status (or an error
     │   │                           ``code`` in a 200 body)
     │   ├── AuthenticationError   - 401 / 403
+    │   │   └── RegionBlocked     - 451: the API refuses this region; not retryable
     │   ├── InsufficientBalance   - 402: the account's balance is exhausted
     │   ├── BadRequestError       - 400 / 404 / 413 / 415 / 422
     │   ├── RateLimitError        - 429
@@ -19,6 +20,7 @@ Our exception hierarchy::
     │                               missing what it must carry, or a redirect off the API
     ├── AmbiguousSubmission       - a submit may have been billed; not re-sent
     ├── PredictionFailed          - the model reported ``failed``
+    │   └── ContentModerationError - ``error_code`` 1039: the input failed moderation
     ├── DeadlineExceeded          - a prediction did not finish in time
     ├── OutputExpired             - an output URL expired before it was downloaded
     ├── OutputInvalid             - an output is not a whole image of an expected type
@@ -43,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "BudgetExceeded",
     "ConfigurationError",
+    "ContentModerationError",
     "DeadlineExceeded",
     "InsufficientBalance",
     "InvalidImage",
@@ -53,11 +56,14 @@ __all__ = [
     "OutputInvalid",
     "PredictionFailed",
     "RateLimitError",
+    "RegionBlocked",
     "SeedreamError",
     "ServerError",
     "TransportError",
     "WebhookVerificationError",
+    "body_message",
     "scrub",
+    "status_text",
     "status_error_class",
 ]
 
@@ -138,6 +144,10 @@ class APIStatusError(SeedreamError):
         status_code: the HTTP status.
         server_message: the error message from the response body, when it had one.
         retry_after: seconds the server asked us to wait, when it said.
+        request_id: the API's id for the request (its ``X-Request-ID`` header, or the
+            error body's ``request_id``); quote it to Atlas Cloud's support.
+        data: the error body's ``data`` object, when it had one (a sync-mode 504 may name
+            the prediction that goes on).
     """
 
     def __init__(
@@ -147,15 +157,26 @@ class APIStatusError(SeedreamError):
         status_code: int,
         server_message: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
+        data: dict[str, object] | None = None,
     ) -> None:
+        if request_id:
+            message = f"{message} (request id {request_id})"
         super().__init__(message)
         self.status_code = status_code
         self.server_message = server_message
         self.retry_after = retry_after
+        self.request_id = request_id
+        self.data = data
 
 
 class AuthenticationError(APIStatusError):
     """401 or 403: the API key is missing, wrong or not allowed."""
+
+
+class RegionBlocked(AuthenticationError):
+    """451: the API refuses requests from this region. Not retryable, and fatal for a whole
+    batch like 403: no new submit can succeed from here."""
 
 
 class InsufficientBalance(APIStatusError):
@@ -207,10 +228,37 @@ class PredictionFailed(SeedreamError):
         error: the server's error message.
     """
 
-    def __init__(self, prediction_id: str, error: str | None) -> None:
-        super().__init__(f"prediction {prediction_id} failed: {error or 'no error message'}")
+    def __init__(
+        self, prediction_id: str, error: str | None, *, error_code: int | None = None
+    ) -> None:
+        text = f"prediction {prediction_id} failed: {error or 'no error message'}"
+        if error_code is not None:
+            text += f" (error code {error_code})"
+        super().__init__(text)
         self.prediction_id = prediction_id
         self.error = error
+        self.error_code = error_code
+
+    @staticmethod
+    def of(prediction_id: str, error: str | None, error_code: int | None) -> PredictionFailed:
+        """The right class for a failed prediction: :class:`ContentModerationError` for
+        Atlas Cloud's ``error_code`` 1039, else :class:`PredictionFailed`."""
+        if error_code == CONTENT_MODERATION_CODE:
+            return ContentModerationError(prediction_id, error, error_code=error_code)
+        return PredictionFailed(prediction_id, error, error_code=error_code)
+
+
+# Atlas Cloud's task-level error code for an input refused by content moderation.
+CONTENT_MODERATION_CODE = 1039
+
+
+class ContentModerationError(PredictionFailed):
+    """The prediction failed content moderation (Atlas Cloud's ``error_code`` 1039).
+
+    The execution was still submitted, so under per-execution pricing it was billed;
+    running the same prompt and images again will most likely be refused again, and
+    billed again.
+    """
 
 
 class DeadlineExceeded(SeedreamError):
@@ -263,11 +311,53 @@ def status_error_class(status: int) -> tuple[type[APIStatusError], str]:
             InsufficientBalance,
             "the account's balance is exhausted; top it up, then run the batch again",
         )
+    if status == 451:
+        return RegionBlocked, "blocked in your region (HTTP 451); not retryable"
+    if status == 413:
+        return (
+            BadRequestError,
+            "the request body is over the API's 50 MB limit; send image URLs instead of "
+            "inline base64, or upload the images first",
+        )
     if status == 429:
         return RateLimitError, "rate limited; lower concurrency or rate"
     if status >= 500:
         return ServerError, "the API had trouble"
     return BadRequestError, "the API rejected the request"
+
+
+_MAX_MESSAGE = 500
+# Statuses whose hint says what to do even when the server sent a message of its own.
+_ALWAYS_HINT = frozenset({413, 451})
+
+
+def status_text(status: int, message: str | None, hint: str) -> str:
+    """The server's message, the hint when it had none (or when the hint says what to do)."""
+    if message and status in _ALWAYS_HINT:
+        return f"{message} ({hint})"
+    return message or hint
+
+
+def body_message(body: object) -> str | None:
+    """The error message in a decoded JSON error body, or None.
+
+    Reads Atlas Cloud's ``{"code", "msg", "request_id", "data"}`` and the other shapes seen
+    (``message``, ``error`` (a string or ``{"message": ...}``), ``detail`` (a string or a
+    list)), at the top level or inside ``data``. The one reader for HTTP error bodies and
+    for an error ``code`` in a 200 body.
+    """
+    for candidate in (body, body.get("data") if isinstance(body, dict) else None):
+        if not isinstance(candidate, dict):
+            continue
+        for name in ("msg", "message", "error", "detail"):
+            value = candidate.get(name)
+            if isinstance(value, dict):
+                value = value.get("message")
+            if isinstance(value, list) and value:
+                value = str(value[0])
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:_MAX_MESSAGE]
+    return None
 
 
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+")

@@ -47,8 +47,10 @@ from ._exceptions import (
     APIStatusError,
     InvalidInput,
     MalformedResponse,
+    body_message,
     scrub,
     status_error_class,
+    status_text,
 )
 from ._family import (
     MODELS,
@@ -153,16 +155,6 @@ def _code(body: dict[str, Any]) -> int | None:
     return None
 
 
-def _message(body: dict[str, Any]) -> str | None:
-    for name in ("message", "msg", "error", "detail"):
-        value = body.get(name)
-        if isinstance(value, dict):
-            value = value.get("message")
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:_MAX_MESSAGE]
-    return None
-
-
 def envelope_error(
     body: Any, *, what: str = "request", secrets: Sequence[str] = ()
 ) -> APIStatusError | None:
@@ -183,12 +175,15 @@ def envelope_error(
     if code is None or not 400 <= code <= 599:
         return None
     cls, hint = status_error_class(code)
-    message = _message(body)
+    message = body_message(body)
     message = None if message is None else scrub(message, secrets)
+    rid = body.get("request_id")
     return cls(
-        f"{what} failed: the API answered with error code {code} in its body: {message or hint}",
+        f"{what} failed: the API answered with error code {code} in its body: "
+        f"{status_text(code, message, hint)}",
         status_code=code,
         server_message=message,
+        request_id=rid if isinstance(rid, str) and rid else None,
     )
 
 
@@ -317,6 +312,10 @@ class Prediction(_Wire):
         status: a :class:`PredictionStatus`, or the raw string when the API sends an unknown one.
         outputs: output image URLs (or base64 strings with ``enable_base64_output``).
         error: the server's error message for a failed prediction.
+        error_code: Atlas Cloud's task-level code for a failure (1039: content moderation).
+        has_nsfw_contents: one flag per output, True where the API flagged it as NSFW.
+        request_id: the API's id for the request that returned this answer
+            (``X-Request-ID``), for support.
         metrics: timing, when reported.
     """
 
@@ -325,6 +324,9 @@ class Prediction(_Wire):
     model: str | None = None
     outputs: list[str] = Field(default_factory=list)
     error: str | None = None
+    error_code: int | None = None
+    has_nsfw_contents: list[bool] = Field(default_factory=list)
+    request_id: str | None = None
     metrics: Metrics | None = None
     created_at: datetime | None = None
     completed_at: datetime | None = None
@@ -374,6 +376,30 @@ class Prediction(_Wire):
         if isinstance(value, dict) and isinstance(value.get("message"), str):
             return value["message"]
         return str(value)
+
+    @field_validator("error_code", mode="before")
+    @classmethod
+    def _error_code(cls, value: Any) -> Any:
+        try:
+            return int(value) if value not in (None, "", 0, "0") else None
+        except (TypeError, ValueError):
+            return None
+
+    @field_validator("has_nsfw_contents", mode="before")
+    @classmethod
+    def _nsfw(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return []
+        return [bool(flag) for flag in value]
+
+    @field_validator("request_id", mode="before")
+    @classmethod
+    def _request_id(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, str | int) and str(value) else None
+
+    def flagged(self, index: int) -> bool:
+        """True when the API flagged output ``index`` (0-based) as NSFW."""
+        return index < len(self.has_nsfw_contents) and self.has_nsfw_contents[index]
 
     @field_validator("model", "metrics", "created_at", "completed_at", mode="wrap")
     @classmethod
@@ -644,11 +670,18 @@ class EditRequest(BaseModel):
 
     def to_payload(self) -> dict[str, Any]:
         """The flat JSON body ``generateImage`` takes: ``seed`` left out when random,
-        ``images`` when empty, ``max_images`` for a model that takes none; then the
-        model's ``options``, then ``extra_body`` merged last."""
+        ``enable_sync_mode`` only when asked for, ``images`` when empty (a text-only
+        model), ``max_images`` for a model that takes none; then the model's ``options``,
+        then ``extra_body`` merged last."""
         payload = self.model_dump()
+        # Only what the user set, plus what Atlas's own v4.5 node sends (model, images,
+        # prompt, size, max_images, enable_base64_output): a default the user did not ask
+        # for (``seed``, ``enable_sync_mode: false``) is left out, for an API that may
+        # validate strictly.
         if payload["seed"] is None:
             del payload["seed"]
+        if not payload["enable_sync_mode"]:
+            del payload["enable_sync_mode"]
         if not payload["images"]:
             del payload["images"]
         spec = self.spec

@@ -70,7 +70,7 @@ async def test_429s_shrink_concurrency_for_the_whole_batch() -> None:
     def watch(progress: BatchProgress) -> None:
         limits.append(progress.concurrency_limit)
 
-    faults = Faults(max_in_flight=4, retry_after=0.005)
+    faults = Faults(max_in_flight=4, send_retry_after=True, retry_after=0.005)
     # Predictions of ~0.25 s: long enough that a loaded machine still has a fifth submit
     # arrive while four run (at 0.003 the first ones could finish before it).
     async with simulated(faults=faults, time_scale=0.03) as (sim, client):

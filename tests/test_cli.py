@@ -189,3 +189,40 @@ async def test_demo(tmp_path: Path) -> None:
     assert str(target / "outputs") in out(done)
     assert "3 executions" in out(done)
     assert len(report(target / "outputs")) == 3
+
+
+async def test_run_with_the_documented_base_url_and_per_image_pricing(tmp_path: Path) -> None:
+    """Issue 18: run works with ``--base-url https://<host>/api/v1``; under
+    ``--price-per-image`` the budget holds max_images x price per submit, so $0.05 at
+    $0.01 x 3 images pays for one item and stops the rest before they are sent."""
+    manifest = catalog(tmp_path / "cat", 3)
+    async with serve(time_scale=0.001) as sim:
+        done = await cli(
+            "run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url + "/api/v1/",
+            "--price-per-image", "0.01", "--max-images", "3", "--budget", "0.05",
+            "--concurrency", "1", *FAST_POLL,
+        )  # fmt: skip
+        assert sim.ledger.executions == 1, out(done)
+    lines = report(tmp_path / "out")
+    paid = [line for line in lines if line["status"] == "succeeded"]
+    assert len(paid) == 1
+    assert paid[0]["cost"] == pytest.approx(0.03)
+    assert sum(line["status"] == "not_submitted" for line in lines) == 2
+
+
+async def test_validate_names_a_nul_byte_in_an_image_path(tmp_path: Path) -> None:
+    """Issue 18, item 10: a NUL byte in a manifest's image path is a clear per-row error,
+    not a traceback; the other rows are still checked."""
+    (tmp_path / "ok.png").write_bytes(make_png(8, 8))
+    manifest = tmp_path / "m.jsonl"
+    rows = [
+        {"key": "a", "prompt": "Edit", "images": ["ok.png"]},
+        {"key": "b", "prompt": "Edit", "images": ["ok\u0000.png"]},
+    ]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    done = await cli("validate", manifest)
+    text = out(done)
+    assert done.returncode == 1, text
+    assert "Traceback" not in text
+    assert f"{manifest}:2: field 'images[0]'" in text
+    assert "NUL byte" in text

@@ -33,7 +33,7 @@ from seedream_async import (
 )
 from seedream_async._constants import API_KEY_ENV, BASE_URL_ENV
 from seedream_async._models import build_request
-from seedream_async.testing import Faults, Simulator, make_png, serve
+from seedream_async.testing import Faults, Shapes, Simulator, make_png, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -53,6 +53,8 @@ Hook = Callable[[httpx.Request], Awaitable[None]]
 async def simulator(**config: Any) -> AsyncIterator[Simulator]:
     config.setdefault("time_scale", 0.001)
     config.setdefault("api_key", KEY)
+    # JPEG outputs, as ModelArk returns (the simulator's documented knob).
+    config.setdefault("shapes", Shapes(output_format="jpeg"))
     async with serve(seed=1, **config) as sim:
         yield sim
 
@@ -348,16 +350,20 @@ async def test_edit_rejects_bad_params_before_any_request(
 
 
 async def test_download_is_atomic_adds_suffix_and_sends_no_key(tmp_path: Path) -> None:
-    """download writes the PNG under a suffixed name, leaves no temp file, sends no key."""
-    async with simulator() as sim, connected(sim) as client:
+    """download writes the JPEG (what ModelArk returns) under the suffix its bytes call
+    for, leaves no temp file, sends no key."""
+    async with (
+        simulator(shapes=Shapes(output_count="max", output_format="jpeg")) as sim,
+        connected(sim) as client,
+    ):
         done = await client.edit(PROMPT, [PNG], max_images=2)
         out = tmp_path / "out"
         saved = [
             await client.download(url, out / f"result-{i}") for i, url in enumerate(done.outputs)
         ]
-    assert [p.name for p in saved] == ["result-0.png", "result-1.png"]
-    assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in saved)
-    assert names(out) == ["result-0.png", "result-1.png"]
+    assert [p.name for p in saved] == ["result-0.jpg", "result-1.jpg"]
+    assert all(p.read_bytes().startswith(b"\xff\xd8\xff") for p in saved)
+    assert names(out) == ["result-0.jpg", "result-1.jpg"]
     assert sim.ledger.auth_on_storage == 0
     assert sim.ledger.requests["output"] == 2
 
@@ -384,8 +390,10 @@ async def test_expired_output(tmp_path: Path) -> None:
 
 
 async def test_base64_outputs_via_save_output(tmp_path: Path) -> None:
-    """Base64 outputs are decoded by save_output into PNG files with a suffix added."""
-    async with simulator() as sim, connected(sim) as client:
+    """Base64 outputs are decoded by save_output into files with the suffix their bytes
+    call for (PNG here, by the simulator's knob)."""
+    shapes = Shapes(output_count="max", output_format="png")
+    async with simulator(shapes=shapes) as sim, connected(sim) as client:
         done = await client.edit(PROMPT, [PNG], max_images=2, enable_base64_output=True)
         assert not any(output.startswith("http") for output in done.outputs)
         saved = [
@@ -409,14 +417,15 @@ async def test_bad_base64_output(tmp_path: Path) -> None:
 @pytest.mark.parametrize("envelope", ["data", "flat", "mixed"])
 async def test_envelopes(envelope: str, tmp_path: Path) -> None:
     """Both documented response shapes (and a mix of them) are read everywhere."""
-    async with simulator(envelope=envelope) as sim, connected(sim) as client:
+    shapes = Shapes(output_count="max", output_format="jpeg")
+    async with simulator(envelope=envelope, shapes=shapes) as sim, connected(sim) as client:
         media = await client.upload(PNG)
         assert media.download_url.startswith(sim.storage_url)
         done = await client.edit(PROMPT, [media.download_url, PNG], max_images=2)
         saved = await client.download(done.outputs[0], tmp_path / "out")
     assert done.done
     assert len(done.outputs) == 2
-    assert saved.suffix == ".png"
+    assert saved.suffix == ".jpg"
 
 
 # -- retries ----------------------------------------------------------------------------
@@ -429,7 +438,11 @@ async def test_envelopes(envelope: str, tmp_path: Path) -> None:
 async def test_rate_limited_poll_recovers_after_retry_after(fmt: str, seconds: float) -> None:
     """A 429 on a poll waits the server's Retry-After (seconds or ms), then succeeds."""
     faults = Faults(
-        rate_limit=1.0, retry_after=seconds, retry_after_format=fmt, endpoints=frozenset({"poll"})
+        rate_limit=1.0,
+        send_retry_after=True,
+        retry_after=seconds,
+        retry_after_format=fmt,
+        endpoints=frozenset({"poll"}),
     )
     async with (
         simulator(faults=faults) as sim,
@@ -450,6 +463,7 @@ async def test_rate_limited_upload_recovers_after_http_date() -> None:
     """A 429 whose Retry-After is an HTTP date is waited out (about a second), then retried."""
     faults = Faults(
         rate_limit=1.0,
+        send_retry_after=True,
         retry_after=0.001,
         retry_after_format="http-date",
         endpoints=frozenset({"upload"}),
@@ -469,7 +483,9 @@ async def test_rate_limited_upload_recovers_after_http_date() -> None:
 
 async def test_retry_after_over_cap_raises() -> None:
     """A 429 asking for longer than max_retry_after is raised at once instead of slept."""
-    faults = Faults(rate_limit=1.0, retry_after=30.0, endpoints=frozenset({"upload"}))
+    faults = Faults(
+        rate_limit=1.0, send_retry_after=True, retry_after=30.0, endpoints=frozenset({"upload"})
+    )
     retry = RetryPolicy(initial_delay=0.001, max_retry_after=1.0)
     async with simulator(faults=faults) as sim, connected(sim, retry=retry) as client:
         with anyio.fail_after(5), pytest.raises(SeedreamError) as info:
@@ -502,7 +518,7 @@ async def test_dropped_connections_recover(endpoint: str, tmp_path: Path) -> Non
         sim.configure(faults=faults)
         done = await client.edit(PROMPT, [PNG])
         saved = await client.download(done.outputs[0], tmp_path / "out")
-    assert saved.read_bytes().startswith(b"\x89PNG")
+    assert saved.read_bytes().startswith(b"\xff\xd8\xff")
     assert sim.ledger.faults["drop"] == 2
     assert sim.ledger.executions == 1
     assert names(tmp_path) == [saved.name]
@@ -518,7 +534,7 @@ async def test_download_server_errors_recover(tmp_path: Path) -> None:
         done = await client.edit(PROMPT, [PNG])
         sim.configure(faults=faults)
         saved = await client.download(done.outputs[0], tmp_path / "out.png")
-    assert saved.read_bytes().startswith(b"\x89PNG")
+    assert saved.read_bytes().startswith(b"\xff\xd8\xff")
     assert sim.ledger.faults["502"] == 2
 
 
@@ -563,7 +579,12 @@ async def test_ambiguous_submit_is_never_resent(faults: dict[str, Any]) -> None:
 async def test_submit_not_taken_is_retried_once_billed(code: int) -> None:
     """429 and 503 on a submit mean "not taken": it is resent and billed exactly once."""
     if code == 429:
-        faults = Faults(rate_limit=1.0, retry_after=0.001, endpoints=frozenset({"submit"}))
+        faults = Faults(
+            rate_limit=1.0,
+            send_retry_after=True,
+            retry_after=0.001,
+            endpoints=frozenset({"submit"}),
+        )
     else:
         faults = Faults(
             server_error=1.0,
@@ -588,6 +609,7 @@ async def test_submit_soak_never_pays_twice() -> None:
     """100 concurrent submits under mixed faults: no body is ever billed twice."""
     faults = Faults(
         rate_limit=0.15,
+        send_retry_after=True,
         retry_after=0.001,
         server_error=0.25,
         drop=0.05,
@@ -713,7 +735,11 @@ async def test_own_http_client_is_closed() -> None:
 async def test_download_rate_limited_recovers(fmt: str, tmp_path: Path) -> None:
     """A 429 from the storage host is retried by download, as for any idempotent request."""
     faults = Faults(
-        rate_limit=1.0, retry_after=0.01, retry_after_format=fmt, endpoints=frozenset({"output"})
+        rate_limit=1.0,
+        send_retry_after=True,
+        retry_after=0.01,
+        retry_after_format=fmt,
+        endpoints=frozenset({"output"}),
     )
     async with (
         simulator() as sim,
@@ -724,6 +750,6 @@ async def test_download_rate_limited_recovers(fmt: str, tmp_path: Path) -> None:
         start = anyio.current_time()
         saved = await client.download(done.outputs[0], tmp_path / "out")
         elapsed = anyio.current_time() - start
-    assert saved.read_bytes().startswith(b"\x89PNG")
+    assert saved.read_bytes().startswith(b"\xff\xd8\xff")
     assert sim.ledger.faults["429"] == 1
     assert elapsed >= 0.009

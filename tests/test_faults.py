@@ -43,6 +43,7 @@ URL = "https://cdn.example.com/ref.png"
 # About one request in five meets a fault: each kind a few percent, on every endpoint.
 SOAK_FAULTS = Faults(
     rate_limit=0.04,
+    send_retry_after=True,
     retry_after=0.002,
     server_error=0.05,
     drop=0.03,

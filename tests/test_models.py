@@ -62,12 +62,18 @@ def test_uploaded_media_example() -> None:
 
 
 def test_edit_request_example() -> None:
-    """The contract's submit body validates and round-trips to the same payload."""
+    """The contract's submit body validates and round-trips to the same payload, less
+    ``enable_sync_mode: false``: a default nobody asked for is not sent (issue 18, item 2:
+    Atlas's own v4.5 node sends only model, images, prompt, size, max_images and
+    enable_base64_output)."""
     raw = json.loads(SUBMIT_EXAMPLE)
     request = EditRequest.model_validate(raw)
     assert request.model == DEFAULT_MODEL
     assert request.max_images == 3
-    assert request.to_payload() == raw
+    assert request.to_payload() == {k: v for k, v in raw.items() if k != "enable_sync_mode"}
+    synced = EditRequest.model_validate({**raw, "enable_sync_mode": True, "seed": 7})
+    assert synced.to_payload()["enable_sync_mode"] is True
+    assert synced.to_payload()["seed"] == 7
 
 
 @pytest.mark.parametrize("text", [SUBMITTED_DATA, SUBMITTED_FLAT], ids=["data", "flat"])

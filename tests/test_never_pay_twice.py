@@ -543,11 +543,11 @@ async def test_keys_never_share_an_output_file(tmp_path: Path) -> None:
 def corrupt_outputs(monkeypatch: pytest.MonkeyPatch, kind: str) -> dict[str, bool]:
     """Storage answers 200 with an HTML page, a PNG cut in half, or (base64 outputs) junk."""
     state = {"on": True}
-    original_png = sim_app._output_png
+    original_image = sim_app._output_image
     original_serve = sim_app.App._serve_output
 
-    def output_png(prediction_id: str, index: int, width: int, height: int) -> bytes:
-        png = original_png(prediction_id, index, width, height)
+    def output_image(prediction_id: str, index: int, width: int, height: int, fmt: str) -> bytes:
+        png = original_image(prediction_id, index, width, height, fmt)
         if not state["on"]:
             return png
         return png[: len(png) // 2] if kind == "truncated" else b"\x00junk, not an image" * 8
@@ -558,7 +558,7 @@ def corrupt_outputs(monkeypatch: pytest.MonkeyPatch, kind: str) -> dict[str, boo
             return sim_app.Response(status=200, body=page, content_type="text/html")
         return original_serve(self, request)
 
-    monkeypatch.setattr(sim_app, "_output_png", output_png)
+    monkeypatch.setattr(sim_app, "_output_image", output_image)
     monkeypatch.setattr(sim_app.App, "_serve_output", serve_output)
     return state
 

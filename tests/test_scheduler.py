@@ -42,7 +42,11 @@ async def test_a_failing_poll_is_tried_again_not_fatal() -> None:
     """Polls refused with 429 or 5xx past the client's retries are rescheduled: a paid
     prediction is not failed for a poll that can simply be asked again."""
     faults = Faults(
-        rate_limit=0.4, server_error=0.2, retry_after=0.001, endpoints=frozenset({"poll"})
+        rate_limit=0.4,
+        server_error=0.2,
+        send_retry_after=True,
+        retry_after=0.001,
+        endpoints=frozenset({"poll"}),
     )
     no_retries = RetryPolicy(max_attempts=1)
     async with simulated(faults=faults, client_options={"retry": no_retries}) as (sim, client):

@@ -27,6 +27,7 @@ KEY = "sk-TOPSECRET-42"
 URL = "https://cdn.example.com/ref.png"
 FAULTS = Faults(
     rate_limit=0.05,
+    send_retry_after=True,
     retry_after=0.002,
     server_error=0.08,
     drop=0.05,

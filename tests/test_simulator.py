@@ -15,7 +15,15 @@ import pytest
 
 from seedream_async._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
 from seedream_async._models import Prediction, UploadedMedia
-from seedream_async.testing import Faults, Ledger, Simulator, SimulatorConfig, make_png, serve
+from seedream_async.testing import (
+    Faults,
+    Ledger,
+    Shapes,
+    Simulator,
+    SimulatorConfig,
+    make_png,
+    serve,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +109,7 @@ async def test_upload_rejections(files: dict[str, Any], auth: bool, status: int)
         response = await http.post(UPLOAD, files=files)
         assert response.status_code == status
         assert response.json()["code"] == status
-        assert response.json()["message"]
+        assert response.json()["msg"]
         assert sim.ledger.uploads == []
 
 
@@ -128,7 +136,8 @@ async def test_oversized_body_refused_before_reading() -> None:
 
 async def test_prediction_lifecycle() -> None:
     """Submit, poll to completion, download every output; the ledger bills one execution."""
-    async with serve(**FAST) as sim, client(sim) as http:
+    shapes = Shapes(output_count="max", output_format="jpeg")
+    async with serve(shapes=shapes, **FAST) as sim, client(sim) as http:
         response = await http.post(SUBMIT, json=body(max_images=3))
         data = response.json()["data"]
         assert data["status"] == "processing"
@@ -146,7 +155,8 @@ async def test_prediction_lifecycle() -> None:
                 assert url.startswith(f"{sim.storage_url}/outputs/{prediction.id}/")
                 image = await plain.get(url)
                 assert image.status_code == 200
-                assert image.content.startswith(b"\x89PNG\r\n\x1a\n")
+                assert image.content.startswith(b"\xff\xd8\xff")  # JPEG, as ModelArk
+                assert image.headers["content-type"] == "image/jpeg"
         ledger = sim.ledger
         assert ledger.executions == 1
         assert ledger.cost == pytest.approx(PRICE_PER_EXECUTION)
@@ -192,8 +202,8 @@ async def test_submit_validation(changes: dict[str, Any], field: str, fragment: 
         assert response.status_code == 422
         error = response.json()
         assert error["field"] == field
-        assert error["message"].startswith(f"{field}: ")
-        assert fragment in error["message"]
+        assert error["msg"].startswith(f"{field}: ")
+        assert fragment in error["msg"]
         assert sim.ledger.executions == 0
 
 
@@ -212,13 +222,17 @@ async def test_submit_bad_json_and_missing_model() -> None:
 
 
 async def test_not_found_and_auth() -> None:
-    """Unknown predictions and routes get 404 JSON; a wrong key gets 401."""
+    """Unknown predictions get 404 JSON; unknown routes get 401, as Atlas Cloud's gateway
+    authenticates before it routes (its errors page), or 404 by the knob; a wrong key
+    gets 401."""
     async with serve(**FAST) as sim, client(sim) as http:
         response = await http.get("/api/v1/model/prediction/pred_nope")
         assert response.status_code == 404
         assert response.json()["code"] == 404
+        assert (await http.get("/nowhere")).status_code == 401
+        assert (await http.get(SUBMIT)).status_code == 401
+        sim.configure(shapes=Shapes(unknown_path_status=404))
         assert (await http.get("/nowhere")).status_code == 404
-        assert (await http.get(SUBMIT)).status_code == 404
         response = await http.post(SUBMIT, json=body(), headers={"Authorization": "Bearer bad"})
         assert response.status_code == 401
         async with httpx.AsyncClient() as plain:
@@ -266,7 +280,9 @@ async def test_injected_rate_limit(
     fmt: str, retry_after: float | None, header: str, check: Any
 ) -> None:
     """An injected 429 carries the configured Retry-After in each format."""
-    faults = Faults(rate_limit=1.0, retry_after=retry_after, retry_after_format=fmt)  # type: ignore[arg-type]
+    faults = Faults(
+        rate_limit=1.0, send_retry_after=True, retry_after=retry_after, retry_after_format=fmt
+    )  # type: ignore[arg-type]
     async with serve(faults=faults, **FAST) as sim, client(sim) as http:
         response = await http.post(SUBMIT, json=body())
         assert response.status_code == 429
@@ -277,7 +293,7 @@ async def test_injected_rate_limit(
 
 async def test_requests_per_second_limit() -> None:
     """Over the GCRA rate a request gets 429 with the wait until it would conform."""
-    faults = Faults(requests_per_second=20.0, requests_burst=1)
+    faults = Faults(requests_per_second=20.0, requests_burst=1, send_retry_after=True)
     async with serve(faults=faults, **FAST) as sim, client(sim) as http:
         assert (await http.get("/api/v1/model/prediction/pred_x")).status_code == 404
         response = await http.get("/api/v1/model/prediction/pred_x")
@@ -302,7 +318,7 @@ async def test_requests_per_second_limit_allows_a_burst() -> None:
 
 async def test_max_in_flight() -> None:
     """A submit while ``max_in_flight`` predictions run gets 429 and is not billed."""
-    faults = Faults(max_in_flight=2, retry_after=0.01)
+    faults = Faults(max_in_flight=2, send_retry_after=True, retry_after=0.01)
     async with serve(faults=faults, time_scale=0.01, latency_sigma=0.0) as sim, client(sim) as http:
         first = await submit(http)
         await submit(http)
@@ -398,7 +414,8 @@ async def test_failed_prediction() -> None:
 
 
 async def test_expiring_outputs() -> None:
-    """Output URLs expire after ``output_ttl``; a new poll hands out fresh ones."""
+    """Output URLs expire after ``output_ttl`` and then answer 404, as Atlas Cloud's
+    data-retention page says (issue 18, item 8); a new poll hands out fresh ones."""
     # Half a second: long enough that a loaded CI machine still fetches within it.
     async with serve(faults=Faults(output_ttl=0.5), **FAST) as sim, client(sim) as http:
         prediction = await wait_done(http, await submit(http, max_images=1))
@@ -409,8 +426,8 @@ async def test_expiring_outputs() -> None:
             assert (await plain.get(tampered)).status_code == 403
             await anyio.sleep(0.55)
             expired = await plain.get(url)
-            assert expired.status_code == 403
-            assert expired.json()["message"] == "AccessDenied: Request has expired"
+            assert expired.status_code == 404
+            assert "expired" in expired.json()["msg"]
             fresh = (await wait_done(http, prediction.id)).outputs[0]
             assert fresh != url
             assert (await plain.get(fresh)).status_code == 200
@@ -419,7 +436,8 @@ async def test_expiring_outputs() -> None:
 
 async def test_base64_outputs() -> None:
     """With ``enable_base64_output`` outputs are bare base64 PNGs of ``output_size``."""
-    async with serve(output_size=(32, 16), **FAST) as sim, client(sim) as http:
+    shapes = Shapes(output_count="max", output_format="png")
+    async with serve(output_size=(32, 16), shapes=shapes, **FAST) as sim, client(sim) as http:
         prediction = await wait_done(http, await submit(http, enable_base64_output=True))
         assert len(prediction.outputs) == 2
         png = base64.b64decode(prediction.outputs[0], validate=True)

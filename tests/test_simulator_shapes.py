@@ -268,12 +268,12 @@ async def test_echo_key_in_error_bodies() -> None:
     async with serve(hostile=hostile, faults=faults, **FAST) as sim, client(sim) as http:
         response = await http.post(SUBMIT, json=body(), headers={"Authorization": "Bearer wrong"})
         assert response.status_code == 401
-        assert "Bearer wrong" in response.json()["message"]
+        assert "Bearer wrong" in response.json()["msg"]
         response = await http.post(UPLOAD, files={"file": ("a.png", PNG)})
         assert response.status_code == 500
-        assert f"Bearer {sim.api_key}" in response.json()["message"]
+        assert f"Bearer {sim.api_key}" in response.json()["msg"]
         response = await http.post(SUBMIT, json=body(size="1*1"))
-        assert f"Bearer {sim.api_key}" in response.json()["message"]
+        assert f"Bearer {sim.api_key}" in response.json()["msg"]
         sim.configure(faults=Faults(prediction_failure=1.0))
         submitted = inner((await http.post(SUBMIT, json=body())).json())
         data = await finished(http, submitted["id"])
@@ -305,7 +305,7 @@ async def test_trickled_body() -> None:
 
 
 async def test_oversized_answers() -> None:
-    """Oversized answers are valid JSON (or a real PNG) padded to the configured size."""
+    """Oversized answers are valid JSON (or a real image) padded to the configured size."""
     hostile = Hostile(oversized=frozenset({"poll", "output"}), oversized_bytes=300_000)
     async with serve(hostile=hostile, **FAST) as sim, client(sim) as http:
         submitted = inner((await http.post(SUBMIT, json=body())).json())

@@ -177,6 +177,10 @@ class BatchResult:
         predict_time: seconds the model ran, as the API reported.
         timings: seconds per stage.
         from_journal: True when it came from the journal of an earlier run.
+        request_id: the API's id for the item's submit (or for the request that failed
+            it), its ``X-Request-ID``: quote it to Atlas Cloud's support to ask whether
+            an ambiguous item was billed.
+        nsfw: one flag per output, True where the API flagged it (``has_nsfw_contents``).
     """
 
     key: str
@@ -189,6 +193,13 @@ class BatchResult:
     predict_time: float | None = None
     timings: Timings = field(default_factory=Timings)
     from_journal: bool = False
+    request_id: str | None = None
+    nsfw: tuple[bool, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """True when the API flagged any of the item's outputs as NSFW."""
+        return any(self.nsfw)
 
     @property
     def ok(self) -> bool:

@@ -315,14 +315,20 @@ class Engine:
         except PredictionFailed as err:
             # Back to a failed prediction, so _finish journals it API_FAILED (not left
             # SUBMITTED, which every later run would fetch by id again).
-            return Prediction(id=prediction.id, status=PredictionStatus.FAILED, error=err.error)
+            return Prediction(
+                id=prediction.id,
+                status=PredictionStatus.FAILED,
+                error=err.error,
+                error_code=err.error_code,
+                request_id=prediction.request_id,
+            )
 
     async def _finish(self, state: ItemState, prediction: Prediction, name: str) -> BatchResult:
         claims = self.claims
         if prediction.failed:
             if claims is not None:
                 await claims.api_failed(state.key, prediction.error or "no error message")
-            raise PredictionFailed(prediction.id, prediction.error)
+            raise PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
         files: tuple[Path, ...] = ()
         if self.deliverer is not None:
             state.enter(Stage.DOWNLOADING)

@@ -148,7 +148,8 @@ class PollScheduler:
             raise watch.error
         assert watch.result is not None
         if watch.result.failed:
-            raise PredictionFailed(prediction_id, watch.result.error)
+            result = watch.result
+            raise PredictionFailed.of(prediction_id, result.error, result.error_code)
         return watch.result
 
     async def run(self) -> None:
@@ -182,8 +183,16 @@ class PollScheduler:
             self._wakeup = anyio.Event()
 
     async def _poll(self, watch: _Watch) -> None:
+        prediction: Prediction | None = None
         try:
-            prediction = await self._client.get_prediction(watch.prediction_id)
+            # The prediction's deadline bounds its polls too: a poll whose answer trickles
+            # in, or whose retries each get the full request deadline, ends at it.
+            with anyio.move_on_after(watch.deadline_at - anyio.current_time()):
+                prediction = await self._client.get_prediction(watch.prediction_id)
+            if prediction is None:
+                limit = self._policy.deadline or 0.0
+                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
+                return
         except APIUnreachable as err:
             # Nothing has reached the API: asking again until the deadline would only hide
             # a wrong URL for minutes. The id stays with the item's result.

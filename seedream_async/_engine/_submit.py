@@ -168,6 +168,7 @@ class Submitter:
         hold.money = hold.intent = False  # taken and billed
         state.cost = self._budget.spend(hold.cost)
         state.submitted(prediction.id)
+        state.request_id = prediction.request_id
         self.limit.succeeded()
         if self._seat is not None:
             with anyio.CancelScope(shield=True):  # past the grace too: it is paid

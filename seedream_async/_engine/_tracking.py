@@ -6,7 +6,7 @@ from pathlib import Path
 
 import anyio
 
-from .._exceptions import InvalidInput, SeedreamError
+from .._exceptions import APIStatusError, InvalidInput, SeedreamError
 from .._models import Prediction
 from .._observe import Observer
 from ._items import (
@@ -63,6 +63,7 @@ class ItemState:
         self.started = anyio.current_time()
         self.marks: dict[Stage, float] = {}
         self.prediction_id: str | None = None
+        self.request_id: str | None = None  # the submit's X-Request-ID, for support
         self.claimed = False  # holds its journal claim
         self.cost = 0.0
         self._tracker = tracker
@@ -109,6 +110,8 @@ class ItemState:
         if isinstance(error, InvalidInput) and error.key is None:
             error = type(error)(error.message, field=error.field, key=self.key)
         return BatchResult(
+            request_id=_request_id(error) or self.request_id,
+            nsfw=tuple(_nsfw(prediction)) if prediction else (),
             key=self.key,
             status=status,
             prediction_id=self.prediction_id,
@@ -120,3 +123,16 @@ class ItemState:
             timings=Timings.from_marks(self.marks, started=self.started, now=anyio.current_time()),
             from_journal=from_journal,
         )
+
+
+def _request_id(error: BaseException | None) -> str | None:
+    """The API's request id an error (or the status error behind it) carries."""
+    for candidate in (error, error.__cause__ if error is not None else None):
+        if isinstance(candidate, APIStatusError) and candidate.request_id:
+            return candidate.request_id
+    return None
+
+
+def _nsfw(prediction: Prediction) -> list[bool]:
+    """One NSFW flag per output (False where the API sent none)."""
+    return [prediction.flagged(index) for index in range(len(prediction.outputs))]

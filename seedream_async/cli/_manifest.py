@@ -360,6 +360,9 @@ def _images(folder: Path, raw: Any, spec: ModelSpec | None) -> list[str]:
     for position, image in enumerate(raw):
         if not isinstance(image, str) or not image.strip():
             raise _RowError(f"images[{position}]", "must be a non-empty path or URL string")
+        if "\x00" in image:
+            # The OS refuses such a path with a bare ValueError; say which row and field.
+            raise _RowError(f"images[{position}]", "contains a NUL byte; no file can have it")
         images.append(_resolve(folder, image.strip()))
     return images
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._engine import BatchOptions
 from .._engine._owners import DEFAULT_LEASE
+from .._models import PriceModel
 from .._polling import PollPolicy
 
 if TYPE_CHECKING:
@@ -110,6 +111,14 @@ def add_batch_options(parser: argparse.ArgumentParser, *, concurrency: int = 64)
         metavar="USD",
         help="stop submitting before the catalog's cost (every run and worker of its journal "
         "counted) would pass USD (default: no limit)",
+    )
+    parser.add_argument(
+        "--price-per-image",
+        type=positive_float,
+        default=None,
+        metavar="USD",
+        help="bill USD per generated image (Atlas's skills repository and ModelArk) instead "
+        "of $0.036 per execution (the model page); budgets hold max_images x USD per submit",
     )
     parser.add_argument(
         "--resubmit-ambiguous",
@@ -218,6 +227,13 @@ def batch_options(ns: argparse.Namespace) -> BatchOptions:
         poll=poll_policy(ns),
         lease=ns.lease,
     )
+
+
+def price_model(ns: argparse.Namespace) -> PriceModel | None:
+    """``--price-per-image``: bill per generated image; None keeps the client's default
+    (per execution)."""
+    per_image: float | None = ns.price_per_image
+    return None if per_image is None else PriceModel.per_generated_image(per_image)
 
 
 def api_key(ns: argparse.Namespace) -> str:

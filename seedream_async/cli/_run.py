@@ -27,6 +27,7 @@ from .._engine import BatchOptions, BatchResult, BatchRun
 from .._engine._items import EditItem
 from .._engine._options import as_kwargs
 from .._engine._pgjournal import redact_dsn
+from .._models import PriceModel
 from ._manifest import ManifestProblem, iter_items
 from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ._progress import ProgressDisplay
@@ -76,6 +77,8 @@ class RunOptions:
         base_url: the API's origin; the client's default when None.
         journal: the journal file, or a ``postgresql://`` DSN (kept as a string);
             ``<out>/.seedream-journal.sqlite`` when None.
+        price: how predictions are billed (``--price-per-image``); the client's default
+            (per execution) when None.
         batch: the batch's options (concurrency, rate, budget, polling, ...), made from the
             command line once; the run adds its output folder, journal and progress bar.
         size: the ``size`` of rows that do not set one.
@@ -101,6 +104,7 @@ class RunOptions:
     base_url: str | None = None
     journal: Path | str | None = None
     batch: BatchOptions = field(default_factory=BatchOptions)
+    price: PriceModel | None = None
     size: str | None = None
     max_images: int | None = None
     json_summary: bool = False
@@ -224,12 +228,15 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     view = await load_journal(journal) if journal_exists(journal) else None
     where = f"the journal {options.journal_shown}" if view is not None else "no journal yet"
     console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
+    price = options.price
     plan = await plan_run(
         _selected(options),
         view,
         retry_failed=options.batch.retry_failed,
         resubmit_ambiguous=options.batch.resubmit_ambiguous,
         reroll=options.reroll,
+        # --price-per-image prices every model; without it, each model's own rule.
+        price_for=None if price is None else lambda _model: price,
     )
     billed = view.billed if view is not None else 0.0
     print_plan(console, plan, budget=options.batch.budget, billed=billed)
@@ -398,7 +405,9 @@ async def _edit(
     if not isinstance(options.journal_path, str):
         options.journal_path.parent.mkdir(parents=True, exist_ok=True)
     poll = options.batch.poll
-    async with AsyncSeedream(options.api_key, base_url=options.base_url, poll=poll) as client:
+    async with AsyncSeedream(
+        options.api_key, base_url=options.base_url, poll=poll, price=options.price
+    ) as client:
         with ProgressDisplay(console, total) as display:
             batch = dataclasses.replace(
                 options.batch,

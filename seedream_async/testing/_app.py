@@ -29,6 +29,7 @@ import anyio
 from ._config import SimulatorConfig
 from ._contract import ContractError, Edit, extension_for, sniff, validate_edit
 from ._http import Handler, Request, Response
+from ._jpeg import make_jpeg
 from ._ledger import Ledger, RedirectRecord, SubmitRecord, UploadRecord
 from ._multipart import MultipartError, find_part
 from ._png import make_png
@@ -42,7 +43,7 @@ _POLL = re.compile(r"^/api/v1/model/prediction/([^/]+)$")
 _LEDGER = "/_sim/ledger"
 # Atlas Cloud's Billing Public API (https://www.atlascloud.ai/docs/public-api/balance).
 _BALANCE = "/public/v1/balance"
-_OUTPUT = re.compile(r"^/outputs/([^/]+)/(\d+)\.png$")
+_OUTPUT = re.compile(r"^/outputs/([^/]+)/(\d+)\.(png|jpg)$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # Room for multipart boundaries and part headers on top of the file itself.
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -69,7 +70,9 @@ class _Prediction:
     failed: bool
     failure_message: str
     max_images: int
+    outputs: int  # how many images the model decided to return (<= max_images)
     base64_output: bool
+    sync: bool
 
 
 class _Fault(Exception):
@@ -92,10 +95,13 @@ def _canonical_hash(body: Any) -> str:
 
 
 @lru_cache(maxsize=512)
-def _output_png(prediction_id: str, index: int, width: int, height: int) -> bytes:
+def _output_image(prediction_id: str, index: int, width: int, height: int, fmt: str) -> bytes:
     digest = hashlib.sha256(f"{prediction_id}/{index}".encode()).digest()
     seed = int.from_bytes(digest[:8], "big")
-    return make_png(width, height, seed=seed, label=f"seedream-sim {prediction_id} #{index}")
+    label = f"seedream-sim {prediction_id} #{index}"
+    if fmt == "jpeg":
+        return make_jpeg(width, height, seed=seed, label=label)
+    return make_png(width, height, seed=seed, label=label)
 
 
 class App:
@@ -129,6 +135,8 @@ class App:
         self._id_rng = random.Random(f"{config.seed}:ids")
         # Its own stream, so turning hostility on leaves the faults' draws as they were.
         self._hostile_rng = random.Random(f"{config.seed}:hostile")
+        # And the model's choice of how many images to return has its own stream too.
+        self._count_rng = random.Random(f"{config.seed}:outputs")
         self._secret = hashlib.sha256(f"seedream-sim:{config.seed}".encode()).digest()
         self._predictions: dict[str, _Prediction] = {}
         # Finish times of the predictions still running: a min-heap, so counting them at a
@@ -138,6 +146,7 @@ class App:
         self._tat: dict[str, float] = {}  # GCRA theoretical arrival time per API key
         self._responses = 0
         self.webhooks = WebhookSender(lambda: self.config.webhooks, seed=config.seed)
+        self._request_ids = 0
         self.api = Handler(body_limit=self._api_body_limit, handle=self._handle_api)
         self.storage = Handler(body_limit=lambda _request: 0, handle=self._handle_storage)
         self.catcher = Handler(body_limit=self._api_body_limit, handle=self._handle_catcher)
@@ -155,10 +164,28 @@ class App:
         return Response(status=status, body=json.dumps(payload).encode())
 
     def _error(self, status: int, message: str, **extra: Any) -> Response:
-        return self._json(status, {"message": message, "code": status, **extra}, envelope=False)
+        if self.config.shapes.error_body == "message":
+            return self._json(status, {"message": message, "code": status, **extra}, envelope=False)
+        body = {"code": status, "msg": message, "request_id": self._request_id(), "data": None}
+        return self._json(status, {**body, **extra}, envelope=False)
+
+    def _request_id(self) -> str:
+        self._request_ids += 1
+        return f"req_{self.config.seed:x}_{self._request_ids:08d}"
+
+    def _with_request_id(self, response: Response) -> Response:
+        """Every API answer carries ``X-Request-ID`` (the one in an error body, if any)."""
+        rid = None
+        if response.body.startswith(b"{") and response.status >= 400:
+            try:
+                rid = json.loads(response.body).get("request_id")
+            except (ValueError, AttributeError):
+                rid = None
+        headers = (*response.headers, ("x-request-id", rid or self._request_id()))
+        return dataclasses.replace(response, headers=headers)
 
     def _retry_headers(self, seconds: float | None) -> tuple[tuple[str, str], ...]:
-        if seconds is None:
+        if seconds is None or not self.config.faults.send_retry_after:
             return ()
         fmt = self.config.faults.retry_after_format
         if fmt == "ms":
@@ -225,7 +252,8 @@ class App:
         hostile = self.config.hostile
         if response.status >= 400 and hostile.echo_key and response.body.startswith(b"{"):
             payload = json.loads(response.body)
-            payload["message"] = f"{payload.get('message', 'error')}{self._echo(request)}"
+            name = "msg" if "msg" in payload else "message"
+            payload[name] = f"{payload.get(name, 'error')}{self._echo(request)}"
             response = dataclasses.replace(response, body=json.dumps(payload).encode())
         if response.status == 200 and self._hostile("oversized", endpoint):
             response = dataclasses.replace(response, body=self._pad(response))
@@ -279,6 +307,10 @@ class App:
         return "unknown", None
 
     async def _handle_api(self, request: Request) -> Response | None:
+        response = await self._answer_api(request)
+        return None if response is None else self._with_request_id(response)
+
+    async def _answer_api(self, request: Request) -> Response | None:
         config = self.config
         if config.request_latency > 0:
             await anyio.sleep(config.request_latency)
@@ -286,7 +318,8 @@ class App:
         self.ledger.record_request(endpoint)
         self.ledger.record_headers(endpoint, request.headers)
         if route is None:
-            return self._error(404, f"no route for {request.method} {request.path}")
+            status = config.shapes.unknown_path_status
+            return self._error(status, f"no route for {request.method} {request.path}")
         if endpoint == "jwks":  # public, as Atlas's key set is
             return await route(request)
         if not self._authorised(request):
@@ -464,8 +497,7 @@ class App:
             )
         prediction = self._create(request, edit, processed_before_error=False)
         if edit.sync_mode:
-            await anyio.sleep(max(0.0, prediction.done_at - anyio.current_time()))
-            return self._json(200, self._describe(prediction, request, polls=0))
+            return await self._hold_sync(prediction, request)
         payload = {
             "id": self._id_value(prediction.id),
             "status": self.config.shapes.running[0],
@@ -473,6 +505,19 @@ class App:
         }
         payload.update(self._stamp("created_at", prediction.created_wall))
         return self._json(200, payload)
+
+    async def _hold_sync(self, prediction: _Prediction, request: Request) -> Response:
+        """A sync-mode submit: answered when done, or 504 once the server's maximum wait
+        passes (the prediction goes on; the 504 names it unless told not to)."""
+        faults = self.config.faults
+        wait = max(0.0, prediction.done_at - anyio.current_time())
+        if faults.sync_max_wait is not None and wait > faults.sync_max_wait:
+            await anyio.sleep(faults.sync_max_wait)
+            self.ledger.record_fault("sync_timeout")
+            data = {"id": self._id_value(prediction.id)} if faults.sync_timeout_id else None
+            return self._error(504, "sync request exceeded the maximum wait", data=data)
+        await anyio.sleep(wait)
+        return self._json(200, self._describe(prediction, request, polls=0))
 
     def _running(self, now: float) -> int:
         while self._finishing and self._finishing[0] <= now:
@@ -515,7 +560,9 @@ class App:
             failed=failed,
             failure_message=config.faults.failure_message,
             max_images=edit.max_images,
+            outputs=self._output_count(edit.max_images),
             base64_output=edit.base64_output,
+            sync=edit.sync_mode,
         )
         self._predictions[prediction.id] = prediction
         heapq.heappush(self._finishing, prediction.done_at)
@@ -533,7 +580,7 @@ class App:
             max_images=edit.max_images,
             unknown_fields=edit.unknown,
             model=edit.model,
-            cost=edit.served.bill(images=edit.max_images, failed=failed),
+            cost=edit.served.bill(images=prediction.outputs, failed=failed),
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         webhook_url = body.get("webhook_url") if isinstance(body, dict) else None
@@ -562,6 +609,21 @@ class App:
     async def _jwks(self, request: Request) -> Response:
         return self._json(200, self.webhooks.jwks(), envelope=False)
 
+    def _output_count(self, max_images: int) -> int:
+        if self.config.shapes.output_count == "max" or max_images == 1:
+            return max_images
+        # The model decides: usually all, sometimes fewer (seeded).
+        rng = self._count_rng
+        return max_images if rng.random() < 0.5 else rng.randint(1, max_images)
+
+    def _nsfw_flags(self, prediction: _Prediction) -> list[bool]:
+        rate = self.config.faults.nsfw
+        flags = []
+        for index in range(prediction.outputs):
+            digest = hashlib.sha256(f"nsfw/{self.config.seed}/{prediction.id}/{index}".encode())
+            flags.append(rate > 0 and int.from_bytes(digest.digest()[:4], "big") < rate * 2**32)
+        return flags
+
     def _describe(self, prediction: _Prediction, request: Request, *, polls: int) -> dict[str, Any]:
         now = anyio.current_time()
         shapes = self.config.shapes
@@ -582,10 +644,13 @@ class App:
         if prediction.failed:
             error = f"{prediction.failure_message}{self._echo(request)}"
             payload.update(status=shapes.failed, error=error)
+            if self.config.faults.failure_code is not None:
+                payload["error_code"] = self.config.faults.failure_code
             return payload
         payload["status"] = shapes.done
-        outputs = [self._output(prediction, i) for i in range(prediction.max_images)]
+        outputs = [self._output(prediction, i) for i in range(prediction.outputs)]
         payload[shapes.output_key] = self._shape_outputs(outputs, prediction.base64_output)
+        payload["has_nsfw_contents"] = self._nsfw_flags(prediction)
         return payload
 
     def _shape_outputs(self, outputs: list[str], base64_output: bool) -> Any:
@@ -597,18 +662,23 @@ class App:
             return items[0]
         return items
 
+    def _image(self, prediction_id: str, index: int) -> bytes:
+        fmt = self.config.shapes.output_format
+        return _output_image(prediction_id, index, *self.config.output_size, fmt)
+
     def _output(self, prediction: _Prediction, index: int) -> str:
         if prediction.base64_output:
-            png = _output_png(prediction.id, index, *self.config.output_size)
-            return base64.b64encode(png).decode("ascii")
+            image = self._image(prediction.id, index)
+            return base64.b64encode(image).decode("ascii")
         ttl = self.config.faults.output_ttl
         expires = f"{time.time() + (_NO_TTL if ttl is None else ttl):.3f}"
         signature = self._sign(prediction.id, index, expires)
-        path = f"/outputs/{prediction.id}/{index}.png"
+        suffix = "jpg" if self.config.shapes.output_format == "jpeg" else "png"
+        path = f"/outputs/{prediction.id}/{index}.{suffix}"
         return f"{self.storage_url}{path}?expires={expires}&sig={signature}"
 
     def _sign(self, prediction_id: str, index: int, expires: str) -> str:
-        message = f"{prediction_id}/{index}.png:{expires}".encode()
+        message = f"{prediction_id}/{index}:{expires}".encode()
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()[:32]
 
     async def _poll(self, request: Request) -> Response:
@@ -616,6 +686,10 @@ class App:
         assert match is not None
         prediction = self._predictions.get(match[1])
         if prediction is None:
+            return self._error(404, f"prediction {match[1]!r} not found")
+        fresh = self.config.faults.fresh_not_found
+        if fresh > 0 and anyio.current_time() - prediction.created < fresh:
+            self.ledger.record_fault("fresh_not_found")
             return self._error(404, f"prediction {match[1]!r} not found")
         self.ledger.record_poll(prediction.id)
         polls = self.ledger.polls[prediction.id]
@@ -667,7 +741,7 @@ class App:
             prediction is None
             or prediction.failed
             or now < prediction.done_at
-            or index >= prediction.max_images
+            or index >= prediction.outputs
         ):
             return self._error(404, f"no such object: {request.path}")
         expires, signature = request.query.get("expires", ""), request.query.get("sig", "")
@@ -676,6 +750,10 @@ class App:
             return self._error(403, "AccessDenied: Signature does not match")
         if time.time() > float(expires):
             self.ledger.record_fault("expired_output")
-            return self._error(403, "AccessDenied: Request has expired")
-        png = _output_png(prediction.id, index, *self.config.output_size)
-        return Response(status=200, body=png, content_type="image/png")
+            status = self.config.faults.expired_status
+            if status == 404:
+                return self._error(404, f"no such object (expired): {request.path}")
+            return self._error(status, "AccessDenied: Request has expired")
+        image = self._image(prediction.id, index)
+        kind = "image/jpeg" if match[3] == "jpg" else "image/png"
+        return Response(status=200, body=image, content_type=kind)

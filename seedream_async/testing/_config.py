@@ -44,10 +44,23 @@ class Faults:
             ``upload_file``) the random faults (rate_limit, server_error, drop, slow) hit.
         processed_on_error: on submit, the probability that a 500/502/504 or a drop happens
             after the prediction was created and billed. 429 and 503 are never billed.
+        send_retry_after: send ``retry_after`` with 429s. Off by default: Atlas Cloud's
+            errors page says its media endpoints send no ``Retry-After``.
+        failure_code: the ``error_code`` a failed prediction carries (Atlas Cloud's 1039:
+            content moderation); None sends none.
+        nsfw: the probability that each output is flagged in ``has_nsfw_contents``.
+        expired_status: what an expired output URL answers: 404 as Atlas Cloud's
+            data-retention page says (403 ``AccessDenied`` is the S3-style variant).
+        fresh_not_found: real seconds a just-created prediction answers 404 to polls
+            (a store that does not know it everywhere yet).
+        sync_max_wait: real seconds a sync-mode submit is held at most; a prediction
+            still running then is answered 504 (it goes on). None holds it until done.
+        sync_timeout_id: that 504 names the prediction in its ``data.id``.
     """
 
     rate_limit: float = 0.0
     retry_after: float | None = 1.0
+    send_retry_after: bool = False
     retry_after_format: Literal["seconds", "http-date", "ms"] = "seconds"
     server_error: float = 0.0
     server_error_codes: tuple[int, ...] = (500, 502, 503, 504)
@@ -62,6 +75,12 @@ class Faults:
     max_in_flight: int | None = None
     endpoints: frozenset[str] = frozenset({"upload", "submit", "poll", "output"})
     processed_on_error: float = 0.5
+    failure_code: int | None = None
+    nsfw: float = 0.0
+    expired_status: int = 404
+    fresh_not_found: float = 0.0
+    sync_max_wait: float | None = None
+    sync_timeout_id: bool = True
 
     def __post_init__(self) -> None:
         for name in ("rate_limit", "server_error", "drop", "slow", "prediction_failure"):
@@ -76,6 +95,10 @@ class Faults:
             raise ValueError("Faults.requests_burst must be at least 1")
         if self.server_error and not self.server_error_codes:
             raise ValueError("Faults.server_error_codes is empty")
+        if not 0.0 <= self.nsfw <= 1.0:
+            raise ValueError("Faults.nsfw must be within 0..1")
+        if self.expired_status not in (403, 404, 410):
+            raise ValueError("Faults.expired_status must be 403, 404 or 410")
 
 
 _TIMESTAMPS = ("iso", "missing", "empty", "garbage")
@@ -106,6 +129,14 @@ class Shapes:
             unknown string to show a client waiting for it until its deadline).
         failed: the status of a failed prediction (``failed``, ``error``, ``canceled``,
             ``cancelled``, ``timeout``, ``expired``).
+        output_count: ``"model"``: the model decides how many images a sequential edit
+            returns, 1 to ``max_images`` (seeded per prediction), as the docs say; ``"max"``
+            always returns ``max_images``.
+        output_format: ``"jpeg"`` (ModelArk returns JPEG) or ``"png"``.
+        error_body: ``"atlas"``: ``{"code", "msg", "request_id", "data"}`` as Atlas
+            Cloud's errors page shows; ``"message"``: ``{"message", "code"}``.
+        unknown_path_status: what a request to an unknown path gets: 401, as Atlas Cloud's
+            gateway authenticates before it routes; 404 for a plain server.
     """
 
     output_key: Literal["outputs", "output"] = "outputs"
@@ -117,6 +148,13 @@ class Shapes:
     running: tuple[str, ...] = ("processing",)
     done: str = "completed"
     failed: str = "failed"
+    # The documented behaviour is ``"model"`` and ``"jpeg"`` (use them, as
+    # tests/test_first_contact.py does); the defaults stay as they were until the rest of
+    # the suite, which names ``.png`` files and counts ``max_images`` outputs, moves over.
+    output_count: Literal["model", "max"] = "max"
+    output_format: Literal["jpeg", "png"] = "png"
+    error_body: Literal["atlas", "message"] = "atlas"
+    unknown_path_status: int = 401
 
     def __post_init__(self) -> None:
         if self.timestamps not in _TIMESTAMPS:

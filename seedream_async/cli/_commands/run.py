@@ -18,6 +18,7 @@ from .._options import (
     consoles,
     interrupted,
     journal_target,
+    price_model,
 )
 
 __all__ = ["handle", "register"]
@@ -126,6 +127,7 @@ def handle(ns: argparse.Namespace) -> int:
         base_url=ns.base_url,
         journal=ns.journal,
         batch=batch_options(ns),
+        price=price_model(ns),
         size=ns.size,
         max_images=ns.max_images,
         json_summary=ns.json,

@@ -26,6 +26,7 @@ from .._options import (
     batch_options,
     configure_logging,
     positive_int,
+    price_model,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +115,9 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
     kwargs = {name: value for name, value in as_kwargs(options).items() if name != "journal"}
     async with (
         await fleet_journal(ns.journal) as journal,
-        AsyncSeedream(key, base_url=ns.base_url, poll=options.poll) as client,
+        AsyncSeedream(
+            key, base_url=ns.base_url, poll=options.poll, price=price_model(ns)
+        ) as client,
     ):
         try:
             tally = await drain(
