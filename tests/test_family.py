@@ -26,6 +26,7 @@ from seedream_async import (
     ResultStatus,
     UnknownModelWarning,
 )
+from seedream_async.testing import Shapes
 from seedream_async.testing._family import SERVED
 
 pytestmark = pytest.mark.anyio
@@ -287,3 +288,37 @@ def test_the_blocking_client_prices_models_alike() -> None:
     with Seedream(api_key="k", base_url="http://127.0.0.1:9") as client:
         assert client.price_for(LITE) == PriceModel.per_generated_image(0.032)
         assert client.price_for(V45_ES) == client.async_client.price
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+async def test_v5_lite_output_format_reaches_the_files(fmt: str, tmp_path: Path) -> None:
+    """v5.0-lite's own ``output_format`` option is sent, honoured by the simulator, and the
+    saved files are named by the bytes that came back."""
+    spec = MODELS[LITE]
+    item = valid_item(spec, options={"output_format": fmt})
+    async with simulated() as (sim, client):
+        (result,) = await client.edit_all([item], out_dir=tmp_path)
+    assert result.ok, result.error
+    assert {path.suffix for path in result.files} == {".png" if fmt == "png" else ".jpg"}
+    assert sim.ledger.submissions[0].unknown_fields == ()
+
+
+@pytest.mark.parametrize("model", [LITE, "bytedance/seedream-v4.5/sequential", V4_ES])
+async def test_the_budget_holds_when_the_model_returns_fewer_images(model: str) -> None:
+    """With the model deciding how many images a sequence returns (Atlas's documented
+    behaviour), the budget still holds each submit at its worst case: what the simulator
+    billed never passes the budget, and never exceeds what the results count."""
+    spec = MODELS[model]
+    items = [valid_item(spec, f"k{n}", max_images=4) for n in range(6)]
+    budget = 3.5 * spec.price * (4 if spec.billing is Billing.PER_IMAGE else 1)
+    shapes = Shapes(output_count="model")
+    async with simulated(shapes=shapes, seed=3) as (sim, client):
+        results = await client.edit_all(items, budget=budget, concurrency=2)
+    submitted = [result for result in results if result.status is ResultStatus.SUCCEEDED]
+    assert len(submitted) == 3  # 3.5 worst cases fit 3
+    assert sim.ledger.cost <= budget + 1e-9
+    assert sum(result.cost for result in results) >= sim.ledger.cost - 1e-9
+    returned = sum(len(result.outputs) for result in submitted)
+    assert sim.ledger.cost == pytest.approx(
+        expected_cost(spec, returned) if spec.billing is Billing.PER_IMAGE else 3 * spec.price
+    )

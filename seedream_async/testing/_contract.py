@@ -46,6 +46,7 @@ class Edit:
     sync_mode: bool
     unknown: tuple[str, ...]  # fields the API ignores (an extra_body, a newer parameter)
     served: Served
+    output_format: str | None = None  # a model's own output_format choice, when it has one
 
 
 def _is_int(value: Any) -> bool:
@@ -162,6 +163,7 @@ def validate_edit(body: Any) -> Edit:
         sync_mode=fields.get("enable_sync_mode") is True,
         unknown=tuple(sorted(set(fields) - known)),
         served=served,
+        output_format=fields.get("output_format") if "output_format" in served.choices else None,
     )
 
 
