@@ -322,3 +322,23 @@ async def test_the_budget_holds_when_the_model_returns_fewer_images(model: str) 
     assert sim.ledger.cost == pytest.approx(
         expected_cost(spec, returned) if spec.billing is Billing.PER_IMAGE else 3 * spec.price
     )
+
+
+async def test_naming_the_default_model_is_not_a_new_job(tmp_path: Path) -> None:
+    """A catalog that gains a model column naming the default model is answered from its
+    journal, not billed again; naming another model is a new, paid job."""
+    journal = tmp_path / "catalog.sqlite"
+    plain = EditItem(key="k", prompt="p", images=[URL])
+    named = EditItem(key="k", prompt="p", images=[URL], model=V45_ES)
+    other = EditItem(key="k", prompt="p", images=[URL], model=V4_ES)
+    async with simulated() as (sim, client):
+        (first,) = await client.edit_all([plain], journal=journal)
+        (again,) = await client.edit_all([named], journal=journal)
+        assert sim.ledger.executions == 1
+        (changed,) = await client.edit_all([other], journal=journal)
+    assert first.ok
+    assert again.from_journal
+    assert changed.ok
+    assert not changed.from_journal
+    assert sim.ledger.executions == 2
+    assert sim.ledger.submissions[1].model == V4_ES
