@@ -86,3 +86,19 @@ async def test_a_row_wrong_for_its_model_is_refused_before_paying(tmp_path: Path
         assert "size" in out(done)
         assert "not one of this model's sizes" in out(done)
         assert sim.ledger.requests["submit"] == 0
+
+
+async def test_model_flag_runs_a_text_only_catalog(tmp_path: Path) -> None:
+    """``--model`` sets the model of rows without one: a JSONL catalog of prompts alone runs
+    on v4.5 sequential, each row billed at that model's per-image price."""
+    manifest = tmp_path / "prompts.jsonl"
+    rows = [{"key": f"p{n}", "prompt": f"poster {n}", "max_images": 2} for n in range(2)]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    sequential = "bytedance/seedream-v4.5/sequential"
+    async with serve(time_scale=0.001) as sim:
+        args = ["run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url]
+        done = await cli(*args, *FAST_POLL, "--model", sequential, "--size", "2560*1440")
+        assert done.returncode == 0, out(done)
+        assert [record.model for record in sim.ledger.submissions] == [sequential] * 2
+        assert sim.ledger.cost == pytest.approx(2 * 2 * 0.036)
+    assert {line["model"] for line in report(tmp_path / "out")} == {sequential}

@@ -110,7 +110,11 @@ class _RowError(Exception):
 
 
 def read_rows(
-    path: str | Path, *, size: str | None = None, max_images: int | None = None
+    path: str | Path,
+    *,
+    size: str | None = None,
+    max_images: int | None = None,
+    model: str | None = None,
 ) -> Iterator[ManifestRow | ManifestProblem]:
     """Yield every row of the manifest, or the problem that keeps it from being read.
 
@@ -122,9 +126,10 @@ def read_rows(
         path: a ``.csv`` or ``.jsonl`` file (others are sniffed: ``{`` starts JSON Lines).
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
     """
     path = Path(path)
-    defaults: dict[str, Any] = {"size": size, "max_images": max_images}
+    defaults: dict[str, Any] = {"size": size, "max_images": max_images, "model": model}
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
@@ -150,7 +155,11 @@ def read_rows(
 
 
 def iter_items(
-    path: str | Path, *, size: str | None = None, max_images: int | None = None
+    path: str | Path,
+    *,
+    size: str | None = None,
+    max_images: int | None = None,
+    model: str | None = None,
 ) -> Iterator[EditItem]:
     """Yield the manifest's items lazily; raise :class:`ManifestError` at the first bad row.
 
@@ -158,8 +167,9 @@ def iter_items(
         path: the manifest.
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
     """
-    for row in read_rows(path, size=size, max_images=max_images):
+    for row in read_rows(path, size=size, max_images=max_images, model=model):
         if isinstance(row, ManifestProblem):
             raise ManifestError(row)
         yield row.item

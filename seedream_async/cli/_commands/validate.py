@@ -38,7 +38,7 @@ def handle(ns: argparse.Namespace) -> int:
     console, errors = consoles()
     rows = problems = 0
     costs = []
-    for row in scan(ns.manifest, size=ns.size, max_images=ns.max_images):
+    for row in scan(ns.manifest, size=ns.size, max_images=ns.max_images, model=ns.model):
         if isinstance(row, ManifestProblem):
             problems += 1
             errors.print(f"[red]error[/] {escape(str(row))}")
