@@ -1,4 +1,5 @@
-"""seedream-async: bulk image editing with Seedream v4.5 Edit Sequential on Atlas Cloud."""
+"""seedream-async: bulk image editing and generation with the Seedream family on Atlas Cloud
+(v4.5 Edit Sequential by default; v4 to v5.0-lite, edit, sequential and text-to-image)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ._engine import (
     EditItem,
     FleetStatus,
     ItemRecord,
+    Job,
     Journal,
     JournalEntry,
     JournalState,
@@ -62,6 +64,7 @@ from ._exceptions import (
     TransportError,
     WebhookVerificationError,
 )
+from ._family import MODELS, Billing, ModelKind, ModelSpec, SizeRule, UnknownModelWarning
 from ._models import (
     EditRequest,
     Metrics,
@@ -100,6 +103,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "BatchRun",
+    "Billing",
     "BlockingBatch",
     "BudgetExceeded",
     "Claim",
@@ -123,6 +127,7 @@ __all__ = [
     "InvalidImage",
     "InvalidInput",
     "ItemRecord",
+    "Job",
     "Journal",
     "JournalEntry",
     "JournalError",
@@ -132,9 +137,12 @@ __all__ = [
     "LoadReport",
     "LoadRow",
     "LostClaim",
+    "MODELS",
     "MalformedResponse",
     "MemorySink",
     "Metrics",
+    "ModelKind",
+    "ModelSpec",
     "Observer",
     "OutputExpired",
     "OutputInvalid",
@@ -156,10 +164,12 @@ __all__ = [
     "Seedream",
     "SeedreamError",
     "ServerError",
+    "SizeRule",
     "Spend",
     "StaticKeys",
     "Timings",
     "TransportError",
+    "UnknownModelWarning",
     "UploadedMedia",
     "WebhookKey",
     "WebhookReceiver",

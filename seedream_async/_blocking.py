@@ -24,7 +24,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from ._balance import Balance
 from ._client import AsyncSeedream
 from ._engine import BatchOptionsDict, BatchProgress, BatchResult, BatchRun, Items
-from ._models import ImageRef, Prediction, UploadedMedia
+from ._models import ImageRef, Prediction, PriceModel, UploadedMedia
 from ._polling import Completion, PollPolicy
 from ._raw import RawResponse
 from ._upload import ImageSource
@@ -182,6 +182,10 @@ class Seedream:
     def async_client(self) -> AsyncSeedream:
         """The :class:`AsyncSeedream` doing the work (its settings: ``retry``, ``poll`` ...)."""
         return self._client
+
+    def price_for(self, model: str) -> PriceModel:
+        """How a prediction of ``model`` is billed; see :meth:`AsyncSeedream.price_for`."""
+        return self._client.price_for(model)
 
     def _call(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         return self._portal.call(functools.partial(func, *args, **kwargs))

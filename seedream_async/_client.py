@@ -17,10 +17,10 @@ from ._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
     MAX_JSON_BYTES,
     MAX_OUTPUT_BYTES,
     MAX_UPLOAD_BYTES,
-    PRICE_PER_EXECUTION,
 )
 from ._download import stream_to_file, write_base64
 from ._driver import Driver, RefusedHook
@@ -150,10 +150,12 @@ class AsyncSeedream(PerCallOptions):
         poll: how predictions are polled.
         max_upload_bytes: the largest reference image accepted (checked before upload).
         accepted_types: the MIME types accepted for reference images (sniffed from bytes).
-        price_per_execution: US dollars per submitted prediction, for cost accounting.
-        price: how the API bills (a :class:`PriceModel`), for budgets and cost figures;
-            ``PriceModel(per_execution=price_per_execution)`` when None. Some models bill
-            per generated image: ``PriceModel.per_generated_image(0.04)``.
+        price_per_execution: US dollars per submitted prediction, for every model; None
+            (the default) prices each model by its own rule in the table of models.
+        price: how the API bills (a :class:`PriceModel`), for budgets and cost figures, for
+            every model: ``PriceModel.per_generated_image(0.04)``, say. None (the default)
+            prices each model by its own rule (``PriceModel.for_model``): $0.036 per run
+            for v4.5 edit-sequential, $0.032 per image for v5.0-lite, ...
         request_deadline: seconds one request may take in all (connect, send, the whole
             answer), however slowly a server trickles it; None for no overall deadline.
             A poll or download past it is retried; a submit past it is ambiguous.
@@ -182,7 +184,7 @@ class AsyncSeedream(PerCallOptions):
         poll: PollPolicy | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
-        price_per_execution: float = PRICE_PER_EXECUTION,
+        price_per_execution: float | None = None,
         price: PriceModel | None = None,
         request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
         max_response_bytes: int = MAX_JSON_BYTES,
@@ -207,7 +209,11 @@ class AsyncSeedream(PerCallOptions):
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
-        self.price = price or PriceModel(per_execution=price_per_execution)
+        if price is None and price_per_execution is not None:
+            price = PriceModel(per_execution=price_per_execution, per_image=0.0)
+        self._price_override = price
+        self.price = price or PriceModel.for_model(DEFAULT_MODEL) or PriceModel()
+        """The price of the default model (or the one you set for every model)."""
         self.price_per_execution = self.price.per_execution
         if request_deadline is not None and not request_deadline > 0:
             raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
@@ -247,6 +253,13 @@ class AsyncSeedream(PerCallOptions):
 
     def __repr__(self) -> str:
         return f"AsyncSeedream(base_url={str(self.base_url)!r}, api_key='**********')"
+
+    def price_for(self, model: str) -> PriceModel:
+        """How a prediction of ``model`` is billed: the ``price`` you set, else the
+        model's own rule from the table, else (an unknown model) the default model's."""
+        if self._price_override is not None:
+            return self._price_override
+        return PriceModel.for_model(model) or self.price
 
     async def __aenter__(self) -> Self:
         task_group = anyio.create_task_group()

@@ -8,16 +8,14 @@ in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a t
 cannot be read becomes None; an unknown status means "still running". Unknown fields are
 kept (``extra="allow"``), so a new server field never crashes a batch.
 
-Requests are validated strictly (:class:`EditRequest`), with two ways past the local checks:
-``extra_body`` (fields merged last into the JSON body, as openai-python does) and
-``check_limits=False`` (types are still checked, the contract's numeric limits are not).
+Requests (:class:`EditRequest`, checked against each model's row) live in ``_request.py``
+and are re-exported here, where the rest of the package has always imported them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,7 +26,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -37,28 +34,19 @@ from pydantic import (
 )
 
 from ._constants import (
-    DEFAULT_MODEL,
-    DEFAULT_SIZE,
-    MAX_ASPECT_RATIO,
-    MAX_GENERATED_IMAGES,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCE_IMAGES,
-    MAX_TOTAL_IMAGES,
-    MIN_ASPECT_RATIO,
-    MIN_PIXELS,
     PRICE_PER_EXECUTION,
     PRICE_PER_IMAGE,
 )
 from ._exceptions import (
     APIStatusError,
-    InvalidInput,
     MalformedResponse,
     body_message,
     scrub,
     status_error_class,
     status_text,
 )
+from ._family import Billing, model_spec
+from ._request import EditRequest, build_request, check_params, check_size, is_url
 
 __all__ = [
     "EditRequest",
@@ -82,12 +70,7 @@ ImageRef = str | os.PathLike[str] | bytes
 """A reference image in an edit: an http(s) URL, a local path, or the image's bytes."""
 
 
-def is_url(value: object) -> bool:
-    """True for an http(s) URL string: the one check of "is this a URL" in the package."""
-    return isinstance(value, str) and value.startswith(("https://", "http://"))
-
-
-_SIZE = re.compile(r"^\s*(\d+)\s*[*xX\u00d7]\s*(\d+)\s*$")
+_MAX_MESSAGE = 500
 # Keys an output object may carry its image under, most specific first.
 _OUTPUT_KEYS = ("url", "download_url", "image_url", "image", "b64_json", "base64", "data")
 
@@ -488,216 +471,6 @@ def read_upload(
         ) from None
 
 
-# -- requests -----------------------------------------------------------------------------
-
-
-def check_size(value: str) -> str:
-    """Check a ``"W*H"`` size against Seedream 4.5's rule and return it normalised.
-
-    The rule is by total pixels (2560x1440 = 3,686,400 to 4096x4096 = 16,777,216) and
-    aspect ratio (1/16 to 16), not per side; see ``_constants.py`` for the source.
-
-    Raises:
-        ValueError: naming the size and the rule it breaks.
-    """
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"size must look like '2048*2048' (width*height), got {value!r}")
-    width, height = int(match[1]), int(match[2])
-    size = f"{width}*{height}"
-    pixels = width * height
-    if not MIN_PIXELS <= pixels <= MAX_PIXELS:
-        raise ValueError(
-            f"{size} is {pixels:,} pixels, outside Seedream 4.5's {MIN_PIXELS:,} (2560*1440) "
-            f"to {MAX_PIXELS:,} (4096*4096); try {DEFAULT_SIZE}"
-        )
-    ratio = width / height
-    if not MIN_ASPECT_RATIO <= ratio <= MAX_ASPECT_RATIO:
-        raise ValueError(f"{size} has aspect ratio {ratio:.4g}, outside 1/16 to 16")
-    return size
-
-
-def _check_url(index: int, url: str) -> None:
-    if not is_url(url):
-        shown = url if len(url) <= 60 else url[:57] + "..."
-        raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
-
-
-def _limits_on(info: ValidationInfo) -> bool:
-    context = info.context
-    return not (isinstance(context, dict) and context.get("check_limits") is False)
-
-
-class EditRequest(BaseModel):
-    """One edit-sequential prediction, validated against the contract's limits.
-
-    Args:
-        prompt: what to do, 1 to 4,000 characters.
-        images: 1 to 10 reference image URLs (upload local files with ``client.upload``).
-        size: output ``"W*H"``: 3,686,400 (2560*1440) to 16,777,216 (4096*4096) pixels in
-            all, aspect ratio 1/16 to 16 (``"2048x2048"`` is accepted too).
-        max_images: images generated in the sequence, 1 to 15; references plus this <= 15.
-        seed: a fixed seed, or None / -1 for random.
-        enable_base64_output: ask for base64 strings instead of URLs.
-        enable_sync_mode: ask the API to answer only when the prediction is done.
-        model: the model id; the edit-sequential model unless you say otherwise.
-        extra_body: fields sent as they are, merged last into the JSON body (so they win
-            over the fields above): parameters this client does not know yet, such as
-            ``{"output_format": "jpeg"}``. Values must be JSON.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    model: str = DEFAULT_MODEL
-    prompt: str
-    images: list[str]
-    size: str = DEFAULT_SIZE
-    max_images: int = Field(default=1, strict=True)
-    seed: int | None = Field(default=None, strict=True)
-    enable_base64_output: bool = Field(default=False, strict=True)
-    enable_sync_mode: bool = Field(default=False, strict=True)
-    extra_body: dict[str, JsonValue] | None = Field(default=None, exclude=True)
-
-    @field_validator("prompt")
-    @classmethod
-    def _prompt(cls, value: str, info: ValidationInfo) -> str:
-        if not _limits_on(info):
-            return value
-        if not value:
-            raise ValueError("prompt is empty; it needs at least 1 character")
-        if not value.strip():
-            raise ValueError("prompt is blank")
-        if len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(
-                f"prompt has {len(value):,} characters, at most {MAX_PROMPT_CHARS} allowed"
-            )
-        return value
-
-    @field_validator("images")
-    @classmethod
-    def _images(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        if _limits_on(info) and not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
-            raise ValueError(
-                f"{len(value)} reference images; at least 1 and at most "
-                f"{MAX_REFERENCE_IMAGES} allowed"
-            )
-        for index, url in enumerate(value):
-            _check_url(index, url)
-        return value
-
-    @field_validator("size", mode="before")
-    @classmethod
-    def _size(cls, value: Any, info: ValidationInfo) -> Any:
-        if isinstance(value, tuple | list) and len(value) == 2:
-            value = f"{value[0]}*{value[1]}"
-        if not isinstance(value, str):
-            return value
-        if not _limits_on(info):
-            match = _SIZE.match(value)
-            return f"{match[1]}*{match[2]}" if match else value
-        return check_size(value)
-
-    @field_validator("max_images")
-    @classmethod
-    def _max_images(cls, value: int, info: ValidationInfo) -> int:
-        if _limits_on(info) and not 1 <= value <= MAX_GENERATED_IMAGES:
-            raise ValueError(
-                f"max_images {value} must be greater than or equal to 1 and less than or "
-                f"equal to {MAX_GENERATED_IMAGES}"
-            )
-        return value
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is not None and _limits_on(info) and not -1 <= value <= 2**32 - 1:
-            raise ValueError(f"seed {value} is outside -1..{2**32 - 1}")
-        return value
-
-    @model_validator(mode="after")
-    def _total(self, info: ValidationInfo) -> EditRequest:
-        total = len(self.images) + self.max_images
-        if _limits_on(info) and total > MAX_TOTAL_IMAGES:
-            raise ValueError(
-                f"{len(self.images)} reference images + max_images {self.max_images} = {total}, "
-                f"more than the {MAX_TOTAL_IMAGES} images one sequence allows"
-            )
-        return self
-
-    def to_payload(self) -> dict[str, Any]:
-        """The flat JSON body ``generateImage`` takes: ``seed`` left out when random,
-        ``enable_sync_mode`` only when asked for, then ``extra_body`` merged last."""
-        payload = self.model_dump()
-        # Only what the user set, plus what Atlas's own v4.5 node sends (model, images,
-        # prompt, size, max_images, enable_base64_output): a default the user did not ask
-        # for (``seed``, ``enable_sync_mode: false``) is left out, for an API that may
-        # validate strictly.
-        if payload["seed"] is None:
-            del payload["seed"]
-        if not payload["enable_sync_mode"]:
-            del payload["enable_sync_mode"]
-        payload.update(self.extra_body or {})
-        return payload
-
-
-def build_request(
-    key: str | None = None,
-    *,
-    extra_body: dict[str, Any] | None = None,
-    check_limits: bool = True,
-    **fields: Any,
-) -> EditRequest:
-    """Build an :class:`EditRequest`, turning a validation failure into :class:`InvalidInput`.
-
-    The message names the field and why, and the item's ``key`` when there is one.
-
-    Args:
-        key: the batch item's key, for messages.
-        extra_body: fields merged last into the JSON body, unchecked.
-        check_limits: False skips the contract's limits (counts, lengths, the size rule,
-            the seed's range) while still checking types; for a server whose limits moved.
-        fields: the :class:`EditRequest` fields.
-    """
-    if extra_body is not None:
-        fields["extra_body"] = extra_body
-    try:
-        return EditRequest.model_validate(fields, context={"check_limits": check_limits})
-    except ValidationError as err:
-        first = err.errors()[0]
-        location = ".".join(str(part) for part in first["loc"]) or "request"
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = (
-                "unknown edit parameter; to send it anyway, pass it in extra_body "
-                f"(extra_body={{{location!r}: ...}})"
-            )
-        raise InvalidInput(f"{location}: {message}", field=location, key=key) from None
-
-
-def check_params(
-    *, key: str | None = None, prompt: Any, images: Any, check_limits: bool = True, **params: Any
-) -> None:
-    """Check every rule of an edit that can be checked before any image is uploaded.
-
-    Local images (paths, bytes) stand in as placeholder URLs, so counts and limits are
-    checked exactly as :class:`EditRequest` will check them after upload.
-
-    Raises:
-        InvalidInput: naming the field, and ``key`` when given.
-    """
-    if isinstance(images, str | bytes) or not hasattr(images, "__len__"):
-        raise InvalidInput(
-            f"images must be a list of URLs, paths or bytes, got {type(images).__name__}",
-            field="images",
-            key=key,
-        )
-    stand_ins = [
-        image if isinstance(image, str) and "://" in image else f"https://local.invalid/{index}"
-        for index, image in enumerate(images)
-    ]
-    build_request(key, prompt=prompt, images=stand_ins, check_limits=check_limits, **params)
-
-
 # -- prices -------------------------------------------------------------------------------
 
 
@@ -728,6 +501,26 @@ class PriceModel:
     def per_generated_image(cls, price: float) -> PriceModel:
         """Bill ``price`` per generated image and nothing per execution."""
         return cls(per_execution=0.0, per_image=price)
+
+    @classmethod
+    def for_model(cls, model: str) -> PriceModel | None:
+        """``model``'s own price rule from the table of models, or None for an id it does
+        not know (see ``seedream_async._family``)."""
+        spec = model_spec(model)
+        if spec is None:
+            return None
+        if spec.billing is Billing.PER_IMAGE:
+            return cls.per_generated_image(spec.price)
+        return cls(per_execution=spec.price, per_image=0.0)
+
+    def describe(self) -> str:
+        """The rule in words: ``"$0.036 per run"``, ``"$0.032 per image"``."""
+        parts = []
+        if self.per_execution or not self.per_image:
+            parts.append(f"${self.per_execution:.3f} per run")
+        if self.per_image:
+            parts.append(f"${self.per_image:.3f} per image")
+        return " + ".join(parts)
 
     def worst_case(self, max_images: int = 1) -> float:
         """The most one submit can cost: what a budget must hold back before sending it."""

@@ -76,7 +76,6 @@ def test_csv_multiline_cell_keeps_start_line(tmp_path: Path) -> None:
     ("header", "field"),
     [
         pytest.param("key,images", "prompt", id="no-prompt"),
-        pytest.param("key,prompt", "images", id="no-images"),
         pytest.param("key,prompt,images,colour", "colour", id="unknown"),
     ],
 )

@@ -18,7 +18,7 @@ import anyio
 import pytest
 from rich.console import Console
 
-from seedream_async import BatchOptions, PollPolicy
+from seedream_async import DEFAULT_MODEL, BatchOptions, PollPolicy
 from seedream_async.cli import _parser, main
 from seedream_async.cli._keys import keys_from_args, read_keys
 from seedream_async.cli._review import REVIEW_NAME, review_data, write_review
@@ -361,3 +361,36 @@ def test_keyboard_review_across_pages(big_page: Any) -> None:
     page.keyboard.press("a")  # it leaves the undecided filter; the next one is current
     assert _current_key(page) == "sku-0003"
     assert page.locator("#rejected-count").inner_text() == "2"
+
+
+def test_a_mixed_catalog_shows_each_cards_model(browser: Any, tmp_path: Path) -> None:
+    """When a catalog mixes models, each card names its model and the totals count items
+    per model; a single-model sheet shows neither."""
+    v4 = "bytedance/seedream-v4/edit-sequential"
+    lines = [
+        {"key": "a", "status": "succeeded", "model": v4, "cost": 0.027},
+        {"key": "b", "status": "succeeded", "model": "bytedance/seedream-v4.5", "cost": 0.036},
+        {"key": "c", "status": "failed", "cost": 0.0},  # a report line from before models
+    ]
+    single = [{**line, "model": v4} for line in lines]
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.route("http*://**", lambda route: route.abort())
+    try:
+        for folder, rows in (("mixed", lines), ("single", single)):
+            report = tmp_path / folder / "report.jsonl"
+            report.parent.mkdir()
+            report.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            opened = context.new_page()
+            opened.goto(write_review(report).as_uri())
+            models = opened.locator("article.card .model").all_inner_texts()
+            totals = opened.locator("#totals").inner_text()
+            if folder == "mixed":
+                assert sorted(models) == sorted(
+                    [f"model {v4}", "model bytedance/seedream-v4.5", f"model {DEFAULT_MODEL}"]
+                )
+                assert f"{v4} 1" in totals
+            else:
+                assert all(text == "" for text in models)
+                assert v4 not in totals
+    finally:
+        context.close()

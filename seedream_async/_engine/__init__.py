@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ._api import EngineAPI, PollAPI, RefusedHook
 from ._batch_run import BatchRun
-from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, Timings
+from ._items import BatchProgress, BatchResult, EditItem, Job, ResultStatus, Stage, Timings
 from ._journal import Journal, JournalEntry, open_journal
 from ._options import BatchOptions, BatchOptionsDict, Items, WorkOptionsDict
 from ._pgjournal import ClaimedItem, FleetStatus, LoadReport, LoadRow, PostgresJournal
@@ -56,6 +56,7 @@ __all__ = [
     "FleetStatus",
     "ItemRecord",
     "Items",
+    "Job",
     "Journal",
     "JournalEntry",
     "JournalState",

@@ -48,7 +48,11 @@ class EngineAPI(PollAPI, Protocol):
 
     @property
     def price(self) -> PriceModel:
-        """How the API bills, for the budget and cost figures."""
+        """How the API bills the default model, for the budget and cost figures."""
+        ...
+
+    def price_for(self, model: str) -> PriceModel:
+        """How the API bills a prediction of ``model``: the user's price, else its own."""
         ...
 
     @property

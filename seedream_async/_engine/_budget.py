@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .._exceptions import BudgetExceeded
 from .._models import PriceModel
 from ._items import BatchProgress
@@ -16,20 +18,29 @@ class Budget:
     With a journal, the budget over the whole journal is checked by the journal itself
     (``JournalStore.reserve``); this object then holds only a per-run cap, if any.
 
-    A submit's price comes from the client's :class:`PriceModel`: per execution, or per
+    A submit's price comes from its model's :class:`PriceModel` (``price_for``, the
+    client's: the user's price, else the model's own rule): per execution, or per
     generated image, where the most the submit can generate (``max_images``) is held and
     counted (the upper bound: a sequence may stop short).
 
     Args:
-        price: how the API bills (a plain number is dollars per execution).
+        price: how the API bills (a plain number is dollars per execution); the price of
+            every model when ``price_for`` is None.
         limit: US dollars this run may spend, or None for no limit.
         progress: the live counters, whose ``executions`` and ``spent`` it keeps.
+        price_for: the price of a prediction of a given model id.
     """
 
     def __init__(
-        self, *, price: PriceModel | float, limit: float | None, progress: BatchProgress
+        self,
+        *,
+        price: PriceModel | float,
+        limit: float | None,
+        progress: BatchProgress,
+        price_for: Callable[[str], PriceModel] | None = None,
     ) -> None:
         self.model = price if isinstance(price, PriceModel) else PriceModel(per_execution=price)
+        self._price_for = price_for
         self.limit = limit
         self.reserved = 0.0
         self._progress = progress
@@ -39,9 +50,11 @@ class Budget:
         """The price of the smallest submit (one generated image)."""
         return self.model.worst_case(1)
 
-    def cost_of(self, max_images: int = 1) -> float:
-        """What one submit generating up to ``max_images`` images costs at most."""
-        return self.model.worst_case(max_images)
+    def cost_of(self, max_images: int = 1, model: str | None = None) -> float:
+        """What one submit of ``model`` generating up to ``max_images`` costs at most."""
+        if model is None or self._price_for is None:
+            return self.model.worst_case(max_images)
+        return self._price_for(model).worst_case(max_images)
 
     def reserve(self, cost: float | None = None) -> None:
         """Hold the price of one submit (``cost``, or the smallest submit's).

@@ -15,6 +15,7 @@ __all__ = [
     "BatchProgress",
     "BatchResult",
     "EditItem",
+    "Job",
     "ITEM_FIELDS",
     "ProgressCallback",
     "ResultStatus",
@@ -26,26 +27,33 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class EditItem:
-    """One item of a batch: a key of yours (a SKU, say), a prompt and reference images.
+    """One item of a batch (a job): a key of yours (a SKU, say), a prompt, reference images
+    and the model that makes it.
 
     Args:
         key: unique within the batch; names the output files and the journal row.
         prompt: what to do.
-        images: 1 to 10 reference images: http(s) URLs, paths, or bytes.
+        images: reference images: http(s) URLs, paths, or bytes; 1 to 10 for the default
+            model, none for text-to-image and sequential models (see ``_family.MODELS``).
         size: ``"W*H"``, the request's default when None.
         max_images: images generated in the sequence, the request's default when None.
         seed: a fixed seed, or None for random.
-        params: any other request field (``enable_base64_output``, ``model``, ...).
+        model: the model id; the client's default (v4.5 edit-sequential) when None.
+        options: the model's own extra fields, checked against its row in the table:
+            ``{"output_format": "png", "optimize_prompt_options.mode": "fast"}``.
+        params: any other request field (``enable_base64_output``, ...).
         extra_body: fields sent as they are, merged last into the request's JSON body:
-            parameters this client does not know (``{"output_format": "jpeg"}``).
+            parameters this client does not know (``{"watermark": False}``).
     """
 
     key: str
     prompt: str
-    images: Sequence[ImageRef]
+    images: Sequence[ImageRef] = ()
     size: str | None = None
     max_images: int | None = None
     seed: int | None = None
+    model: str | None = None
+    options: Mapping[str, Any] | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     extra_body: Mapping[str, Any] | None = None
 
@@ -54,12 +62,17 @@ class EditItem:
         fields: dict[str, Any] = dict(self.params)
         if self.extra_body is not None:
             fields["extra_body"] = {**dict(fields.get("extra_body") or {}), **self.extra_body}
-        for name in ("size", "max_images", "seed"):
+        if self.options is not None:
+            fields["options"] = {**dict(fields.get("options") or {}), **self.options}
+        for name in ("size", "max_images", "seed", "model"):
             value = getattr(self, name)
             if value is not None:
                 fields[name] = value
         return fields
 
+
+Job = EditItem
+"""Another name for :class:`EditItem`, for batches that generate rather than edit."""
 
 ITEM_FIELDS: tuple[str, ...] = tuple(spec.name for spec in fields(EditItem))
 """The fields of :class:`EditItem`, in order: the one list of them."""
@@ -75,9 +88,8 @@ def as_item(value: EditItem | Mapping[str, Any]) -> EditItem:
         key = given.get("key")
         if not isinstance(key, str):
             raise InvalidInput("an item needs a string 'key'", field="key")
-        for name in ("prompt", "images"):
-            if name not in given:
-                raise InvalidInput(f"missing '{name}'", field=name, key=key)
+        if "prompt" not in given:
+            raise InvalidInput("missing 'prompt'", field="prompt", key=key)
         if extra:
             given["params"] = {**dict(given.get("params") or {}), **extra}
         return EditItem(**given)

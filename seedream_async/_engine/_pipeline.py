@@ -102,7 +102,12 @@ class Engine:
         # `run_budget`. Without one, both cap this run.
         journaled = options.journal is not None
         caps = [c for c in (None if journaled else options.budget, options.run_budget) if c]
-        self.budget = Budget(price=client.price, limit=min(caps, default=None), progress=progress)
+        self.budget = Budget(
+            price=client.price,
+            limit=min(caps, default=None),
+            progress=progress,
+            price_for=client.price_for,
+        )
         self.stop = StopControl(options.stop_grace)
         self.out_dir = Path(options.out_dir) if options.out_dir is not None else None
         self.deliverer: Deliverer | None = None

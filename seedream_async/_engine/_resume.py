@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+from .._constants import DEFAULT_MODEL
 from .._exceptions import AmbiguousSubmission, PredictionFailed
 from ._identity import DigestCache
 from ._items import EditItem
@@ -59,6 +60,10 @@ async def fingerprint(
         digests: where image digests are memoised; a process-wide one when None.
     """
     digests = digests or _DIGESTS
+    if params.get("model") == DEFAULT_MODEL:
+        # The default model named explicitly (a manifest's new ``model`` column) asks for
+        # the same thing as no model at all: not a changed job, not billed again.
+        params = {name: value for name, value in params.items() if name != "model"}
     identities = [await digests.identity(image) for image in item.images]
     blob = json.dumps(
         {"prompt": item.prompt, "params": params, "images": identities},

@@ -126,7 +126,8 @@ class Submitter:
                 journaled ambiguous).
         """
         give_up_at = anyio.current_time() + (self._give_up_after or float("inf"))
-        hold = _Hold(self.limit, self._budget, self._seat, self._budget.cost_of(request.max_images))
+        cost = self._budget.cost_of(request.max_images, request.model)
+        hold = _Hold(self.limit, self._budget, self._seat, cost)
         wire = self._stop.open()
 
         async def requeue(refusal: APIStatusError, wait: float) -> None:

@@ -25,11 +25,14 @@ async def balance_note(
     api_key: str | None = None,
     base_url: str | None = None,
     api_key_env: str = API_KEY_ENV,
+    cost: float | None = None,
 ) -> str:
     """One line on the account's balance next to the cost of ``paid`` predictions.
 
     Args:
         paid: predictions the run would pay for.
+        cost: the most they cost (each by its model's price); ``paid`` times the default
+            model's price when None.
         api_key: the key; ``api_key_env``'s value when None (no key: no request).
         base_url: the API's origin; the client's default when None.
         api_key_env: the environment variable the key comes from.
@@ -44,8 +47,9 @@ async def balance_note(
             balance = await client.balance()
     except SeedreamError as err:
         return f"Balance: not available ({escape(str(err))})"
-    cost = paid * PRICE_PER_EXECUTION
-    covers = balance.covers(PRICE_PER_EXECUTION)
+    cost = paid * PRICE_PER_EXECUTION if cost is None else cost
+    # Predictions at their average price (the default model's when there are none).
+    covers = balance.covers(cost / paid if paid and cost else PRICE_PER_EXECUTION)
     line = f"Balance: {balance} available, enough for {covers:,} predictions"
     if covers < paid:
         return (

@@ -1,10 +1,16 @@
 """Read a manifest (CSV or JSON Lines) one row at a time, naming the line of every problem.
 
-CSV has a header row: ``key,prompt,images[,size,max_images,seed,extra]``; several images go
-in the ``images`` column separated by ``|`` or ``;``, or in columns ``image1`` .. ``imageN``.
-JSON Lines has one object a line: ``key``, ``prompt``, ``images`` (a list, or a string
-split like the CSV column) and optional ``size``, ``max_images``, ``seed``, ``extra``; any
-other field is passed to the request and checked like one.
+CSV has a header row: ``key,prompt,images[,size,max_images,seed,model,options,extra]``;
+several images go in the ``images`` column separated by ``|`` or ``;``, or in columns
+``image1`` .. ``imageN``. JSON Lines has one object a line: ``key``, ``prompt``, ``images``
+(a list, or a string split like the CSV column) and optional ``size``, ``max_images``,
+``seed``, ``model``, ``options``, ``extra``; any other field is passed to the request and
+checked like one.
+
+``model`` picks the row's model (v4.5 edit-sequential when absent); text-to-image and
+sequential models take no images, so their rows leave ``images`` empty (and a catalog of
+them needs no ``images`` column). ``options`` is a JSON object of the model's own fields,
+checked against its row in the table (``{"output_format": "png"}`` for v5.0-lite).
 
 ``extra`` is a JSON object (in CSV, its JSON text) of fields sent as they are, merged last
 into the request body: the request's ``extra_body``, for parameters this client does not
@@ -24,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._constants import DEFAULT_MODEL
 from .._engine._items import ITEM_FIELDS, EditItem
 from .._exceptions import SeedreamError
+from .._family import ModelSpec, model_spec
 from .._models import is_url
 
 __all__ = [
@@ -37,7 +45,9 @@ __all__ = [
 ]
 
 _REQUIRED = ("key", "prompt")
-_CSV_COLUMNS = frozenset({"key", "prompt", "images", "size", "max_images", "seed", "extra"})
+_CSV_COLUMNS = frozenset(
+    {"key", "prompt", "images", "size", "max_images", "seed", "model", "options", "extra"}
+)
 _IMAGE_COLUMN = re.compile(r"^image(\d+)$")
 _SPLIT = re.compile(r"[|;]")
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
@@ -100,7 +110,11 @@ class _RowError(Exception):
 
 
 def read_rows(
-    path: str | Path, *, size: str | None = None, max_images: int | None = None
+    path: str | Path,
+    *,
+    size: str | None = None,
+    max_images: int | None = None,
+    model: str | None = None,
 ) -> Iterator[ManifestRow | ManifestProblem]:
     """Yield every row of the manifest, or the problem that keeps it from being read.
 
@@ -112,9 +126,10 @@ def read_rows(
         path: a ``.csv`` or ``.jsonl`` file (others are sniffed: ``{`` starts JSON Lines).
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
     """
     path = Path(path)
-    defaults: dict[str, Any] = {"size": size, "max_images": max_images}
+    defaults: dict[str, Any] = {"size": size, "max_images": max_images, "model": model}
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as err:
@@ -140,7 +155,11 @@ def read_rows(
 
 
 def iter_items(
-    path: str | Path, *, size: str | None = None, max_images: int | None = None
+    path: str | Path,
+    *,
+    size: str | None = None,
+    max_images: int | None = None,
+    model: str | None = None,
 ) -> Iterator[EditItem]:
     """Yield the manifest's items lazily; raise :class:`ManifestError` at the first bad row.
 
@@ -148,8 +167,9 @@ def iter_items(
         path: the manifest.
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
     """
-    for row in read_rows(path, size=size, max_images=max_images):
+    for row in read_rows(path, size=size, max_images=max_images, model=model):
         if isinstance(row, ManifestProblem):
             raise ManifestError(row)
         yield row.item
@@ -217,8 +237,6 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
         name for name in header if name not in _CSV_COLUMNS and not _IMAGE_COLUMN.match(name)
     ]
     missing = [name for name in _REQUIRED if name not in header]
-    if "images" not in header and not image_columns:
-        missing.append("images")
     if unknown or missing or len(set(header)) != len(header):
         if missing:
             message = f"the header row lacks column(s) {', '.join(missing)}"
@@ -233,8 +251,8 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
                 path=path,
                 line=1,
                 field=field,
-                message=f"{message}; expected key,prompt,images[,size,max_images,seed,extra] "
-                "(or image1..imageN)",
+                message=f"{message}; expected key,prompt,images[,size,max_images,seed,model,"
+                "options,extra] (or image1..imageN)",
             ),
         )
         return
@@ -264,7 +282,7 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
             continue
         cells += [""] * (len(header) - len(cells))
         fields: dict[str, Any] = {}
-        for name in ("key", "prompt", "size", "max_images", "seed", "extra"):
+        for name in ("key", "prompt", "size", "max_images", "seed", "model", "options", "extra"):
             if name in index and cells[index[name]].strip():
                 fields[name] = cells[index[name]].strip()
         images: list[str] = []
@@ -304,9 +322,46 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
     prompt = fields["prompt"]
     if not isinstance(prompt, str):
         raise _RowError("prompt", f"must be a string, got {type(prompt).__name__}")
-    raw = fields.get("images")
+    model = fields.get("model", defaults.get("model"))
+    if model is not None and not isinstance(model, str):
+        raise _RowError("model", f"must be a model id string, got {type(model).__name__}")
+    spec = model_spec(model or DEFAULT_MODEL)
+    images = _images(folder, fields.get("images"), spec)
+    size = fields.get("size", defaults.get("size"))
+    if size is not None and not isinstance(size, str):
+        raise _RowError("size", f"must be a string like '2048*2048', got {type(size).__name__}")
+    # A --max-images default is for rows whose model takes one (not a one-image edit).
+    takes_count = spec is None or spec.generated is not None
+    max_images = fields.get("max_images", defaults.get("max_images") if takes_count else None)
+    if max_images is not None and (not isinstance(max_images, int) or isinstance(max_images, bool)):
+        raise _RowError("max_images", f"must be an integer, got {max_images!r}")
+    seed = fields.get("seed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise _RowError("seed", f"must be an integer, got {seed!r}")
+    known = (set(ITEM_FIELDS) - {"params"}) | {"extra"}
+    params = {name: value for name, value in fields.items() if name not in known}
+    return EditItem(
+        key=key,
+        prompt=prompt,
+        images=images,
+        size=size,
+        max_images=max_images,
+        seed=seed,
+        model=model,
+        options=_json_object("options", fields["options"]) if "options" in fields else None,
+        params=params,
+        extra_body=_json_object("extra", fields["extra"]) if "extra" in fields else None,
+    )
+
+
+def _images(folder: Path, raw: Any, spec: ModelSpec | None) -> list[str]:
     if raw is None or raw == [] or raw == "":
-        raise _RowError("images", "is missing (give at least one reference image)")
+        if spec is not None and spec.min_images > 0:
+            raise _RowError(
+                "images",
+                f"is missing ({spec.id} needs at least {spec.min_images} reference image)",
+            )
+        return []
     if isinstance(raw, str):
         raw = _split(raw)
     if not isinstance(raw, list):
@@ -319,38 +374,17 @@ def _item(folder: Path, fields: Mapping[str, Any], defaults: Mapping[str, Any]) 
             # The OS refuses such a path with a bare ValueError; say which row and field.
             raise _RowError(f"images[{position}]", "contains a NUL byte; no file can have it")
         images.append(_resolve(folder, image.strip()))
-    size = fields.get("size", defaults.get("size"))
-    if size is not None and not isinstance(size, str):
-        raise _RowError("size", f"must be a string like '2048*2048', got {type(size).__name__}")
-    max_images = fields.get("max_images", defaults.get("max_images"))
-    if max_images is not None and (not isinstance(max_images, int) or isinstance(max_images, bool)):
-        raise _RowError("max_images", f"must be an integer, got {max_images!r}")
-    seed = fields.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise _RowError("seed", f"must be an integer, got {seed!r}")
-    known = (set(ITEM_FIELDS) - {"params"}) | {"extra"}
-    params = {name: value for name, value in fields.items() if name not in known}
-    extra_body = _extra(fields["extra"]) if "extra" in fields else None
-    return EditItem(
-        key=key,
-        prompt=prompt,
-        images=images,
-        size=size,
-        max_images=max_images,
-        seed=seed,
-        params=params,
-        extra_body=extra_body,
-    )
+    return images
 
 
-def _extra(value: Any) -> dict[str, Any]:
+def _json_object(name: str, value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as err:
-            raise _RowError("extra", f"is not valid JSON ({err.msg})") from None
+            raise _RowError(name, f"is not valid JSON ({err.msg})") from None
     if not isinstance(value, dict):
-        raise _RowError("extra", f"must be a JSON object, got {type(value).__name__}")
+        raise _RowError(name, f"must be a JSON object, got {type(value).__name__}")
     return value
 
 

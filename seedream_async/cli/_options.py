@@ -86,10 +86,16 @@ def journal_target(text: str) -> Path | str:
 
 
 def add_manifest_defaults(parser: argparse.ArgumentParser) -> None:
-    """``--size`` and ``--max-images`` for rows that do not set them."""
+    """``--size``, ``--max-images`` and ``--model`` for rows that do not set them."""
     parser.add_argument("--size", default=None, metavar="W*H", help="for rows without a size")
     parser.add_argument(
         "--max-images", type=positive_int, default=None, help="for rows without max_images"
+    )
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="ID",
+        help="for rows without a model (default: bytedance/seedream-v4.5/edit-sequential)",
     )
 
 

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._constants import API_KEY_ENV, DEFAULT_MODEL, PRICE_PER_EXECUTION
 from .._engine._items import BatchResult, EditItem, ResultStatus
 from .._engine._journal import open_journal
 from .._engine._store import Attempt, ItemRecord, JournalState
@@ -36,11 +36,11 @@ from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 
 __all__ = [
+    "estimate",
     "ReportWriter",
     "Tally",
     "cli_words",
     "complete_from_journal",
-    "estimate",
     "journal_record",
     "print_failures",
     "print_next_steps",
@@ -83,6 +83,7 @@ def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
     """
     params = item.request_params() if item is not None else {}
     seed = params.pop("seed", None)
+    model = params.pop("model", None) or DEFAULT_MODEL
     attempt = {
         "prediction_id": result.prediction_id,
         "status": str(result.status),
@@ -92,6 +93,7 @@ def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
     return {
         "key": result.key,
         "status": str(result.status),
+        "model": model,
         "prompt": item.prompt if item is not None else None,
         "images": [_image(image) for image in item.images] if item is not None else [],
         "params": params,
@@ -141,10 +143,11 @@ def journal_record(
         prompt = request.pop("prompt", None)
         sent = request.pop("images", None)
         images = [_image(url) for url in sent] if isinstance(sent, list) else []
-        for name in ("model", "enable_base64_output", "enable_sync_mode"):
+        for name in ("enable_base64_output", "enable_sync_mode"):
             request.pop(name, None)
         params = request
     seed = params.pop("seed", None)
+    model = params.pop("model", None) or DEFAULT_MODEL
     files = list(row.files) if row and row.state is JournalState.DELIVERED else []
     attempt = {
         "prediction_id": row.prediction_id if row else None,
@@ -155,6 +158,7 @@ def journal_record(
     return {
         "key": key,
         "status": str(status),
+        "model": model,
         "prompt": prompt,
         "images": images,
         "params": params,
@@ -358,11 +362,11 @@ def summary_json(
 
 
 def estimate(executions: int) -> str:
-    """The cost of ``executions`` paid predictions: "N times the price = total".
+    """The cost of ``executions`` paid predictions of the default model: "N times the
+    price = total" (the fleet's dry run, which counts items without reading them).
 
     Args:
-        executions: predictions that would be submitted (one per item, whatever its
-            ``max_images``: the API bills per execution).
+        executions: predictions that would be submitted.
     """
     total = executions * PRICE_PER_EXECUTION
     return f"{executions} \N{MULTIPLICATION SIGN} ${PRICE_PER_EXECUTION:.3f} = ${total:,.3f}"

@@ -3,7 +3,8 @@
 One self-contained file (inline CSS and JavaScript, no network, no server), paged (50 cards
 in the DOM at a time, keyboard review with j/k, a/r, n/p): a card per item
 with its input images and outputs side by side (lazy-loaded through relative links), its key,
-prompt, status, cost, seed, prediction id and error; filters by status; totals at the top;
+prompt, status, cost, seed, prediction id and error (and its model, when the catalog mixes
+models); filters by status; totals at the top (items per model, when mixed);
 approve / reject per card; and a button that downloads the rejected keys as a plain text
 file, one key per line, which ``seedream-async run --reroll FILE`` accepts.
 
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .._constants import DEFAULT_MODEL
+
 __all__ = ["REJECTED_NAME", "REVIEW_NAME", "read_report", "review_data", "write_review"]
 
 REVIEW_NAME = "review.html"
@@ -32,7 +35,7 @@ REJECTED_NAME = "rejected-keys.txt"
 PAGE_SIZE = 50
 
 # Fields of a report line the page shows; anything else stays in report.jsonl.
-_CARD_FIELDS = ("key", "status", "prompt", "cost", "seed", "prediction_id", "error")
+_CARD_FIELDS = ("key", "status", "model", "prompt", "cost", "seed", "prediction_id", "error")
 
 
 def _link(location: str | None, folder: Path) -> str | None:
@@ -96,8 +99,12 @@ def review_data(lines: Iterable[Mapping[str, Any]], folder: Path) -> dict[str, A
     for card in cards:
         status = str(card["status"])
         counts[status] = counts.get(status, 0) + 1
+    models: dict[str, int] = {}
+    for card in cards:
+        card["model"] = card["model"] or DEFAULT_MODEL  # a report from before models
+        models[card["model"]] = models.get(card["model"], 0) + 1
     cost = sum(float(card["cost"] or 0) for card in cards)
-    totals = {"items": len(cards), "counts": counts, "cost": round(cost, 6)}
+    totals = {"items": len(cards), "counts": counts, "models": models, "cost": round(cost, 6)}
     return {"cards": cards, "totals": totals, "rejected_name": REJECTED_NAME}
 
 

@@ -83,6 +83,7 @@ class RunOptions:
             command line once; the run adds its output folder, journal and progress bar.
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
         resumable: re-running the same command resumes (False for the demo, whose
             simulator forgets its predictions when it stops).
         dry_run: print what would be submitted, answered from the journal, fetched again
@@ -107,6 +108,7 @@ class RunOptions:
     price: PriceModel | None = None
     size: str | None = None
     max_images: int | None = None
+    model: str | None = None
     json_summary: bool = False
     resumable: bool = True
     dry_run: bool = False
@@ -177,7 +179,11 @@ def _prescan(options: RunOptions) -> tuple[list[str], list[ManifestProblem], int
     shown: list[ManifestProblem] = []
     found: set[str] = set()
     for row in scan(
-        options.manifest, size=options.size, max_images=options.max_images, check_files=False
+        options.manifest,
+        size=options.size,
+        max_images=options.max_images,
+        model=options.model,
+        check_files=False,
     ):
         if isinstance(row, ManifestProblem):
             problems += 1
@@ -195,7 +201,9 @@ def _selected(options: RunOptions) -> Iterator[EditItem]:
     """The manifest's items this run is about: --only applied, re-rolled seeds pinned,
     --seed-from-key seeds set."""
     pins = load_pins(options.pins_path)
-    for item in iter_items(options.manifest, size=options.size, max_images=options.max_images):
+    for item in iter_items(
+        options.manifest, size=options.size, max_images=options.max_images, model=options.model
+    ):
         if options.only is not None and item.key not in options.only:
             continue
         item = apply_pin(item, pins)
@@ -209,7 +217,9 @@ async def _reroll(options: RunOptions, console: Console) -> None:
     journal = options.journal_path
     view = await load_journal(journal) if journal_exists(journal) else None
     files = {key: view.rows[key].files for key in options.reroll if view and key in view.rows}
-    raw = iter_items(options.manifest, size=options.size, max_images=options.max_images)
+    raw = iter_items(
+        options.manifest, size=options.size, max_images=options.max_images, model=options.model
+    )
     items = {item.key: item for item in raw if item.key in options.reroll}
     done = await anyio.to_thread.run_sync(
         lambda: reroll(
@@ -228,12 +238,15 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     view = await load_journal(journal) if journal_exists(journal) else None
     where = f"the journal {options.journal_shown}" if view is not None else "no journal yet"
     console.print(f"Dry run of {options.manifest} against {where}; nothing is sent.")
+    price = options.price
     plan = await plan_run(
         _selected(options),
         view,
         retry_failed=options.batch.retry_failed,
         resubmit_ambiguous=options.batch.resubmit_ambiguous,
         reroll=options.reroll,
+        # --price-per-image prices every model; without it, each model's own rule.
+        price_for=None if price is None else lambda _model: price,
     )
     billed = view.billed if view is not None else 0.0
     print_plan(console, plan, budget=options.batch.budget, billed=billed)
@@ -244,6 +257,7 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     console.print(
         await balance_note(
             paid=plan.paid,
+            cost=plan.cost,
             api_key=options.api_key,
             base_url=options.base_url,
             api_key_env=options.api_key_env,

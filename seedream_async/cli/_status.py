@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -19,9 +19,12 @@ from typing import Any
 import anyio
 from rich.console import Console
 
+from .._constants import DEFAULT_MODEL
 from .._engine._items import EditItem
 from .._engine._store import ItemRecord, JournalState
 from .._exceptions import PredictionFailed
+from .._models import PriceModel
+from ._cost import PaidItem, cost_lines, paid_item
 from ._report import cli_words
 
 __all__ = [
@@ -60,6 +63,7 @@ class JournalRow:
         error: why the latest attempt did not deliver, if so.
         cost: US dollars billed for the key, every attempt.
         attempts: paid (or possibly paid) attempts of the key.
+        model: the model of its latest request (None before any was sent).
     """
 
     key: str
@@ -70,6 +74,7 @@ class JournalRow:
     error: str | None = None
     cost: float = 0.0
     attempts: int = 0
+    model: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,12 +95,27 @@ class JournalView:
         """Rows per state name."""
         return Counter(row.state for row in self.rows.values())
 
+    def by_model(self) -> dict[str, dict[str, Any]]:
+        """Items and dollars billed per model (rows never sent count under "not sent")."""
+        models: dict[str, dict[str, Any]] = {}
+        for row in self.rows.values():
+            entry = models.setdefault(row.model or "not sent", {"items": 0, "billed": 0.0})
+            entry["items"] += 1
+            entry["billed"] = round(entry["billed"] + row.cost, 6)
+        return models
+
 
 def _error(record: ItemRecord) -> str | None:
     """The row's error as the run's report words it (a failed prediction names its id)."""
     if record.state is JournalState.API_FAILED and record.prediction_id and record.error:
         return str(PredictionFailed(record.prediction_id, record.error))
     return record.error
+
+
+def _model(record: ItemRecord) -> str | None:
+    if record.request is None:
+        return None
+    return str(record.request.get("model") or DEFAULT_MODEL)
 
 
 async def load_journal(path: Path | str) -> JournalView:
@@ -127,6 +147,7 @@ async def load_journal(path: Path | str) -> JournalView:
                     error=_error(record),
                     cost=sum(old.cost for old in history),
                     attempts=len(paid),
+                    model=_model(record),
                 )
             if page.next_after is None:
                 break
@@ -175,14 +196,31 @@ _PAID = frozenset({Action.SUBMIT, Action.CHANGED, Action.RETRY, Action.RESUBMIT,
 
 @dataclass
 class Plan:
-    """What a run would do: the keys per action, in manifest order."""
+    """What a run would do: the keys per action, in manifest order, and what each paid
+    submit may cost."""
 
     keys: dict[Action, list[str]] = field(default_factory=lambda: {a: [] for a in Action})
+    costs: list[PaidItem] = field(default_factory=list)
 
     @property
     def paid(self) -> int:
         """Submits the run would pay for."""
         return sum(len(keys) for action, keys in self.keys.items() if action.paid)
+
+    @property
+    def cost(self) -> float:
+        """The most the paid submits can cost."""
+        return round(sum(paid.cost for paid in self.costs), 6)
+
+    def fits(self, money: float) -> int:
+        """How many paid submits, in order, ``money`` covers."""
+        count = 0
+        for paid in self.costs:
+            money -= paid.cost
+            if money < -1e-9:
+                break
+            count += 1
+        return count
 
 
 async def _decide(
@@ -221,6 +259,7 @@ async def plan_run(
     retry_failed: bool = False,
     resubmit_ambiguous: bool = False,
     reroll: Collection[str] = (),
+    price_for: Callable[[str], PriceModel] | None = None,
 ) -> Plan:
     """Decide, for each item, what a run with these options would do; nothing is sent.
 
@@ -230,6 +269,7 @@ async def plan_run(
         retry_failed: --retry-failed.
         resubmit_ambiguous: --resubmit-ambiguous.
         reroll: the keys named by --reroll.
+        price_for: the price of a model's prediction; each model's own rule when None.
     """
     plan = Plan()
     rows: Mapping[str, JournalRow] = view.rows if view is not None else {}
@@ -242,6 +282,8 @@ async def plan_run(
             reroll=reroll,
         )
         plan.keys[action].append(item.key)
+        if action.paid:
+            plan.costs.append(paid_item(item, price_for))
     return plan
 
 
@@ -263,6 +305,7 @@ def status_json(view: JournalView) -> dict[str, Any]:
         "items": len(view.rows),
         "counts": dict(sorted(view.counts().items())),
         "billed": round(view.billed, 6),
+        "models": view.by_model(),
         "ambiguous": {k: r.error for k, r in view.rows.items() if r.state in _AMBIGUOUS},
         "failed": {k: r.error for k, r in view.rows.items() if r.state in _API_FAILED},
     }
@@ -300,8 +343,6 @@ def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: fl
     from rich.markup import escape
     from rich.table import Table
 
-    from ._report import estimate
-
     table = Table(title="dry run: nothing sent", header_style="bold")
     table.add_column("what the run would do")
     table.add_column("items", justify="right")
@@ -313,11 +354,10 @@ def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: fl
     for action, keys in plan.keys.items():
         if keys and action.paid:
             console.print(f"{_ACTION_WORDS[action]}: {escape(_keys_text(keys))}")
-    console.print(f"Cost: {estimate(plan.paid)}")
+    for line in cost_lines(plan.costs):
+        console.print(escape(line))
     if budget is not None:
-        from .._constants import PRICE_PER_EXECUTION
-
-        fits = max(int((budget - billed + 1e-9) // PRICE_PER_EXECUTION), 0)
+        fits = plan.fits(budget - billed)
         if fits < plan.paid:
             spent = f" (less ${billed:.3f} already billed)" if billed else ""
             console.print(
@@ -344,6 +384,15 @@ def print_status(console: Console, view: JournalView) -> None:
     table.add_row("total", str(len(view.rows)), end_section=True)
     table.add_row("billed, every run", f"${view.billed:.3f}")
     console.print(table)
+    models = view.by_model()
+    if len(models) > 1:  # a catalog that mixes models: each one's share
+        per_model = Table(title="by model", header_style="bold")
+        per_model.add_column("model")
+        per_model.add_column("items", justify="right")
+        per_model.add_column("billed", justify="right")
+        for model, entry in sorted(models.items()):
+            per_model.add_row(escape(model), str(entry["items"]), f"${entry['billed']:.3f}")
+        console.print(per_model)
     groups = (
         (_AMBIGUOUS, "may have been billed without an answer; not sent again unless you "
          "re-run with --resubmit-ambiguous"),

@@ -22,6 +22,7 @@ def scan(
     *,
     size: str | None = None,
     max_images: int | None = None,
+    model: str | None = None,
     check_files: bool = True,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
@@ -36,6 +37,7 @@ def scan(
         path: the manifest.
         size: the ``size`` of rows that do not set one.
         max_images: the ``max_images`` of rows that do not set one.
+        model: the ``model`` of rows that do not set one.
         check_files: also open every local image (each distinct file once).
         max_upload_bytes: the largest image accepted.
         accepted_types: the MIME types accepted, sniffed from the bytes.
@@ -43,7 +45,7 @@ def scan(
     path = Path(path)
     seen: dict[str, int] = {}
     files: dict[str, str | None] = {}
-    for row in read_rows(path, size=size, max_images=max_images):
+    for row in read_rows(path, size=size, max_images=max_images, model=model):
         if isinstance(row, ManifestProblem):
             yield row
             continue

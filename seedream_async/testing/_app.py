@@ -73,6 +73,7 @@ class _Prediction:
     outputs: int  # how many images the model decided to return (<= max_images)
     base64_output: bool
     sync: bool
+    fmt: str  # "jpeg" or "png": the request's output_format, else the simulator's shape
 
 
 class _Fault(Exception):
@@ -563,6 +564,7 @@ class App:
             outputs=self._output_count(edit.max_images),
             base64_output=edit.base64_output,
             sync=edit.sync_mode,
+            fmt=edit.output_format or config.shapes.output_format,
         )
         self._predictions[prediction.id] = prediction
         heapq.heappush(self._finishing, prediction.done_at)
@@ -579,6 +581,8 @@ class App:
             processed_before_error=processed_before_error,
             max_images=edit.max_images,
             unknown_fields=edit.unknown,
+            model=edit.model,
+            cost=edit.served.bill(images=prediction.outputs, failed=failed),
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         webhook_url = body.get("webhook_url") if isinstance(body, dict) else None
@@ -660,18 +664,17 @@ class App:
             return items[0]
         return items
 
-    def _image(self, prediction_id: str, index: int) -> bytes:
-        fmt = self.config.shapes.output_format
-        return _output_image(prediction_id, index, *self.config.output_size, fmt)
+    def _image(self, prediction: _Prediction, index: int) -> bytes:
+        return _output_image(prediction.id, index, *self.config.output_size, prediction.fmt)
 
     def _output(self, prediction: _Prediction, index: int) -> str:
         if prediction.base64_output:
-            image = self._image(prediction.id, index)
+            image = self._image(prediction, index)
             return base64.b64encode(image).decode("ascii")
         ttl = self.config.faults.output_ttl
         expires = f"{time.time() + (_NO_TTL if ttl is None else ttl):.3f}"
         signature = self._sign(prediction.id, index, expires)
-        suffix = "jpg" if self.config.shapes.output_format == "jpeg" else "png"
+        suffix = "jpg" if prediction.fmt == "jpeg" else "png"
         path = f"/outputs/{prediction.id}/{index}.{suffix}"
         return f"{self.storage_url}{path}?expires={expires}&sig={signature}"
 
@@ -752,6 +755,6 @@ class App:
             if status == 404:
                 return self._error(404, f"no such object (expired): {request.path}")
             return self._error(status, "AccessDenied: Request has expired")
-        image = self._image(prediction.id, index)
+        image = self._image(prediction, index)
         kind = "image/jpeg" if match[3] == "jpg" else "image/png"
         return Response(status=200, body=image, content_type=kind)

@@ -11,18 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .._constants import (
-    DEFAULT_MODEL,
-    DEFAULT_SIZE,
-    MAX_ASPECT_RATIO,
-    MAX_GENERATED_IMAGES,
-    MAX_PIXELS,
-    MAX_PROMPT_CHARS,
-    MAX_REFERENCE_IMAGES,
-    MAX_TOTAL_IMAGES,
-    MIN_ASPECT_RATIO,
-    MIN_PIXELS,
-)
+from .._constants import DEFAULT_SIZE, MAX_PROMPT_CHARS
+from ._family import MAX_IN_AND_OUT, SERVED, Served
 
 __all__ = ["ContractError", "Edit", "extension_for", "sniff", "validate_edit"]
 
@@ -44,56 +34,92 @@ class ContractError(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class Edit:
-    """A valid edit-sequential request, as the simulator needs it."""
+    """A valid request of a served model, as the simulator needs it."""
 
     model: str
     prompt: str
     images: tuple[str, ...]
     size: tuple[int, int]
-    max_images: int
+    max_images: int  # the most images it generates (1 for a model that takes none)
     seed: int | None
     base64_output: bool
     sync_mode: bool
     unknown: tuple[str, ...]  # fields the API ignores (an extra_body, a newer parameter)
+    served: Served
+    output_format: str | None = None  # a model's own output_format choice, when it has one
 
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _size(value: Any) -> tuple[int, int]:
+def _size(value: Any, served: Served) -> tuple[int, int]:
     if not isinstance(value, str) or not (match := _SIZE.match(value)):
         raise ContractError(422, "size", f"must be 'W*H' such as {DEFAULT_SIZE!r}, got {value!r}")
     width, height = int(match[1]), int(match[2])
-    pixels = width * height
-    if not MIN_PIXELS <= pixels <= MAX_PIXELS:
-        raise ContractError(
-            422,
-            "size",
-            f"{width}*{height} has {pixels} pixels; total pixels must be within "
-            f"[{MIN_PIXELS}, {MAX_PIXELS}]",
-        )
-    if height == 0 or not MIN_ASPECT_RATIO <= width / height <= MAX_ASPECT_RATIO:
-        ratio = f"{width}*{height}: aspect ratio must be within [1/16, 16]"
-        raise ContractError(422, "size", ratio)
+    problem = served.size_check(width, height)
+    if problem is not None:
+        raise ContractError(422, "size", problem)
     return width, height
 
 
-def _images(value: Any) -> tuple[str, ...]:
+def _images(fields: dict[str, Any], served: Served) -> tuple[str, ...]:
+    least, most = served.references
+    value = fields.get("images", [] if most == 0 else None)
+    if value is None:
+        raise ContractError(422, "images", "field required")
     if not isinstance(value, list):
         raise ContractError(422, "images", "must be a list of image URLs")
-    if not 1 <= len(value) <= MAX_REFERENCE_IMAGES:
-        raise ContractError(
-            422, "images", f"takes 1 to {MAX_REFERENCE_IMAGES} images, got {len(value)}"
-        )
+    if most == 0 and value:
+        raise ContractError(422, "images", f"this model takes no images, got {len(value)}")
+    if not least <= len(value) <= most:
+        raise ContractError(422, "images", f"takes {least} to {most} images, got {len(value)}")
     for index, url in enumerate(value):
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ContractError(422, f"images[{index}]", "must be an http or https URL")
     return tuple(value)
 
 
+def _max_images(fields: dict[str, Any], served: Served, references: int) -> int:
+    if served.sequence is None:
+        if fields.get("max_images", 1) != 1:
+            raise ContractError(422, "max_images", "this model generates one image")
+        return 1
+    least, most = served.sequence
+    value = fields.get("max_images", 1)
+    if not _is_int(value) or not least <= value <= most:
+        raise ContractError(422, "max_images", f"must be an integer from {least} to {most}")
+    if references + value > MAX_IN_AND_OUT:
+        raise ContractError(
+            422,
+            "max_images",
+            f"{references} reference images + {value} generated exceed {MAX_IN_AND_OUT}",
+        )
+    return int(value)
+
+
+def _choices(fields: dict[str, Any], served: Served) -> None:
+    for path, accepted in served.choices.items():
+        value: Any = fields
+        for name in path.split("."):
+            value = value.get(name) if isinstance(value, dict) else None
+        if value is not None and value not in accepted:
+            raise ContractError(422, path, f"must be one of {sorted(accepted)}, got {value!r}")
+
+
+def _served(model: Any) -> Served:
+    if model is None:
+        raise ContractError(422, "model", "field required")
+    served = SERVED.get(model) if isinstance(model, str) else None
+    if served is None:
+        raise ContractError(
+            422, "model", f"{model!r} is not a model this endpoint serves: {', '.join(SERVED)}"
+        )
+    return served
+
+
 def validate_edit(body: Any) -> Edit:
-    """Check a ``generateImage`` body against the contract's table.
+    """Check a ``generateImage`` body against the model's row in :data:`SERVED`.
 
     Unknown fields are accepted and ignored (the API may add fields; clients send them in
     an ``extra_body``). The seed's ``{"model": ..., "input": {...}}`` form is read too.
@@ -108,30 +134,16 @@ def validate_edit(body: Any) -> Edit:
     if isinstance(nested, dict) and "prompt" not in fields:
         fields = {**nested, **fields}
     model = fields.get("model")
-    if model is None:
-        raise ContractError(422, "model", "field required")
-    if model != DEFAULT_MODEL:
-        raise ContractError(422, "model", f"this endpoint serves {DEFAULT_MODEL!r} only")
+    served = _served(model)
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise ContractError(422, "prompt", "required, a non-empty string")
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ContractError(422, "prompt", f"longer than {MAX_PROMPT_CHARS} characters")
-    if "images" not in fields:
-        raise ContractError(422, "images", "field required")
-    images = _images(fields["images"])
-    size = _size(fields.get("size", DEFAULT_SIZE))
-    max_images = fields.get("max_images", 1)
-    if not _is_int(max_images) or not 1 <= max_images <= MAX_GENERATED_IMAGES:
-        raise ContractError(
-            422, "max_images", f"must be an integer from 1 to {MAX_GENERATED_IMAGES}"
-        )
-    if len(images) + max_images > MAX_TOTAL_IMAGES:
-        raise ContractError(
-            422,
-            "max_images",
-            f"{len(images)} reference images + {max_images} generated exceed {MAX_TOTAL_IMAGES}",
-        )
+    images = _images(fields, served)
+    size = _size(fields.get("size", DEFAULT_SIZE), served)
+    max_images = _max_images(fields, served, len(images))
+    _choices(fields, served)
     seed = fields.get("seed")
     if seed is not None and (not _is_int(seed) or not -1 <= seed <= _SEED_MAX):
         raise ContractError(422, "seed", f"must be an integer from -1 to {_SEED_MAX}")
@@ -139,8 +151,9 @@ def validate_edit(body: Any) -> Edit:
         if name in fields and not isinstance(fields[name], bool):
             raise ContractError(422, name, "must be true or false")
     known = {"model", "prompt", "images", "size", "max_images", "seed", *_BOOLEANS}
+    known |= {path.split(".")[0] for path in served.choices}
     return Edit(
-        model=model,
+        model=str(model),
         prompt=prompt,
         images=images,
         size=size,
@@ -149,6 +162,8 @@ def validate_edit(body: Any) -> Edit:
         base64_output=fields.get("enable_base64_output") is True,
         sync_mode=fields.get("enable_sync_mode") is True,
         unknown=tuple(sorted(set(fields) - known)),
+        served=served,
+        output_format=fields.get("output_format") if "output_format" in served.choices else None,
     )
 
 

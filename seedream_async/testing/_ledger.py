@@ -8,7 +8,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._constants import PRICE_PER_EXECUTION
+from .._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
 
 __all__ = ["Ledger", "RedirectRecord", "SubmitRecord", "UploadRecord"]
 
@@ -46,6 +46,9 @@ class SubmitRecord:
             although it was created and billed.
         max_images: the images it generates (when it does not fail).
         unknown_fields: body fields the contract does not name (sent via an extra_body).
+        model: the model id it ran.
+        cost: US dollars billed for it, by its model's rule (per run, or per image
+            generated: nothing for a failed one).
     """
 
     prediction_id: str
@@ -58,6 +61,8 @@ class SubmitRecord:
     processed_before_error: bool = False
     max_images: int = 1
     unknown_fields: tuple[str, ...] = ()
+    model: str = DEFAULT_MODEL
+    cost: float = PRICE_PER_EXECUTION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,8 +173,15 @@ class Ledger:
 
     @property
     def cost(self) -> float:
-        """US dollars billed: executions times the price of one."""
-        return round(self.executions * PRICE_PER_EXECUTION, 6)
+        """US dollars billed, each prediction by its model's price rule."""
+        return round(sum(record.cost for record in self.submissions), 6)
+
+    def cost_by_model(self) -> dict[str, float]:
+        """US dollars billed per model id."""
+        totals: dict[str, float] = {}
+        for record in self.submissions:
+            totals[record.model] = totals.get(record.model, 0.0) + record.cost
+        return {model: round(total, 6) for model, total in totals.items()}
 
     @property
     def images_generated(self) -> int:

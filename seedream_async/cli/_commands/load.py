@@ -44,7 +44,7 @@ async def _load(ns: argparse.Namespace, console: Console, errors: Console) -> in
     from ..._exceptions import SeedreamError
     from .._manifest import ManifestError, iter_items
 
-    items = iter_items(ns.manifest, size=ns.size, max_images=ns.max_images)
+    items = iter_items(ns.manifest, size=ns.size, max_images=ns.max_images, model=ns.model)
     started = time.monotonic()
     async with await fleet_journal(ns.journal) as journal:
         try:

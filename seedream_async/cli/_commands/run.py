@@ -130,6 +130,7 @@ def handle(ns: argparse.Namespace) -> int:
         price=price_model(ns),
         size=ns.size,
         max_images=ns.max_images,
+        model=ns.model,
         json_summary=ns.json,
         dry_run=ns.dry_run,
         balance=ns.balance,

@@ -31,30 +31,33 @@ def handle(ns: argparse.Namespace) -> int:
     """Check the manifest; 0 when it is valid, 1 when it has problems."""
     from rich.markup import escape
 
+    from .._cost import cost_lines, paid_item
     from .._manifest import ManifestProblem
-    from .._report import estimate
     from .._validate import scan
 
     console, errors = consoles()
     rows = problems = 0
-    for row in scan(ns.manifest, size=ns.size, max_images=ns.max_images):
+    costs = []
+    for row in scan(ns.manifest, size=ns.size, max_images=ns.max_images, model=ns.model):
         if isinstance(row, ManifestProblem):
             problems += 1
             errors.print(f"[red]error[/] {escape(str(row))}")
         else:
             rows += 1
+            costs.append(paid_item(row.item))
     if problems:
         errors.print(f"{ns.manifest}: {problems} problem(s); {rows} row(s) OK")
         return EXIT_FAILED
     console.print(f"{ns.manifest}: {rows} row(s) OK, every local image readable")
-    console.print(
-        f"Cost if every row is submitted: {estimate(rows)} (billed per prediction, "
-        "whatever its max_images; rows already done in a journal are not paid again)"
-    )
+    # Each row at its model's price rule (per run, or per image it may generate).
+    for line in cost_lines(costs):
+        console.print(escape(line.replace("Cost", "Cost if every row is submitted", 1)))
+    console.print("(rows already done in a journal are not paid again)")
     if ns.balance:
         import anyio
 
         from .._balance import balance_note
 
-        console.print(anyio.run(lambda: balance_note(paid=rows, base_url=ns.base_url)))
+        cost = sum(paid.cost for paid in costs)
+        console.print(anyio.run(lambda: balance_note(paid=rows, cost=cost, base_url=ns.base_url)))
     return EXIT_OK
