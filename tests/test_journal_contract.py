@@ -486,3 +486,32 @@ async def test_a_delivery_changes_nothing_terminal_old_or_unknown(
             key="zz", attempt=1, prediction_id="p", webhook_id="w", prediction=_delivered("p")
         )
         assert await store.get("zz") is None
+
+
+async def test_a_delivery_names_the_attempt_its_refused_retries_resent(store: JournalStore) -> None:
+    """A submit refused (429, refunded) and sent again carries its first token; the
+    delivery for it is the latest attempt's. A billed attempt in between is not skipped."""
+    await claimed(store, "run-a", "a")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.refund("run-a", "a", error="429")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.record_delivery(
+        key="a",
+        attempt=1,
+        prediction_id="pred-a",
+        webhook_id="wh-a",
+        prediction=_delivered("pred-a"),
+    )
+    record = await store.get("a")
+    assert record is not None
+    assert (record.state, record.attempts, record.cost) == (
+        JournalState.DONE,
+        2,
+        pytest.approx(PRICE),
+    )
+    await store.record_delivery(
+        key="a", attempt=1, prediction_id="pred-x", webhook_id="wh-x", prediction=_delivered("x")
+    )
+    record = await store.get("a")
+    assert record is not None
+    assert record.prediction_id == "pred-a"

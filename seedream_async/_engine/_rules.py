@@ -129,7 +129,11 @@ TRANSITIONS: Mapping[Op, Transition] = {
         sources=frozenset({S.INTENT}), target=S.AMBIGUOUS, kept=_ANSWERED_BY_WEBHOOK
     ),
     Op.DONE: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=S.DONE),
-    Op.API_FAILED: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=S.API_FAILED),
+    Op.API_FAILED: Transition(
+        sources=frozenset({S.SUBMITTED, S.DONE}),
+        target=S.API_FAILED,
+        kept=frozenset({S.API_FAILED}),  # a webhook recorded the failure first
+    ),
     Op.DELIVERED: Transition(
         sources=frozenset({S.SUBMITTED, S.DONE, S.DELIVERED}), target=S.DELIVERED
     ),
@@ -230,14 +234,21 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     return Move(source=held.state, target=rule.target)
 
 
-def start_delivery(key: str, attempt: int, held: Held | None, *, failed: bool) -> Move | None:
+def start_delivery(
+    key: str, attempt: int, held: Held | None, *, failed: bool, refused_since: bool = False
+) -> Move | None:
     """Whether a verified webhook for ``key``'s attempt number ``attempt`` moves its row
     (:data:`Op.DELIVERY_RECORDED`), and to which state; None: it changes nothing (an older
     attempt's delivery, a duplicate, a row already terminal, or a key this journal does
     not have: a retry could not change that, so the delivery is acknowledged).
+
+    ``refused_since``: the row has later attempts, and every attempt from ``attempt`` up
+    to the latest was refused (429/503, refunded): the same request, token included, was
+    sent again, so the delivery is the latest attempt's.
     """
     rule = TRANSITIONS[Op.DELIVERY_RECORDED]
-    if held is None or held.attempts != attempt or held.state in rule.kept:
+    current = held is not None and (held.attempts == attempt or refused_since)
+    if held is None or not current or held.state in rule.kept:
         return None
     return Move(source=held.state, target=S.API_FAILED if failed else rule.target)
 

@@ -281,7 +281,15 @@ class SQLJournal(ABC):
 
         def record(tx: JournalTx) -> None:
             held = tx.held(key)
-            move = start_delivery(key, attempt, held, failed=failed)
+            refused_since = False
+            if held is not None and held.attempts > attempt:
+                (others,) = tx.one(
+                    "SELECT COUNT(*) FROM {attempts} WHERE key = ? AND number >= ? "
+                    "AND number < ? AND state <> ?",
+                    (key, attempt, held.attempts, JournalState.PENDING),
+                )
+                refused_since = others == 0
+            move = start_delivery(key, attempt, held, failed=failed, refused_since=refused_since)
             if move is None or held is None or move.target is None:
                 return
             error = (prediction.error or "the prediction failed") if failed else None
@@ -289,7 +297,7 @@ class SQLJournal(ABC):
             if move.settles:  # on the wire: what was reserved is billed
                 tx.settle(held, move.target, cost=held.reserved, error=error, **ids)
             else:
-                tx.close_attempt(key, attempt, move.target, error=error, **ids)
+                tx.close_attempt(key, held.attempts, move.target, error=error, **ids)
             fields: dict[str, Any] = {
                 "state": move.target, "prediction_id": prediction_id, "reserved": 0.0,
                 "outputs": json.dumps(list(prediction.outputs)), "error": error,
