@@ -50,7 +50,7 @@ def client_of(sim: Simulator, poll: Any = QUIET) -> AsyncSeedream:
 
 async def eventually(condition: Callable[[], Any]) -> None:
     with anyio.fail_after(10):
-        while not await condition():
+        while not await condition():  # noqa: ASYNC110
             await anyio.sleep(0.005)
 
 
