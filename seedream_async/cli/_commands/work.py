@@ -26,6 +26,7 @@ from .._options import (
     batch_options,
     configure_logging,
     positive_int,
+    webhook_listener,
 )
 
 if TYPE_CHECKING:
@@ -115,6 +116,7 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
     async with (
         await fleet_journal(ns.journal) as journal,
         AsyncSeedream(key, base_url=ns.base_url, poll=options.poll) as client,
+        webhook_listener(client, ns.webhook_listen),
     ):
         try:
             tally = await drain(
