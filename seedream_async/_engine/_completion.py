@@ -40,9 +40,12 @@ from ._store import JournalState, JournalStore
 
 __all__ = ["AMBIGUOUS_WAIT", "WebhookCompletion", "attach_webhooks", "recorded", "secret_for"]
 
-AMBIGUOUS_WAIT = 900.0
-"""Seconds an attempt whose submit's answer was lost waits for its delivery when the poll
-policy has no deadline (no poll can find it: the API has no lookup by request)."""
+AMBIGUOUS_WAIT = 10.0
+"""An attempt whose submit's answer was lost waits for its delivery this many times a
+typical prediction's duration (within the poll deadline): no poll can find it, the API
+has no lookup by request. A submit that never reached billing has no delivery to wait
+for; one that comes later still is recorded in the journal (the row leaves AMBIGUOUS),
+and the next run delivers it without paying again."""
 
 
 def secret_for(journal: object, current: bytes) -> bytes:
@@ -143,11 +146,12 @@ class WebhookCompletion:
     ) -> Prediction | None:
         """The terminal prediction from the first of the delivery, the journal row and the
         fallback poll (none without a ``prediction_id``); None when the deadline passes
-        first (or, without an id, :data:`AMBIGUOUS_WAIT`)."""
+        first (without an id, after :data:`AMBIGUOUS_WAIT` typical durations)."""
         found: list[Prediction] = []
-        limit = self.policy.deadline
-        if limit is None:
-            limit = float("inf") if prediction_id is not None else AMBIGUOUS_WAIT
+        limit = self.policy.deadline if self.policy.deadline is not None else float("inf")
+        typical = self.policy.typical or self.policy.first_poll * 4
+        if prediction_id is None:
+            limit = min(limit, AMBIGUOUS_WAIT * typical)
 
         async def finish(scope: anyio.CancelScope, prediction: Prediction) -> None:
             found.append(prediction)
@@ -160,7 +164,6 @@ class WebhookCompletion:
 
         async def by_journal(scope: anyio.CancelScope) -> None:
             assert self._journal is not None
-            typical = self.policy.typical or self.policy.first_poll
             while True:
                 await anyio.sleep(typical)
                 record = await self._journal.get(key)
