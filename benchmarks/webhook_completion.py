@@ -50,7 +50,14 @@ SOAK_WEBHOOKS = WebhookFaults(lost=0.05, duplicated=0.1, reordered=0.2, delay_se
 
 
 async def _one(
-    contender: str, *, n: int, concurrency: int, time_scale: float, seed: int, soak: bool
+    contender: str,
+    *,
+    n: int,
+    concurrency: int,
+    time_scale: float,
+    seed: int,
+    soak: bool,
+    journal: bool = True,
 ) -> dict[str, Any]:
     default = PollPolicy()
     policy = dataclasses.replace(default.scaled(time_scale), deadline=default.deadline)
@@ -69,7 +76,8 @@ async def _one(
             ) as client,
             client.webhooks.listen() as hook,
         ):
-            options: dict[str, Any] = {"concurrency": concurrency, "journal": Path(tmp) / "j"}
+            where = Path(tmp) / "j" if journal else None
+            options: dict[str, Any] = {"concurrency": concurrency, "journal": where}
             if contender == "webhook":
                 options.update(completion="webhook", webhook_url=hook.url)
             started = time.perf_counter()
@@ -81,6 +89,7 @@ async def _one(
             return {
                 "contender": contender,
                 "soak": soak,
+                "journal": journal,
                 "n": n,
                 "statuses": dict(statuses),
                 "ambiguous": statuses.get("ambiguous", 0),
@@ -98,13 +107,14 @@ async def _one(
 
 def _table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| run | contender | N | delivered | ambiguous | executions | paid twice | "
+        "| run | contender | journal | N | delivered | ambiguous | executions | paid twice | "
         "polls/pred | makespan s | x ideal |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         lines.append(
-            f"| {'fault soak' if r['soak'] else 'clean'} | {r['contender']} | {r['n']} | "
+            f"| {'fault soak' if r['soak'] else 'clean'} | {r['contender']} | "
+            f"{'SQLite' if r['journal'] else 'none'} | {r['n']} | "
             f"{r['delivered']} | {r['ambiguous']} | {r['executions']} | {r['paid_twice']} | "
             f"{r['polls_per_prediction']:.2f} | {r['makespan_s']:.2f} | {r['x_ideal']} |"
         )
@@ -113,19 +123,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 async def _main(ns: argparse.Namespace) -> None:
     rows = []
-    for soak, n in ((False, ns.n), (True, ns.soak_n)):
+    runs = [(False, ns.n, True), (False, ns.n, False), (True, ns.soak_n, True)]
+    for soak, n, journal in runs:
         for contender in ("poll", "webhook"):
-            rows.append(
-                await _one(
-                    contender,
-                    n=n,
-                    concurrency=ns.concurrency,
-                    time_scale=ns.time_scale,
-                    seed=ns.seed,
-                    soak=soak,
-                )  # fmt: skip
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            row = await _one(
+                contender, n=n, concurrency=ns.concurrency, time_scale=ns.time_scale,
+                seed=ns.seed, soak=soak, journal=journal,
+            )  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print(_table(rows))
     if ns.output:
         settings = {k: v for k, v in vars(ns).items() if k != "output"}
