@@ -7,6 +7,8 @@ without a poll or a payment; another worker's receiver records this run's items.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -14,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 from _helpers import FAST_POLL, FAST_RETRY
 
 from seedream_async import AsyncSeedream, BatchOptions, InvalidInput, RecorderSink
 from seedream_async._engine._sqlite import SQLiteJournal
-from seedream_async._engine._store import JournalState
-from seedream_async._webhook_token import load_secret
+from seedream_async._engine._store import Claim, JournalState
+from seedream_async._webhook_token import WebhookTarget, load_secret
 from seedream_async.testing import Faults, Simulator, WebhookFaults, serve
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +232,65 @@ def test_webhook_completion_and_its_url_go_together() -> None:
         BatchOptions(completion="webhook")
     with pytest.raises(InvalidInput, match="go together"):
         BatchOptions(webhook_url="https://hooks.example.com/")
+
+
+async def test_forged_replayed_and_wrong_key_deliveries_leave_the_journal_alone(
+    tmp_path: Path,
+) -> None:
+    """An ambiguous row, and deliveries carrying its genuine attempt token: a forged
+    signature, a replayed (stale) one and an unknown key id are refused 401 and the row
+    stays ambiguous; the genuine delivery then makes it billed with its id, once."""
+    journal = tmp_path / "j.sqlite"
+    secret = load_secret(f"{journal}.webhook-secret")
+    async with (
+        simulator() as sim,
+        client_of(sim) as client,
+        await SQLiteJournal.open(journal) as store,
+        client.webhooks.listen() as hook,
+    ):
+        await store.claim("run-a", [Claim(key="k0", fingerprint="fp", name="k0")], lease=60)
+        assert await store.reserve("run-a", "k0", request={}, amount=0.036, budget=None)
+        await store.ambiguous("run-a", "k0", cost=0.036, error="answer lost")
+        with client.webhooks.attached(RecorderSink(store), secret):
+            url = client.webhooks.url_for(hook.url, WebhookTarget("k0", 1))
+            body = json.dumps(
+                {"session_id": "pred-k0", "event_type": "image.task.terminal", "status": "OK",
+                 "payload": {"id": "pred-k0", "status": "completed", "outputs": [URL]}}
+            ).encode()  # fmt: skip
+            keys = sim.webhooks._keyring()
+            now, old = str(int(time.time())), str(int(time.time()) - 3600)
+
+            def headers(
+                stamp: str, *, forged: bool = False, kid: str = keys.key_id
+            ) -> dict[str, str]:
+                return {
+                    "content-type": "application/json",
+                    "x-atlascloud-webhook-id": "wh_1",
+                    "x-atlascloud-webhook-event": "image.task.terminal",
+                    "x-atlascloud-webhook-timestamp": stamp,
+                    "x-atlascloud-webhook-key-id": kid,
+                    "x-atlascloud-webhook-signature-ed25519": keys.sign(
+                        stamp.encode() + b"." + body, forged=forged
+                    ),
+                }
+
+            statuses = []
+            async with httpx.AsyncClient(trust_env=False) as http:
+                for sent in (
+                    headers(now, forged=True),
+                    headers(old),
+                    headers(now, kid="other-key"),
+                ):
+                    statuses.append((await http.post(url, content=body, headers=sent)).status_code)
+                    row = await store.get("k0")
+                    assert row is not None
+                    assert row.state is JournalState.AMBIGUOUS
+                for _ in range(2):  # the genuine one, and its retry
+                    response = await http.post(url, content=body, headers=headers(now))
+                    statuses.append(response.status_code)
+        row = await store.get("k0")
+        spend = await store.spend()
+    assert statuses == [401, 401, 401, 200, 200]
+    assert row is not None
+    assert (row.state, row.prediction_id) == (JournalState.DONE, "pred-k0")
+    assert spend.billed == pytest.approx(0.036)
