@@ -294,3 +294,19 @@ async def test_forged_replayed_and_wrong_key_deliveries_leave_the_journal_alone(
     assert row is not None
     assert (row.state, row.prediction_id) == (JournalState.DONE, "pred-k0")
     assert spend.billed == pytest.approx(0.036)
+
+
+def test_the_token_secret_lives_beside_the_journal_or_is_shared_by_a_fleet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal file keeps its secret beside it (the same on every open); a PostgreSQL
+    fleet without SEEDREAM_WEBHOOK_SECRET is refused before anything is paid."""
+    from seedream_async import ConfigurationError
+    from seedream_async._engine._completion import secret_for
+
+    monkeypatch.delenv("SEEDREAM_WEBHOOK_SECRET", raising=False)
+    first = secret_for(tmp_path / "j.sqlite", b"c" * 32)
+    assert first == secret_for(str(tmp_path / "j.sqlite"), b"d" * 32) != b"c" * 32
+    assert secret_for(None, b"c" * 32) == b"c" * 32
+    with pytest.raises(ConfigurationError, match="SEEDREAM_WEBHOOK_SECRET"):
+        secret_for("postgresql://me@db.example/catalog", b"c" * 32)

@@ -35,6 +35,7 @@ from .._polling import PollPolicy, poll_delays
 from .._webhook_delivery import RecorderSink
 from .._webhook_token import SECRET_ENV, WebhookTarget, load_secret
 from .._webhooks import Webhooks, fallback_policy
+from ._pgjournal import PostgresJournal
 from ._pgjournal_schema import is_postgres_dsn
 from ._store import JournalState, JournalStore
 
@@ -51,9 +52,10 @@ and the next run delivers it without paying again."""
 def secret_for(journal: object, current: bytes) -> bytes:
     """The token secret of a batch with ``journal``: kept beside a journal file, shared
     through the environment by a fleet on PostgreSQL, else the client's own."""
-    if journal is None or not isinstance(journal, str | os.PathLike):
-        return current
-    if is_postgres_dsn(journal):
+    fleet = isinstance(journal, PostgresJournal) or is_postgres_dsn(journal)
+    if not fleet and not isinstance(journal, str | os.PathLike):
+        return current  # a journal object of the caller's: the client's secret
+    if fleet:
         if not os.environ.get(SECRET_ENV):
             raise ConfigurationError(
                 f'completion="webhook" with a PostgreSQL journal needs {SECRET_ENV} set to '
@@ -61,6 +63,7 @@ def secret_for(journal: object, current: bytes) -> bytes:
                 "receiver can map any worker's deliveries"
             )
         return load_secret()
+    assert isinstance(journal, str | os.PathLike)
     return load_secret(f"{os.fspath(journal)}.webhook-secret")
 
 
