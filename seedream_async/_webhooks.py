@@ -19,13 +19,18 @@ from __future__ import annotations
 import dataclasses
 import random
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol
 
 import anyio
 
-from ._exceptions import AmbiguousSubmission, DeadlineExceeded, PredictionFailed
+from ._exceptions import (
+    AmbiguousSubmission,
+    ConfigurationError,
+    DeadlineExceeded,
+    PredictionFailed,
+)
 from ._models import EditRequest, Prediction
 from ._polling import PollPolicy, poll_delays
 from ._webhook_app import KeySource, WebhookReceiver
@@ -87,6 +92,7 @@ class Webhooks:
         self.secret = secret if secret is not None else load_secret()
         self.sink: DeliverySink = sink if sink is not None else MemorySink()
         self.hub = DeliveryHub()
+        self._attached = False
         self.app = WebhookReceiver(
             keys, self.sink, hub=self.hub, secret=self.secret, tolerance=tolerance
         )
@@ -98,6 +104,31 @@ class Webhooks:
         """The ``webhook_url`` one attempt submits: ``public_url`` plus its token."""
         token = make_token(self.secret, target.key, target.attempt)
         return webhook_url_with_token(public_url, token)
+
+    @contextmanager
+    def attached(self, sink: DeliverySink, secret: bytes) -> Iterator[None]:
+        """Record deliveries in ``sink`` and check tokens with ``secret`` while the block
+        runs (a batch's journal and the secret kept beside it); restored after.
+
+        Raises:
+            ConfigurationError: another batch of this client is attached already (two
+                batches with webhooks at once need two clients, one receiver each).
+        """
+        if self._attached:
+            raise ConfigurationError(
+                'another batch of this client is using completion="webhook"; run them one '
+                "after the other, or give each its own client and receiver"
+            )
+        before = (self.sink, self.secret)
+        self._attached = True
+        self.sink = self.app.sink = sink
+        self.secret = self.app.secret = secret
+        try:
+            yield
+        finally:
+            self.sink, self.secret = before
+            self.app.sink, self.app.secret = before
+            self._attached = False
 
     @asynccontextmanager
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Listening]:

@@ -226,3 +226,35 @@ async def test_validate_names_a_nul_byte_in_an_image_path(tmp_path: Path) -> Non
     assert "Traceback" not in text
     assert f"{manifest}:2: field 'images[0]'" in text
     assert "NUL byte" in text
+
+
+async def test_run_completes_by_webhook(tmp_path: Path) -> None:
+    """run --webhook-listen --webhook-url: the command serves the receiver, each delivery
+    is recorded in the journal (its attempt carries the webhook id), each item paid once."""
+    import socket
+    import sqlite3
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manifest = catalog(tmp_path / "cat", 3)
+    async with serve(time_scale=0.001) as sim:
+        done = await cli(
+            "run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url,
+            "--typical", "5", "--webhook-listen", f"127.0.0.1:{port}",
+            "--webhook-url", f"http://127.0.0.1:{port}/hooks",
+        )  # fmt: skip
+        assert done.returncode == 0, out(done)
+        assert sim.ledger.executions == 3
+    assert [line["status"] for line in report(tmp_path / "out")] == ["succeeded"] * 3
+    with sqlite3.connect(tmp_path / "out" / ".seedream-journal.sqlite") as conn:
+        recorded = conn.execute("SELECT COUNT(*) FROM attempts WHERE webhook_id IS NOT NULL")
+        assert recorded.fetchone()[0] == 3
+
+
+async def test_webhook_listen_needs_a_public_url(tmp_path: Path) -> None:
+    """--webhook-listen alone is refused before anything runs."""
+    manifest = catalog(tmp_path / "cat", 1)
+    done = await cli("run", manifest, "--out", tmp_path / "out", "--webhook-listen", "0:8080")
+    assert done.returncode != 0
+    assert "--webhook-url" in out(done)

@@ -24,6 +24,7 @@ from seedream_async._engine._store import (
     LostClaim,
 )
 from seedream_async._exceptions import JournalError
+from seedream_async._models import Prediction
 
 pytestmark = pytest.mark.anyio
 
@@ -395,3 +396,122 @@ async def test_changes_to_an_unknown_key_are_refused(store: JournalStore) -> Non
     with pytest.raises(JournalError):
         await store.submitted("run-a", "ghost", prediction_id="p", cost=PRICE)
     assert await store.get("ghost") is None
+
+
+# -- delivery recorded (a verified webhook, issue 20) ---------------------------------------
+
+
+def _delivered(pid: str, *, failed: bool = False) -> Prediction:
+    status = "failed" if failed else "completed"
+    outputs = [] if failed else [f"https://cdn.example.com/{pid}.png"]
+    return Prediction(id=pid, status=status, outputs=outputs, error="nsfw" if failed else None)
+
+
+async def test_a_delivery_recovers_an_ambiguous_attempt_without_paying_again(
+    store: JournalStore,
+) -> None:
+    """AMBIGUOUS (the submit's answer lost) + its webhook: billed with the id, DONE with the
+    outputs, counted once; the same webhook id again changes nothing."""
+    await claimed(store, "run-a", "a")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.ambiguous("run-a", "a", cost=PRICE, error="answer lost")
+    for _ in range(2):
+        await store.record_delivery(
+            key="a", attempt=1, prediction_id="pred-a", webhook_id="wh-1",
+            prediction=_delivered("pred-a"),
+        )  # fmt: skip
+    record = await store.get("a")
+    assert record is not None
+    assert (record.state, record.prediction_id) == (JournalState.DONE, "pred-a")
+    assert record.outputs == ("https://cdn.example.com/pred-a.png",)
+    assert (record.cost, record.error) == (pytest.approx(PRICE), None)
+    [attempt] = await store.history("a")
+    assert (attempt.state, attempt.prediction_id) == (JournalState.DONE, "pred-a")
+    spend = await store.spend()
+    assert (spend.billed, spend.reserved) == (pytest.approx(PRICE), 0)
+    await store.delivered("run-a", "a", files=["a.png"], outputs=record.outputs)
+
+
+async def test_a_delivery_before_the_submits_answer_bills_the_reservation(
+    store: JournalStore,
+) -> None:
+    """A webhook that lands while the submit is on the wire (INTENT) settles it as billed;
+    the submit's own answer (or its loss) then changes nothing and nothing is billed twice."""
+    await claimed(store, "run-a", "a", "b")
+    for key in ("a", "b"):
+        assert await store.reserve("run-a", key, request=REQUEST, amount=PRICE, budget=None)
+        await store.record_delivery(
+            key=key, attempt=1, prediction_id=f"pred-{key}", webhook_id=f"wh-{key}",
+            prediction=_delivered(f"pred-{key}", failed=key == "b"),
+        )  # fmt: skip
+    await store.submitted("run-a", "a", prediction_id="pred-a", cost=PRICE)
+    await store.ambiguous("run-a", "b", cost=PRICE, error="answer lost")
+    a, b = await store.get("a"), await store.get("b")
+    assert a is not None
+    assert b is not None
+    assert (a.state, b.state) == (JournalState.DONE, JournalState.API_FAILED)
+    assert (b.prediction_id, b.error_type) == ("pred-b", "PredictionFailed")
+    spend = await store.spend()
+    assert (spend.billed, spend.reserved) == (pytest.approx(2 * PRICE), 0)
+
+
+async def test_a_delivery_changes_nothing_terminal_old_or_unknown(
+    open_store: Opener,
+) -> None:
+    """Any handle (another worker's receiver) records any run's item; a delivered row, an
+    older attempt's delivery and an unknown key are left as they are."""
+    async with open_store() as store, open_store() as receiver:
+        await billed(store, "run-a", "a", "pred-a")
+        await receiver.record_delivery(
+            key="a", attempt=1, prediction_id="pred-a", webhook_id="wh-a",
+            prediction=_delivered("pred-a"),
+        )  # fmt: skip
+        await store.delivered("run-a", "a", files=["a.png"], outputs=["u"])
+        await receiver.record_delivery(
+            key="a", attempt=1, prediction_id="pred-a", webhook_id="wh-a2",
+            prediction=_delivered("pred-a", failed=True),
+        )  # fmt: skip
+        record = await store.get("a")
+        assert record is not None
+        assert record.state is JournalState.DELIVERED
+        await billed(store, "run-a", "b", "pred-b")
+        await receiver.record_delivery(
+            key="b", attempt=7, prediction_id="pred-old", webhook_id="wh-b",
+            prediction=_delivered("pred-old"),
+        )  # fmt: skip
+        record = await store.get("b")
+        assert record is not None
+        assert (record.state, record.prediction_id) == (JournalState.SUBMITTED, "pred-b")
+        await receiver.record_delivery(
+            key="zz", attempt=1, prediction_id="p", webhook_id="w", prediction=_delivered("p")
+        )
+        assert await store.get("zz") is None
+
+
+async def test_a_delivery_names_the_attempt_its_refused_retries_resent(store: JournalStore) -> None:
+    """A submit refused (429, refunded) and sent again carries its first token; the
+    delivery for it is the latest attempt's. A billed attempt in between is not skipped."""
+    await claimed(store, "run-a", "a")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.refund("run-a", "a", error="429")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.record_delivery(
+        key="a",
+        attempt=1,
+        prediction_id="pred-a",
+        webhook_id="wh-a",
+        prediction=_delivered("pred-a"),
+    )
+    record = await store.get("a")
+    assert record is not None
+    assert (record.state, record.attempts, record.cost) == (
+        JournalState.DONE,
+        2,
+        pytest.approx(PRICE),
+    )
+    await store.record_delivery(
+        key="a", attempt=1, prediction_id="pred-x", webhook_id="wh-x", prediction=_delivered("x")
+    )
+    record = await store.get("a")
+    assert record is not None
+    assert record.prediction_id == "pred-a"

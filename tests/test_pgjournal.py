@@ -12,6 +12,7 @@ from seedream_async._engine._pgjournal import (
     is_postgres_dsn,
     redact_dsn,
 )
+from seedream_async._engine._pgjournal_schema import SCHEMA_VERSION
 from seedream_async._engine._store import JournalState, LostClaim
 from seedream_async._exceptions import JournalError
 
@@ -42,7 +43,7 @@ async def test_schema_is_created_once_and_versioned(postgres_dsn: str) -> None:
         version = conn.execute(
             "SELECT value FROM seedream_meta WHERE name = 'schema_version'"
         ).fetchall()
-    assert version == [("1",)]
+    assert version == [(str(SCHEMA_VERSION),)]
 
 
 async def _open_and_close(dsn: str) -> None:

@@ -303,3 +303,22 @@ async def test_a_newer_journal_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(JournalError, match="upgrade seedream-async"):
         await SQLiteJournal.open(path)
+
+
+async def test_a_version_2_journal_gains_the_webhook_column(tmp_path: Path) -> None:
+    """A journal written before webhook deliveries were recorded is migrated in place."""
+    path = tmp_path / "j.db"
+    async with await SQLiteJournal.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE attempts DROP COLUMN webhook_id")
+    conn.execute("PRAGMA user_version = 2")
+    conn.close()
+    async with await SQLiteJournal.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(attempts)")}
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    conn.close()
+    assert "webhook_id" in columns
+    assert version == SCHEMA_VERSION

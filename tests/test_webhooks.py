@@ -18,7 +18,6 @@ from _helpers import FAST_POLL, FAST_RETRY
 
 from seedream_async import (
     AsyncSeedream,
-    BatchOptions,
     Delivery,
     InvalidInput,
     MemorySink,
@@ -331,9 +330,3 @@ async def test_a_recorder_sink_maps_each_delivery_to_its_attempt() -> None:
     assert journal.rows[key, attempt][0] == done.id
     assert journal.rows[key, attempt][2] is True
     assert sim.ledger.executions == 1
-
-
-def test_a_batch_refuses_webhook_completion_until_the_journal_records_deliveries() -> None:
-    """Not silently polled: the batch says webhook completion is edit()-only for now."""
-    with pytest.raises(InvalidInput, match="not yet in a batch"):
-        BatchOptions(completion="webhook")

@@ -16,6 +16,7 @@ from .._models import EditRequest, Prediction, PriceModel, UploadedMedia
 from .._observe import Observer
 from .._polling import PollPolicy
 from .._upload import PreparedUpload, UploadRules
+from .._webhooks import Webhooks
 
 __all__ = ["EngineAPI", "PollAPI", "RefusedHook"]
 
@@ -63,6 +64,11 @@ class EngineAPI(PollAPI, Protocol):
     @property
     def rng(self) -> random.Random:
         """The random source for jitter."""
+        ...
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """The receiver ``completion="webhook"`` records deliveries through."""
         ...
 
     @property

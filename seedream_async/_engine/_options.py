@@ -56,7 +56,12 @@ class BatchOptions:
             ``enable_sync_mode`` and take each finished prediction from the submit's
             answer (no polls), falling back to polling when the answer is not final. A
             connection lost during that wait leaves the item ambiguous (billed, never
-            sent again); see :class:`Completion`.
+            sent again); or ``"webhook"``: each submit carries ``webhook_url`` with a
+            token naming its attempt, the client's receiver (``client.webhooks``, mounted
+            or listening) records each delivery in the journal and wakes the item; a
+            late, sparing poll is the fallback. A submit whose answer is lost is
+            recovered by its delivery, never paid twice. See ``docs/webhooks.md``.
+        webhook_url: the public URL that reaches ``client.webhooks`` (webhook only).
         owner: this run's id on the journal, named by its claims and attempts; a fresh
             ``host:pid:random`` one when None. A fleet worker (:func:`drain`) passes its
             own, so the items it claimed from the journal are this run's.
@@ -79,6 +84,7 @@ class BatchOptions:
     on_progress: ProgressCallback | None = None
     poll: PollPolicy | None = None
     completion: Completion | str = Completion.POLL
+    webhook_url: str | None = None
     owner: str | None = None
     lease: float = DEFAULT_LEASE
     journal: str | os.PathLike[str] | JournalStore | None = None  # last, as in the dicts
@@ -88,13 +94,11 @@ class BatchOptions:
             object.__setattr__(self, "completion", as_completion(self.completion))
         except ValueError as err:
             raise InvalidInput(str(err), field="completion") from None
-        if self.completion is Completion.WEBHOOK:
-            # Issue 20, part 2: the batch records deliveries in the journal. Until then,
-            # refuse rather than silently poll.
+        if (self.completion is Completion.WEBHOOK) != (self.webhook_url is not None):
             raise InvalidInput(
-                'completion="webhook" works with edit() for now, not yet in a batch; '
-                'use "poll" or "sync" here',
-                field="completion",
+                'completion="webhook" and webhook_url=... go together: the public URL that '
+                "reaches the client's receiver (client.webhooks)",
+                field="webhook_url",
             )
         for name in ("concurrency", "upload_concurrency", "download_concurrency"):
             if getattr(self, name) < 1:
@@ -134,6 +138,7 @@ class WorkOptionsDict(TypedDict, total=False):
     on_progress: ProgressCallback | None
     poll: PollPolicy | None
     completion: Completion | str
+    webhook_url: str | None
     owner: str | None
     lease: float
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SCHEMA_VERSION", "ensure_schema", "is_postgres_dsn", "redact_dsn"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _LOCK_ID = 0x53444A31  # pg_advisory_xact_lock id while creating or checking the schema
 
 _SCHEMA = """
@@ -59,6 +59,7 @@ CREATE TABLE seedream_attempts (
     prediction_id text,
     cost double precision NOT NULL DEFAULT 0,
     error text,
+    webhook_id text,
     started_at double precision NOT NULL,
     ended_at double precision NOT NULL,
     UNIQUE (key, number)
@@ -97,6 +98,12 @@ def ensure_schema(conn: psycopg.Connection[Any], where: str) -> None:
                 f"the journal at {where} has schema version {version}, newer than this "
                 f"version of seedream-async understands ({SCHEMA_VERSION}); upgrade "
                 "seedream-async on every worker"
+            )
+        if version == 1:  # version 2 records which webhook delivery answered an attempt
+            conn.execute("ALTER TABLE seedream_attempts ADD COLUMN IF NOT EXISTS webhook_id text")
+            conn.execute(
+                "UPDATE seedream_meta SET value = %s WHERE name = 'schema_version'",
+                (str(SCHEMA_VERSION),),
             )
         if version < 1:
             raise JournalError(

@@ -24,6 +24,7 @@ runs in flat memory. One item's failure is that item's result; the batch goes on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterable, Mapping
@@ -39,6 +40,7 @@ from .._exceptions import (
     AmbiguousSubmission,
     AuthenticationError,
     BudgetExceeded,
+    DeadlineExceeded,
     InsufficientBalance,
     InvalidInput,
     PredictionFailed,
@@ -50,6 +52,7 @@ from .._polling import Completion
 from ._api import EngineAPI
 from ._budget import Budget
 from ._claims import Busy, Claims, name_taken
+from ._completion import WebhookCompletion, attach_webhooks, recorded
 from ._delivery import Deliverer, stale_parts
 from ._identity import DigestCache
 from ._items import BatchProgress, BatchResult, EditItem, ResultStatus, Stage, as_item
@@ -111,6 +114,7 @@ class Engine:
         self.stop = StopControl(options.stop_grace)
         self.out_dir = Path(options.out_dir) if options.out_dir is not None else None
         self.deliverer: Deliverer | None = None
+        self.webhook: WebhookCompletion | None = None
         self.claims: Claims | None = None
         self.submitter: Submitter | None = None
         self.names = NameRegistry()
@@ -127,6 +131,12 @@ class Engine:
                 owner = self.options.owner or new_owner()
                 seat = JournalSeat(journal, owner, self.options.budget)
                 self.claims = Claims(journal, owner, lease=self.options.lease)
+            if self.options.completion == Completion.WEBHOOK:
+                assert self.options.webhook_url is not None
+                self.webhook = attach_webhooks(
+                    stack, self.client, self.options.webhook_url, self.poll_policy,
+                    journal=journal, where=self.options.journal,
+                )  # fmt: skip
             self.submitter = Submitter(
                 self.client,
                 concurrency=self.options.concurrency,
@@ -277,9 +287,11 @@ class Engine:
         if (other := self.names.claim(item.key, name)) is not None:
             raise name_taken(item.key, other)
 
+        attempts = 0
         if self.claims is not None:
             fp = await fingerprint(item, params, self.digests)
             record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
+            attempts = record.attempts
             state.claimed = True
             if self.deliverer is not None:
                 await self.deliverer.remove_stale(name)
@@ -295,19 +307,41 @@ class Engine:
         if self.options.completion == Completion.SYNC:
             params = {**params, "enable_sync_mode": True}
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
+        target = None
+        if self.webhook is not None:
+            target = self.webhook.target(item.key, attempts + 1)
+            request = self.webhook.request_for(request, target)
 
         state.enter(Stage.WAITING)
         assert self.submitter is not None
-        prediction = await self.submitter.submit(state, request)
         try:
-            prediction = await self._wait(prediction, Shape(request.max_images, request.size))
+            prediction = await self.submitter.submit(state, request)
+        except AmbiguousSubmission:
+            if self.webhook is None or target is None:
+                raise
+            # The answer was lost, not the prediction: its delivery names the attempt.
+            found = await self.webhook.wait(item.key, target, None)
+            if found is None:
+                raise
+            state.prediction_id = found.id
+            return await self._finish(state, found, name)
+        try:
+            shape = Shape(request.max_images, request.size)
+            prediction = await self._wait(prediction, shape, item.key, attempts + 1)
         finally:
             self.submitter.release()
         return await self._finish(state, prediction, name)
 
-    async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:
+    async def _wait(
+        self, prediction: Prediction, shape: Shape, key: str = "", attempt: int = 0
+    ) -> Prediction:
         if prediction.terminal:
             return prediction
+        if self.webhook is not None:
+            found = await self.webhook.wait(key, self.webhook.target(key, attempt), prediction.id)
+            if found is None:
+                raise DeadlineExceeded(prediction.id, self.poll_policy.deadline or 0.0)
+            return found
         try:
             return await self.scheduler.wait(
                 prediction.id, submitted_at=anyio.current_time(), shape=shape
@@ -372,6 +406,10 @@ class Engine:
             )
         if action is Resume.FAILED:
             return state.result(ResultStatus.FAILED, error=failed_before(record), from_journal=True)
+        # Recorded by a webhook (this run's receiver or another's): deliver, no poll.
+        if self.webhook is not None and (done := recorded(record.state, record)) is not None:
+            with contextlib.suppress(SeedreamError):  # e.g. expired URLs: fetch by id
+                return _from_journal(await self._finish(state, done, name))
         # Paid for already: fetch it by id (fresh output URLs) and deliver, never resubmit.
         assert record.prediction_id is not None
         assert self.submitter is not None
@@ -381,7 +419,9 @@ class Engine:
             state.enter(Stage.RUNNING)
             request = record.request or {}
             shape = Shape(int(request.get("max_images", 1)), str(request.get("size", DEFAULT_SIZE)))
-            prediction = await self._wait(Prediction(id=record.prediction_id), shape)
+            prediction = await self._wait(
+                Prediction(id=record.prediction_id), shape, state.key, record.attempts
+            )
         finally:
             self.submitter.release()
         result = await self._finish(state, prediction, name)

@@ -56,6 +56,7 @@ __all__ = [
     "not_in_journal",
     "spend_of",
     "start",
+    "start_delivery",
     "stopped_mid_submit",
 ]
 
@@ -85,6 +86,7 @@ class Op(StrEnum):
     DELIVERED = "delivered"
     NOT_SUBMITTED = "not_submitted"
     NOTE_ERROR = "note_error"
+    DELIVERY_RECORDED = "delivery_recorded"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +108,10 @@ class Transition:
     refusal: str = ""
 
 
+_ANSWERED_BY_WEBHOOK = frozenset({S.DONE, S.API_FAILED})
+"""States a webhook may have put an attempt in before its submit's answer came back (or
+was lost): the submit's own outcome then changes nothing."""
+
 TRANSITIONS: Mapping[Op, Transition] = {
     Op.RESERVE: Transition(
         sources=RESERVABLE_STATES,
@@ -113,11 +119,21 @@ TRANSITIONS: Mapping[Op, Transition] = {
         live_lease=True,
         refusal="a new submit would pay for it twice; fetch it by its prediction id instead",
     ),
-    Op.SUBMITTED: Transition(sources=frozenset({S.INTENT}), target=S.SUBMITTED),
-    Op.REFUND: Transition(sources=frozenset({S.INTENT}), target=S.PENDING),
-    Op.AMBIGUOUS: Transition(sources=frozenset({S.INTENT}), target=S.AMBIGUOUS),
+    Op.SUBMITTED: Transition(
+        sources=frozenset({S.INTENT}), target=S.SUBMITTED, kept=_ANSWERED_BY_WEBHOOK
+    ),
+    Op.REFUND: Transition(
+        sources=frozenset({S.INTENT}), target=S.PENDING, kept=_ANSWERED_BY_WEBHOOK
+    ),
+    Op.AMBIGUOUS: Transition(
+        sources=frozenset({S.INTENT}), target=S.AMBIGUOUS, kept=_ANSWERED_BY_WEBHOOK
+    ),
     Op.DONE: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=S.DONE),
-    Op.API_FAILED: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=S.API_FAILED),
+    Op.API_FAILED: Transition(
+        sources=frozenset({S.SUBMITTED, S.DONE}),
+        target=S.API_FAILED,
+        kept=frozenset({S.API_FAILED}),  # a webhook recorded the failure first
+    ),
     Op.DELIVERED: Transition(
         sources=frozenset({S.SUBMITTED, S.DONE, S.DELIVERED}), target=S.DELIVERED
     ),
@@ -129,6 +145,15 @@ TRANSITIONS: Mapping[Op, Transition] = {
         refusal="it was (or may have been) billed, so it cannot be recorded as not submitted",
     ),
     Op.NOTE_ERROR: Transition(sources=frozenset(JournalState), target=None),
+    # A verified webhook names its attempt: on the wire, or left ambiguous (the submit's
+    # answer lost), it becomes billed with the delivered id and its terminal result (DONE,
+    # or API_FAILED for a failed prediction). Every other state is kept: a duplicate, or a
+    # row a poll already finished. Not fenced by owner: any worker's receiver records it.
+    Op.DELIVERY_RECORDED: Transition(
+        sources=frozenset({S.INTENT, S.AMBIGUOUS, S.SUBMITTED}),
+        target=S.DONE,
+        kept=frozenset(JournalState) - {S.INTENT, S.AMBIGUOUS, S.SUBMITTED},
+    ),
 }
 """Every state change, once. ``_store.py``'s module docstring draws them."""
 
@@ -207,6 +232,25 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     if held.state not in rule.sources:
         raise JournalError(_refusal(op, key, held.state, rule))
     return Move(source=held.state, target=rule.target)
+
+
+def start_delivery(
+    key: str, attempt: int, held: Held | None, *, failed: bool, refused_since: bool = False
+) -> Move | None:
+    """Whether a verified webhook for ``key``'s attempt number ``attempt`` moves its row
+    (:data:`Op.DELIVERY_RECORDED`), and to which state; None: it changes nothing (an older
+    attempt's delivery, a duplicate, a row already terminal, or a key this journal does
+    not have: a retry could not change that, so the delivery is acknowledged).
+
+    ``refused_since``: the row has later attempts, and every attempt from ``attempt`` up
+    to the latest was refused (429/503, refunded): the same request, token included, was
+    sent again, so the delivery is the latest attempt's.
+    """
+    rule = TRANSITIONS[Op.DELIVERY_RECORDED]
+    current = held is not None and (held.attempts == attempt or refused_since)
+    if held is None or not current or held.state in rule.kept:
+        return None
+    return Move(source=held.state, target=S.API_FAILED if failed else rule.target)
 
 
 def _refusal(op: Op, key: str, state: JournalState, rule: Transition) -> str:

@@ -18,7 +18,7 @@ from ._store import JournalState
 
 __all__ = ["SCHEMA_VERSION", "Tx", "connect"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x53444A31  # "SDJ1", in the SQLite header: marks the file as ours
 _MAGIC = b"SQLite format 3\x00"
 
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     prediction_id TEXT,
     cost REAL NOT NULL DEFAULT 0,
     error TEXT,
+    webhook_id TEXT,
     started_at REAL NOT NULL,
     ended_at REAL NOT NULL,
     UNIQUE (key, number));
@@ -129,6 +130,8 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
             version = _check_schema(conn, path)
             if version == 1:
                 _migrate_v1(conn)
+            elif version == 2:
+                _migrate_v2(conn)
             elif version == 0:
                 _create(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -249,3 +252,8 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE totals SET billed = ?", (billed,))
     conn.execute("DROP TABLE entries_v1")
     conn.execute("DROP TABLE history_v1")
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Version 3 records which webhook delivery answered an attempt (issue 20)."""
+    conn.execute("ALTER TABLE attempts ADD COLUMN webhook_id TEXT")

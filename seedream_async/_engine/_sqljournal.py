@@ -25,7 +25,8 @@ import anyio
 import anyio.to_thread
 
 from .._exceptions import JournalError
-from ._rules import Op, fits_budget, spend_of
+from .._models import Prediction
+from ._rules import Op, fits_budget, spend_of, start_delivery
 from ._sqltx import (
     ATTEMPT_COLUMNS,
     FRESH,
@@ -168,7 +169,9 @@ class SQLJournal(ABC):
         """See :meth:`JournalStore.submitted`."""
 
         def submitted(tx: JournalTx) -> None:
-            _, held = tx.start(Op.SUBMITTED, owner, key)
+            move, held = tx.start(Op.SUBMITTED, owner, key)
+            if move is None:  # a webhook answered it first
+                return
             tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
             fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id}
             tx.update(key, {**fields, "reserved": 0.0}, add={"cost": cost})
@@ -202,7 +205,9 @@ class SQLJournal(ABC):
         """See :meth:`JournalStore.ambiguous`."""
 
         def ambiguous(tx: JournalTx) -> None:
-            _, held = tx.start(Op.AMBIGUOUS, owner, key)
+            move, held = tx.start(Op.AMBIGUOUS, owner, key)
+            if move is None:  # a webhook answered it: billed with an id, not ambiguous
+                return
             tx.settle(held, JournalState.AMBIGUOUS, cost=cost, error=error)
             fields = {"state": JournalState.AMBIGUOUS, "reserved": 0.0, "error": error}
             tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
@@ -261,6 +266,48 @@ class SQLJournal(ABC):
             tx.close_attempt(key, held.attempts, move.target, **(attempt or {}))
 
         await self._tx(after_id)
+
+    async def record_delivery(
+        self,
+        *,
+        key: str,
+        attempt: int,
+        prediction_id: str,
+        webhook_id: str,
+        prediction: Prediction,
+    ) -> None:
+        """See :meth:`JournalStore.record_delivery`. Committed before it returns."""
+        failed = prediction.failed
+
+        def record(tx: JournalTx) -> None:
+            held = tx.held(key)
+            refused_since = False
+            if held is not None and held.attempts > attempt:
+                (others,) = tx.one(
+                    "SELECT COUNT(*) FROM {attempts} WHERE key = ? AND number >= ? "
+                    "AND number < ? AND state <> ?",
+                    (key, attempt, held.attempts, JournalState.PENDING),
+                )
+                refused_since = others == 0
+            move = start_delivery(key, attempt, held, failed=failed, refused_since=refused_since)
+            if move is None or held is None or move.target is None:
+                return
+            error = (prediction.error or "the prediction failed") if failed else None
+            ids = {"prediction_id": prediction_id, "webhook_id": webhook_id}
+            if move.settles:  # on the wire: what was reserved is billed
+                tx.settle(held, move.target, cost=held.reserved, error=error, **ids)
+            else:
+                tx.close_attempt(key, held.attempts, move.target, error=error, **ids)
+            fields: dict[str, Any] = {
+                "state": move.target, "prediction_id": prediction_id, "reserved": 0.0,
+                "outputs": json.dumps(list(prediction.outputs)), "error": error,
+                "error_type": "PredictionFailed" if failed else None,
+            }  # fmt: skip
+            if prediction.predict_time is not None:
+                fields["predict_time"] = prediction.predict_time
+            tx.update(key, fields, add={"cost": held.reserved} if move.settles else {})
+
+        await self._tx(record)
 
     # -- reading --------------------------------------------------------------------------
 

@@ -59,9 +59,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import JournalError
+
+if TYPE_CHECKING:
+    from .._models import Prediction
 
 __all__ = [
     "BILLED_STATES",
@@ -386,6 +389,25 @@ class JournalStore(Protocol):
     async def not_submitted(self, owner: str, key: str, *, error: str, error_type: str) -> None:
         """PENDING/INTENT -> NOT_SUBMITTED: nothing billed (budget, a stop, a rejected
         request, a fatal account error); any reservation is dropped."""
+        ...
+
+    async def record_delivery(
+        self,
+        *,
+        key: str,
+        attempt: int,
+        prediction_id: str,
+        webhook_id: str,
+        prediction: Prediction,
+    ) -> None:
+        """A verified webhook delivery for ``key``'s attempt number ``attempt``: an attempt
+        in INTENT (on the wire) or AMBIGUOUS (its answer lost) or SUBMITTED becomes billed
+        with ``prediction_id`` and its terminal result (DONE with the outputs, or
+        API_FAILED), so an ambiguous attempt is recovered without paying again. An INTENT
+        attempt's reservation is billed. Anything else changes nothing: a duplicate
+        ``webhook_id``, an older attempt, a row already terminal. Not fenced by owner: any
+        run's receiver records any run's item. Durable when it returns (the receiver
+        answers 2xx only then)."""
         ...
 
     # -- reading -----------------------------------------------------------------------

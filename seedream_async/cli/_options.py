@@ -8,17 +8,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._engine import BatchOptions
 from .._engine._owners import DEFAULT_LEASE
+from .._exceptions import ConfigurationError
 from .._models import PriceModel
 from .._polling import PollPolicy
+from .._webhook_listen import parse_listen
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from .._client import AsyncSeedream
 
 __all__ = [
     "BALANCE_HELP",
@@ -28,9 +33,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "add_batch_options",
-    "api_key",
     "add_logging",
     "add_manifest_defaults",
+    "api_key",
     "batch_options",
     "configure_logging",
     "consoles",
@@ -40,6 +45,7 @@ __all__ = [
     "poll_policy",
     "positive_float",
     "positive_int",
+    "webhook_listener",
 ]
 
 EXIT_OK = 0
@@ -147,6 +153,7 @@ def add_batch_options(parser: argparse.ArgumentParser, *, concurrency: int = 64)
         f"(default: {DEFAULT_LEASE:g})",
     )
     _add_polling(parser)
+    _add_webhooks(parser)
     _add_connection(parser)
     parser.add_argument(
         "--json",
@@ -190,6 +197,42 @@ def _add_polling(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _listen_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_listen(text)
+    except ConfigurationError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _add_webhooks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--webhook-url",
+        default=None,
+        metavar="PUBLIC",
+        help="complete predictions by webhook: the public URL that reaches a receiver "
+        "(this process's --webhook-listen, or another worker's on the same journal); "
+        "deliveries are recorded in the journal, and a submit whose answer was lost is "
+        "recovered from its delivery; a late, sparing poll stays as the fallback",
+    )
+    parser.add_argument(
+        "--webhook-listen",
+        type=_listen_address,
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the webhook receiver on HOST:PORT while the batch runs (with "
+        "--webhook-url; a PostgreSQL fleet sets SEEDREAM_WEBHOOK_SECRET on every worker)",
+    )
+
+
+def webhook_listener(
+    client: AsyncSeedream, listen: tuple[str, int] | None
+) -> AbstractAsyncContextManager[object]:
+    """The receiver served on ``--webhook-listen`` while the block runs (nothing without)."""
+    if listen is None:
+        return nullcontext()
+    return client.webhooks.listen(*listen)
+
+
 def _add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url",
@@ -224,6 +267,10 @@ def batch_options(ns: argparse.Namespace) -> BatchOptions:
     """The batch options :func:`add_batch_options` defined, as given: argparse's values
     become the library's :class:`BatchOptions` here, once. The command adds what is its own
     (the journal, the output folder, a progress callback)."""
+    if ns.webhook_listen is not None and not ns.webhook_url:
+        raise SystemExit(
+            "error: --webhook-listen needs --webhook-url: the public URL that reaches it"
+        )
     return BatchOptions(
         concurrency=ns.concurrency,
         rate=ns.rate,
@@ -232,6 +279,8 @@ def batch_options(ns: argparse.Namespace) -> BatchOptions:
         retry_failed=ns.retry_failed,
         poll=poll_policy(ns),
         lease=ns.lease,
+        completion="webhook" if ns.webhook_url else "poll",
+        webhook_url=ns.webhook_url,
     )
 
 

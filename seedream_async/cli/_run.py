@@ -29,7 +29,7 @@ from .._engine._options import as_kwargs
 from .._engine._pgjournal import redact_dsn
 from .._models import PriceModel
 from ._manifest import ManifestProblem, iter_items
-from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, webhook_listener
 from ._progress import ProgressDisplay
 from ._report import (
     ReportWriter,
@@ -95,6 +95,7 @@ class RunOptions:
         reroll: keys to pay for again on purpose, each with a new seed; the earlier
             attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
         api_key_env: the environment variable the key came from, for messages.
+        webhook_listen: serve the webhook receiver here while the batch runs.
         json_summary: print the summary as one JSON object on stdout instead of a table
             (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
@@ -117,6 +118,7 @@ class RunOptions:
     seed_from_key: bool = False
     reroll: frozenset[str] = frozenset()
     api_key_env: str = API_KEY_ENV
+    webhook_listen: tuple[str, int] | None = None
 
     @property
     def named(self) -> frozenset[str]:
@@ -414,17 +416,20 @@ async def _edit(
     """Run the batch with the live bar, handing each result to ``on_result``."""
     if not isinstance(options.journal_path, str):
         options.journal_path.parent.mkdir(parents=True, exist_ok=True)
-    poll = options.batch.poll
-    async with AsyncSeedream(
-        options.api_key, base_url=options.base_url, poll=poll, price=options.price
-    ) as client:
+    async with (
+        AsyncSeedream(
+            options.api_key,
+            base_url=options.base_url,
+            poll=options.batch.poll,
+            price=options.price,
+        ) as client,
+        webhook_listener(client, options.webhook_listen),
+    ):
         with ProgressDisplay(console, total) as display:
             batch = dataclasses.replace(
-                options.batch,
-                out_dir=options.out,
-                journal=options.journal_path,
+                options.batch, out_dir=options.out, journal=options.journal_path,
                 on_progress=display.on_progress,
-            )
+            )  # fmt: skip
             run = client.edit_batch(items, **as_kwargs(batch))
             runs.append(run)
             async with run:

@@ -138,6 +138,7 @@ def handle(ns: argparse.Namespace) -> int:
         seed_from_key=ns.seed_from_key,
         reroll=reroll,
         api_key_env=ns.api_key_env,
+        webhook_listen=ns.webhook_listen,
     )
     # With --json, stdout carries the JSON alone; everything for people goes to stderr.
     shown = errors if ns.json else console

@@ -27,6 +27,7 @@ from .._options import (
     configure_logging,
     positive_int,
     price_model,
+    webhook_listener,
 )
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
         AsyncSeedream(
             key, base_url=ns.base_url, poll=options.poll, price=price_model(ns)
         ) as client,
+        webhook_listener(client, ns.webhook_listen),
     ):
         try:
             tally = await drain(
