@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from .._exceptions import InvalidInput, JournalError, SeedreamError
+from .._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
 from .._models import Prediction
 from ._owners import DEFAULT_LEASE
 from ._store import Claim, ClaimStatus, ItemRecord, JournalStore
@@ -53,6 +53,7 @@ class Claims:
         self.owner = owner
         self.lease = lease
         self._held: set[str] = set()
+        self._down_logged = False
 
     def holds(self, key: str) -> bool:
         """True while this run holds ``key``."""
@@ -91,6 +92,10 @@ class Claims:
             await anyio.sleep(self.lease / 3)
             try:
                 await self.journal.heartbeat(self.owner, lease=self.lease)
+            except JournalUnavailable as err:
+                if not self._down_logged:
+                    self._down_logged = True
+                    logger.warning("could not renew this run's claims: %s", err)
             except JournalError as err:
                 logger.warning("could not renew this run's claims: %s", err)
 
@@ -136,9 +141,12 @@ class Claims:
                 self.journal.not_submitted(self.owner, key, error=error, error_type=kind)
             )
 
-    @staticmethod
-    async def _quietly(call: Awaitable[None]) -> None:
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
             await call
+        except JournalUnavailable as err:  # said once: every item would say it again
+            if not self._down_logged:
+                self._down_logged = True
+                logger.warning("%s (further journal errors of this run are not shown)", err)
         except JournalError as err:
             logger.warning("journal: %s", err)

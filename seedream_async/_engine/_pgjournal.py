@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from ._names import fold
 from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
 from ._rules import (
@@ -169,7 +169,12 @@ class PostgresJournal(SQLJournal):
 
     @classmethod
     async def open(
-        cls, dsn: str, *, pool_size: int = 4, connect_timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        outage_wait: float = 120.0,
     ) -> PostgresJournal:
         """Connect to ``dsn`` and create (or check) the journal's tables.
 
@@ -178,6 +183,8 @@ class PostgresJournal(SQLJournal):
             pool_size: the most journal calls at once (one more connection is kept for
                 the heartbeat).
             connect_timeout: seconds to wait for the first connection.
+            outage_wait: seconds a journal call waits out a lost server (a restart, an
+                outage) before it raises :class:`JournalUnavailable`.
 
         Raises:
             JournalError: the server cannot be reached, the tables belong to another
@@ -199,6 +206,9 @@ class PostgresJournal(SQLJournal):
                 max_size=pool_size + 1,
                 kwargs={"autocommit": True},
                 open=False,
+                # A server restart leaves idle connections dead: checked before each use,
+                # and replaced, so a restart costs a reconnect rather than a failed call.
+                check=ConnectionPool.check_connection,
                 name="seedream-journal",
             )
             try:
@@ -215,10 +225,10 @@ class PostgresJournal(SQLJournal):
         except JournalError:
             raise
         except Exception as err:  # PoolTimeout, OperationalError: say where, not the password
-            raise JournalError(
-                f"cannot open the PostgreSQL journal {redact_dsn(dsn)}: {_reason(err)}"
-            ) from None
-        return cls(pool, dsn, pool_size)
+            raise _down(redact_dsn(dsn), err) from None
+        journal = cls(pool, dsn, pool_size)
+        journal.outage_wait = outage_wait
+        return journal
 
     async def aclose(self) -> None:
         """Close the connections. Safe to call twice."""
@@ -230,22 +240,30 @@ class PostgresJournal(SQLJournal):
     async def __aenter__(self) -> PostgresJournal:
         return self
 
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
-        """Run ``fn`` in one transaction in a worker thread; retry a deadlock."""
+    async def _tx_once(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
+        """Run ``fn`` in one transaction in a worker thread; retry a deadlock. A lost or
+        refused connection is :class:`JournalUnavailable` (``maybe_committed`` when it came
+        at the COMMIT), which :meth:`SQLJournal._tx` waits out."""
         import psycopg.errors
 
         def call() -> _T:
             if self._pool is None:
                 raise JournalError(f"the journal {self._dsn} is closed")
             for attempt in range(5):
+                committing = False
                 try:
-                    with self._pool.connection() as conn, conn.transaction():
-                        row = conn.execute(_NOW).fetchone()
-                        assert row is not None
-                        return fn(JournalTx(conn, _DIALECT, float(row[0])))
+                    with self._pool.connection(timeout=_CHECKOUT) as conn:
+                        with conn.transaction():
+                            row = conn.execute(_NOW).fetchone()
+                            assert row is not None
+                            result = fn(JournalTx(conn, _DIALECT, float(row[0])))
+                            committing = True
+                        return result
                 except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                     if attempt == 4:
                         raise
+                except psycopg.OperationalError as err:
+                    raise _down(self._dsn, err, maybe_committed=committing) from err
             raise AssertionError("unreachable")
 
         limiter = self._beat_limiter if heartbeat else self._limiter
@@ -406,6 +424,21 @@ def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> Cl
         record=record_from_row(row),
         item=json.loads(row[17]),
         taken_over_from=previous if previous not in (None, owner) else None,
+    )
+
+
+_CHECKOUT = 5.0
+"""Seconds one journal call waits for a connection; :meth:`SQLJournal._tx` tries again
+(a server restarting) until the journal's ``outage_wait`` has passed."""
+
+
+def _down(dsn: str, err: BaseException, *, maybe_committed: bool = False) -> JournalUnavailable:
+    """A connection failure as :class:`JournalUnavailable`, naming the DSN (no password)."""
+    return JournalUnavailable(
+        dsn,
+        f"the database cannot be reached ({_reason(err)})",
+        "check that the server is up and the DSN (host, port, database, user) is right",
+        maybe_committed=maybe_committed,
     )
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "Transition",
     "decide_claim",
     "fits_budget",
+    "late_id_blocked",
     "left_mid_submit",
     "needs_name_check",
     "not_in_journal",
@@ -85,6 +86,7 @@ class Op(StrEnum):
     DELIVERED = "delivered"
     NOT_SUBMITTED = "not_submitted"
     NOTE_ERROR = "note_error"
+    RECORD_ID = "record_id"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +98,8 @@ class Transition:
         target: the state it ends in; None keeps the state (``note_error``).
         kept: states in which the call is accepted and changes nothing.
         live_lease: the caller's lease must not have run out (a paid attempt starts).
+        fenced: the caller must hold the claim. Only writing down a billed id is not: an id
+            must land whoever holds the item now (see :data:`LATE_ID_BLOCKED`).
         refusal: why a refused state cannot move, for the error message.
     """
 
@@ -103,6 +107,7 @@ class Transition:
     target: JournalState | None
     kept: frozenset[JournalState] = frozenset()
     live_lease: bool = False
+    fenced: bool = True
     refusal: str = ""
 
 
@@ -129,6 +134,17 @@ TRANSITIONS: Mapping[Op, Transition] = {
         refusal="it was (or may have been) billed, so it cannot be recorded as not submitted",
     ),
     Op.NOTE_ERROR: Transition(sources=frozenset(JournalState), target=None),
+    # A billed id the journal could not take when it came (disk full, database down, the
+    # claim lost while paused), written down later from memory or from the sidecar file.
+    # From INTENT it settles the reservation; from AMBIGUOUS (a claimer gave up on the
+    # submit) or PENDING / NOT_SUBMITTED (a journal recreated after it was deleted) it
+    # turns the item into a billed one that the next run fetches by id, never resubmits.
+    Op.RECORD_ID: Transition(
+        sources=frozenset({S.PENDING, S.NOT_SUBMITTED, S.INTENT, S.AMBIGUOUS}),
+        target=S.SUBMITTED,
+        kept=frozenset({S.SUBMITTED, S.DONE, S.DELIVERED, S.API_FAILED}),
+        fenced=False,
+    ),
 }
 """Every state change, once. ``_store.py``'s module docstring draws them."""
 
@@ -197,9 +213,9 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     """
     if held is None:
         raise not_in_journal(key)
-    if held.holder != owner:
-        raise LostClaim(key, owner, held.holder)
     rule = TRANSITIONS[op]
+    if held.holder != owner and (rule.fenced or late_id_blocked(held, owner, now=now)):
+        raise LostClaim(key, owner, held.holder)
     if rule.live_lease and (held.lease_expires is None or held.lease_expires <= now):
         raise LostClaim(key, owner, None)
     if held.state in rule.kept:
@@ -207,6 +223,16 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     if held.state not in rule.sources:
         raise JournalError(_refusal(op, key, held.state, rule))
     return Move(source=held.state, target=rule.target)
+
+
+def late_id_blocked(held: Held, owner: str, *, now: float) -> bool:
+    """Whether a late id (:attr:`Op.RECORD_ID`) must wait: another live run holds the item
+    in INTENT, its own new submit on the wire (``resubmit_ambiguous``); writing our id
+    there would settle that run's reservation with our prediction."""
+    other_live = held.holder is not None and held.holder != owner and (
+        held.lease_expires is not None and held.lease_expires > now
+    )
+    return held.state is S.INTENT and other_live
 
 
 def _refusal(op: Op, key: str, state: JournalState, rule: Transition) -> str:

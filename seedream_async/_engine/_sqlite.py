@@ -37,7 +37,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from ._sqlite_schema import SCHEMA_VERSION, Tx, connect
 from ._sqljournal import Dialect, JournalTx, SQLJournal
 
@@ -79,8 +79,15 @@ class SQLiteJournal(SQLJournal):
         path = Path(path)
         try:
             conn = await anyio.to_thread.run_sync(connect, path, durable)
-        except sqlite3.Error as err:
-            raise JournalError(f"cannot open journal {str(path)!r}: {err}") from err
+        except JournalError as err:
+            cause = err.__cause__
+            if isinstance(cause, sqlite3.Error | OSError):
+                raise unavailable(path, cause) or err from cause
+            raise
+        except (sqlite3.Error, OSError) as err:
+            raise unavailable(path, err) or JournalError(
+                f"cannot open journal {str(path)!r}: {err}"
+            ) from err
         return cls(conn, path)
 
     async def aclose(self) -> None:
@@ -97,7 +104,7 @@ class SQLiteJournal(SQLJournal):
     async def __aenter__(self) -> SQLiteJournal:
         return self
 
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
+    async def _tx_once(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
         # One BEGIN IMMEDIATE transaction: the write lock is taken at the start, so no row
         # needs locking on its own. Not cancellable once started (anyio's default).
         def call() -> _T:
@@ -108,5 +115,53 @@ class SQLiteJournal(SQLJournal):
 
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
-        except sqlite3.Error as err:
-            raise JournalError(f"journal {str(self.path)!r}: {err}") from err
+        except (sqlite3.Error, OSError) as err:
+            raise unavailable(self.path, err) or JournalError(
+                f"journal {str(self.path)!r}: {err}"
+            ) from err
+
+
+_FAULTS = {
+    # sqlite3 error names (Python 3.11+) whose cause is the machinery, not the file's content.
+    "SQLITE_FULL": ("its disk is full", "free space on the disk holding it"),
+    "SQLITE_READONLY_DBMOVED": (
+        "its file was deleted or moved while in use",
+        "put the file back, or re-run: the ids this run could not write are in the sidecar "
+        "file named below",
+    ),
+    "SQLITE_READONLY": (
+        "it is read-only",
+        "fix its permissions (and its folder's: SQLite writes a -wal file beside it)",
+    ),
+    "SQLITE_CANTOPEN": (
+        "its file cannot be opened",
+        "check that its folder exists and is writable",
+    ),
+    "SQLITE_IOERR": ("the disk reported an I/O error", "check the disk holding it"),
+    "SQLITE_BUSY": ("another process keeps it locked", "wait for it, or stop it"),
+}
+
+
+def unavailable(path: Path, err: BaseException) -> JournalUnavailable | None:
+    """``err`` as a :class:`JournalUnavailable` naming the file and what to do, or None
+    when it is not the infrastructure's fault (a corrupt file, a bug)."""
+    resource = str(path)
+    if isinstance(err, OSError):
+        reason = err.strerror or type(err).__name__
+        if err.errno == 28:  # ENOSPC
+            return JournalUnavailable(resource, "its disk is full", _hint("free space"))
+        return JournalUnavailable(resource, reason, _hint("check the disk and permissions"))
+    name = getattr(err, "sqlite_errorname", "") or ""
+    for prefix, (reason, hint) in _FAULTS.items():
+        if name.startswith(prefix):
+            return JournalUnavailable(resource, reason, _hint(hint))
+    text = str(err).lower()
+    if "disk is full" in text:
+        return JournalUnavailable(resource, "its disk is full", _hint("free space"))
+    if "readonly" in text or "read-only" in text:
+        return JournalUnavailable(resource, "it is read-only", _hint("fix its permissions"))
+    return None
+
+
+def _hint(what: str) -> str:
+    return f"{what}, then re-run the same command (nothing billed is paid again)"

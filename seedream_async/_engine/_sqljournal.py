@@ -16,12 +16,16 @@ Three parts, each in its own place:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+import anyio
+
+from .._exceptions import JournalUnavailable
 from ._names import fold
 from ._owners import owner_gone
 from ._rules import (
@@ -54,6 +58,8 @@ from ._store import (
 )
 
 __all__ = ["Connection", "Dialect", "JournalTx", "SQLJournal"]
+
+logger = logging.getLogger("seedream_async")
 
 _T = TypeVar("_T")
 _CHUNK = 500  # keys per IN (...) list: under SQLite's oldest limit of 999 parameters
@@ -188,6 +194,16 @@ class JournalTx:
             (state, self.now, *fields.values(), key, number),
         )
 
+    def late_attempt(self, held: Held, owner: str, prediction_id: str, cost: float) -> None:
+        """Add a paid attempt the journal never saw (its reserve was lost with the file, or
+        it is another id than the row's): billed, in the history and the totals."""
+        number = held.attempts + 1
+        self.open_attempt(held.key, number, held.fingerprint, owner)
+        self.close_attempt(held.key, number, JournalState.SUBMITTED, cost=cost,
+                           prediction_id=prediction_id)  # fmt: skip
+        self.add_totals(billed=cost)
+        self.update(held.key, {"attempts": number}, add={"cost": cost})
+
     def settle(self, held: Held, state: JournalState, *, cost: float, **fields: Any) -> None:
         """Close the open attempt of an item that held a reservation: the reservation leaves
         the journal's total, ``cost`` is added to what was billed."""
@@ -280,13 +296,52 @@ _FRESH: Mapping[str, Any] = {
 
 class SQLJournal(ABC):
     """:class:`~._store.JournalStore` over any SQL backend: a subclass supplies
-    :meth:`_tx` (one transaction, its clock, its connection) and the schema."""
+    :meth:`_tx_once` (one transaction, its clock, its connection) and the schema.
+
+    Attributes:
+        outage_wait: seconds a call waits out :class:`JournalUnavailable` (a database
+            restarting) before it raises it; 0 raises at once (a file journal: a full or
+            read-only disk does not pass by itself).
+    """
+
+    outage_wait: float = 0.0
 
     @abstractmethod
-    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
+    async def _tx_once(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
         """Run ``fn`` in one transaction (committed when it returns, rolled back when it
         raises), in a worker thread, not cancelled once started. ``heartbeat``: the call
-        renews leases and must not queue behind ordinary calls."""
+        renews leases and must not queue behind ordinary calls.
+
+        Raises:
+            JournalUnavailable: the disk or the server failed (``maybe_committed`` when it
+                may have failed after the COMMIT went out).
+        """
+
+    async def _tx(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
+        """:meth:`_tx_once`, an outage waited out: a call that certainly did not commit is
+        tried again with capped exponential backoff for up to :attr:`outage_wait` seconds
+        (one line logged when the wait starts and one when it ends). A failure at the
+        COMMIT is raised at once: the caller decides whether its write may be repeated."""
+        started: float | None = None
+        delay = 0.1
+        while True:
+            try:
+                result = await self._tx_once(fn, heartbeat=heartbeat)
+            except JournalUnavailable as err:
+                now = anyio.current_time()
+                if started is None:
+                    started = now
+                    if self.outage_wait > 0 and not err.maybe_committed:
+                        logger.warning("%s; waiting up to %gs for it", err, self.outage_wait)
+                if err.maybe_committed or now - started + delay > self.outage_wait:
+                    raise
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if started is not None:
+                waited = anyio.current_time() - started
+                logger.warning("the journal is back after %.1fs; carrying on", waited)
+            return result
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -406,6 +461,40 @@ class SQLJournal(ABC):
             tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
 
         await self._tx(ambiguous)
+
+    async def record_id(self, owner: str, key: str, *, prediction_id: str, cost: float) -> bool:
+        """Write down a billed id the journal could not take when it came (see
+        :attr:`~._rules.Op.RECORD_ID`). Idempotent: an item that has an id already keeps
+        it (a different id is added to its history). Returns True when the item's row now
+        carries ``prediction_id``, so the next run fetches it by id.
+
+        Raises:
+            LostClaim: another live run has a new submit of the item on the wire; try later.
+        """
+
+        def record_id(tx: JournalTx) -> bool:
+            move, held = tx.start(Op.RECORD_ID, owner, key)
+            if move is None:  # it has an id already: ours, or one paid for since
+                row = tx.one("SELECT prediction_id FROM {items} WHERE key = ?", (key,))
+                if row[0] != prediction_id:
+                    tx.late_attempt(held, owner, prediction_id, cost)
+                return bool(row[0] == prediction_id)
+            if move.settles:
+                tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
+                add = cost
+            elif move.source is JournalState.AMBIGUOUS:  # counted as billed already
+                tx.close_attempt(key, held.attempts, JournalState.SUBMITTED,
+                                 prediction_id=prediction_id)  # fmt: skip
+                add = 0.0
+            else:  # PENDING / NOT_SUBMITTED: a journal that lost the attempt
+                tx.late_attempt(held, owner, prediction_id, cost)
+                add = 0.0
+            fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id,
+                      "reserved": 0.0, "error": None, "error_type": None}  # fmt: skip
+            tx.update(key, fields, add={"cost": add})
+            return True
+
+        return await self._tx(record_id)
 
     # -- after the id ---------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from .._exceptions import (
     BudgetExceeded,
     InsufficientBalance,
     InvalidInput,
+    JournalUnavailable,
     PredictionFailed,
     SeedreamError,
 )
@@ -59,9 +60,10 @@ from ._owners import new_owner
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
 from ._stop import StopControl
-from ._store import ItemRecord, JournalStore
+from ._store import ItemRecord, JournalStore, LostClaim
 from ._submit import JournalSeat, Submitter
 from ._tracking import ItemState, Tracker
+from ._unrecorded import Unrecorded, sidecar_for
 from ._uploads import UploadCache
 
 __all__ = ["Engine"]
@@ -69,6 +71,8 @@ __all__ = ["Engine"]
 logger = logging.getLogger("seedream_async")
 
 _ACCOUNT_ERRORS = (AuthenticationError, InsufficientBalance)
+# Unpaid items these stopped are NOT_SUBMITTED: the next plain run (or `work`) takes them.
+_NOT_SENT = (BudgetExceeded, AuthenticationError, InsufficientBalance, JournalUnavailable, LostClaim)
 
 
 class Engine:
@@ -106,6 +110,7 @@ class Engine:
         self.out_dir = Path(options.out_dir) if options.out_dir is not None else None
         self.deliverer: Deliverer | None = None
         self.claims: Claims | None = None
+        self.unrecorded: Unrecorded | None = None
         self.submitter: Submitter | None = None
         self.names = NameRegistry()
         self.digests = DigestCache()
@@ -120,8 +125,13 @@ class Engine:
             seat = None
             if journal is not None:
                 owner = self.options.owner or new_owner()
-                seat = JournalSeat(journal, owner, self.options.budget)
+                sidecar = sidecar_for(self.options.journal, self.out_dir)
+                self.unrecorded = Unrecorded(
+                    journal, owner, sidecar, wait=self.options.journal_wait
+                )
+                seat = JournalSeat(journal, owner, self.options.budget, self.unrecorded)
                 self.claims = Claims(journal, owner, lease=self.options.lease)
+                await self.unrecorded.load()
             self.submitter = Submitter(
                 self.client,
                 concurrency=self.options.concurrency,
@@ -144,6 +154,9 @@ class Engine:
             try:
                 await self._run(items, send)
             finally:
+                if self.unrecorded is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self.unrecorded.finish()
                 if self.claims is not None:
                     await self.claims.release_all()
 
@@ -153,6 +166,8 @@ class Engine:
             outer.start_soon(self._watch_for_stop)
             if self.claims is not None:
                 outer.start_soon(self.claims.heartbeat)
+            if self.unrecorded is not None:
+                outer.start_soon(self.unrecorded.retry)
             window = anyio.Semaphore(self.options.concurrency + 2 * self.options.upload_concurrency)
             deferred: list[EditItem] = []
             async with anyio.create_task_group() as group, aclosing(_aiterate(items)) as rows:
@@ -250,7 +265,7 @@ class Engine:
         if not paid and isinstance(err, _ACCOUNT_ERRORS):
             self.stop.fatal(err)
         status = ResultStatus.FAILED
-        if not paid and isinstance(err, BudgetExceeded | AuthenticationError | InsufficientBalance):
+        if not paid and isinstance(err, _NOT_SENT):
             status = ResultStatus.NOT_SUBMITTED
         if paid and not isinstance(err, PredictionFailed):
             err = _kept(err, state.prediction_id)
@@ -275,6 +290,9 @@ class Engine:
             fp = await fingerprint(item, params, self.digests)
             record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
             state.claimed = True
+            if self.unrecorded is not None and item.key in self.unrecorded.loaded:
+                await self.unrecorded.after_claim(item.key)  # an id an earlier run kept
+                record = await self.claims.journal.get(item.key) or record
             if self.deliverer is not None:
                 await self.deliverer.remove_stale(name)
             resumed = await self._resume(state, record, name)
@@ -297,6 +315,11 @@ class Engine:
             prediction = await self._wait(prediction, Shape(request.max_images, request.size))
         finally:
             self.submitter.release()
+        unrecorded = self.unrecorded
+        if unrecorded is not None and unrecorded.holds(state.key):
+            # Its id is not in the journal yet: a delivery now could not be journaled.
+            if not await unrecorded.settled(state.key):
+                raise unrecorded.refusal_of(state.key)
         return await self._finish(state, prediction, name)
 
     async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:

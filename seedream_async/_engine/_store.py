@@ -416,6 +416,17 @@ class JournalStore(Protocol):
         ``cost`` is counted as billed, to be safe."""
         ...
 
+    async def record_id(self, owner: str, key: str, *, prediction_id: str, cost: float) -> bool:
+        """Write down a billed id the journal could not take when it came (the disk was
+        full, the database down, or the caller's claim lost while it was paused): the item
+        becomes SUBMITTED with it, whoever holds it, so the next run fetches it by id.
+        Idempotent. True when the row now carries ``prediction_id``.
+
+        Raises:
+            LostClaim: another live run has a new submit of the item on the wire.
+        """
+        ...
+
     # -- after the id ------------------------------------------------------------------
 
     async def done(

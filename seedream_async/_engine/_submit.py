@@ -12,7 +12,8 @@ back and queues again under the lowered limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
 
 import anyio
 import anyio.lowlevel
@@ -20,9 +21,12 @@ import anyio.lowlevel
 from .._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
+    APIUnreachable,
     AuthenticationError,
     BudgetExceeded,
     InsufficientBalance,
+    JournalError,
+    TransportError,
 )
 from .._limits import AdaptiveLimit, RateLimiter
 from .._models import EditRequest, Prediction
@@ -32,6 +36,7 @@ from ._items import Stage
 from ._stop import StopControl, Wire
 from ._store import JournalStore
 from ._tracking import ItemState, Tracker
+from ._unrecorded import Unrecorded
 
 __all__ = ["JournalSeat", "Submitter"]
 
@@ -39,12 +44,26 @@ logger = logging.getLogger("seedream_async")
 
 
 class JournalSeat:
-    """A run's place at a journal: the journal, the run's owner id, the catalog budget."""
+    """A run's place at a journal: the journal, the run's owner id, the catalog budget, and
+    the billed ids the journal has not taken yet."""
 
-    def __init__(self, journal: JournalStore, owner: str, budget: float | None) -> None:
+    def __init__(
+        self, journal: JournalStore, owner: str, budget: float | None, unrecorded: Unrecorded
+    ) -> None:
         self.journal = journal
         self.owner = owner
         self.budget = budget
+        self.unrecorded = unrecorded
+
+    async def submitted(self, key: str, prediction_id: str, cost: float) -> None:
+        """Journal a billed id; one the journal refuses is kept (:class:`Unrecorded`)."""
+        try:
+            with anyio.CancelScope(shield=True):  # past the grace too: it is paid
+                await self.journal.submitted(
+                    self.owner, key, prediction_id=prediction_id, cost=cost
+                )
+        except JournalError as err:  # full, read-only, deleted, down, or the claim lost
+            self.unrecorded.keep(key, prediction_id, cost, err)
 
 
 class _Hold:
@@ -111,6 +130,7 @@ class Submitter:
         self._give_up_after = give_up_after
         self._stop = stop
         self._seat = seat
+        self._jitter = random.Random()
         tracker.progress.concurrency_limit = self.limit.limit
 
     async def submit(self, state: ItemState, request: EditRequest) -> Prediction:
@@ -142,17 +162,13 @@ class Submitter:
         try:
             with wire.scope:
                 await self._admit(state, request, hold, wire)
-                prediction = await self._client.submit(request, on_refused=requeue)
+                prediction = await self._send(state, request, hold, wire, requeue, give_up_at)
                 hold.money = hold.intent = False  # taken and billed
                 state.cost = self._budget.spend(hold.cost)
                 state.prediction_id = prediction.id
                 self.limit.succeeded()
                 if self._seat is not None:
-                    with anyio.CancelScope(shield=True):  # past the grace too: it is paid
-                        await self._seat.journal.submitted(
-                            self._seat.owner, state.key,
-                            prediction_id=prediction.id, cost=hold.cost,
-                        )  # fmt: skip
+                    await self._seat.submitted(state.key, prediction.id, hold.cost)
         except AmbiguousSubmission as err:
             await self._ambiguous(state, hold, str(err))
             raise
@@ -177,6 +193,38 @@ class Submitter:
             await anyio.lowlevel.checkpoint()  # the stop's cancellation, if it is one
             raise BudgetExceeded("the batch was stopped before this item was submitted")
         return prediction
+
+    async def _send(
+        self,
+        state: ItemState,
+        request: EditRequest,
+        hold: _Hold,
+        wire: Wire,
+        requeue: Callable[[APIStatusError, float], Awaitable[None]],
+        give_up_at: float,
+    ) -> Prediction:
+        """The POST, sent again while the API cannot be reached after this run has reached
+        it (an outage): a connection that failed before the request left bills nothing
+        (one that may have left raises :class:`AmbiguousSubmission` instead), so the item
+        gives its hold back, waits with capped exponential backoff and queues again, until
+        ``give_up_at`` (the batch's deadline)."""
+        delay = 1.0
+        while True:
+            try:
+                return await self._client.submit(request, on_refused=requeue)
+            except APIUnreachable:
+                raise  # nothing ever reached it: a wrong URL, not an outage
+            except TransportError as err:
+                if anyio.current_time() + delay > give_up_at:
+                    raise
+                wire.sending = False
+                await hold.give_back(state.key, str(err))
+                if delay == 1.0:
+                    logger.warning("the API cannot be reached (%s); items wait for it", err)
+                await anyio.sleep(delay * (0.5 + self._jitter.random() / 2))
+                delay = min(delay * 2, 30.0)
+                state.enter(Stage.WAITING)
+                await self._admit(state, request, hold, wire)
 
     async def _ambiguous(self, state: ItemState, hold: _Hold, message: str) -> None:
         hold.money = False  # it may have been billed: the reservation stands
@@ -210,6 +258,8 @@ class Submitter:
         hold.money = True
         seat = self._seat
         if seat is not None:
+            if not await seat.unrecorded.clear():
+                raise seat.unrecorded.refusal()
             payload = request.to_payload()
             amount = hold.cost
             if not await seat.journal.reserve(
