@@ -44,6 +44,7 @@ from ._names import fold
 from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
 from ._rules import (
     DRAINABLE_STATES,
+    RETAKEN_STATES,
     SUPERSEDED_MID_SUBMIT,
     ClaimRow,
     left_mid_submit,
@@ -78,7 +79,11 @@ _DIALECT = Dialect(
 )
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 _LIVE = "(" + ", ".join(f"'{state}'" for state in sorted(DRAINABLE_STATES)) + ")"
-_NOT_NOTED = "AND NOT (state IN ('submitted', 'done') AND error IS NOT NULL)"
+_NOTED = "(state IN ('submitted', 'done') AND error IS NOT NULL)"
+_RETAKEN = "(" + ", ".join(f"'{state}'" for state in sorted(RETAKEN_STATES)) + ")"
+# _rules.retaken() as SQL: left waiting (not submitted, or billed with a failed delivery)
+# before the drain started (the first parameter).
+_RETAKE = f"((state IN {_RETAKEN} OR {_NOTED}) AND updated_at < ?)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -277,31 +282,42 @@ class PostgresJournal(SQLJournal):
     # -- a fleet --------------------------------------------------------------------------
 
     async def claim_next(
-        self, owner: str, *, limit: int, lease: float, retry_noted: bool = False
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease: float,
+        retry_noted: bool = False,
+        since: float | None = None,
     ) -> list[ClaimedItem]:
         """Claim up to ``limit`` loaded items that still need work, in manifest order.
 
         Rows held by a live worker are skipped (``FOR UPDATE SKIP LOCKED`` keeps workers
         asking at once from waiting on each other); rows whose lease ran out are taken over
         as they were left, the caller's own included. Only rows loaded with :meth:`load`
-        (which carry their item) are handed out. A billed item whose delivery failed (an
-        error noted by :meth:`note_error`) waits for a pass with ``retry_noted=True``, so a
-        drain ends instead of retrying a broken download forever.
+        (which carry their item) are handed out. Rows left NOT_SUBMITTED, and billed items
+        whose delivery failed (an error noted by :meth:`note_error`), are taken again when
+        they were left so before ``since`` (the store-clock time the drain started, see
+        :meth:`clock` and :func:`~._rules.retaken`), so every plain drain picks up what
+        the last one could not do, and still ends; ``retry_noted`` also takes the noted
+        rows of this drain.
         """
-        noted = "" if retry_noted else _NOT_NOTED
+        noted = "TRUE" if retry_noted else f"NOT {_NOTED}"
+        since_value = -1.0 if since is None else since
 
         def pick(tx: JournalTx, which: str, limit: int) -> list[tuple[Any, ...]]:
             return tx.all(
                 f"""
                 WITH picked AS (
                     SELECT key, owner AS previous FROM {{items}}
-                    WHERE state IN {_LIVE} AND item IS NOT NULL {noted} AND {which}
+                    WHERE item IS NOT NULL AND ((state IN {_LIVE} AND {noted}) OR {_RETAKE})
+                    AND {which}
                     ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
                 UPDATE {{items}} AS i SET owner = ?, lease_expires = ?
                 FROM picked WHERE i.key = picked.key
                 RETURNING i.key, picked.previous
                 """,
-                (tx.now, limit, owner, tx.now + lease),
+                (since_value, tx.now, limit, owner, tx.now + lease),
             )
 
         def claim_next(tx: JournalTx) -> list[ClaimedItem]:
@@ -354,21 +370,31 @@ class PostgresJournal(SQLJournal):
                 await self._tx(lambda tx, b=current_batch: load(tx, b))  # type: ignore[misc]
         return LoadReport(**tally, name_conflicts=tuple(conflicts))
 
-    async def fleet(self) -> FleetStatus:
-        """Who holds the unfinished items right now: live owners, stale leases, unclaimed."""
+    async def clock(self) -> float:
+        """The server's clock now (seconds since the epoch): where a drain starts."""
+        return await self._tx(lambda tx: tx.now)
+
+    async def fleet(self, *, since: float | None = None) -> FleetStatus:
+        """Who holds the unfinished items right now: live owners, stale leases, unclaimed
+        (rows a drain started at ``since`` takes again counted as unclaimed)."""
+        since_value = -1.0 if since is None else since
 
         def fleet(tx: JournalTx) -> FleetStatus:
             rows = tx.all(
-                "SELECT owner, lease_expires > ?, "
-                "state IN ('submitted', 'done') AND error IS NOT NULL, count(*) "
-                f"FROM {{items}} WHERE state IN {_LIVE} GROUP BY 1, 2, 3",
-                (tx.now,),
+                f"SELECT owner, lease_expires > ?, {_NOTED}, {_RETAKE}, "
+                f"state IN {_RETAKEN}, count(*) FROM {{items}} "
+                f"WHERE state IN {_LIVE} OR state IN {_RETAKEN} GROUP BY 1, 2, 3, 4, 5",
+                (tx.now, since_value),
             )
             owners: dict[str, int] = {}
             stale = unclaimed = noted = 0
-            for owner, live, was_noted, n in rows:
+            for owner, live, was_noted, retake, not_submitted, n in rows:
                 if owner is not None and live:
                     owners[owner] = owners.get(owner, 0) + n
+                elif retake:
+                    unclaimed += n
+                elif not_submitted:
+                    continue  # for the next drain
                 elif was_noted:
                     noted += n
                 elif owner is not None:

@@ -41,6 +41,7 @@ __all__ = [
     "EPSILON",
     "HELD_COLUMNS",
     "RESERVABLE_STATES",
+    "RETAKEN_STATES",
     "SUPERSEDED_MID_SUBMIT",
     "TRANSITIONS",
     "ClaimPlan",
@@ -55,6 +56,7 @@ __all__ = [
     "left_mid_submit",
     "needs_name_check",
     "not_in_journal",
+    "retaken",
     "spend_of",
     "start",
     "stopped_mid_submit",
@@ -72,6 +74,19 @@ AMBIGUOUS may be tried again; the journal refuses only what can never be right).
 DRAINABLE_STATES = frozenset({S.PENDING, S.INTENT, S.SUBMITTED, S.DONE})
 """States a worker still has something to do for: run, mark ambiguous (INTENT left by a
 stopped run), or fetch by id and deliver."""
+
+RETAKEN_STATES = frozenset({S.NOT_SUBMITTED})
+"""States a fleet's drain takes again once: rows left in them *before* the drain started.
+NOT_SUBMITTED means "nothing billed, do it next time" to ``run`` and ``work`` alike (a
+database outage, a full disk, a budget, a stop); so does a billed item whose delivery
+failed (SUBMITTED or DONE with an error noted): fetched again by id. A row that falls back
+into one of them during the drain waits for the next one, so a drain always ends."""
+
+
+def retaken(state: JournalState, noted: bool, updated_at: float, since: float | None) -> bool:
+    """Whether a drain that started at ``since`` (store clock) takes this row again."""
+    waiting = state in RETAKEN_STATES or (noted and state in UNDELIVERED_STATES)
+    return waiting and since is not None and updated_at < since
 
 
 class Op(StrEnum):

@@ -150,8 +150,9 @@ async def drain(
         batch: most items claimed per round trip.
         idle_wait: seconds between looks at the journal while only other live workers hold
             items (they may die and leave them); ``lease / 4`` when None.
-        retry_noted: also take billed items whose delivery failed before (fetched again
-            by id); otherwise they wait for such a pass and the drain ends without them.
+        retry_noted: also take again billed items whose delivery failed during this drain
+            (fetched again by id). Those that failed before it started, and items left
+            not submitted before it started, are taken again by every drain.
         on_result: called with each result.
         **options: the fields of :class:`BatchOptions` (as for ``edit_batch``) but
             ``journal``: ``budget`` is the whole journal's (every worker's spend counts);
@@ -163,11 +164,13 @@ async def drain(
     lease = options.setdefault("lease", DEFAULT_LEASE)
     tally = WorkTally(owner=owner)
     wait = idle_wait if idle_wait is not None else lease / 4
+    # Rows left not submitted, or billed and undelivered, before now are taken again once.
+    since = await journal.clock()
 
     async def claimed_items() -> AsyncIterator[Mapping[str, Any]]:
         while True:
             claimed = await journal.claim_next(
-                owner, limit=batch, lease=lease, retry_noted=retry_noted
+                owner, limit=batch, lease=lease, retry_noted=retry_noted, since=since
             )
             for one in claimed:
                 tally.claimed += 1
@@ -175,7 +178,7 @@ async def drain(
                 yield dict(one.item)
             if claimed:
                 continue
-            status = await journal.fleet()
+            status = await journal.fleet(since=since)
             if set(status.owners) <= {owner} and not status.stale and not status.unclaimed:
                 return  # what is left is in this worker's hands already, or nowhere
             await anyio.sleep(wait)

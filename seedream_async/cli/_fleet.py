@@ -98,7 +98,9 @@ def add_commands(commands: Any, *, positive_int: Any, positive_float: Any) -> No
     work.add_argument(
         "--retry-undelivered",
         action="store_true",
-        help="also fetch again (by id) billed items whose download failed before",
+        help="also fetch again (by id) billed items whose download fails during this drain "
+        "(those that failed before it, and items not submitted before it, are taken again "
+        "by every plain `work`)",
     )
     work.add_argument("--first-poll", type=positive_float, default=None, metavar="SECONDS")
     work.add_argument("--poll-interval", type=positive_float, default=None, metavar="SECONDS")
