@@ -14,6 +14,7 @@ from ._api import EngineAPI
 from ._items import BatchProgress, BatchResult
 from ._options import BatchOptions, Items
 from ._stages import Engine
+from ._unrecorded import Unwritten
 
 __all__ = ["BatchRun"]
 
@@ -102,6 +103,14 @@ class BatchRun:
         # not wrapped in an ExceptionGroup.
         await self._own_group.__aexit__(None, None, None)
         return None
+
+    @property
+    def unrecorded(self) -> Unwritten | None:
+        """Billed ids the journal never took (its disk full, its database down ...), and
+        the sidecar file they were written to for the next run; None when there are none.
+        Set once the run has ended."""
+        keeper = self._runner.engine.unrecorded
+        return keeper.unwritten if keeper is not None else None
 
     def cancel(self, *, wait_for_submits: bool = True) -> None:
         """Stop the batch: nothing new is submitted.

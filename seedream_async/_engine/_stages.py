@@ -267,7 +267,7 @@ class Engine:
         status = ResultStatus.FAILED
         if not paid and isinstance(err, _NOT_SENT):
             status = ResultStatus.NOT_SUBMITTED
-        if paid and not isinstance(err, PredictionFailed):
+        if paid and not isinstance(err, PredictionFailed | JournalUnavailable):
             err = _kept(err, state.prediction_id)
         claims = self.claims
         if claims is not None and state.claimed and not isinstance(err, PredictionFailed):

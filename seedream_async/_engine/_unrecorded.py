@@ -37,7 +37,7 @@ import anyio.to_thread
 from .._exceptions import JournalError, JournalUnavailable
 from ._store import JournalStore, LostClaim
 
-__all__ = ["SIDECAR_SUFFIX", "IdNote", "Unrecorded", "sidecar_for"]
+__all__ = ["SIDECAR_SUFFIX", "IdNote", "Unrecorded", "Unwritten", "sidecar_for"]
 
 logger = logging.getLogger("seedream_async")
 
@@ -54,6 +54,22 @@ class IdNote:
     cost: float
     owner: str
     reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unwritten:
+    """A run's billed ids the journal never took: where they are, and why.
+
+    Args:
+        path: the sidecar file holding them (None: it could not be written either; the
+            ids are in the log).
+        count: how many.
+        reason: the journal's refusal.
+    """
+
+    path: Path | None
+    count: int
+    reason: str
 
 
 def sidecar_for(journal: object, out_dir: Path | None) -> Path:
@@ -93,7 +109,7 @@ class Unrecorded:
         self.pending: dict[str, IdNote] = {}
         self.loaded: dict[str, IdNote] = {}  # from an earlier run's sidecar, not written yet
         self.given_up = False
-        self.written_to: Path | None = None
+        self.unwritten: Unwritten | None = None
         self.error: JournalError | None = None  # the first refusal (not a lost claim)
         self._changed = anyio.Event()
 
@@ -162,8 +178,8 @@ class Unrecorded:
         return JournalUnavailable(
             resource,
             reason,
-            f"prediction {note.prediction_id} is paid for; its id is kept and goes to "
-            f"{self.sidecar} if the journal does not take it before the run ends",
+            f"prediction {note.prediction_id} is paid for and its id kept for the next run "
+            "(fetched by id, not paid again)",
         )
 
     async def retry(self) -> None:
@@ -250,16 +266,26 @@ class Unrecorded:
                     "keep this line; each is paid for, fetch it by id: %s",
                     len(left), primary, _fallback(primary), ids,
                 )  # fmt: skip
+                self.unwritten = Unwritten(path=None, count=len(left), reason=self._reason())
                 return None
         if not left:
             return None
-        self.written_to = path
+        if not self.pending:
+            logger.info("%d billed id(s) of an earlier run wait in %s", len(left), path)
+            return path
+        self.unwritten = Unwritten(path=path, count=len(left), reason=self._reason())
         logger.error(
             "%d billed id(s) could not be written to the journal; they are in %s, which "
             "the next run of this journal reads first (fetched by id, not paid again)",
             len(left), path,
         )  # fmt: skip
         return path
+
+    def _reason(self) -> str:
+        if self.error is not None:
+            return str(self.error)
+        notes = list(self.pending.values())
+        return notes[0].reason if notes else "the journal did not take them"
 
     def _poke(self) -> None:
         self._changed.set()

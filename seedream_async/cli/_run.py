@@ -24,6 +24,8 @@ from rich.markup import escape
 from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
 from .._engine import BatchRun
+from .._engine._unrecorded import Unwritten
+from .._exceptions import JournalError
 from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
@@ -47,6 +49,7 @@ from ._validate import scan
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_JOURNAL",
     "EXIT_OK",
     "EXIT_USAGE",
     "JOURNAL_NAME",
@@ -60,6 +63,7 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_JOURNAL = 3  # the journal's disk or database failed: the last line says what to do
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
 JOURNAL_NAME = ".seedream-journal.sqlite"
 REPORT_NAME = "report.jsonl"
@@ -233,6 +237,15 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     return EXIT_OK
 
 
+def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    """The first JournalError of ``group`` (the task groups around the batch wrap it)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, JournalError)
+    return error
+
+
 async def _write_records(
     options: RunOptions,
     keys: list[str],
@@ -257,7 +270,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         errors: where manifest problems go.
 
     Returns:
-        0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
+        0 when every item succeeded, 1 when any did not, 2 when the manifest is bad, 3
+        when the journal's disk or database failed (the last line says what to do).
     """
     keys, problems, count, found = _prescan(options)
     total = len(keys)
@@ -280,7 +294,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     if options.reroll:
         await _reroll(options, console)
     journal = options.journal_path
-    if journal.exists():
+    if journal.exists() and journal.stat().st_size:
         console.print(f"Resuming from the journal {journal}: what was paid for is not paid again.")
     elif options.resumable:
         console.print(f"Journal: {journal} (if stopped, re-run the same command to resume).")
@@ -300,6 +314,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     options.out.mkdir(parents=True, exist_ok=True)
     journal.parent.mkdir(parents=True, exist_ok=True)
     billed = 0.0
+    sidecar: Unwritten | None = None
     runs: list[BatchRun] = []
     scope = anyio.CancelScope()
 
@@ -307,6 +322,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         for run in runs:
             run.cancel(wait_for_submits=False)
 
+    failure: JournalError | None = None
     try:
         async with stop_on_signals(scope, hurry=hurry) as stop:
             with scope:
@@ -339,11 +355,21 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                                     display.add(result)
                         finally:
                             billed = batch.progress.spent
+                            sidecar = batch.unrecorded
+    except* JournalError as group:  # it could not be opened (or read) at all: nothing sent
+        failure = _first(group)
     finally:
         # Past the batch (stopped or not): the report from the journal, the review sheet.
         elapsed = time.monotonic() - started
         with anyio.CancelScope(shield=True):
-            await _write_records(options, keys, lines, given)
+            try:
+                if failure is None:
+                    await _write_records(options, keys, lines, given)
+            except (JournalError, OSError) as err:
+                errors.print(f"warning: the report was not written: {escape(str(err))}")
+    if failure is not None:
+        errors.print(f"error: {escape(str(failure))}. Nothing was sent.")
+        return EXIT_JOURNAL
     if not options.json_summary:
         console.print(summary_table(tally, expected=total, elapsed=elapsed, billed=billed))
     print_failures(console, tally)
@@ -374,4 +400,11 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                 "resumes from its journal."
             )
         return stop.exit_code
+    if sidecar is not None:
+        errors.print(
+            f"error: {escape(str(sidecar.reason))}. The billed ids it could not take are in "
+            f"{sidecar.path}; re-run the same command once it is fixed: they are fetched by "
+            "id, not paid again."
+        )
+        return EXIT_JOURNAL
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
