@@ -255,16 +255,25 @@ class JournalUnavailable(JournalError):
         hint: what to do about it.
         maybe_committed: the failure came while a write was being committed: it may have
             landed (a write retried after it must be idempotent).
+        gone: the journal's file was deleted or moved while in use: what it held must be
+            saved elsewhere before the run ends.
     """
 
     def __init__(
-        self, resource: str, reason: str, hint: str, *, maybe_committed: bool = False
+        self,
+        resource: str,
+        reason: str,
+        hint: str,
+        *,
+        maybe_committed: bool = False,
+        gone: bool = False,
     ) -> None:
         super().__init__(f"the journal {resource} cannot be used: {reason}; {hint}")
         self.resource = resource
         self.reason = reason
         self.hint = hint
         self.maybe_committed = maybe_committed
+        self.gone = gone
 
 
 def transport_error(err: httpx.TransportError, request: httpx.Request) -> TransportError:

@@ -27,6 +27,7 @@ by id instead of paying for it again.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -44,6 +45,7 @@ from ._sqljournal import Dialect, JournalTx, SQLJournal
 __all__ = ["SCHEMA_VERSION", "SQLiteJournal"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("seedream_async")
 
 _DIALECT = Dialect(items="items", attempts="attempts", totals="totals", fold="name_fold")
 
@@ -55,9 +57,11 @@ class SQLiteJournal(SQLJournal):
     ``_sqljournal.py`` for the statements each call runs.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, durable: bool = False) -> None:
         self._conn: sqlite3.Connection | None = conn
         self.path = path
+        self._durable = durable
+        self._file = _file_id(path)
         self._limiter = anyio.CapacityLimiter(1)  # one sqlite call at a time, in order
 
     def __repr__(self) -> str:
@@ -88,7 +92,7 @@ class SQLiteJournal(SQLJournal):
             raise unavailable(path, err) or JournalError(
                 f"cannot open journal {str(path)!r}: {err}"
             ) from err
-        return cls(conn, path)
+        return cls(conn, path, durable=durable)
 
     async def aclose(self) -> None:
         """Close the file. Safe to call twice."""
@@ -110,6 +114,8 @@ class SQLiteJournal(SQLJournal):
         def call() -> _T:
             if self._conn is None:
                 raise JournalError(f"journal {str(self.path)!r} is closed")
+            if _file_id(self.path) != self._file:
+                self._reopen()
             with Tx(self._conn) as conn:
                 return fn(JournalTx(conn, _DIALECT, time.time()))
 
@@ -121,13 +127,57 @@ class SQLiteJournal(SQLJournal):
             ) from err
 
 
+    def _reopen(self) -> None:
+        """The file at :attr:`path` is not the one this connection has open: it was deleted
+        (a write would land in a file no later run sees) or replaced. A deleted journal is
+        restored from the open connection (SQLite's online backup, page for page), then
+        the journal is opened again at its path. Runs in the worker thread, before a
+        transaction, so no write is lost in between."""
+        assert self._conn is not None
+        restored = False
+        if _file_id(self.path) is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            spare = self.path.with_name(f".{self.path.name}.restore-{os.getpid()}")
+            target = sqlite3.connect(spare)
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+            self._conn.close()  # the last user of the old file: its -wal and -shm go
+            try:
+                os.link(spare, self.path)  # unless another run restored it first
+                restored = True
+            except FileExistsError:
+                pass
+            finally:
+                spare.unlink(missing_ok=True)
+        else:
+            self._conn.close()
+        self._conn = connect(self.path, self._durable)
+        self._file = _file_id(self.path)
+        logger.warning(
+            "the journal %s was %s while in use; %s",
+            self.path, "deleted" if restored or self._file is None else "replaced",
+            "restored it from the open connection: nothing is lost" if restored
+            else "opened the file now there",
+        )  # fmt: skip
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
 _FAULTS = {
     # sqlite3 error names (Python 3.11+) whose cause is the machinery, not the file's content.
     "SQLITE_FULL": ("its disk is full", "free space on the disk holding it"),
     "SQLITE_READONLY_DBMOVED": (
         "its file was deleted or moved while in use",
-        "put the file back, or re-run: the ids this run could not write are in the sidecar "
-        "file named below",
+        "every billed id it held is saved to a sidecar file beside it, which the next "
+        "run reads",
     ),
     "SQLITE_READONLY": (
         "it is read-only",
@@ -152,15 +202,30 @@ def unavailable(path: Path, err: BaseException) -> JournalUnavailable | None:
             return JournalUnavailable(resource, "its disk is full", _hint("free space"))
         return JournalUnavailable(resource, reason, _hint("check the disk and permissions"))
     name = getattr(err, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")) and (
+        _read_only(path)
+    ):
+        reason, hint = _FAULTS["SQLITE_READONLY"]
+        return JournalUnavailable(resource, reason, _hint(hint))
     for prefix, (reason, hint) in _FAULTS.items():
         if name.startswith(prefix):
-            return JournalUnavailable(resource, reason, _hint(hint))
+            gone = prefix == "SQLITE_READONLY_DBMOVED"
+            return JournalUnavailable(resource, reason, _hint(hint), gone=gone)
     text = str(err).lower()
     if "disk is full" in text:
         return JournalUnavailable(resource, "its disk is full", _hint("free space"))
     if "readonly" in text or "read-only" in text:
         return JournalUnavailable(resource, "it is read-only", _hint("fix its permissions"))
     return None
+
+
+def _read_only(path: Path) -> bool:
+    """The file, or its folder (SQLite writes a -wal and -shm beside it), is not writable
+    (a read-only mount says so even to root)."""
+    folder = path.parent
+    return (folder.exists() and not os.access(folder, os.W_OK)) or (
+        path.exists() and not os.access(path, os.W_OK)
+    )
 
 
 def _hint(what: str) -> str:

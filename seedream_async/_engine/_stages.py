@@ -262,6 +262,8 @@ class Engine:
             err.key = state.key
             return state.result(ResultStatus.AMBIGUOUS, error=err)
         paid = state.prediction_id is not None
+        if self.unrecorded is not None:
+            self.unrecorded.noticed(err)
         if not paid and isinstance(err, _ACCOUNT_ERRORS):
             self.stop.fatal(err)
         status = ResultStatus.FAILED

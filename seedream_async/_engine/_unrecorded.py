@@ -134,6 +134,12 @@ class Unrecorded:
             )
         self._poke()
 
+    def noticed(self, err: BaseException) -> None:
+        """Note a journal failure met elsewhere (a delivery's write, a claim): a deleted
+        journal file must be rescued at the end even when no id was pending."""
+        if isinstance(err, JournalUnavailable) and self.error is None:
+            self.error = err
+
     def holds(self, key: str) -> bool:
         """Whether ``key``'s id is still waiting to be written."""
         return key in self.pending
@@ -242,10 +248,29 @@ class Unrecorded:
 
     async def finish(self) -> Path | None:
         """At the end of the run: one last try, then the ids still waiting go to the
-        sidecar (with one line saying where); return that file, or None."""
+        sidecar (with one line saying where); return that file, or None. When the journal's
+        file was deleted, every billed id it still holds (read through the open connection)
+        goes there too: a fresh journal would not know them."""
         if self.pending:
             await self._write(self.pending, self.owner)
+        if isinstance(self.error, JournalUnavailable) and self.error.gone:
+            await self._rescue()
         return await self._save()
+
+    async def _rescue(self) -> None:
+        after: int | None = 0
+        try:
+            while after is not None:
+                page = await self.journal.page(after=after)
+                for record in page.records:
+                    if record.prediction_id and record.key not in self.pending:
+                        self.pending[record.key] = IdNote(
+                            key=record.key, prediction_id=record.prediction_id,
+                            cost=record.cost, owner=self.owner, reason=str(self.error),
+                        )  # fmt: skip
+                after = page.next_after
+        except JournalError as err:
+            logger.error("could not read the deleted journal's ids back: %s", err)
 
     async def _save(self) -> Path | None:
         left = {**self.loaded, **self.pending}

@@ -33,6 +33,7 @@ from ._owners import DEFAULT_LEASE, new_owner
 from ._pgjournal import LoadReport, LoadRow, PostgresJournal
 from ._resume import fingerprint
 from ._run import BatchRun
+from ._unrecorded import Unwritten
 
 __all__ = ["BatchClient", "WorkTally", "drain", "load_items"]
 
@@ -113,6 +114,8 @@ class WorkTally:
         results: its results by status.
         from_journal: results answered from the journal (done by another worker already).
         executions: predictions it submitted (each billed).
+        unrecorded: billed ids the journal never took (the database stayed down), and the
+            sidecar file they were saved to; None when there are none.
     """
 
     owner: str
@@ -121,6 +124,7 @@ class WorkTally:
     results: dict[str, int] = field(default_factory=dict)
     from_journal: int = 0
     executions: int = 0
+    unrecorded: Unwritten | None = None
 
     def count(self, status: ResultStatus) -> int:
         """Results with ``status``."""
@@ -192,4 +196,5 @@ async def drain(
             if on_result is not None:
                 on_result(result)
     tally.executions = run.progress.executions
+    tally.unrecorded = run.unrecorded
     return tally

@@ -5,9 +5,7 @@
 Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library itself never
 imports this package.
 
-Exit codes: 0 every item succeeded (or the manifest is valid), 1 some item did not (or the
-manifest has problems, for ``validate``), 2 a usage or manifest error, 130 stopped by Ctrl-C
-(SIGINT), 143 stopped by SIGTERM.
+Exit codes (also in ``--help``): see :data:`EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -27,7 +25,17 @@ from .._version import __version__
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "main"]
+
+EXIT_CODES = """exit codes:
+  0    every item succeeded (validate: the manifest is valid)
+  1    some item did not succeed (validate: the manifest has problems)
+  2    a usage or manifest error, or a fleet journal that is not a DSN; nothing was sent
+  3    the journal's disk or database failed (full, read-only, deleted, down, a wrong
+       DSN); the last line names the resource and what to do, and where any billed ids
+       it could not take were saved (the next run reads them: fetched by id, not paid
+       again)
+  130  stopped by Ctrl-C (SIGINT); 143 stopped by SIGTERM: re-run the same command"""
 
 
 def _positive_int(text: str) -> int:
@@ -54,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedream-async",
         description="Bulk image editing with Seedream v4.5 Edit Sequential on Atlas Cloud.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -63,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         help="edit every row of a manifest",
         description="Edit every row of a CSV or JSONL manifest. Re-running the same command "
         "resumes from the journal without paying twice for finished items.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("manifest", type=Path, help="CSV (key,prompt,images,...) or JSONL")
     run.add_argument("--out", type=Path, required=True, help="folder for outputs and report")
@@ -172,6 +184,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rows without a seed get one derived from their key, so results can be made "
         "again (switching it on for rows already billed bills them again: try --dry-run)",
+    )
+    run.add_argument(
+        "--journal-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long to retry writing a billed prediction id the journal refused (disk "
+        "full, read-only, deleted, database down) before the item gives up; ids still "
+        "unwritten go to a sidecar file beside the journal that the next run reads "
+        "(default: 30)",
     )
     _add_logging(run)
 
@@ -351,6 +373,7 @@ def _command_run(ns: argparse.Namespace) -> int:
         seed_from_key=ns.seed_from_key,
         reroll=reroll,
         api_key_env=ns.api_key_env,
+        journal_wait=max(0.0, ns.journal_wait),
     )
     # With --json, stdout carries the JSON alone; everything for people goes to stderr.
     shown = errors if ns.json else console

@@ -21,12 +21,12 @@ from rich.table import Table
 from .._engine._journal import open_journal
 from .._engine._pgjournal import PostgresJournal, is_postgres_dsn, redact_dsn
 from .._engine._store import JournalState
-from .._exceptions import JournalError, SeedreamError
+from .._exceptions import JournalError, JournalUnavailable, SeedreamError
 from .._polling import PollPolicy
 
 __all__ = ["add_commands", "postgres_status", "run_command"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_JOURNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 COMMANDS = ("load", "work", "status")
 _ENV_DSN = "SEEDREAM_JOURNAL"
 
@@ -144,6 +144,9 @@ def run_command(ns: argparse.Namespace, console: Console, errors: Console) -> in
     except KeyboardInterrupt:
         errors.print("\nInterrupted: claims were released; nothing billed was lost.")
         return EXIT_INTERRUPTED
+    except JournalUnavailable as err:  # down, unreachable, a wrong DSN: one sentence
+        errors.print(f"error: {escape(str(err))}")
+        return EXIT_JOURNAL
     except JournalError as err:
         errors.print(f"error: {escape(str(err))}")
         return EXIT_USAGE
@@ -208,6 +211,13 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
         f"(taken over {tally.taken_over}), submitted {tally.executions}, from the journal "
         f"{tally.from_journal}; {results or 'no results'}"
     )
+    if tally.unrecorded is not None:
+        errors.print(
+            f"error: {escape(tally.unrecorded.reason)}. The billed ids it could not take are "
+            f"in {tally.unrecorded.path}; run `work` again from this folder once it is "
+            "fixed: they are fetched by id, not paid again."
+        )
+        return EXIT_JOURNAL
     return EXIT_OK
 
 

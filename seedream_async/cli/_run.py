@@ -25,7 +25,7 @@ from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
 from .._engine import BatchRun
 from .._engine._unrecorded import Unwritten
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
@@ -100,6 +100,8 @@ class RunOptions:
         reroll: keys to pay for again on purpose, each with a new seed; the earlier
             attempt stays in the journal's history and its files move to ``<out>/rerolled/``.
         api_key_env: the environment variable the key came from, for messages.
+        journal_wait: seconds a billed id the journal refused is retried before its item
+            gives up (then it goes to the sidecar file beside the journal).
         json_summary: print the summary as one JSON object on stdout instead of a table
             (the bar and the notes go to the ``console`` given, stderr for ``--json``).
     """
@@ -124,6 +126,7 @@ class RunOptions:
     seed_from_key: bool = False
     reroll: frozenset[str] = frozenset()
     api_key_env: str = API_KEY_ENV
+    journal_wait: float = 30.0
 
     @property
     def named(self) -> frozenset[str]:
@@ -315,6 +318,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     journal.parent.mkdir(parents=True, exist_ok=True)
     billed = 0.0
     sidecar: Unwritten | None = None
+    broken: JournalUnavailable | None = None
     runs: list[BatchRun] = []
     scope = anyio.CancelScope()
 
@@ -343,6 +347,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                             resubmit_ambiguous=options.resubmit_ambiguous,
                             retry_failed=options.retry_failed,
                             on_progress=display.on_progress,
+                            journal_wait=options.journal_wait,
                         )
                         runs.append(batch)
                         try:
@@ -356,6 +361,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
                         finally:
                             billed = batch.progress.spent
                             sidecar = batch.unrecorded
+                            broken = batch.journal_failure
     except* JournalError as group:  # it could not be opened (or read) at all: nothing sent
         failure = _first(group)
     finally:
@@ -405,6 +411,12 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
             f"error: {escape(str(sidecar.reason))}. The billed ids it could not take are in "
             f"{sidecar.path}; re-run the same command once it is fixed: they are fetched by "
             "id, not paid again."
+        )
+        return EXIT_JOURNAL
+    if broken is not None:
+        errors.print(
+            f"error: {escape(str(broken))}. Items it stopped were not submitted, or keep "
+            "their prediction id: re-running the same command picks them all up."
         )
         return EXIT_JOURNAL
     return EXIT_OK if tally.all_ok and tally.total == total else EXIT_FAILED
