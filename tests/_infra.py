@@ -61,11 +61,10 @@ def fill(folder: Path) -> Path:
             while True:
                 file.write(chunk)
                 file.flush()
-    with contextlib.suppress(OSError):  # the last bytes, a page at a time
-        with filler.open("ab") as file:
-            while True:
-                file.write(b"\0" * 4096)
-                file.flush()
+    with contextlib.suppress(OSError), filler.open("ab") as file:  # the last bytes
+        while True:
+            file.write(b"\0" * 4096)
+            file.flush()
     return filler
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-
 from _helpers import simulated
 from _infra import (
     Tally,
@@ -28,6 +27,7 @@ from _infra import (
     run_command,
     tmpfs,
 )
+
 from seedream_async.testing import Faults
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -64,7 +64,8 @@ async def test_disk_full_at_start_is_one_sentence(tmp_path: Path) -> None:
             assert_no_traceback(text)
             assert done.returncode == 3, text
             saw = last_line(text)
-            assert "disk is full" in saw and str(disk / "journal.sqlite") in saw
+            assert "disk is full" in saw
+            assert str(disk / "journal.sqlite") in saw
             assert sim.ledger.executions == 0
             filler.unlink()
             await _finish(command, env)
@@ -113,7 +114,8 @@ def _break(fault: str, disk: Path, journal: Path) -> object:
 
 async def _drain_output(process: anyio.abc.Process) -> str:
     output = b""
-    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout is not None
+    assert process.stderr is not None
     with anyio.fail_after(60):
         async for chunk in process.stdout:
             output += chunk
@@ -141,7 +143,7 @@ def _tally(fault: str, sim: object, out: Path, items: list, saw: str) -> Tally: 
 async def test_disk_full_mid_run_keeps_every_billed_id(tmp_path: Path) -> None:
     """The disk fills after predictions were billed: new submits stop, the ids the journal
     refused go to a sidecar named in the last line, and the re-run fetches them by id."""
-    tally, (first, _) = await _fault_mid_run(tmp_path, "full-mid", "16m", "full")
+    tally, (_first, _) = await _fault_mid_run(tmp_path, "full-mid", "16m", "full")
     assert "disk is full" in tally.saw
     assert "unrecorded.jsonl" in tally.saw or "journal" in tally.saw
     print(tally.line())
@@ -191,7 +193,7 @@ async def test_read_only_journal_is_one_sentence(tmp_path: Path) -> None:
                 done = await anyio.run_process(command, env=env, check=False)
                 text = output_of(done)
             finally:
-                subprocess.run(["umount", "-l", str(view)], check=False, capture_output=True)
+                await anyio.run_process(["umount", "-l", str(view)], check=False)
             assert mounted
             assert_no_traceback(text)
             assert done.returncode == 3, text

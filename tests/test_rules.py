@@ -53,12 +53,14 @@ def test_a_late_id_lands_whoever_holds_the_item_but_never_over_a_live_submit() -
     that has an id already keeps it."""
     for state in (S.PENDING, S.NOT_SUBMITTED, S.AMBIGUOUS):
         move = start(Op.RECORD_ID, "k", "me", held(state, holder="other"), now=NOW)
-        assert move is not None and move.target is S.SUBMITTED
+        assert move is not None
+        assert move.target is S.SUBMITTED
     with pytest.raises(LostClaim):
         start(Op.RECORD_ID, "k", "me", held(S.INTENT, holder="other"), now=NOW)
     expired = held(S.INTENT, holder="other", expires=NOW - 1)
     move = start(Op.RECORD_ID, "k", "me", expired, now=NOW)
-    assert move is not None and move.settles
+    assert move is not None
+    assert move.settles
     for state in (S.SUBMITTED, S.DONE, S.DELIVERED, S.API_FAILED):
         assert start(Op.RECORD_ID, "k", "me", held(state, holder="other"), now=NOW) is None
 

@@ -18,7 +18,7 @@ import anyio
 from .._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
 from .._models import Prediction
 from ._owners import DEFAULT_LEASE
-from ._store import Claim, ClaimStatus, ItemRecord, JournalStore
+from ._store import Claim, ClaimStatus, ItemRecord, JournalStore, LostClaim
 
 __all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
 
@@ -54,6 +54,7 @@ class Claims:
         self.lease = lease
         self._held: set[str] = set()
         self._down_logged = False
+        self.lost = 0  # claims found lost (LostClaim) when writing
 
     def holds(self, key: str) -> bool:
         """True while this run holds ``key``."""
@@ -148,5 +149,14 @@ class Claims:
             if not self._down_logged:
                 self._down_logged = True
                 logger.warning("%s (further journal errors of this run are not shown)", err)
+        except LostClaim as err:  # said once: a paused run loses them all at once
+            self.lost += 1
+            if self.lost == 1:
+                logger.warning(
+                    "this run (%s) lost its claim on %r and any others it held past their "
+                    "lease (paused, or cut off from the journal?): other runs carry them on, "
+                    "and nothing is sent for them here",
+                    err.owner, err.key,
+                )  # fmt: skip
         except JournalError as err:
             logger.warning("journal: %s", err)

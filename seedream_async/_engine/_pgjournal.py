@@ -214,6 +214,7 @@ class PostgresJournal(SQLJournal):
                 # A server restart leaves idle connections dead: checked before each use,
                 # and replaced, so a restart costs a reconnect rather than a failed call.
                 check=ConnectionPool.check_connection,
+                configure=_configure,
                 name="seedream-journal",
             )
             try:
@@ -451,6 +452,17 @@ def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> Cl
         item=json.loads(row[17]),
         taken_over_from=previous if previous not in (None, owner) else None,
     )
+
+
+_IDLE_IN_TRANSACTION_MS = 5000
+"""A worker paused (SIGSTOP, a VM frozen) inside one of its sub-millisecond transactions
+would hold its row locks, the budget row's included, and stall the whole fleet until it
+woke: the server ends such a session after 5 s instead (its transaction rolls back, the
+worker's next call reconnects)."""
+
+
+def _configure(conn: Any) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
 
 
 _CHECKOUT = 5.0

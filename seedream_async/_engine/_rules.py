@@ -244,8 +244,10 @@ def late_id_blocked(held: Held, owner: str, *, now: float) -> bool:
     """Whether a late id (:attr:`Op.RECORD_ID`) must wait: another live run holds the item
     in INTENT, its own new submit on the wire (``resubmit_ambiguous``); writing our id
     there would settle that run's reservation with our prediction."""
-    other_live = held.holder is not None and held.holder != owner and (
-        held.lease_expires is not None and held.lease_expires > now
+    other_live = (
+        held.holder is not None
+        and held.holder != owner
+        and (held.lease_expires is not None and held.lease_expires > now)
     )
     return held.state is S.INTENT and other_live
 

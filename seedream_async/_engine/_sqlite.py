@@ -126,7 +126,6 @@ class SQLiteJournal(SQLJournal):
                 f"journal {str(self.path)!r}: {err}"
             ) from err
 
-
     def _reopen(self) -> None:
         """The file at :attr:`path` is not the one this connection has open: it was deleted
         (a write would land in a file no later run sees) or replaced. A deleted journal is
@@ -176,8 +175,7 @@ _FAULTS = {
     "SQLITE_FULL": ("its disk is full", "free space on the disk holding it"),
     "SQLITE_READONLY_DBMOVED": (
         "its file was deleted or moved while in use",
-        "every billed id it held is saved to a sidecar file beside it, which the next "
-        "run reads",
+        "every billed id it held is saved to a sidecar file beside it, which the next run reads",
     ),
     "SQLITE_READONLY": (
         "it is read-only",

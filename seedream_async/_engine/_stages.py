@@ -72,7 +72,13 @@ logger = logging.getLogger("seedream_async")
 
 _ACCOUNT_ERRORS = (AuthenticationError, InsufficientBalance)
 # Unpaid items these stopped are NOT_SUBMITTED: the next plain run (or `work`) takes them.
-_NOT_SENT = (BudgetExceeded, AuthenticationError, InsufficientBalance, JournalUnavailable, LostClaim)
+_NOT_SENT = (
+    BudgetExceeded,
+    AuthenticationError,
+    InsufficientBalance,
+    JournalUnavailable,
+    LostClaim,
+)
 
 
 class Engine:
@@ -318,10 +324,10 @@ class Engine:
         finally:
             self.submitter.release()
         unrecorded = self.unrecorded
-        if unrecorded is not None and unrecorded.holds(state.key):
-            # Its id is not in the journal yet: a delivery now could not be journaled.
-            if not await unrecorded.settled(state.key):
-                raise unrecorded.refusal_of(state.key)
+        # An id not in the journal yet: a delivery now could not be journaled; wait for it.
+        keeping = unrecorded is not None and unrecorded.holds(state.key)
+        if keeping and unrecorded is not None and not await unrecorded.settled(state.key):
+            raise unrecorded.refusal_of(state.key)
         return await self._finish(state, prediction, name)
 
     async def _wait(self, prediction: Prediction, shape: Shape) -> Prediction:

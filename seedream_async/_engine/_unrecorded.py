@@ -22,6 +22,7 @@ which the next run reads too; where even that fails, the ids are in the log line
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -111,6 +112,7 @@ class Unrecorded:
         self.given_up = False
         self.unwritten: Unwritten | None = None
         self.error: JournalError | None = None  # the first refusal (not a lost claim)
+        self.lost = 0  # billed ids whose claim was lost before they could be written
         self._changed = anyio.Event()
 
     # -- this run ---------------------------------------------------------------------------
@@ -121,7 +123,9 @@ class Unrecorded:
             key=key, prediction_id=prediction_id, cost=cost, owner=self.owner, reason=str(err)
         )
         if isinstance(err, LostClaim):
-            logger.warning(
+            self.lost += 1
+            logger.log(
+                logging.WARNING if self.lost == 1 else logging.INFO,
                 "item %r: this run lost its claim while its submit was out (paused past its "
                 "lease?); its billed id %s is written down for whoever carries the item on",
                 key, prediction_id,
@@ -270,7 +274,7 @@ class Unrecorded:
                         )  # fmt: skip
                 after = page.next_after
         except JournalError as err:
-            logger.error("could not read the deleted journal's ids back: %s", err)
+            logger.error("could not read the deleted journal's ids back: %s", err)  # noqa: TRY400
 
     async def _save(self) -> Path | None:
         left = {**self.loaded, **self.pending}
@@ -326,7 +330,7 @@ def _read(path: Path) -> dict[str, IdNote]:
     except FileNotFoundError:
         return {}
     except OSError as err:
-        logger.error("cannot read the unrecorded ids in %s: %s", path, err)
+        logger.error("cannot read the unrecorded ids in %s: %s", path, err)  # noqa: TRY400
         return {}
     notes: dict[str, IdNote] = {}
     for line in text.splitlines():
@@ -363,7 +367,5 @@ def _write_file(path: Path, notes: Mapping[str, IdNote]) -> None:
 
 
 def _remove(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink(missing_ok=True)
-    except OSError:
-        pass

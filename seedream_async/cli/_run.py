@@ -24,9 +24,9 @@ from rich.markup import escape
 from .._client import AsyncSeedream
 from .._constants import API_KEY_ENV
 from .._engine import BatchRun
+from .._engine._items import EditItem
 from .._engine._unrecorded import Unwritten
 from .._exceptions import JournalError, JournalUnavailable
-from .._engine._items import EditItem
 from .._polling import PollPolicy
 from ._manifest import ManifestProblem, iter_items
 from ._progress import ProgressDisplay
