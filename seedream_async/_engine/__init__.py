@@ -9,7 +9,8 @@ backends: connecting and schema only), ``_journal`` (``open_journal``: one facto
 ``_identity`` (an image is its content), ``_deliver`` (saved and verified outputs),
 ``_uploads`` (each image once), ``_scheduler`` (one poller), ``_budget``, ``_tracking``
 (live counters), ``_resume`` (what the journal says to do), ``_options``, ``_claims``
-(this run's leases), ``_stop`` (a stop that keeps what it paid for), ``_submit``
+(this run's leases), ``_stop`` (a stop that keeps what it paid for), ``_unrecorded``
+(billed ids the journal refused: kept, retried, saved to a sidecar), ``_submit``
 (submits under the limits), ``_stages`` (the engine), ``_run`` (the iterable run).
 """
 
