@@ -196,7 +196,7 @@ class PostgresJournal(SQLJournal):
                 application, or were written by a newer seedream-async.
         """
         try:
-            import psycopg  # noqa: F401  (fail here, with the fix, when it is missing)
+            import psycopg  # fail here, with the fix, when it is missing
             from psycopg_pool import ConnectionPool
         except ImportError as err:
             raise JournalError(
@@ -218,6 +218,9 @@ class PostgresJournal(SQLJournal):
                 name="seedream-journal",
             )
             try:
+                # One plain connection first: a wrong DSN or a server that is down says
+                # why at once ("connection refused"), not "pool incomplete" 10 s later.
+                psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout))).close()
                 pool.open(wait=True, timeout=connect_timeout)
                 with pool.connection() as conn, conn.transaction():
                     ensure_schema(conn, redact_dsn(dsn))

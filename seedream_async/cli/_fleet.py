@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -139,6 +140,8 @@ def run_command(ns: argparse.Namespace, console: Console, errors: Console) -> in
         errors.print(f"error: pass --journal postgresql://... (or set ${_ENV_DSN})")
         return EXIT_USAGE
     handler = {"load": _load, "work": _work, "status": _status}[ns.command]
+    # The pool logs every failed reconnect; the journal says it once, in a sentence.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     try:
         return anyio.run(lambda: handler(ns, console, errors))
     except KeyboardInterrupt:
@@ -214,8 +217,8 @@ async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> in
     if tally.unrecorded is not None:
         errors.print(
             f"error: {escape(tally.unrecorded.reason)}. The billed ids it could not take are "
-            f"in {tally.unrecorded.path}; run `work` again from this folder once it is "
-            "fixed: they are fetched by id, not paid again."
+            f"in {tally.unrecorded.path}; run `work` again with the same --out (or from this "
+            "folder) once it is fixed: it reads them first, fetched by id, not paid again."
         )
         return EXIT_JOURNAL
     return EXIT_OK
