@@ -13,6 +13,7 @@ from seedream_async._engine._rules import (
     Op,
     decide_claim,
     fits_budget,
+    retaken,
     start,
 )
 from seedream_async._engine._store import Claim, ClaimStatus, JournalState, LostClaim
@@ -137,3 +138,15 @@ def test_a_changed_fingerprint_is_a_new_job() -> None:
     assert plan.new_job
     assert plan.ambiguous is not None
     assert decide_claim(None, WANTED, "me", now=NOW, name_holder=None).insert
+
+
+def test_a_drain_takes_again_what_was_left_before_it_started() -> None:
+    """NOT_SUBMITTED rows and billed rows whose delivery failed (noted) are taken again by
+    a drain that started after they were left so, never by the drain that left them."""
+    assert retaken(S.NOT_SUBMITTED, False, updated_at=10.0, since=20.0)
+    assert retaken(S.SUBMITTED, True, updated_at=10.0, since=20.0)
+    assert retaken(S.DONE, True, updated_at=10.0, since=20.0)
+    assert not retaken(S.NOT_SUBMITTED, False, updated_at=30.0, since=20.0)
+    assert not retaken(S.SUBMITTED, False, updated_at=10.0, since=20.0)  # drainable anyway
+    assert not retaken(S.AMBIGUOUS, False, updated_at=10.0, since=20.0)
+    assert not retaken(S.NOT_SUBMITTED, False, updated_at=10.0, since=None)

@@ -305,6 +305,7 @@ class SQLJournal(ABC):
     """
 
     outage_wait: float = 0.0
+    _down_since: float | None = None  # when a call first found the journal unavailable
 
     @abstractmethod
     async def _tx_once(self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False) -> _T:
@@ -329,18 +330,18 @@ class SQLJournal(ABC):
                 result = await self._tx_once(fn, heartbeat=heartbeat)
             except JournalUnavailable as err:
                 now = anyio.current_time()
-                if started is None:
-                    started = now
-                    if self.outage_wait > 0 and not err.maybe_committed:
-                        logger.warning("%s; waiting up to %gs for it", err, self.outage_wait)
+                started = now if started is None else started
                 if err.maybe_committed or now - started + delay > self.outage_wait:
                     raise
+                if self._down_since is None:  # said once for the journal, not per call
+                    self._down_since = now
+                    logger.warning("%s; waiting up to %gs for it", err, self.outage_wait)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
                 continue
-            if started is not None:
-                waited = anyio.current_time() - started
-                logger.warning("the journal is back after %.1fs; carrying on", waited)
+            if self._down_since is not None:
+                down, self._down_since = anyio.current_time() - self._down_since, None
+                logger.warning("the journal is back after %.1fs; carrying on", down)
             return result
 
     @abstractmethod

@@ -20,6 +20,8 @@ An item's states (one row per key; every arrow is one call)::
        │                   │  └─ambiguous─► AMBIGUOUS (may be billed; no id)
        └───────refund──────┘                       └─api_failed─► API_FAILED (billed, failed)
     (not_submitted: PENDING/INTENT ──► NOT_SUBMITTED, nothing billed: budget, a stop, a rejection)
+    (record_id: PENDING/NOT_SUBMITTED/INTENT/AMBIGUOUS ──► SUBMITTED, a billed id the journal
+     could not take when it came, written late; the one change not fenced by the claim)
 
 - Billed states: SUBMITTED, DONE, DELIVERED, API_FAILED, and AMBIGUOUS (counted as billed, to
   be safe). An item in SUBMITTED or DONE is *billed but undelivered*: a resume fetches it by
