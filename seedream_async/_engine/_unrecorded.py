@@ -109,6 +109,8 @@ class Unrecorded:
         self.wait = wait
         self.pending: dict[str, IdNote] = {}
         self.loaded: dict[str, IdNote] = {}  # from an earlier run's sidecar, not written yet
+        self.taken_in: set[str] = set()  # of those, written into the journal by this run
+        self.touched = False  # read a sidecar at the start
         self.given_up = False
         self.unwritten: Unwritten | None = None
         self.error: JournalError | None = None  # the first refusal (not a lost claim)
@@ -217,6 +219,8 @@ class Unrecorded:
                 logger.debug("id %s of %r not written yet: %s", note.prediction_id, key, err)
                 continue
             del notes[key]
+            if notes is self.loaded or key in self.loaded:
+                self.taken_in.add(key)
             self._poke()
 
     # -- across runs: the sidecar -------------------------------------------------------------
@@ -230,8 +234,10 @@ class Unrecorded:
         if not notes:
             return
         self.loaded = notes
+        self.touched = True
+        found = len(notes)
         await self._write(self.loaded, self.owner)
-        written = len(notes) - len(self.loaded)
+        written = found - len(self.loaded)
         logger.warning(
             "wrote %d billed id(s) from %s into the journal (fetched by id, not paid again)%s",
             written, self.sidecar,
@@ -249,6 +255,7 @@ class Unrecorded:
                 return
             if record is not None and record.prediction_id == self.loaded[key].prediction_id:
                 del self.loaded[key]
+                self.taken_in.add(key)
 
     async def finish(self) -> Path | None:
         """At the end of the run: one last try, then the ids still waiting go to the
@@ -277,8 +284,17 @@ class Unrecorded:
             logger.error("could not read the deleted journal's ids back: %s", err)  # noqa: TRY400
 
     async def _save(self) -> Path | None:
-        left = {**self.loaded, **self.pending}
+        if not self.touched and not self.pending:
+            return None  # never read one, nothing to add: leave another run's file alone
         primary = self.sidecar
+        # What is there now (another run may have added ids since this one read it), less
+        # what this run wrote into the journal, plus what it still holds.
+        left: dict[str, IdNote] = {}
+        for path in (primary, _fallback(primary)):
+            left.update(await anyio.to_thread.run_sync(_read, path))
+        for key in self.taken_in:
+            left.pop(key, None)
+        left.update({**self.loaded, **self.pending})
         with anyio.CancelScope(shield=True):
             for path in (primary, _fallback(primary)):
                 try:
