@@ -232,7 +232,7 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     if held.holder != owner and (rule.fenced or late_id_blocked(held, owner, now=now)):
         raise LostClaim(key, owner, held.holder)
     if rule.live_lease and (held.lease_expires is None or held.lease_expires <= now):
-        raise LostClaim(key, owner, None)
+        raise LostClaim(key, owner, held.holder, expired=True)
     if held.state in rule.kept:
         return None
     if held.state not in rule.sources:

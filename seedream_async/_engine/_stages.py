@@ -135,7 +135,9 @@ class Engine:
                 self.unrecorded = Unrecorded(
                     journal, owner, sidecar, wait=self.options.journal_wait
                 )
-                seat = JournalSeat(journal, owner, self.options.budget, self.unrecorded)
+                seat = JournalSeat(
+                    journal, owner, self.options.budget, self.unrecorded, lease=self.options.lease
+                )
                 self.claims = Claims(journal, owner, lease=self.options.lease)
                 await self.unrecorded.load()
             self.submitter = Submitter(

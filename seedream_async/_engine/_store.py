@@ -125,16 +125,24 @@ UNDELIVERED_STATES = frozenset({JournalState.SUBMITTED, JournalState.DONE})
 
 class LostClaim(JournalError):
     """A state change was refused: the item's claim is no longer the caller's (its lease ran
-    out and another run took the item over). The caller must drop the item, not retry."""
+    out and another run took the item over). The caller must drop the item, not retry.
 
-    def __init__(self, key: str, owner: str, holder: str | None) -> None:
+    ``expired``: the caller still holds the claim but its lease ran out (a paid attempt
+    needs a live one): no one has taken the item over yet, so renewing the lease
+    (``heartbeat``) and asking again is safe.
+    """
+
+    def __init__(self, key: str, owner: str, holder: str | None, *, expired: bool = False) -> None:
         super().__init__(
             f"item {key!r}: this run ({owner}) no longer holds its claim (now held by "
             f"{holder or 'nobody'}); another run carries it on, nothing is paid twice"
+            if not expired
+            else f"item {key!r}: this run's ({owner}) lease on it ran out before its submit"
         )
         self.key = key
         self.owner = owner
         self.holder = holder
+        self.expired = expired
 
 
 @dataclass(frozen=True, kw_only=True)

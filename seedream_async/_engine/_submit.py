@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -34,7 +35,7 @@ from ._api import EngineAPI
 from ._budget import Budget
 from ._items import Stage
 from ._stop import StopControl, Wire
-from ._store import JournalStore
+from ._store import JournalStore, LostClaim
 from ._tracking import ItemState, Tracker
 from ._unrecorded import Unrecorded
 
@@ -48,12 +49,36 @@ class JournalSeat:
     the billed ids the journal has not taken yet."""
 
     def __init__(
-        self, journal: JournalStore, owner: str, budget: float | None, unrecorded: Unrecorded
+        self,
+        journal: JournalStore,
+        owner: str,
+        budget: float | None,
+        unrecorded: Unrecorded,
+        *,
+        lease: float,
     ) -> None:
         self.journal = journal
         self.owner = owner
         self.budget = budget
         self.unrecorded = unrecorded
+        self.lease = lease
+
+    async def reserve(self, key: str, payload: Mapping[str, Any], amount: float) -> bool:
+        """Record the intent to submit (see :meth:`JournalStore.reserve`). When this run
+        still holds the item but its lease ran out (the journal was down for longer than
+        it, or the run was paused), no one has taken the item over yet: the run renews its
+        leases and asks once more; a claim another run took is refused (:class:`LostClaim`)."""
+        try:
+            return await self.journal.reserve(
+                self.owner, key, request=payload, amount=amount, budget=self.budget
+            )
+        except LostClaim as err:
+            if not err.expired or err.holder != self.owner:
+                raise
+        await self.journal.heartbeat(self.owner, lease=self.lease)
+        return await self.journal.reserve(
+            self.owner, key, request=payload, amount=amount, budget=self.budget
+        )
 
     async def submitted(self, key: str, prediction_id: str, cost: float) -> None:
         """Journal a billed id; one the journal refuses is kept (:class:`Unrecorded`)."""
@@ -260,11 +285,7 @@ class Submitter:
         if seat is not None:
             if not await seat.unrecorded.clear():
                 raise seat.unrecorded.refusal()
-            payload = request.to_payload()
-            amount = hold.cost
-            if not await seat.journal.reserve(
-                seat.owner, state.key, request=payload, amount=amount, budget=seat.budget
-            ):
+            if not await seat.reserve(state.key, request.to_payload(), hold.cost):
                 raise BudgetExceeded(
                     f"budget ${seat.budget or 0:.2f} over the whole journal reached before this "
                     "item; nothing was spent on it"
