@@ -76,8 +76,8 @@ async def test_disk_full_at_start_is_one_sentence(tmp_path: Path) -> None:
 async def _fault_mid_run(
     tmp_path: Path, name: str, size: str, fault: str
 ) -> tuple[Tally, list[str]]:
-    """Run 40 items, break the journal once some are billed, then re-run plainly."""
-    items = catalog(40, name)
+    """Run 24 items, break the journal once some are billed, then re-run plainly."""
+    items = catalog(24, name)
     with tmpfs(tmp_path / "disk", size) as disk:
         journal = disk / "journal.sqlite"
         async with simulated(time_scale=SLOW) as (sim, _):
@@ -153,7 +153,7 @@ async def test_journal_deleted_mid_run_loses_no_billed_id(tmp_path: Path) -> Non
     """The journal file deleted mid-run: the run notices before its next write, restores
     the file from its open connection (one line says so) and carries on; a plain re-run
     pays for nothing again."""
-    items = catalog(40, "deleted")
+    items = catalog(24, "deleted")
     async with simulated(time_scale=SLOW) as (sim, _):
         path, out = manifest(tmp_path, items), tmp_path / "out"
         journal = tmp_path / "journal" / "journal.sqlite"

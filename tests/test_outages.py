@@ -170,3 +170,31 @@ async def test_billed_ids_the_journal_refuses_go_to_a_sidecar_the_next_run_reads
         assert not unwritten.path.exists(), "the sidecar is taken in and removed"
     assert paid_twice(sim) == 0
     assert sim.ledger.executions == len(items)
+
+
+@pytest.mark.parametrize("jump", [3600.0, -3600.0], ids=["forward", "backward"])
+async def test_a_wall_clock_jump_costs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jump: float
+) -> None:
+    """The wall clock jumps an hour mid-run (the journal's leases are on it): forward, every
+    lease looks expired, so the run renews its own before each paid attempt; backward,
+    they look long. Either way every item is done once."""
+    import time
+
+    from seedream_async._engine import _sqlite
+
+    items = catalog(12, f"clock{int(jump)}")
+    offset = {"by": 0.0}
+    monkeypatch.setattr(_sqlite, "wall_clock", lambda: time.time() + offset["by"])
+    async with simulated() as (sim, client):
+        results = []
+        async with client.edit_batch(
+            items, journal=tmp_path / "journal.sqlite", concurrency=3
+        ) as run:
+            async for result in run:
+                results.append(result)
+                if len(results) == 3:
+                    offset["by"] = jump
+    assert all(r.status is ResultStatus.SUCCEEDED for r in results), _statuses(results)
+    assert paid_twice(sim) == 0
+    assert sim.ledger.executions == len(items)

@@ -47,6 +47,15 @@ __all__ = ["SCHEMA_VERSION", "SQLiteJournal"]
 _T = TypeVar("_T")
 logger = logging.getLogger("seedream_async")
 
+
+def wall_clock() -> float:
+    """The journal's clock: wall time, the one clock every process on the machine (and the
+    file, across reboots) shares. A jump moves leases only: forward, a run renews its own
+    expired lease before a paid attempt (nobody took the item); backward, leases last
+    longer. Waits and deadlines never use it (they run on the monotonic clock)."""
+    return time.time()
+
+
 _DIALECT = Dialect(items="items", attempts="attempts", totals="totals", fold="name_fold")
 
 
@@ -117,7 +126,7 @@ class SQLiteJournal(SQLJournal):
             if _file_id(self.path) != self._file:
                 self._reopen()
             with Tx(self._conn) as conn:
-                return fn(JournalTx(conn, _DIALECT, time.time()))
+                return fn(JournalTx(conn, _DIALECT, wall_clock()))
 
         try:
             return await anyio.to_thread.run_sync(call, limiter=self._limiter)
