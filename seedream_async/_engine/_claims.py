@@ -18,7 +18,7 @@ import anyio
 from .._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
 from .._models import Prediction
 from ._owners import DEFAULT_LEASE
-from ._store import Claim, ClaimStatus, ItemRecord, JournalStore, LostClaim
+from ._store import Claim, ClaimStatus, ItemRecord, JournalState, JournalStore, LostClaim
 
 __all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
 
@@ -125,9 +125,16 @@ class Claims:
 
     async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
         """Every output is on disk and verified (the journal releases the claim)."""
-        await self.journal.delivered(
-            self.owner, key, files=[str(file) for file in files], outputs=outputs
-        )
+        names = [str(file) for file in files]
+        try:
+            await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
+        except JournalUnavailable as err:
+            if not err.maybe_committed:
+                raise
+            # Cut off at the COMMIT: delivered already, or say it again.
+            record = await self.journal.get(key)
+            if record is None or record.state is not JournalState.DELIVERED:
+                await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
         self._held.discard(key)
 
     async def record_failure(self, key: str, err: SeedreamError, *, paid: bool) -> None:

@@ -27,6 +27,7 @@ from .._exceptions import (
     BudgetExceeded,
     InsufficientBalance,
     JournalError,
+    JournalUnavailable,
     TransportError,
 )
 from .._limits import AdaptiveLimit, RateLimiter
@@ -35,7 +36,7 @@ from ._api import EngineAPI
 from ._budget import Budget
 from ._items import Stage
 from ._stop import StopControl, Wire
-from ._store import JournalStore, LostClaim
+from ._store import JournalState, JournalStore, LostClaim
 from ._tracking import ItemState, Tracker
 from ._unrecorded import Unrecorded
 
@@ -69,6 +70,18 @@ class JournalSeat:
         it, or the run was paused), no one has taken the item over yet: the run renews its
         leases and asks once more; a claim another run took is refused (:class:`LostClaim`)."""
         try:
+            return await self.journal.reserve(
+                self.owner, key, request=payload, amount=amount, budget=self.budget
+            )
+        except JournalUnavailable as err:
+            if not err.maybe_committed:
+                raise
+            # Cut off at the COMMIT: the row says whether it landed (INTENT under this run
+            # can only be this reserve's); if not, ask again.
+            record = await self.journal.get(key)
+            mine = record is not None and record.owner == self.owner
+            if mine and record is not None and record.state is JournalState.INTENT:
+                return True
             return await self.journal.reserve(
                 self.owner, key, request=payload, amount=amount, budget=self.budget
             )
