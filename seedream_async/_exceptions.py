@@ -26,6 +26,7 @@ Our exception hierarchy::
     ├── OutputInvalid             - an output is not a whole image of an expected type
     ├── BudgetExceeded            - the batch's budget stopped this item's submit
     ├── JournalError              - the batch journal is unreadable or belongs elsewhere
+    │   └── JournalUnavailable    - the journal's disk or database cannot be used right now
     └── WebhookVerificationError  - a webhook delivery is forged, replayed, stale, signed
                                     by an unknown key, or malformed; it changes nothing
 """
@@ -51,6 +52,7 @@ __all__ = [
     "InvalidImage",
     "InvalidInput",
     "JournalError",
+    "JournalUnavailable",
     "MalformedResponse",
     "OutputExpired",
     "OutputInvalid",
@@ -290,6 +292,39 @@ class BudgetExceeded(SeedreamError):
 
 class JournalError(SeedreamError):
     """The journal file cannot be used: corrupt, not a journal, or from a newer version."""
+
+
+class JournalUnavailable(JournalError):
+    """The infrastructure under the journal failed: its disk is full or read-only, its file
+    was deleted, its database is down or its DSN is wrong. Unlike a corrupt journal this
+    may pass: the engine waits for it, keeps every billed id it could not write, and stops
+    new submits.
+
+    Attributes:
+        resource: the journal's file or (password-free) DSN.
+        reason: what failed, in a few words ("disk full").
+        hint: what to do about it.
+        maybe_committed: the failure came while a write was being committed: it may have
+            landed (a write retried after it must be idempotent).
+        gone: the journal's file was deleted or moved while in use: what it held must be
+            saved elsewhere before the run ends.
+    """
+
+    def __init__(
+        self,
+        resource: str,
+        reason: str,
+        hint: str,
+        *,
+        maybe_committed: bool = False,
+        gone: bool = False,
+    ) -> None:
+        super().__init__(f"the journal {resource} cannot be used: {reason}; {hint}")
+        self.resource = resource
+        self.reason = reason
+        self.hint = hint
+        self.maybe_committed = maybe_committed
+        self.gone = gone
 
 
 def transport_error(err: httpx.TransportError, request: httpx.Request) -> TransportError:

@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -63,13 +63,28 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class PostgresServer:
-    """A running throwaway server; ``dsn(dbname)`` addresses one of its databases."""
+    """A running throwaway server; ``dsn(dbname)`` addresses one of its databases.
+    ``stop()`` and ``start()`` take it down and bring it back on the same port (a restart,
+    an outage), for the tests of what a fleet does meanwhile."""
 
     port: int
     folder: Path
+    cluster: _Cluster | None = field(default=None, compare=False, repr=False)
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: open connections are cut, as in a restart)."""
+        assert self.cluster is not None
+        done = self.cluster.run("pg_ctl", "-D", str(self.cluster.data), "-m", mode, "-w", "stop")
+        if done.returncode:
+            raise RuntimeError(f"pg_ctl stop failed:\n{done.stdout}{done.stderr}")
+
+    def start(self) -> None:
+        """Start it again on the same port."""
+        assert self.cluster is not None
+        self.cluster.start(port=self.port)
 
 
 class _Cluster:
@@ -128,10 +143,11 @@ class _Cluster:
         if done.returncode:
             raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
-    def start(self) -> int:
+    def start(self, port: int | None = None) -> int:
         # Durability is not what these tests measure: fsync off keeps them quick.
-        for _attempt in range(3):  # the free port can be taken between probe and bind
-            port = _free_port()
+        wanted = port
+        for _attempt in range(3 if wanted is None else 20):  # a port can be taken meanwhile
+            port = wanted or _free_port()
             options = (
                 f"-p {port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -141,6 +157,8 @@ class _Cluster:
             )
             if done.returncode == 0:
                 return port
+            if wanted is not None:
+                time.sleep(0.25)  # the old server's socket, still closing
         log = self.log.read_text(errors="replace") if self.log.exists() else ""
         raise RuntimeError(f"pg_ctl start failed:\n{done.stdout}{done.stderr}\n{log[-3000:]}")
 
@@ -160,7 +178,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         cluster.initdb()
         port = cluster.start()
-        yield PostgresServer(port=port, folder=cluster.folder)
+        yield PostgresServer(port=port, folder=cluster.folder, cluster=cluster)
     finally:
         cluster.stop()
 

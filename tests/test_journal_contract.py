@@ -515,3 +515,48 @@ async def test_a_delivery_names_the_attempt_its_refused_retries_resent(store: Jo
     record = await store.get("a")
     assert record is not None
     assert record.prediction_id == "pred-a"
+
+
+# -- a billed id written late ----------------------------------------------------------------
+
+
+async def test_a_late_id_lands_after_the_claim_was_lost(store: JournalStore) -> None:
+    """A run paused mid-submit lost its claim; the next claimer made the item ambiguous.
+    The paused run's id, written late (record_id), lands anyway: the item is SUBMITTED with
+    it (fetched by id next), billed once, and writing it again changes nothing."""
+    await claimed(store, "paused", "a")
+    assert await store.reserve("paused", "a", request=REQUEST, amount=PRICE, budget=None)
+    await store.claim("taker", [claim("a")], lease=0)  # not taken over yet: busy
+    await store.heartbeat("paused", lease=0)  # the paused run's lease runs out
+    outcome = (await store.claim("taker", [claim("a")], lease=LONG))[0]
+    assert outcome.record is not None
+    assert outcome.record.state is JournalState.AMBIGUOUS
+    with pytest.raises(LostClaim):
+        await store.submitted("paused", "a", prediction_id="pred-a", cost=PRICE)
+    for _ in range(2):  # idempotent
+        assert await store.record_id("paused", "a", prediction_id="pred-a", cost=PRICE)
+    record = await store.get("a")
+    assert record is not None
+    assert (record.state, record.prediction_id) == (JournalState.SUBMITTED, "pred-a")
+    assert record.cost == pytest.approx(PRICE)
+    spend = await store.spend()
+    assert (spend.billed, spend.reserved) == (pytest.approx(PRICE), 0)
+
+
+async def test_a_late_id_settles_its_reservation_or_adds_an_attempt(store: JournalStore) -> None:
+    """From INTENT (the journal was down when the id came) the reservation is settled; on a
+    row that never saw the attempt (a journal started afresh) it is added to the history."""
+    await claimed(store, "run-a", "a", "b")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    assert await store.record_id("run-a", "a", prediction_id="pred-a", cost=PRICE)
+    assert await store.record_id("run-a", "b", prediction_id="pred-b", cost=PRICE)
+    for key in ("a", "b"):
+        record = await store.get(key)
+        assert record is not None
+        assert (record.state, record.prediction_id) == (JournalState.SUBMITTED, f"pred-{key}")
+        history = await store.history(key)
+        assert [(h.prediction_id, h.cost) for h in history] == [(f"pred-{key}", PRICE)]
+    spend = await store.spend()
+    assert (spend.billed, spend.reserved) == (pytest.approx(2 * PRICE), 0)
+    with pytest.raises(JournalError):  # it has a prediction: never a second paid attempt
+        await store.reserve("run-a", "b", request=REQUEST, amount=PRICE, budget=None)

@@ -91,7 +91,8 @@ async def test_the_budget_is_shared_and_a_failed_download_ends_the_drain(
     postgres_dsn: str, tmp_path: Path
 ) -> None:
     """Workers stop submitting at the fleet's budget; a billed item whose download fails
-    is noted (id kept) and left for a retry pass, which fetches it by id, not resubmits."""
+    is noted (id kept) and left for the next drain, which fetches it by id, not resubmits,
+    and submits the items the budget left unsubmitted."""
     async with (
         simulated(faults=Faults(output_ttl=1e-6)) as (sim, client),
         await PostgresJournal.open(postgres_dsn) as journal,
@@ -108,10 +109,13 @@ async def test_the_budget_is_shared_and_a_failed_download_ends_the_drain(
         assert counts[JournalState.DONE] + counts[JournalState.SUBMITTED] == 6
         assert (await journal.fleet()).noted == 6
 
+        # The next plain drain takes both again: the billed ones fetched by id, the
+        # not-submitted ones (the budget is raised) submitted once each.
         sim.configure(faults=Faults())
-        again = await drain(client, journal, out_dir=tmp_path, retry_noted=True)
-        assert (again.count(ResultStatus.SUCCEEDED), again.executions) == (6, 0)
-        assert sim.ledger.executions == 6
+        again = await drain(client, journal, out_dir=tmp_path)
+        assert (again.count(ResultStatus.SUCCEEDED), again.executions) == (10, 4)
+        assert sim.ledger.executions == 10
+        assert sim.ledger.duplicate_submissions == 0
 
 
 async def test_edit_batch_takes_a_postgres_dsn(postgres_dsn: str) -> None:

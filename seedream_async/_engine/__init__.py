@@ -11,6 +11,7 @@ Modules, in the order a batch's data flows through them:
 - a run's parts: ``_upload_cache`` (each image once), ``_scheduler`` (one poller),
   ``_budget``, ``_tracking`` (live counters), ``_resume`` (what the journal says to do),
   ``_claims`` (this run's leases), ``_stop`` (a stop that keeps what it paid for),
+  ``_unrecorded`` (billed ids the journal refused: kept, retried, saved to a sidecar),
   ``_submit`` (submits under the limits), ``_delivery`` (saved and verified outputs);
 - the whole: ``_pipeline`` (``Engine``: each item through the stages), ``_batch_run``
   (``BatchRun``, the run you iterate), ``_worker`` (a fleet's worker: ``drain``).

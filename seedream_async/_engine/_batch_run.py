@@ -10,10 +10,12 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from .._exceptions import JournalUnavailable
 from ._api import EngineAPI
 from ._items import BatchProgress, BatchResult
 from ._options import BatchOptions, Items
 from ._pipeline import Engine
+from ._unrecorded import Unwritten
 
 __all__ = ["BatchRun"]
 
@@ -102,6 +104,22 @@ class BatchRun:
         # not wrapped in an ExceptionGroup.
         await self._own_group.__aexit__(None, None, None)
         return None
+
+    @property
+    def unrecorded(self) -> Unwritten | None:
+        """Billed ids the journal never took (its disk full, its database down ...), and
+        the sidecar file they were written to for the next run; None when there are none.
+        Set once the run has ended."""
+        keeper = self._runner.engine.unrecorded
+        return keeper.unwritten if keeper is not None else None
+
+    @property
+    def journal_failure(self) -> JournalUnavailable | None:
+        """The first failure of the journal's disk or database this run met (items it
+        stopped are NOT_SUBMITTED or kept their id: a re-run picks them up), or None."""
+        keeper = self._runner.engine.unrecorded
+        error = keeper.error if keeper is not None else None
+        return error if isinstance(error, JournalUnavailable) else None
 
     def cancel(self, *, wait_for_submits: bool = True) -> None:
         """Stop the batch: nothing new is submitted.

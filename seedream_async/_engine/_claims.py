@@ -15,10 +15,10 @@ from pathlib import Path
 
 import anyio
 
-from .._exceptions import InvalidInput, JournalError, SeedreamError
+from .._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
 from .._models import Prediction
 from ._owners import DEFAULT_LEASE
-from ._store import Claim, ClaimStatus, ItemRecord, JournalStore
+from ._store import Claim, ClaimStatus, ItemRecord, JournalState, JournalStore, LostClaim
 
 __all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
 
@@ -53,6 +53,8 @@ class Claims:
         self.owner = owner
         self.lease = lease
         self._held: set[str] = set()
+        self._down_logged = False
+        self.lost = 0  # claims found lost (LostClaim) when writing
 
     def holds(self, key: str) -> bool:
         """True while this run holds ``key``."""
@@ -91,6 +93,10 @@ class Claims:
             await anyio.sleep(self.lease / 3)
             try:
                 await self.journal.heartbeat(self.owner, lease=self.lease)
+            except JournalUnavailable as err:
+                if not self._down_logged:
+                    self._down_logged = True
+                    logger.warning("could not renew this run's claims: %s", err)
             except JournalError as err:
                 logger.warning("could not renew this run's claims: %s", err)
 
@@ -119,9 +125,16 @@ class Claims:
 
     async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
         """Every output is on disk and verified (the journal releases the claim)."""
-        await self.journal.delivered(
-            self.owner, key, files=[str(file) for file in files], outputs=outputs
-        )
+        names = [str(file) for file in files]
+        try:
+            await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
+        except JournalUnavailable as err:
+            if not err.maybe_committed:
+                raise
+            # Cut off at the COMMIT: delivered already, or say it again.
+            record = await self.journal.get(key)
+            if record is None or record.state is not JournalState.DELIVERED:
+                await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
         self._held.discard(key)
 
     async def record_failure(self, key: str, err: SeedreamError, *, paid: bool) -> None:
@@ -136,9 +149,21 @@ class Claims:
                 self.journal.not_submitted(self.owner, key, error=error, error_type=kind)
             )
 
-    @staticmethod
-    async def _quietly(call: Awaitable[None]) -> None:
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
             await call
+        except JournalUnavailable as err:  # said once: every item would say it again
+            if not self._down_logged:
+                self._down_logged = True
+                logger.warning("%s (further journal errors of this run are not shown)", err)
+        except LostClaim as err:  # said once: a paused run loses them all at once
+            self.lost += 1
+            if self.lost == 1:
+                logger.warning(
+                    "this run (%s) lost its claim on %r and any others it held past their "
+                    "lease (paused, or cut off from the journal?): other runs carry them on, "
+                    "and nothing is sent for them here",
+                    err.owner, err.key,
+                )  # fmt: skip
         except JournalError as err:
             logger.warning("journal: %s", err)

@@ -37,6 +37,7 @@ async def open_journal(
     create: bool = True,
     pool_size: int = 4,
     connect_timeout: float = 10.0,
+    outage_wait: float = 120.0,
 ) -> SQLJournal:
     """Open the journal at ``target``: ``async with await open_journal(target) as journal``.
 
@@ -49,14 +50,22 @@ async def open_journal(
             reads a journal that exists).
         pool_size: PostgreSQL: the most journal calls at once.
         connect_timeout: PostgreSQL: seconds to wait for the first connection.
+        outage_wait: PostgreSQL: seconds each call waits out a server that went away (a
+            restart, an outage) before it raises
+            :class:`~seedream_async.JournalUnavailable`.
 
     Raises:
         JournalError: the journal cannot be opened (see :meth:`SQLiteJournal.open` and
             :meth:`PostgresJournal.open`); the message never carries a password.
+            :class:`~seedream_async.JournalUnavailable` when the cause is the machinery
+            (a full or read-only disk, a server down, a wrong DSN).
     """
     if is_postgres_dsn(target):
         return await PostgresJournal.open(
-            target, pool_size=pool_size, connect_timeout=connect_timeout
+            target,
+            pool_size=pool_size,
+            connect_timeout=connect_timeout,
+            outage_wait=outage_wait,
         )
     path = anyio.Path(target)
     if create:

@@ -68,6 +68,10 @@ class BatchOptions:
         lease: seconds a claim on a journal item lasts without renewal (the run renews its
             claims every third of it while it lives): a stopped run's items wait this long
             before another run takes them over.
+        journal_wait: seconds a billed id the journal refused (disk full or read-only, the
+            file deleted, the database down) is retried before its item gives up for this
+            run; meanwhile new submits wait. Ids still unwritten at the end go to a sidecar
+            file next to the journal that the next run reads (see ``_unrecorded.py``).
     """
 
     concurrency: int = 64
@@ -87,6 +91,7 @@ class BatchOptions:
     webhook_url: str | None = None
     owner: str | None = None
     lease: float = DEFAULT_LEASE
+    journal_wait: float = 30.0
     journal: str | os.PathLike[str] | JournalStore | None = None  # last, as in the dicts
 
     def __post_init__(self) -> None:
@@ -109,6 +114,8 @@ class BatchOptions:
                 raise InvalidInput(f"{name} must be a positive number or None", field=name)
         if not (self.stop_grace >= 0 and math.isfinite(self.stop_grace)):
             raise InvalidInput("stop_grace must be 0 or more seconds", field="stop_grace")
+        if not (self.journal_wait >= 0 and math.isfinite(self.journal_wait)):
+            raise InvalidInput("journal_wait must be 0 or more seconds", field="journal_wait")
         if not (self.lease > 0 and math.isfinite(self.lease)):
             raise InvalidInput("lease must be a positive number of seconds", field="lease")
         if self.owner is not None and not self.owner.strip():
@@ -141,6 +148,7 @@ class WorkOptionsDict(TypedDict, total=False):
     webhook_url: str | None
     owner: str | None
     lease: float
+    journal_wait: float
 
 
 class BatchOptionsDict(WorkOptionsDict, total=False):

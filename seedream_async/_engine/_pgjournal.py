@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from ._names import fold
 from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
 from ._rules import (
     DRAINABLE_STATES,
+    RETAKEN_STATES,
     SUPERSEDED_MID_SUBMIT,
     ClaimRow,
     left_mid_submit,
@@ -79,7 +80,11 @@ _DIALECT = Dialect(
 )
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 _LIVE = "(" + ", ".join(f"'{state}'" for state in sorted(DRAINABLE_STATES)) + ")"
-_NOT_NOTED = "AND NOT (state IN ('submitted', 'done') AND error IS NOT NULL)"
+_NOTED = "(state IN ('submitted', 'done') AND error IS NOT NULL)"
+_RETAKEN = "(" + ", ".join(f"'{state}'" for state in sorted(RETAKEN_STATES)) + ")"
+# _rules.retaken() as SQL: left waiting (not submitted, or billed with a failed delivery)
+# before the drain started (the first parameter).
+_RETAKE = f"((state IN {_RETAKEN} OR {_NOTED}) AND updated_at < ?)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,7 +175,12 @@ class PostgresJournal(SQLJournal):
 
     @classmethod
     async def open(
-        cls, dsn: str, *, pool_size: int = 4, connect_timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+        outage_wait: float = 120.0,
     ) -> PostgresJournal:
         """Connect to ``dsn`` and create (or check) the journal's tables.
 
@@ -179,13 +189,15 @@ class PostgresJournal(SQLJournal):
             pool_size: the most journal calls at once (one more connection is kept for
                 the heartbeat).
             connect_timeout: seconds to wait for the first connection.
+            outage_wait: seconds a journal call waits out a lost server (a restart, an
+                outage) before it raises :class:`JournalUnavailable`.
 
         Raises:
             JournalError: the server cannot be reached, the tables belong to another
                 application, or were written by a newer seedream-async.
         """
         try:
-            import psycopg  # noqa: F401  (fail here, with the fix, when it is missing)
+            import psycopg  # fail here, with the fix, when it is missing
             from psycopg_pool import ConnectionPool
         except ImportError as err:
             raise JournalError(
@@ -200,9 +212,16 @@ class PostgresJournal(SQLJournal):
                 max_size=pool_size + 1,
                 kwargs={"autocommit": True},
                 open=False,
+                # A server restart leaves idle connections dead: checked before each use,
+                # and replaced, so a restart costs a reconnect rather than a failed call.
+                check=ConnectionPool.check_connection,
+                configure=_configure,
                 name="seedream-journal",
             )
             try:
+                # One plain connection first: a wrong DSN or a server that is down says
+                # why at once ("connection refused"), not "pool incomplete" 10 s later.
+                psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout))).close()
                 pool.open(wait=True, timeout=connect_timeout)
                 with pool.connection() as conn, conn.transaction():
                     ensure_schema(conn, redact_dsn(dsn))
@@ -216,10 +235,10 @@ class PostgresJournal(SQLJournal):
         except JournalError:
             raise
         except Exception as err:  # PoolTimeout, OperationalError: say where, not the password
-            raise JournalError(
-                f"cannot open the PostgreSQL journal {redact_dsn(dsn)}: {_reason(err)}"
-            ) from None
-        return cls(pool, dsn, pool_size)
+            raise _down(redact_dsn(dsn), err) from None
+        journal = cls(pool, dsn, pool_size)
+        journal.outage_wait = outage_wait
+        return journal
 
     async def aclose(self) -> None:
         """Close the connections. Safe to call twice."""
@@ -228,22 +247,33 @@ class PostgresJournal(SQLJournal):
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(pool.close)
 
+    async def __aenter__(self) -> PostgresJournal:
+        return self
+
     def _transact(self, fn: Callable[[JournalTx], _T], *, read_only: bool) -> _T:
         """One transaction on a pooled connection, on the server's clock; a deadlock or a
-        serialization failure is tried again (up to five times)."""
+        serialization failure is tried again (up to five times). A lost or refused
+        connection is :class:`JournalUnavailable` (``maybe_committed`` when it came at the
+        COMMIT), which :meth:`SQLJournal._tx` waits out."""
         import psycopg.errors
 
         if self._pool is None:
             raise JournalError(f"the journal {self._dsn} is closed")
         for attempt in range(5):
+            committing = False
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    row = conn.execute(_NOW).fetchone()
-                    assert row is not None
-                    return fn(JournalTx(conn, _DIALECT, float(row[0])))
+                with self._pool.connection(timeout=_CHECKOUT) as conn:
+                    with conn.transaction():
+                        row = conn.execute(_NOW).fetchone()
+                        assert row is not None
+                        result = fn(JournalTx(conn, _DIALECT, float(row[0])))
+                        committing = True
+                    return result
             except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
                 if attempt == 4:
                     raise
+            except psycopg.OperationalError as err:
+                raise _down(self._dsn, err, maybe_committed=committing) from err
         raise AssertionError("unreachable")
 
     def _failure(self, err: Exception) -> JournalError | None:
@@ -256,31 +286,42 @@ class PostgresJournal(SQLJournal):
     # -- a fleet --------------------------------------------------------------------------
 
     async def claim_next(
-        self, owner: str, *, limit: int, lease: float, retry_noted: bool = False
+        self,
+        owner: str,
+        *,
+        limit: int,
+        lease: float,
+        retry_noted: bool = False,
+        since: float | None = None,
     ) -> list[ClaimedItem]:
         """Claim up to ``limit`` loaded items that still need work, in manifest order.
 
         Rows held by a live worker are skipped (``FOR UPDATE SKIP LOCKED`` keeps workers
         asking at once from waiting on each other); rows whose lease ran out are taken over
         as they were left, the caller's own included. Only rows loaded with :meth:`load`
-        (which carry their item) are handed out. A billed item whose delivery failed (an
-        error noted by :meth:`note_error`) waits for a pass with ``retry_noted=True``, so a
-        drain ends instead of retrying a broken download forever.
+        (which carry their item) are handed out. Rows left NOT_SUBMITTED, and billed items
+        whose delivery failed (an error noted by :meth:`note_error`), are taken again when
+        they were left so before ``since`` (the store-clock time the drain started, see
+        :meth:`clock` and :func:`~._rules.retaken`), so every plain drain picks up what
+        the last one could not do, and still ends; ``retry_noted`` also takes the noted
+        rows of this drain.
         """
-        noted = "" if retry_noted else _NOT_NOTED
+        noted = "TRUE" if retry_noted else f"NOT {_NOTED}"
+        since_value = -1.0 if since is None else since
 
         def pick(tx: JournalTx, which: str, limit: int) -> list[tuple[Any, ...]]:
             return tx.all(
                 f"""
                 WITH picked AS (
                     SELECT key, owner AS previous FROM {{items}}
-                    WHERE state IN {_LIVE} AND item IS NOT NULL {noted} AND {which}
+                    WHERE item IS NOT NULL AND ((state IN {_LIVE} AND {noted}) OR {_RETAKE})
+                    AND {which}
                     ORDER BY seq LIMIT ? FOR UPDATE SKIP LOCKED)
                 UPDATE {{items}} AS i SET owner = ?, lease_expires = ?
                 FROM picked WHERE i.key = picked.key
                 RETURNING i.key, picked.previous
                 """,
-                (tx.now, limit, owner, tx.now + lease),
+                (since_value, tx.now, limit, owner, tx.now + lease),
             )
 
         def claim_next(tx: JournalTx) -> list[ClaimedItem]:
@@ -333,21 +374,31 @@ class PostgresJournal(SQLJournal):
                 await self._tx(lambda tx, b=current_batch: load(tx, b))  # type: ignore[misc]
         return LoadReport(**tally, name_conflicts=tuple(conflicts))
 
-    async def fleet(self) -> FleetStatus:
-        """Who holds the unfinished items right now: live owners, stale leases, unclaimed."""
+    async def clock(self) -> float:
+        """The server's clock now (seconds since the epoch): where a drain starts."""
+        return await self._tx(lambda tx: tx.now)
+
+    async def fleet(self, *, since: float | None = None) -> FleetStatus:
+        """Who holds the unfinished items right now: live owners, stale leases, unclaimed
+        (rows a drain started at ``since`` takes again counted as unclaimed)."""
+        since_value = -1.0 if since is None else since
 
         def fleet(tx: JournalTx) -> FleetStatus:
             rows = tx.all(
-                "SELECT owner, lease_expires > ?, "
-                "state IN ('submitted', 'done') AND error IS NOT NULL, count(*) "
-                f"FROM {{items}} WHERE state IN {_LIVE} GROUP BY 1, 2, 3",
-                (tx.now,),
+                f"SELECT owner, lease_expires > ?, {_NOTED}, {_RETAKE}, "
+                f"state IN {_RETAKEN}, count(*) FROM {{items}} "
+                f"WHERE state IN {_LIVE} OR state IN {_RETAKEN} GROUP BY 1, 2, 3, 4, 5",
+                (tx.now, since_value),
             )
             owners: dict[str, int] = {}
             stale = unclaimed = noted = 0
-            for owner, live, was_noted, n in rows:
+            for owner, live, was_noted, retake, not_submitted, n in rows:
                 if owner is not None and live:
                     owners[owner] = owners.get(owner, 0) + n
+                elif retake:
+                    unclaimed += n
+                elif not_submitted:
+                    continue  # for the next drain
                 elif was_noted:
                     noted += n
                 elif owner is not None:
@@ -403,6 +454,32 @@ def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> Cl
         record=record_from_row(row),
         item=json.loads(row[17]),
         taken_over_from=previous if previous not in (None, owner) else None,
+    )
+
+
+_IDLE_IN_TRANSACTION_MS = 5000
+"""A worker paused (SIGSTOP, a VM frozen) inside one of its sub-millisecond transactions
+would hold its row locks, the budget row's included, and stall the whole fleet until it
+woke: the server ends such a session after 5 s instead (its transaction rolls back, the
+worker's next call reconnects)."""
+
+
+def _configure(conn: Any) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
+
+
+_CHECKOUT = 5.0
+"""Seconds one journal call waits for a connection; :meth:`SQLJournal._tx` tries again
+(a server restarting) until the journal's ``outage_wait`` has passed."""
+
+
+def _down(dsn: str, err: BaseException, *, maybe_committed: bool = False) -> JournalUnavailable:
+    """A connection failure as :class:`JournalUnavailable`, naming the DSN (no password)."""
+    return JournalUnavailable(
+        dsn,
+        f"the database cannot be reached ({_reason(err)})",
+        "check that the server is up and the DSN (host, port, database, user) is right",
+        maybe_committed=maybe_committed,
     )
 
 

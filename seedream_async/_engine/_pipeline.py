@@ -43,6 +43,7 @@ from .._exceptions import (
     DeadlineExceeded,
     InsufficientBalance,
     InvalidInput,
+    JournalUnavailable,
     PredictionFailed,
     SeedreamError,
 )
@@ -63,9 +64,10 @@ from ._owners import new_owner
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
 from ._stop import StopControl
-from ._store import ItemRecord, JournalStore
+from ._store import ItemRecord, JournalStore, LostClaim
 from ._submit import JournalSeat, Submitter
 from ._tracking import ItemState, Tracker
+from ._unrecorded import Unrecorded, sidecar_for
 from ._upload_cache import UploadCache
 
 __all__ = ["Engine"]
@@ -73,6 +75,14 @@ __all__ = ["Engine"]
 logger = logging.getLogger("seedream_async")
 
 _ACCOUNT_ERRORS = (AuthenticationError, InsufficientBalance)
+# Unpaid items these stopped are NOT_SUBMITTED: the next plain run (or `work`) takes them.
+_NOT_SENT = (
+    BudgetExceeded,
+    AuthenticationError,
+    InsufficientBalance,
+    JournalUnavailable,
+    LostClaim,
+)
 
 
 class Engine:
@@ -116,6 +126,7 @@ class Engine:
         self.deliverer: Deliverer | None = None
         self.webhook: WebhookCompletion | None = None
         self.claims: Claims | None = None
+        self.unrecorded: Unrecorded | None = None
         self.submitter: Submitter | None = None
         self.names = NameRegistry()
         self.digests = DigestCache()
@@ -129,8 +140,15 @@ class Engine:
             seat = None
             if journal is not None:
                 owner = self.options.owner or new_owner()
-                seat = JournalSeat(journal, owner, self.options.budget)
+                sidecar = sidecar_for(self.options.journal, self.out_dir)
+                self.unrecorded = Unrecorded(
+                    journal, owner, sidecar, wait=self.options.journal_wait
+                )
+                seat = JournalSeat(
+                    journal, owner, self.options.budget, self.unrecorded, lease=self.options.lease
+                )
                 self.claims = Claims(journal, owner, lease=self.options.lease)
+                await self.unrecorded.load()
             if self.options.completion == Completion.WEBHOOK:
                 assert self.options.webhook_url is not None
                 self.webhook = attach_webhooks(
@@ -159,6 +177,9 @@ class Engine:
             try:
                 await self._feed(items, send)
             finally:
+                if self.unrecorded is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self.unrecorded.finish()
                 self.names.close()
                 if self.claims is not None:
                     await self.claims.release_all()
@@ -170,6 +191,8 @@ class Engine:
             outer.start_soon(self._watch_for_stop)
             if self.claims is not None:
                 outer.start_soon(self.claims.heartbeat)
+            if self.unrecorded is not None:
+                outer.start_soon(self.unrecorded.retry)
             window = anyio.Semaphore(self.options.concurrency + 2 * self.options.upload_concurrency)
             deferred: list[EditItem] = []
             async with anyio.create_task_group() as group, aclosing(_aiterate(items)) as rows:
@@ -264,12 +287,14 @@ class Engine:
             err.key = state.key
             return state.result(ResultStatus.AMBIGUOUS, error=err)
         paid = state.prediction_id is not None
+        if self.unrecorded is not None:
+            self.unrecorded.noticed(err)
         if not paid and isinstance(err, _ACCOUNT_ERRORS):
             self.stop.fatal(err)
         status = ResultStatus.FAILED
-        if not paid and isinstance(err, BudgetExceeded | AuthenticationError | InsufficientBalance):
+        if not paid and isinstance(err, _NOT_SENT):
             status = ResultStatus.NOT_SUBMITTED
-        if paid and not isinstance(err, PredictionFailed):
+        if paid and not isinstance(err, PredictionFailed | JournalUnavailable):
             err = _kept(err, state.prediction_id)
         claims = self.claims
         if claims is not None and state.claimed and not isinstance(err, PredictionFailed):
@@ -293,6 +318,9 @@ class Engine:
             record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
             attempts = record.attempts
             state.claimed = True
+            if self.unrecorded is not None and item.key in self.unrecorded.loaded:
+                await self.unrecorded.after_claim(item.key)  # an id an earlier run kept
+                record = await self.claims.journal.get(item.key) or record
             if self.deliverer is not None:
                 await self.deliverer.remove_stale(name)
             resumed = await self._resume(state, record, name)
@@ -330,6 +358,11 @@ class Engine:
             prediction = await self._wait(prediction, shape, item.key, attempts + 1)
         finally:
             self.submitter.release()
+        unrecorded = self.unrecorded
+        # An id not in the journal yet: a delivery now could not be journaled; wait for it.
+        keeping = unrecorded is not None and unrecorded.holds(state.key)
+        if keeping and unrecorded is not None and not await unrecorded.settled(state.key):
+            raise unrecorded.refusal_of(state.key)
         return await self._finish(state, prediction, name)
 
     async def _wait(

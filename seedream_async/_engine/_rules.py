@@ -41,6 +41,7 @@ __all__ = [
     "EPSILON",
     "HELD_COLUMNS",
     "RESERVABLE_STATES",
+    "RETAKEN_STATES",
     "SUPERSEDED_MID_SUBMIT",
     "TRANSITIONS",
     "ClaimPlan",
@@ -51,9 +52,11 @@ __all__ = [
     "Transition",
     "decide_claim",
     "fits_budget",
+    "late_id_blocked",
     "left_mid_submit",
     "needs_name_check",
     "not_in_journal",
+    "retaken",
     "spend_of",
     "start",
     "start_delivery",
@@ -73,6 +76,19 @@ DRAINABLE_STATES = frozenset({S.PENDING, S.INTENT, S.SUBMITTED, S.DONE})
 """States a worker still has something to do for: run, mark ambiguous (INTENT left by a
 stopped run), or fetch by id and deliver."""
 
+RETAKEN_STATES = frozenset({S.NOT_SUBMITTED})
+"""States a fleet's drain takes again once: rows left in them *before* the drain started.
+NOT_SUBMITTED means "nothing billed, do it next time" to ``run`` and ``work`` alike (a
+database outage, a full disk, a budget, a stop); so does a billed item whose delivery
+failed (SUBMITTED or DONE with an error noted): fetched again by id. A row that falls back
+into one of them during the drain waits for the next one, so a drain always ends."""
+
+
+def retaken(state: JournalState, noted: bool, updated_at: float, since: float | None) -> bool:
+    """Whether a drain that started at ``since`` (store clock) takes this row again."""
+    waiting = state in RETAKEN_STATES or (noted and state in UNDELIVERED_STATES)
+    return waiting and since is not None and updated_at < since
+
 
 class Op(StrEnum):
     """A state change a caller asks the journal for (one :class:`JournalStore` call)."""
@@ -87,6 +103,7 @@ class Op(StrEnum):
     NOT_SUBMITTED = "not_submitted"
     NOTE_ERROR = "note_error"
     DELIVERY_RECORDED = "delivery_recorded"
+    RECORD_ID = "record_id"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +115,8 @@ class Transition:
         target: the state it ends in; None keeps the state (``note_error``).
         kept: states in which the call is accepted and changes nothing.
         live_lease: the caller's lease must not have run out (a paid attempt starts).
+        fenced: the caller must hold the claim. Only writing down a billed id is not: an id
+            must land whoever holds the item now (see :data:`LATE_ID_BLOCKED`).
         refusal: why a refused state cannot move, for the error message.
     """
 
@@ -105,6 +124,7 @@ class Transition:
     target: JournalState | None
     kept: frozenset[JournalState] = frozenset()
     live_lease: bool = False
+    fenced: bool = True
     refusal: str = ""
 
 
@@ -153,6 +173,18 @@ TRANSITIONS: Mapping[Op, Transition] = {
         sources=frozenset({S.INTENT, S.AMBIGUOUS, S.SUBMITTED}),
         target=S.DONE,
         kept=frozenset(JournalState) - {S.INTENT, S.AMBIGUOUS, S.SUBMITTED},
+        fenced=False,
+    ),
+    # A billed id the journal could not take when it came (disk full, database down, the
+    # claim lost while paused), written down later from memory or from the sidecar file.
+    # From INTENT it settles the reservation; from AMBIGUOUS (a claimer gave up on the
+    # submit) or PENDING / NOT_SUBMITTED (a journal recreated after it was deleted) it
+    # turns the item into a billed one that the next run fetches by id, never resubmits.
+    Op.RECORD_ID: Transition(
+        sources=frozenset({S.PENDING, S.NOT_SUBMITTED, S.INTENT, S.AMBIGUOUS}),
+        target=S.SUBMITTED,
+        kept=frozenset({S.SUBMITTED, S.DONE, S.DELIVERED, S.API_FAILED}),
+        fenced=False,
     ),
 }
 """Every state change, once. ``_store.py``'s module docstring draws them."""
@@ -222,11 +254,11 @@ def start(op: Op, key: str, owner: str, held: Held | None, *, now: float) -> Mov
     """
     if held is None:
         raise not_in_journal(key)
-    if held.holder != owner:
-        raise LostClaim(key, owner, held.holder)
     rule = TRANSITIONS[op]
+    if held.holder != owner and (rule.fenced or late_id_blocked(held, owner, now=now)):
+        raise LostClaim(key, owner, held.holder)
     if rule.live_lease and (held.lease_expires is None or held.lease_expires <= now):
-        raise LostClaim(key, owner, None)
+        raise LostClaim(key, owner, held.holder, expired=True)
     if held.state in rule.kept:
         return None
     if held.state not in rule.sources:
@@ -251,6 +283,18 @@ def start_delivery(
     if held is None or not current or held.state in rule.kept:
         return None
     return Move(source=held.state, target=S.API_FAILED if failed else rule.target)
+
+
+def late_id_blocked(held: Held, owner: str, *, now: float) -> bool:
+    """Whether a late id (:attr:`Op.RECORD_ID`) must wait: another live run holds the item
+    in INTENT, its own new submit on the wire (``resubmit_ambiguous``); writing our id
+    there would settle that run's reservation with our prediction."""
+    other_live = (
+        held.holder is not None
+        and held.holder != owner
+        and (held.lease_expires is not None and held.lease_expires > now)
+    )
+    return held.state is S.INTENT and other_live
 
 
 def _refusal(op: Op, key: str, state: JournalState, rule: Transition) -> str:

@@ -27,6 +27,7 @@ by id instead of paying for it again.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import time
@@ -37,7 +38,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from ._sqlite_schema import SCHEMA_VERSION, Tx, connect
 from ._sqljournal import SQLJournal
 from ._sqltx import Dialect, JournalTx
@@ -45,6 +46,16 @@ from ._sqltx import Dialect, JournalTx
 __all__ = ["SCHEMA_VERSION", "SQLiteJournal"]
 
 _T = TypeVar("_T")
+logger = logging.getLogger("seedream_async")
+
+
+def wall_clock() -> float:
+    """The journal's clock: wall time, the one clock every process on the machine (and the
+    file, across reboots) shares. A jump moves leases only: forward, a run renews its own
+    expired lease before a paid attempt (nobody took the item); backward, leases last
+    longer. Waits and deadlines never use it (they run on the monotonic clock)."""
+    return time.time()
+
 
 _DIALECT = Dialect(items="items", attempts="attempts", totals="totals", fold="name_fold")
 
@@ -56,9 +67,11 @@ class SQLiteJournal(SQLJournal):
     ``_sqljournal.py`` for the statements each call runs.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, durable: bool = False) -> None:
         self._conn: sqlite3.Connection | None = conn
         self.path = path
+        self._durable = durable
+        self._file = _file_id(path)
         self._limiter = anyio.CapacityLimiter(1)  # one sqlite call at a time, in order
 
     def __repr__(self) -> str:
@@ -80,9 +93,16 @@ class SQLiteJournal(SQLJournal):
         path = Path(path)
         try:
             conn = await anyio.to_thread.run_sync(connect, path, durable)
-        except sqlite3.Error as err:
-            raise JournalError(f"cannot open journal {str(path)!r}: {err}") from err
-        return cls(conn, path)
+        except JournalError as err:
+            cause = err.__cause__
+            if isinstance(cause, sqlite3.Error | OSError):
+                raise unavailable(path, cause) or err from cause
+            raise
+        except (sqlite3.Error, OSError) as err:
+            raise unavailable(path, err) or JournalError(
+                f"cannot open journal {str(path)!r}: {err}"
+            ) from err
+        return cls(conn, path, durable=durable)
 
     async def aclose(self) -> None:
         """Close the file. Safe to call twice."""
@@ -100,10 +120,115 @@ class SQLiteJournal(SQLJournal):
         # own; a read takes none.
         if self._conn is None:
             raise JournalError(f"journal {str(self.path)!r} is closed")
+        if _file_id(self.path) != self._file:
+            self._reopen()  # deleted or replaced while in use
         with Tx(self._conn, read_only=read_only) as conn:
-            return fn(JournalTx(conn, _DIALECT, time.time()))
+            return fn(JournalTx(conn, _DIALECT, wall_clock()))
 
     def _failure(self, err: Exception) -> JournalError | None:
-        if isinstance(err, sqlite3.Error):
-            return JournalError(f"journal {str(self.path)!r}: {err}")
+        if isinstance(err, sqlite3.Error | OSError):
+            return unavailable(self.path, err) or JournalError(f"journal {str(self.path)!r}: {err}")
         return None
+
+    def _reopen(self) -> None:
+        """The file at :attr:`path` is not the one this connection has open: it was deleted
+        (a write would land in a file no later run sees) or replaced. A deleted journal is
+        restored from the open connection (SQLite's online backup, page for page), then
+        the journal is opened again at its path. Runs in the worker thread, before a
+        transaction, so no write is lost in between."""
+        assert self._conn is not None
+        restored = False
+        if _file_id(self.path) is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            spare = self.path.with_name(f".{self.path.name}.restore-{os.getpid()}")
+            target = sqlite3.connect(spare)
+            try:
+                self._conn.backup(target)
+            finally:
+                target.close()
+            self._conn.close()  # the last user of the old file: its -wal and -shm go
+            try:
+                os.link(spare, self.path)  # unless another run restored it first
+                restored = True
+            except FileExistsError:
+                pass
+            finally:
+                spare.unlink(missing_ok=True)
+        else:
+            self._conn.close()
+        self._conn = connect(self.path, self._durable)
+        self._file = _file_id(self.path)
+        logger.warning(
+            "the journal %s was %s while in use; %s",
+            self.path, "deleted" if restored or self._file is None else "replaced",
+            "restored it from the open connection: nothing is lost" if restored
+            else "opened the file now there",
+        )  # fmt: skip
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+_FAULTS = {
+    # sqlite3 error names (Python 3.11+) whose cause is the machinery, not the file's content.
+    "SQLITE_FULL": ("its disk is full", "free space on the disk holding it"),
+    "SQLITE_READONLY_DBMOVED": (
+        "its file was deleted or moved while in use",
+        "every billed id it held is saved to a sidecar file beside it, which the next run reads",
+    ),
+    "SQLITE_READONLY": (
+        "it is read-only",
+        "fix its permissions (and its folder's: SQLite writes a -wal file beside it)",
+    ),
+    "SQLITE_CANTOPEN": (
+        "its file cannot be opened",
+        "check that its folder exists and is writable",
+    ),
+    "SQLITE_IOERR": ("the disk reported an I/O error", "check the disk holding it"),
+    "SQLITE_BUSY": ("another process keeps it locked", "wait for it, or stop it"),
+}
+
+
+def unavailable(path: Path, err: BaseException) -> JournalUnavailable | None:
+    """``err`` as a :class:`JournalUnavailable` naming the file and what to do, or None
+    when it is not the infrastructure's fault (a corrupt file, a bug)."""
+    resource = str(path)
+    if isinstance(err, OSError):
+        reason = err.strerror or type(err).__name__
+        if err.errno == 28:  # ENOSPC
+            return JournalUnavailable(resource, "its disk is full", _hint("free space"))
+        return JournalUnavailable(resource, reason, _hint("check the disk and permissions"))
+    name = getattr(err, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR")) and (
+        _read_only(path)
+    ):
+        reason, hint = _FAULTS["SQLITE_READONLY"]
+        return JournalUnavailable(resource, reason, _hint(hint))
+    for prefix, (reason, hint) in _FAULTS.items():
+        if name.startswith(prefix):
+            gone = prefix == "SQLITE_READONLY_DBMOVED"
+            return JournalUnavailable(resource, reason, _hint(hint), gone=gone)
+    text = str(err).lower()
+    if "disk is full" in text:
+        return JournalUnavailable(resource, "its disk is full", _hint("free space"))
+    if "readonly" in text or "read-only" in text:
+        return JournalUnavailable(resource, "it is read-only", _hint("fix its permissions"))
+    return None
+
+
+def _read_only(path: Path) -> bool:
+    """The file, or its folder (SQLite writes a -wal and -shm beside it), is not writable
+    (a read-only mount says so even to root)."""
+    folder = path.parent
+    return (folder.exists() and not os.access(folder, os.W_OK)) or (
+        path.exists() and not os.access(path, os.W_OK)
+    )
+
+
+def _hint(what: str) -> str:
+    return f"{what}, then re-run the same command (nothing billed is paid again)"

@@ -16,6 +16,7 @@ Three parts, each in its own place:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError
+from .._exceptions import JournalError, JournalUnavailable
 from .._models import Prediction
 from ._rules import Op, fits_budget, spend_of, start_delivery
 from ._sqltx import (
@@ -49,13 +50,24 @@ from ._store import (
 
 __all__ = ["SQLJournal"]
 
+logger = logging.getLogger("seedream_async")
+
 _T = TypeVar("_T")
 _CHUNK = 500  # keys per IN (...) list: under SQLite's oldest limit of 999 parameters
 
 
 class SQLJournal(ABC):
     """:class:`~._store.JournalStore` over any SQL backend: a subclass supplies
-    :meth:`_tx` (one transaction, its clock, its connection) and the schema."""
+    :meth:`_tx_once` (one transaction, its clock, its connection) and the schema.
+
+    Attributes:
+        outage_wait: seconds a call waits out :class:`JournalUnavailable` (a database
+            restarting) before it raises it; 0 raises at once (a file journal: a full or
+            read-only disk does not pass by itself).
+    """
+
+    outage_wait: float = 0.0
+    _down_since: float | None = None  # when a call first found the journal unavailable
 
     _limiter: anyio.CapacityLimiter
     """How many calls may run at once (each in a worker thread)."""
@@ -73,11 +85,16 @@ class SQLJournal(ABC):
         """The :class:`JournalError` to raise for the driver's ``err`` (None: not the
         driver's; it propagates as it is). The message never carries a password."""
 
-    async def _tx(
+    async def _tx_once(
         self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False, read_only: bool = False
     ) -> _T:
         """Run ``fn`` in one transaction in a worker thread, not cancelled once started (a
-        commit happens or not)."""
+        commit happens or not).
+
+        Raises:
+            JournalUnavailable: the disk or the server failed (``maybe_committed`` when it
+                may have failed after the COMMIT went out).
+        """
         limiter = (self._beat_limiter if heartbeat else None) or self._limiter
         try:
             return await anyio.to_thread.run_sync(
@@ -90,6 +107,34 @@ class SQLJournal(ABC):
             if failure is None:
                 raise
             raise failure from err
+
+    async def _tx(
+        self, fn: Callable[[JournalTx], _T], *, heartbeat: bool = False, read_only: bool = False
+    ) -> _T:
+        """:meth:`_tx_once`, an outage waited out: a call that certainly did not commit is
+        tried again with capped exponential backoff for up to :attr:`outage_wait` seconds
+        (one line logged when the wait starts and one when it ends). A failure at the
+        COMMIT is raised at once: the caller decides whether its write may be repeated."""
+        started: float | None = None
+        delay = 0.1
+        while True:
+            try:
+                result = await self._tx_once(fn, heartbeat=heartbeat, read_only=read_only)
+            except JournalUnavailable as err:
+                now = anyio.current_time()
+                started = now if started is None else started
+                if err.maybe_committed or now - started + delay > self.outage_wait:
+                    raise
+                if self._down_since is None:  # said once for the journal, not per call
+                    self._down_since = now
+                    logger.warning("%s; waiting up to %gs for it", err, self.outage_wait)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self._down_since is not None:
+                down, self._down_since = anyio.current_time() - self._down_since, None
+                logger.warning("the journal is back after %.1fs; carrying on", down)
+            return result
 
     @abstractmethod
     async def aclose(self) -> None:
@@ -213,6 +258,40 @@ class SQLJournal(ABC):
             tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
 
         await self._tx(ambiguous)
+
+    async def record_id(self, owner: str, key: str, *, prediction_id: str, cost: float) -> bool:
+        """Write down a billed id the journal could not take when it came (see
+        :attr:`~._rules.Op.RECORD_ID`). Idempotent: an item that has an id already keeps
+        it (a different id is added to its history). Returns True when the item's row now
+        carries ``prediction_id``, so the next run fetches it by id.
+
+        Raises:
+            LostClaim: another live run has a new submit of the item on the wire; try later.
+        """
+
+        def record_id(tx: JournalTx) -> bool:
+            move, held = tx.start(Op.RECORD_ID, owner, key)
+            if move is None:  # it has an id already: ours, or one paid for since
+                row = tx.one("SELECT prediction_id FROM {items} WHERE key = ?", (key,))
+                if row[0] != prediction_id:
+                    tx.late_attempt(held, owner, prediction_id, cost)
+                return bool(row[0] == prediction_id)
+            if move.settles:
+                tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
+                add = cost
+            elif move.source is JournalState.AMBIGUOUS:  # counted as billed already
+                tx.close_attempt(key, held.attempts, JournalState.SUBMITTED,
+                                 prediction_id=prediction_id)  # fmt: skip
+                add = 0.0
+            else:  # PENDING / NOT_SUBMITTED: a journal that lost the attempt
+                tx.late_attempt(held, owner, prediction_id, cost)
+                add = 0.0
+            fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id,
+                      "reserved": 0.0, "error": None, "error_type": None}  # fmt: skip
+            tx.update(key, fields, add={"cost": add})
+            return True
+
+        return await self._tx(record_id)
 
     # -- after the id ---------------------------------------------------------------------
 

@@ -232,6 +232,16 @@ class JournalTx:
             (state, self.now, *fields.values(), key, number),
         )
 
+    def late_attempt(self, held: Held, owner: str, prediction_id: str, cost: float) -> None:
+        """Add a paid attempt the journal never saw (its reserve was lost with the file, or
+        it is another id than the row's): billed, in the history and the totals."""
+        number = held.attempts + 1
+        self.open_attempt(held.key, number, held.fingerprint, owner)
+        self.close_attempt(held.key, number, JournalState.SUBMITTED, cost=cost,
+                           prediction_id=prediction_id)  # fmt: skip
+        self.add_totals(billed=cost)
+        self.update(held.key, {"attempts": number}, add={"cost": cost})
+
     def settle(self, held: Held, state: JournalState, *, cost: float, **fields: Any) -> None:
         """Close the open attempt of an item that held a reservation: the reservation leaves
         the journal's total, ``cost`` is added to what was billed."""

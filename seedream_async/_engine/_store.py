@@ -20,6 +20,8 @@ An item's states (one row per key; every arrow is one call)::
        │                   │  └─ambiguous─► AMBIGUOUS (may be billed; no id)
        └───────refund──────┘                       └─api_failed─► API_FAILED (billed, failed)
     (not_submitted: PENDING/INTENT ──► NOT_SUBMITTED, nothing billed: budget, a stop, a rejection)
+    (record_id: PENDING/NOT_SUBMITTED/INTENT/AMBIGUOUS ──► SUBMITTED, a billed id the journal
+     could not take when it came, written late; the one change not fenced by the claim)
 
 - Billed states: SUBMITTED, DONE, DELIVERED, API_FAILED, and AMBIGUOUS (counted as billed, to
   be safe). An item in SUBMITTED or DONE is *billed but undelivered*: a resume fetches it by
@@ -121,16 +123,24 @@ UNDELIVERED_STATES = frozenset({JournalState.SUBMITTED, JournalState.DONE})
 
 class LostClaim(JournalError):
     """A state change was refused: the item's claim is no longer the caller's (its lease ran
-    out and another run took the item over). The caller must drop the item, not retry."""
+    out and another run took the item over). The caller must drop the item, not retry.
 
-    def __init__(self, key: str, owner: str, holder: str | None) -> None:
+    ``expired``: the caller still holds the claim but its lease ran out (a paid attempt
+    needs a live one): no one has taken the item over yet, so renewing the lease
+    (``heartbeat``) and asking again is safe.
+    """
+
+    def __init__(self, key: str, owner: str, holder: str | None, *, expired: bool = False) -> None:
         super().__init__(
             f"item {key!r}: this run ({owner}) no longer holds its claim (now held by "
             f"{holder or 'nobody'}); another run carries it on, nothing is paid twice"
+            if not expired
+            else f"item {key!r}: this run's ({owner}) lease on it ran out before its submit"
         )
         self.key = key
         self.owner = owner
         self.holder = holder
+        self.expired = expired
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -354,6 +364,17 @@ class JournalStore(Protocol):
     async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
         """INTENT -> AMBIGUOUS: the submit may have been billed, but no id came back.
         ``cost`` is counted as billed, to be safe."""
+        ...
+
+    async def record_id(self, owner: str, key: str, *, prediction_id: str, cost: float) -> bool:
+        """Write down a billed id the journal could not take when it came (the disk was
+        full, the database down, or the caller's claim lost while it was paused): the item
+        becomes SUBMITTED with it, whoever holds it, so the next run fetches it by id.
+        Idempotent. True when the row now carries ``prediction_id``.
+
+        Raises:
+            LostClaim: another live run has a new submit of the item on the wire.
+        """
         ...
 
     # -- after the id ------------------------------------------------------------------

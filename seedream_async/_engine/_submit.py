@@ -12,8 +12,9 @@ back and queues again under the lowered limit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import NoReturn
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn
 
 import anyio
 import anyio.lowlevel
@@ -21,9 +22,13 @@ import anyio.lowlevel
 from .._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
+    APIUnreachable,
     AuthenticationError,
     BudgetExceeded,
     InsufficientBalance,
+    JournalError,
+    JournalUnavailable,
+    TransportError,
 )
 from .._limits import AdaptiveLimit, RateLimiter
 from .._models import EditRequest, Prediction
@@ -31,8 +36,9 @@ from ._api import EngineAPI
 from ._budget import Budget
 from ._items import Stage
 from ._stop import StopControl, Wire
-from ._store import JournalStore
+from ._store import JournalState, JournalStore, LostClaim
 from ._tracking import ItemState, Tracker
+from ._unrecorded import Unrecorded
 
 __all__ = ["JournalSeat", "Submitter"]
 
@@ -40,12 +46,62 @@ logger = logging.getLogger("seedream_async")
 
 
 class JournalSeat:
-    """A run's place at a journal: the journal, the run's owner id, the catalog budget."""
+    """A run's place at a journal: the journal, the run's owner id, the catalog budget, and
+    the billed ids the journal has not taken yet."""
 
-    def __init__(self, journal: JournalStore, owner: str, budget: float | None) -> None:
+    def __init__(
+        self,
+        journal: JournalStore,
+        owner: str,
+        budget: float | None,
+        unrecorded: Unrecorded,
+        *,
+        lease: float,
+    ) -> None:
         self.journal = journal
         self.owner = owner
         self.budget = budget
+        self.unrecorded = unrecorded
+        self.lease = lease
+
+    async def reserve(self, key: str, payload: Mapping[str, Any], amount: float) -> bool:
+        """Record the intent to submit (see :meth:`JournalStore.reserve`). When this run
+        still holds the item but its lease ran out (the journal was down for longer than
+        it, or the run was paused), no one has taken the item over yet: the run renews its
+        leases and asks once more; a claim another run took is refused (:class:`LostClaim`)."""
+        try:
+            return await self.journal.reserve(
+                self.owner, key, request=payload, amount=amount, budget=self.budget
+            )
+        except JournalUnavailable as err:
+            if not err.maybe_committed:
+                raise
+            # Cut off at the COMMIT: the row says whether it landed (INTENT under this run
+            # can only be this reserve's); if not, ask again.
+            record = await self.journal.get(key)
+            mine = record is not None and record.owner == self.owner
+            if mine and record is not None and record.state is JournalState.INTENT:
+                return True
+            return await self.journal.reserve(
+                self.owner, key, request=payload, amount=amount, budget=self.budget
+            )
+        except LostClaim as err:
+            if not err.expired or err.holder != self.owner:
+                raise
+        await self.journal.heartbeat(self.owner, lease=self.lease)
+        return await self.journal.reserve(
+            self.owner, key, request=payload, amount=amount, budget=self.budget
+        )
+
+    async def submitted(self, key: str, prediction_id: str, cost: float) -> None:
+        """Journal a billed id; one the journal refuses is kept (:class:`Unrecorded`)."""
+        try:
+            with anyio.CancelScope(shield=True):  # past the grace too: it is paid
+                await self.journal.submitted(
+                    self.owner, key, prediction_id=prediction_id, cost=cost
+                )
+        except JournalError as err:  # full, read-only, deleted, down, or the claim lost
+            self.unrecorded.keep(key, prediction_id, cost, err)
 
 
 class _Hold:
@@ -112,6 +168,7 @@ class Submitter:
         self._give_up_after = give_up_after
         self._stop = stop
         self._seat = seat
+        self._jitter = random.Random()
         tracker.progress.concurrency_limit = self.limit.limit
 
     async def submit(self, state: ItemState, request: EditRequest) -> Prediction:
@@ -144,7 +201,7 @@ class Submitter:
         try:
             with wire.scope:
                 await self._admit(state, request, hold, wire)
-                prediction = await self._client.submit(request, on_refused=requeue)
+                prediction = await self._send(state, request, hold, wire, requeue, give_up_at)
                 await self._taken(state, hold, prediction)
         except AmbiguousSubmission as err:
             await self._ambiguous(state, hold, str(err))
@@ -170,11 +227,8 @@ class Submitter:
         state.submitted(prediction.id)
         state.request_id = prediction.request_id
         self.limit.succeeded()
-        if self._seat is not None:
-            with anyio.CancelScope(shield=True):  # past the grace too: it is paid
-                await self._seat.journal.submitted(
-                    self._seat.owner, state.key, prediction_id=prediction.id, cost=hold.cost
-                )
+        if self._seat is not None:  # shielded; an id the journal refuses is kept
+            await self._seat.submitted(state.key, prediction.id, hold.cost)
 
     async def _stopped(self, state: ItemState, hold: _Hold, wire: Wire) -> NoReturn:
         """A stop cancelled the submit: ambiguous if it was on the wire, else unsent."""
@@ -188,6 +242,38 @@ class Submitter:
         await hold.give_back(state.key, "stopped before it was sent")
         await anyio.lowlevel.checkpoint()  # the stop's cancellation, if it is one
         raise BudgetExceeded("the batch was stopped before this item was submitted")
+
+    async def _send(
+        self,
+        state: ItemState,
+        request: EditRequest,
+        hold: _Hold,
+        wire: Wire,
+        requeue: Callable[[APIStatusError, float], Awaitable[None]],
+        give_up_at: float,
+    ) -> Prediction:
+        """The POST, sent again while the API cannot be reached after this run has reached
+        it (an outage): a connection that failed before the request left bills nothing
+        (one that may have left raises :class:`AmbiguousSubmission` instead), so the item
+        gives its hold back, waits with capped exponential backoff and queues again, until
+        ``give_up_at`` (the batch's deadline)."""
+        delay = 1.0
+        while True:
+            try:
+                return await self._client.submit(request, on_refused=requeue)
+            except APIUnreachable:
+                raise  # nothing ever reached it: a wrong URL, not an outage
+            except TransportError as err:
+                if anyio.current_time() + delay > give_up_at:
+                    raise
+                wire.sending = False
+                await hold.give_back(state.key, str(err))
+                if delay == 1.0:
+                    logger.warning("the API cannot be reached (%s); items wait for it", err)
+                await anyio.sleep(delay * (0.5 + self._jitter.random() / 2))
+                delay = min(delay * 2, 30.0)
+                state.enter(Stage.WAITING)
+                await self._admit(state, request, hold, wire)
 
     async def _ambiguous(self, state: ItemState, hold: _Hold, message: str) -> None:
         hold.money = False  # it may have been billed: the reservation stands
@@ -221,11 +307,9 @@ class Submitter:
         hold.money = True
         seat = self._seat
         if seat is not None:
-            payload = request.to_payload()
-            amount = hold.cost
-            if not await seat.journal.reserve(
-                seat.owner, state.key, request=payload, amount=amount, budget=seat.budget
-            ):
+            if not await seat.unrecorded.clear():
+                raise seat.unrecorded.refusal()
+            if not await seat.reserve(state.key, request.to_payload(), hold.cost):
                 raise BudgetExceeded(
                     f"budget ${seat.budget or 0:.2f} over the whole journal reached before this "
                     "item; nothing was spent on it"

@@ -33,6 +33,7 @@ from ._options import BatchOptionsDict, Items, WorkOptionsDict
 from ._owners import DEFAULT_LEASE, new_owner
 from ._pgjournal import LoadReport, LoadRow, PostgresJournal
 from ._resume import fingerprint
+from ._unrecorded import Unwritten
 
 __all__ = ["BatchClient", "WorkTally", "drain", "load_items"]
 
@@ -113,6 +114,8 @@ class WorkTally:
         results: its results by status.
         from_journal: results answered from the journal (done by another worker already).
         executions: predictions it submitted (each billed).
+        unrecorded: billed ids the journal never took (the database stayed down), and the
+            sidecar file they were saved to; None when there are none.
     """
 
     owner: str
@@ -121,6 +124,7 @@ class WorkTally:
     results: dict[str, int] = field(default_factory=dict)
     from_journal: int = 0
     executions: int = 0
+    unrecorded: Unwritten | None = None
 
     def count(self, status: ResultStatus) -> int:
         """Results with ``status``."""
@@ -150,8 +154,9 @@ async def drain(
         batch: most items claimed per round trip.
         idle_wait: seconds between looks at the journal while only other live workers hold
             items (they may die and leave them); ``lease / 4`` when None.
-        retry_noted: also take billed items whose delivery failed before (fetched again
-            by id); otherwise they wait for such a pass and the drain ends without them.
+        retry_noted: also take again billed items whose delivery failed during this drain
+            (fetched again by id). Those that failed before it started, and items left
+            not submitted before it started, are taken again by every drain.
         on_result: called with each result.
         **options: the fields of :class:`BatchOptions` (as for ``edit_batch``) but
             ``journal``: ``budget`` is the whole journal's (every worker's spend counts);
@@ -163,7 +168,11 @@ async def drain(
     lease = options.setdefault("lease", DEFAULT_LEASE)
     tally = WorkTally(owner=owner)
     wait = idle_wait if idle_wait is not None else lease / 4
-    items = _claimed(journal, tally, batch=batch, lease=lease, wait=wait, retry_noted=retry_noted)
+    # Rows left not submitted, or billed and undelivered, before now are taken again once.
+    since = await journal.clock()
+    items = _claimed(
+        journal, tally, batch=batch, lease=lease, wait=wait, retry_noted=retry_noted, since=since
+    )
 
     # The run's heartbeat renews every claim of `owner`, those claim_next took included.
     run = client.edit_batch(items, journal=journal, **options)
@@ -174,6 +183,7 @@ async def drain(
             if on_result is not None:
                 on_result(result)
     tally.executions = run.progress.executions
+    tally.unrecorded = run.unrecorded
     return tally
 
 
@@ -185,18 +195,22 @@ async def _claimed(
     lease: float,
     wait: float,
     retry_noted: bool,
+    since: float,
 ) -> AsyncIterator[Mapping[str, Any]]:
-    """The items ``claim_next`` hands this worker, until nothing is left for anyone."""
+    """The items ``claim_next`` hands this worker, until nothing is left for anyone (rows
+    left not submitted, or billed and undelivered, before ``since`` are taken again)."""
     owner = tally.owner
     while True:
-        claimed = await journal.claim_next(owner, limit=batch, lease=lease, retry_noted=retry_noted)
+        claimed = await journal.claim_next(
+            owner, limit=batch, lease=lease, retry_noted=retry_noted, since=since
+        )
         for one in claimed:
             tally.claimed += 1
             tally.taken_over += one.taken_over_from is not None
             yield dict(one.item)
         if claimed:
             continue
-        status = await journal.fleet()
+        status = await journal.fleet(since=since)
         if set(status.owners) <= {owner} and not status.stale and not status.unclaimed:
             return  # what is left is in this worker's hands already, or nowhere
         await anyio.sleep(wait)

@@ -8,9 +8,7 @@ only assembles them. Options several commands share are defined once in ``_optio
 Needs the ``cli`` extra (``pip install 'seedream-async[cli]'``); the library itself never
 imports this package.
 
-Exit codes: 0 every item succeeded (or the manifest is valid), 1 some item did not (or the
-manifest has problems, for ``validate``), 2 a usage or manifest error, 130 stopped by Ctrl-C
-(SIGINT), 143 stopped by SIGTERM.
+Exit codes (also in ``--help``): see :data:`EXIT_CODES`.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
+from ._options import EXIT_CODES
 
 __all__ = ["main"]
 
@@ -30,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seedream-async",
         description="Bulk image editing with Seedream v4.5 Edit Sequential on Atlas Cloud.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

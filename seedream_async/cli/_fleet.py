@@ -17,8 +17,8 @@ from rich.table import Table
 from .._engine import PostgresJournal, open_journal
 from .._engine._pgjournal import redact_dsn
 from .._engine._store import JournalState
-from .._exceptions import JournalError
-from ._options import ENV_DSN, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, is_dsn
+from .._exceptions import JournalError, JournalUnavailable
+from ._options import ENV_DSN, EXIT_INTERRUPTED, EXIT_JOURNAL, EXIT_OK, EXIT_USAGE, is_dsn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -72,6 +72,9 @@ def run_on_journal(ns: argparse.Namespace, handler: Handler) -> int:
     except KeyboardInterrupt:
         errors.print("\nInterrupted: claims were released; nothing billed was lost.")
         return EXIT_INTERRUPTED
+    except JournalUnavailable as err:  # down, unreachable, a wrong DSN: one sentence
+        errors.print(f"error: {escape(str(err))}")
+        return EXIT_JOURNAL
     except JournalError as err:
         errors.print(f"error: {escape(str(err))}")
         return EXIT_USAGE

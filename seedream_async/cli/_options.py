@@ -29,7 +29,9 @@ __all__ = [
     "BALANCE_HELP",
     "ENV_DSN",
     "EXIT_FAILED",
+    "EXIT_CODES",
     "EXIT_INTERRUPTED",
+    "EXIT_JOURNAL",
     "EXIT_OK",
     "EXIT_USAGE",
     "add_batch_options",
@@ -51,7 +53,18 @@ __all__ = [
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_JOURNAL = 3  # the journal's disk or database failed: the last line says what to do
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it (SIGTERM: 143)
+
+EXIT_CODES = """exit codes:
+  0    every item succeeded (validate: the manifest is valid)
+  1    some item did not succeed (validate: the manifest has problems)
+  2    a usage or manifest error, or a fleet journal that is not a DSN; nothing was sent
+  3    the journal's disk or database failed (full, read-only, deleted, down, a wrong
+       DSN); the last line names the resource and what to do, and where any billed ids
+       it could not take were saved (the next run reads them: fetched by id, not paid
+       again)
+  130  stopped by Ctrl-C (SIGINT); 143 stopped by SIGTERM: re-run the same command"""
 ENV_DSN = "SEEDREAM_JOURNAL"
 BALANCE_HELP = (
     "also read the account's balance (one GET to Atlas Cloud's Billing Public API, with "
@@ -142,6 +155,15 @@ def add_batch_options(parser: argparse.ArgumentParser, *, concurrency: int = 64)
         "--retry-failed",
         action="store_true",
         help="pay for a new attempt of items the API reported failed in an earlier run",
+    )
+    parser.add_argument(
+        "--journal-wait",
+        type=positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a billed id the journal cannot take (disk full, database down) is "
+        "retried while new submits wait; then it is saved to a sidecar file the next run "
+        "reads (default: 30)",
     )
     parser.add_argument(
         "--lease",
@@ -279,6 +301,7 @@ def batch_options(ns: argparse.Namespace) -> BatchOptions:
         retry_failed=ns.retry_failed,
         poll=poll_policy(ns),
         lease=ns.lease,
+        journal_wait=ns.journal_wait,
         completion="webhook" if ns.webhook_url else "poll",
         webhook_url=ns.webhook_url,
     )

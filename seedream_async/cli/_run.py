@@ -27,9 +27,18 @@ from .._engine import BatchOptions, BatchResult, BatchRun
 from .._engine._items import EditItem
 from .._engine._options import as_kwargs
 from .._engine._pgjournal import redact_dsn
+from .._engine._unrecorded import Unwritten
+from .._exceptions import JournalError, JournalUnavailable
 from .._models import PriceModel
 from ._manifest import ManifestProblem, iter_items
-from ._options import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, webhook_listener
+from ._options import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_JOURNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    webhook_listener,
+)
 from ._progress import ProgressDisplay
 from ._report import (
     ReportWriter,
@@ -50,6 +59,7 @@ from ._validate import scan
 __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
+    "EXIT_JOURNAL",
     "EXIT_OK",
     "EXIT_USAGE",
     "JOURNAL_NAME",
@@ -268,6 +278,15 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
     return EXIT_OK
 
 
+def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    """The first JournalError of ``group`` (the task groups around the batch wrap it)."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, JournalError)
+    return error
+
+
 async def _write_records(
     options: RunOptions,
     keys: list[str],
@@ -292,7 +311,8 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
         errors: where manifest problems go.
 
     Returns:
-        0 when every item succeeded, 1 when any did not, 2 when the manifest is bad.
+        0 when every item succeeded, 1 when any did not, 2 when the manifest is bad, 3
+        when the journal's disk or database failed (the last line says what to do).
     """
     keys, problems, count, found = _prescan(options)
     refused = _refusal(options, keys, problems, count, found, errors)
@@ -303,11 +323,16 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     if options.reroll:
         await _reroll(options, console)
     _say_journal(options, console)
-    outcome = await _run_batch(options, keys, console)
+    outcome = await _run_batch(options, keys, console, errors)
+    if outcome.failure is not None:
+        errors.print(f"error: {escape(str(outcome.failure))}. Nothing was sent.")
+        return EXIT_JOURNAL
     _print_outcome(options, outcome, expected=len(keys), console=console)
     if outcome.stop.exit_code is not None:
         _print_stopped(options, outcome.stop, errors)
         return outcome.stop.exit_code
+    if _journal_broke(outcome, errors):
+        return EXIT_JOURNAL
     tally = outcome.tally
     return EXIT_OK if tally.all_ok and tally.total == len(keys) else EXIT_FAILED
 
@@ -361,9 +386,32 @@ class _Outcome:
     stop: Stop
     billed: float = 0.0
     elapsed: float = 0.0
+    failure: JournalError | None = None  # the journal could not be opened: nothing sent
+    sidecar: Unwritten | None = None  # billed ids the journal refused, saved beside it
+    broken: JournalUnavailable | None = None  # the journal failed mid-run
 
 
-async def _run_batch(options: RunOptions, keys: list[str], console: Console) -> _Outcome:
+def _journal_broke(outcome: _Outcome, errors: Console) -> bool:
+    """Say, in one line, that the journal failed mid-run and what the user does now."""
+    if outcome.sidecar is not None:
+        errors.print(
+            f"error: {escape(str(outcome.sidecar.reason))}. The billed ids it could not take "
+            f"are in {outcome.sidecar.path}; re-run the same command once it is fixed: they "
+            "are fetched by id, not paid again."
+        )
+        return True
+    if outcome.broken is not None:
+        errors.print(
+            f"error: {escape(str(outcome.broken))}. Items it stopped were not submitted, or "
+            "keep their prediction id: re-running the same command picks them all up."
+        )
+        return True
+    return False
+
+
+async def _run_batch(
+    options: RunOptions, keys: list[str], console: Console, errors: Console
+) -> _Outcome:
     """The batch itself, with the bar and the report as results come; then the report
     from the journal and the review sheet (also after a stop)."""
     asked: dict[str, EditItem] = {}  # items in flight, for their report lines
@@ -396,12 +444,20 @@ async def _run_batch(options: RunOptions, keys: list[str], console: Console) -> 
                     outcome.tally.add(result)
 
                 await _edit(options, items(), len(keys), console, runs, add)
+    except* JournalError as group:  # it could not be opened (or read) at all: nothing sent
+        outcome.failure = _first(group)
     finally:
-        outcome.billed = runs[0].progress.spent if runs else 0.0
+        if runs:
+            outcome.billed = runs[0].progress.spent
+            outcome.sidecar, outcome.broken = runs[0].unrecorded, runs[0].journal_failure
         # Past the batch (stopped or not): the report from the journal, the review sheet.
         outcome.elapsed = time.monotonic() - started
         with anyio.CancelScope(shield=True):
-            await _write_records(options, keys, lines, given)
+            try:
+                if outcome.failure is None:
+                    await _write_records(options, keys, lines, given)
+            except (JournalError, OSError) as err:
+                errors.print(f"warning: the report was not written: {escape(str(err))}")
     return outcome
 
 
