@@ -44,6 +44,7 @@ from ._constants import (
     MAX_PIXELS,
     MAX_PROMPT_CHARS,
     MAX_REFERENCE_IMAGES,
+    MAX_REQUEST_BYTES,
     MAX_TOTAL_IMAGES,
     MIN_ASPECT_RATIO,
     MIN_PIXELS,
@@ -517,10 +518,17 @@ def check_size(value: str) -> str:
     return size
 
 
+def _is_data_uri(value: str) -> bool:
+    return value[:11].lower() == "data:image/" and ";base64," in value[:100]
+
+
 def _check_url(index: int, url: str) -> None:
-    if not is_url(url):
+    if not (is_url(url) or _is_data_uri(url)):
         shown = url if len(url) <= 60 else url[:57] + "..."
-        raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
+        raise ValueError(
+            f"images[{index}] must be an http(s) URL or a data:image/<format>;base64,... "
+            f"URI, got {shown!r}"
+        )
 
 
 def _limits_on(info: ValidationInfo) -> bool:
@@ -622,6 +630,13 @@ class EditRequest(BaseModel):
                 f"{len(self.images)} reference images + max_images {self.max_images} = {total}, "
                 f"more than the {MAX_TOTAL_IMAGES} images one sequence allows"
             )
+        inlined = sum(len(image) for image in self.images if not is_url(image))
+        if _limits_on(info) and inlined > MAX_REQUEST_BYTES - 64 * 1024:
+            raise ValueError(
+                f"the inlined images (data URIs) make the request about {inlined / 1e6:.1f} MB, "
+                f"over the {MAX_REQUEST_BYTES / 1e6:.0f} MB the API accepts (it answers 413); "
+                "upload them instead (a smaller inline_max_bytes, or none)"
+            )
         return self
 
     def to_payload(self) -> dict[str, Any]:
@@ -692,7 +707,9 @@ def check_params(
             key=key,
         )
     stand_ins = [
-        image if isinstance(image, str) and "://" in image else f"https://local.invalid/{index}"
+        image
+        if isinstance(image, str) and ("://" in image or _is_data_uri(image))
+        else f"https://local.invalid/{index}"
         for index, image in enumerate(images)
     ]
     build_request(key, prompt=prompt, images=stand_ins, check_limits=check_limits, **params)

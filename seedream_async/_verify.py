@@ -4,6 +4,10 @@ A storage host can answer 200 with an HTML error page, junk, or an image cut sho
 dropped connection that still closed cleanly). The type is sniffed from the bytes and the
 file must be complete: a PNG's chunks (each CRC) through ``IEND``, a JPEG through its
 ``EOI`` marker, a WEBP as long as its RIFF header says, and within a size cap.
+
+The same checks serve reference images before they are paid for (:func:`problem_in`), with
+three more formats the API takes as input: a GIF through its trailer (``;``), a BMP as long
+as its header says, a TIFF whose first IFD lies inside the file.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import zlib
 from pathlib import Path
 
 from ._exceptions import OutputInvalid
+from ._header import ByteView
 from ._sniff import SNIFF_BYTES, sniff_image_type
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_BYTES",
     "EXPECTED_TYPES",
     "looks_whole",
+    "problem_in",
     "verify_image",
     "verify_image_file",
 ]
@@ -28,7 +34,7 @@ DEFAULT_MAX_OUTPUT_BYTES = 64 * 1024 * 1024
 EXPECTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
 
 
-def _check_png(data: bytes) -> str | None:
+def _check_png(data: ByteView) -> str | None:
     position = 8
     while position + 12 <= len(data):
         (length,) = struct.unpack(">I", data[position : position + 4])
@@ -45,21 +51,69 @@ def _check_png(data: bytes) -> str | None:
     return "PNG cut short: no IEND chunk"
 
 
-def _check_jpeg(data: bytes) -> str | None:
+def _check_jpeg(data: ByteView) -> str | None:
     # Some encoders pad after the end marker; the image itself must reach EOI (FF D9).
-    if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if not data[-65536:].rstrip(b"\x00").endswith(b"\xff\xd9"):
         return "JPEG cut short: no end-of-image marker"
     return None
 
 
-def _check_webp(data: bytes) -> str | None:
+def _check_webp(data: ByteView) -> str | None:
     (size,) = struct.unpack("<I", data[4:8])
     if len(data) < 8 + size:
         return f"WEBP cut short: {len(data)} bytes of the {8 + size} its header announces"
     return None
 
 
-_CHECKS = {"image/png": _check_png, "image/jpeg": _check_jpeg, "image/webp": _check_webp}
+def _check_gif(data: ByteView) -> str | None:
+    if not data[-16:].rstrip(b"\x00").endswith(b";"):
+        return "GIF cut short: no trailer"
+    return None
+
+
+def _check_bmp(data: ByteView) -> str | None:
+    if len(data) < 26:
+        return "BMP cut short inside its header"
+    size, _, pixels = struct.unpack("<IIi", data[2:14])
+    if len(data) < size or not 0 < pixels < len(data):
+        return f"BMP cut short: {len(data)} bytes of the {max(size, pixels)} its header announces"
+    return None
+
+
+def _check_tiff(data: ByteView) -> str | None:
+    order = "<" if data[:2] == b"II" else ">"
+    if len(data) < 8:
+        return "TIFF cut short inside its header"
+    (ifd,) = struct.unpack(order + "I", data[4:8])
+    if ifd + 2 > len(data):
+        return "TIFF cut short: its first directory lies past the end"
+    (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
+    if ifd + 2 + 12 * count > len(data):
+        return "TIFF cut short inside its first directory"
+    return None
+
+
+_CHECKS = {
+    "image/png": _check_png,
+    "image/jpeg": _check_jpeg,
+    "image/webp": _check_webp,
+    "image/gif": _check_gif,
+    "image/bmp": _check_bmp,
+    "image/tiff": _check_tiff,
+}
+
+
+def problem_in(data: ByteView, kind: str) -> str | None:
+    """What makes ``data`` (an image of sniffed type ``kind``) incomplete, or None.
+
+    Structural checks only (lengths, markers, PNG's CRCs), no decoding: a file cut short
+    or corrupted in transit is caught; a well-formed file of bad pixels is not.
+    """
+    check = _CHECKS.get(kind)
+    try:
+        return check(data) if check is not None else None
+    except struct.error:
+        return f"{kind.removeprefix('image/').upper()} cut short inside its header"
 
 
 def verify_image(
@@ -89,7 +143,7 @@ def verify_image(
         start = data[:24].decode("latin-1").encode("unicode_escape").decode("ascii")
         shown = kind or f"not an image (starts {start!r})"
         raise OutputInvalid(f"{what} is {shown}; expected {', '.join(sorted(expected))}")
-    problem = _CHECKS[kind](data) if kind in _CHECKS else None
+    problem = problem_in(data, kind)
     if problem is not None:
         raise OutputInvalid(f"{what}: {problem}")
     return kind

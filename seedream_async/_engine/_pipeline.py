@@ -286,7 +286,8 @@ class Engine:
         if refused is not None:
             raise refused
         state.enter(Stage.UPLOADING)
-        urls = [await self.uploads.url_for(image) for image in item.images]
+        limits = params.get("check_limits", True) is not False
+        urls = [await self.uploads.url_for(image, check_limits=limits) for image in item.images]
         if self.options.completion == Completion.SYNC:
             params = {**params, "enable_sync_mode": True}
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
