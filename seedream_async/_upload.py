@@ -228,7 +228,7 @@ async def inspect_source(
         )
         name = str(source)
     else:
-        prepared = await _inspect_stream(source, file_name or "image", accepted)
+        prepared = await _inspect_stream(source, file_name or "image", accepted, max_bytes)
         name = prepared.file_name
     if max_side is not None and prepared.shape is not None:
         if prepared.stream is not None:
@@ -243,7 +243,7 @@ async def inspect_source(
 
 
 async def _inspect_stream(
-    source: AsyncIterable[bytes], name: str, accepted: Collection[str]
+    source: AsyncIterable[bytes], name: str, accepted: Collection[str], max_bytes: int
 ) -> PreparedUpload:
     iterator = aiter(source)
     head = b""
@@ -254,6 +254,10 @@ async def _inspect_stream(
             break
     try:
         kind = _check_head(head, name=name, accepted=accepted)
+        if len(head) > max_bytes:
+            raise InvalidImage(
+                f"{name} is over the {max_bytes / 1e6:.1f} MB upload limit", field="images"
+            )
     except InvalidImage:
         await _close(iterator)
         raise
