@@ -90,6 +90,16 @@ def _check_tiff(data: ByteView) -> str | None:
     (count,) = struct.unpack(order + "H", data[ifd : ifd + 2])
     if ifd + 2 + 12 * count > len(data):
         return "TIFF cut short inside its first directory"
+    # A single strip (tags 273 StripOffsets, 279 StripByteCounts, one value each) must end
+    # inside the file; several strips' lists live elsewhere and are not followed.
+    strip: dict[int, int] = {}
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind, values = struct.unpack(order + "HHI", data[entry : entry + 8])
+        if tag in (273, 279) and values == 1 and kind in (3, 4):
+            fmt, end = (order + "H", entry + 10) if kind == 3 else (order + "I", entry + 12)
+            (strip[tag],) = struct.unpack(fmt, data[entry + 8 : end])
+    if 273 in strip and 279 in strip and strip[273] + strip[279] > len(data):
+        return f"TIFF cut short: {len(data)} bytes of the {strip[273] + strip[279]} its strip needs"
     return None
 
 
