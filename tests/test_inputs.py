@@ -29,7 +29,6 @@ from seedream_async._sniff import sniff_image_type
 from seedream_async.testing import make_png
 from seedream_async.testing._contract import input_problem
 from seedream_async.testing._jpeg import make_jpeg
-
 from tests._helpers import simulated
 
 PROMPT = "Put it on a marble pedestal"
@@ -167,7 +166,8 @@ async def test_truncated_photo_and_bomb_are_refused_before_paying(tmp_path: Path
         result = results[key]
         assert result.status is ResultStatus.FAILED
         assert isinstance(result.error, InvalidImage)
-        assert f"{key}.img" in str(result.error) and problem in str(result.error)
+        assert f"{key}.img" in str(result.error)
+        assert problem in str(result.error)
         assert result.cost == 0
     assert len(sim.ledger.uploads) == 1
     assert sim.ledger.executions == 1
