@@ -254,10 +254,7 @@ async def _inspect_stream(
             break
     try:
         kind = _check_head(head, name=name, accepted=accepted)
-        if len(head) > max_bytes:
-            raise InvalidImage(
-                f"{name} is over the {max_bytes / 1e6:.1f} MB upload limit", field="images"
-            )
+        _check_size(len(head), name=name, limit=max_bytes)  # the read-ahead alone
     except InvalidImage:
         await _close(iterator)
         raise
