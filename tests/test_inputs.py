@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import struct
 import zlib
 from pathlib import Path
@@ -26,6 +27,8 @@ from seedream_async._header import image_dimensions
 from seedream_async._inputs import check_image
 from seedream_async._models import check_params
 from seedream_async._sniff import sniff_image_type
+from seedream_async.cli._manifest import ManifestProblem
+from seedream_async.cli._validate import scan
 from seedream_async.testing import make_png
 from seedream_async.testing._contract import input_problem
 from seedream_async.testing._jpeg import make_jpeg
@@ -243,3 +246,26 @@ async def test_inline_max_bytes_sends_small_images_inside_the_request(tmp_path: 
     assert all(result.ok for result in results)
     assert len(sim.ledger.uploads) == 1  # the large one, once
     assert sim.ledger.executions == 3
+
+
+def test_validate_finds_what_the_client_would_refuse(tmp_path: Path) -> None:
+    """`seedream-async validate` (scan) runs the same checks, per row, before any run: a
+    photo cut short, a bomb, a damaged data URI; check_limits=False rows skip the sides."""
+    photo = make_jpeg(320, 240)
+    (tmp_path / "ok.gif").write_bytes(gif(40, 24))
+    (tmp_path / "cut.jpg").write_bytes(photo[: len(photo) // 3])
+    (tmp_path / "bomb.png").write_bytes(big_png(20_000, 20_000))
+    lines = [
+        {"key": "good", "prompt": "p", "images": ["ok.gif", _uri(make_png(8, 8))]},
+        {"key": "cut", "prompt": "p", "images": ["cut.jpg"]},
+        {"key": "bomb", "prompt": "p", "images": ["bomb.png"]},
+        {"key": "bad-uri", "prompt": "p", "images": [_uri(photo[:40], "image/jpeg")]},
+        {"key": "unchecked", "prompt": "p", "images": ["bomb.png"], "check_limits": False},
+    ]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    found = {p.line: p.message for p in scan(manifest) if isinstance(p, ManifestProblem)}
+    assert sorted(found) == [2, 3, 4]
+    assert "JPEG cut short" in found[2]
+    assert "20000x20000 px" in found[3]
+    assert "damaged" in found[4]

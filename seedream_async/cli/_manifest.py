@@ -26,6 +26,7 @@ from typing import Any
 
 from .._engine._items import ITEM_FIELDS, EditItem
 from .._exceptions import SeedreamError
+from .._inputs import is_data_uri
 from .._models import is_url
 
 __all__ = [
@@ -355,7 +356,7 @@ def _extra(value: Any) -> dict[str, Any]:
 
 
 def _resolve(folder: Path, image: str) -> str:
-    if is_url(image):
+    if is_url(image) or is_data_uri(image):
         return image
     path = Path(image).expanduser()
     return str(path if path.is_absolute() else folder / path)
