@@ -162,7 +162,8 @@ class AsyncSeedream(PerCallOptions):
             (and a submit is not retried once it may have reached the server), and the
             API answers 413 to a body over 50 MB (refused locally before sending); an
             image shared by many items is sent with every one of them, where an upload
-            is made once. Worth it for a few small images per item.
+            is made once, and a batch's journal records each request with its images.
+            Worth it for a few small images per item.
         price_per_execution: US dollars per submitted prediction, for cost accounting.
         price: how the API bills (a :class:`PriceModel`), for budgets and cost figures;
             ``PriceModel(per_execution=price_per_execution)`` when None. Some models bill
