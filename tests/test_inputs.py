@@ -194,7 +194,7 @@ def _uri(data: bytes, kind: str = "image/png") -> str:
 
 
 @anyio
-async def test_data_uris_are_checked_and_sent_as_they_are() -> None:
+async def test_data_uris_are_checked_and_sent_as_they_are(tmp_path: Path) -> None:
     """A data: URI needs no upload (also with check_limits=False, refused before); a
     damaged or over-size one is refused before paying; with check_limits=False the
     simulator's own reading of the contract refuses 7000 px (400, not billed)."""
@@ -203,7 +203,8 @@ async def test_data_uris_are_checked_and_sent_as_they_are() -> None:
         await client.edit(PROMPT, [_uri(make_png(32, 32))])
         await client.edit(PROMPT, [_uri(photo, "image/jpeg")], check_limits=False)
         (result,) = await client.edit_all(
-            [EditItem(key="inline", prompt=PROMPT, images=[_uri(make_png(30, 20))])]
+            [EditItem(key="inline", prompt=PROMPT, images=[_uri(make_png(30, 20))])],
+            journal=tmp_path / "journal.sqlite",
         )
         assert result.ok, result.error
         with pytest.raises(InvalidImage, match="damaged"):
