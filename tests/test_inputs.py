@@ -169,6 +169,7 @@ async def test_truncated_photo_and_bomb_are_refused_before_paying(tmp_path: Path
         result = results[key]
         assert result.status is ResultStatus.FAILED
         assert isinstance(result.error, InvalidImage)
+        assert str(result.error).startswith(f"item {key!r}: ")
         assert f"{key}.img" in str(result.error)
         assert problem in str(result.error)
         assert result.cost == 0
