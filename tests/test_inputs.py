@@ -13,6 +13,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import httpx
 import pytest
 
 from seedream_async import (
@@ -23,13 +24,14 @@ from seedream_async import (
     PredictionFailed,
     ResultStatus,
 )
+from seedream_async._constants import DEFAULT_MODEL
 from seedream_async._header import image_dimensions
 from seedream_async._inputs import check_image
 from seedream_async._models import check_params
 from seedream_async._sniff import sniff_image_type
 from seedream_async.cli._manifest import ManifestProblem
 from seedream_async.cli._validate import scan
-from seedream_async.testing import make_png
+from seedream_async.testing import make_png, serve
 from seedream_async.testing._contract import input_problem
 from seedream_async.testing._jpeg import make_jpeg
 from tests._helpers import simulated
@@ -271,3 +273,29 @@ def test_validate_finds_what_the_client_would_refuse(tmp_path: Path) -> None:
     assert "JPEG cut short" in found[2]
     assert "20000x20000 px" in found[3]
     assert "damaged" in found[4]
+
+
+@anyio
+async def test_simulator_refuses_data_uris_from_the_contract() -> None:
+    """The simulator judges a data URI by ModelArk's rules with its own reader, over raw
+    HTTP (no client checks in the way): the refused ones are 400 and not billed."""
+    cases = [
+        (_uri(make_png(40, 24)), 200, ""),
+        (_uri(tiff(40, 24), "image/tiff"), 200, ""),
+        (_uri(make_png(6_001, 4)), 400, "6000"),
+        (_uri(make_png(1_700, 100)), 400, "aspect"),
+        (_uri(b"<svg/>" * 8, "image/svg+xml"), 400, "format"),
+        ("data:image/png;base64,%%%", 400, "base64"),
+    ]
+    async with (
+        serve(time_scale=0.001) as sim,
+        httpx.AsyncClient(
+            base_url=sim.base_url, headers={"Authorization": f"Bearer {sim.api_key}"}
+        ) as http,
+    ):
+        for image, status, reason in cases:
+            payload = {"model": DEFAULT_MODEL, "prompt": PROMPT, "images": [image]}
+            response = await http.post("/api/v1/model/generateImage", json=payload)
+            assert response.status_code == status, response.text
+            assert reason in response.text
+    assert sim.ledger.executions == 2
