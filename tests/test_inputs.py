@@ -205,6 +205,7 @@ async def test_data_uris_are_checked_and_sent_as_they_are(tmp_path: Path) -> Non
     async with simulated() as (sim, client):
         await client.edit(PROMPT, [_uri(make_png(32, 32))])
         await client.edit(PROMPT, [_uri(photo, "image/jpeg")], check_limits=False)
+        await client.edit(PROMPT, [_uri(bmp(800, 700), "image/bmp")])  # 2.2 MB of JSON
         (result,) = await client.edit_all(
             [EditItem(key="inline", prompt=PROMPT, images=[_uri(make_png(30, 20))])],
             journal=tmp_path / "journal.sqlite",
@@ -217,7 +218,7 @@ async def test_data_uris_are_checked_and_sent_as_they_are(tmp_path: Path) -> Non
         with pytest.raises(BadRequestError, match="6000"):
             await client.edit(PROMPT, [_uri(make_png(7_000, 10))], check_limits=False)
     assert sim.ledger.uploads == []
-    assert sim.ledger.executions == 3
+    assert sim.ledger.executions == 4
 
 
 @anyio

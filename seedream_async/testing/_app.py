@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 
+from .._constants import MAX_REQUEST_BYTES
 from ._config import SimulatorConfig
 from ._contract import ContractError, Edit, extension_for, input_problem, sniff, validate_edit
 from ._http import Handler, Request, Response
@@ -288,6 +289,8 @@ class App:
     def _api_body_limit(self, request: Request) -> int:
         if request.path == _UPLOAD:
             return self.config.max_upload_bytes + _MULTIPART_OVERHEAD
+        if request.path == _SUBMIT:  # images may be inlined as data URIs: 50 MB, as documented
+            return MAX_REQUEST_BYTES
         return _JSON_LIMIT
 
     def _route(self, request: Request) -> tuple[str, _Route | None]:
