@@ -15,7 +15,7 @@ from __future__ import annotations
 import mmap
 import struct
 
-__all__ = ["ByteView", "image_dimensions"]
+__all__ = ["ByteView", "image_dimensions", "jpeg_scan_start"]
 
 ByteView = bytes | mmap.mmap
 """Bytes, or a memory map of a file (sliced, it reads only the pages it touches)."""
@@ -108,6 +108,28 @@ def _jpeg(data: ByteView) -> tuple[int, int] | None:
         if marker == 0xDA:  # start of scan before any frame header: not a valid JPEG
             return None
         position += 2 + length
+    return None
+
+
+def jpeg_scan_start(data: ByteView) -> int | None:
+    """Where a JPEG's first top-level start-of-scan segment begins (its image data follows),
+    or None when the segments before it are cut short. Segments are skipped by their
+    lengths, so an EXIF thumbnail (a whole JPEG inside APP1) is not mistaken for it."""
+    position = 2
+    try:
+        while position + 4 <= len(data):
+            if data[position] != 0xFF:
+                return None
+            marker = data[position + 1]
+            if marker == 0xDA:
+                return position
+            if marker == 0xFF or marker in _STANDALONE:
+                position += 1 if marker == 0xFF else 2
+                continue
+            (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+            position += 2 + length
+    except (struct.error, IndexError):
+        return None
     return None
 
 

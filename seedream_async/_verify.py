@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 
 from ._exceptions import OutputInvalid
-from ._header import ByteView
+from ._header import ByteView, jpeg_scan_start
 from ._sniff import SNIFF_BYTES, sniff_image_type
 
 __all__ = [
@@ -62,6 +62,20 @@ def _check_webp(data: ByteView) -> str | None:
     (size,) = struct.unpack("<I", data[4:8])
     if len(data) < 8 + size:
         return f"WEBP cut short: {len(data)} bytes of the {8 + size} its header announces"
+    return None
+
+
+def _check_jpeg_input(data: ByteView) -> str | None:
+    # A reference photo may carry data after its end marker (a phone's motion-photo video,
+    # a maker's trailer): the image is whole when an end marker follows its scan. Inside
+    # entropy-coded data FF is always stuffed (FF 00) or a restart marker, so an FF D9
+    # after the first scan is the end of the image, and one before it (an EXIF
+    # thumbnail's) does not count.
+    scan = jpeg_scan_start(data)
+    if scan is None:
+        return "JPEG cut short before its image data"
+    if data.find(b"\xff\xd9", scan) == -1:
+        return "JPEG cut short: no end-of-image marker"
     return None
 
 
@@ -117,9 +131,10 @@ def problem_in(data: ByteView, kind: str) -> str | None:
     """What makes ``data`` (an image of sniffed type ``kind``) incomplete, or None.
 
     Structural checks only (lengths, markers, PNG's CRCs), no decoding: a file cut short
-    or corrupted in transit is caught; a well-formed file of bad pixels is not.
+    or corrupted in transit is caught; a well-formed file of bad pixels is not. A JPEG may
+    carry bytes after its end marker (phones append motion-photo video there).
     """
-    check = _CHECKS.get(kind)
+    check = _check_jpeg_input if kind == "image/jpeg" else _CHECKS.get(kind)
     try:
         return check(data) if check is not None else None
     except struct.error:
@@ -153,7 +168,7 @@ def verify_image(
         start = data[:24].decode("latin-1").encode("unicode_escape").decode("ascii")
         shown = kind or f"not an image (starts {start!r})"
         raise OutputInvalid(f"{what} is {shown}; expected {', '.join(sorted(expected))}")
-    problem = problem_in(data, kind)
+    problem = _CHECKS[kind](data) if kind in _CHECKS else None
     if problem is not None:
         raise OutputInvalid(f"{what}: {problem}")
     return kind

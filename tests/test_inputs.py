@@ -128,6 +128,19 @@ def test_a_file_cut_short_is_damaged_in_every_format(fmt: str) -> None:
         check_image(data[: max(len(data) // 3, 12)], name="cut.png", accepted={f"image/{fmt}"})
 
 
+def test_a_jpeg_is_judged_by_its_own_scan_not_a_thumbnail_or_a_trailer() -> None:
+    """A phone photo with a motion-photo video after its end marker is whole; a photo cut
+    short is not, even when its EXIF thumbnail (a whole JPEG in APP1) ends properly."""
+    photo = make_jpeg(64, 48)
+    assert check_image(photo + b"ftypmp42" + bytes(2000), name="m.jpg", accepted={"image/jpeg"})
+    thumb = make_jpeg(8, 8)
+    app1 = b"\xff\xe1" + struct.pack(">H", len(thumb) + 2) + thumb
+    with_thumb = photo[:2] + app1 + photo[2:]
+    assert image_dimensions(with_thumb, "image/jpeg") == (64, 48)
+    with pytest.raises(InvalidImage, match="JPEG cut short"):
+        check_image(with_thumb[: -len(photo) // 3], name="cut.jpg", accepted={"image/jpeg"})
+
+
 def test_a_request_inlining_over_50_mb_is_refused() -> None:
     """Data URIs count towards the API's 50 MB body (413): refused before sending."""
     huge = "data:image/png;base64," + "A" * (50 * 1024 * 1024)
