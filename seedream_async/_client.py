@@ -18,6 +18,7 @@ from ._constants import (
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
+    MAX_INPUT_SIDE,
     MAX_JSON_BYTES,
     MAX_OUTPUT_BYTES,
     MAX_UPLOAD_BYTES,
@@ -37,6 +38,7 @@ from ._exceptions import (
     PredictionFailed,
     SeedreamError,
 )
+from ._inputs import is_data_uri
 from ._models import (
     EditRequest,
     ImageRef,
@@ -61,6 +63,9 @@ from ._upload import (
     ImageSource,
     PreparedUpload,
     UploadRules,
+    check_data_uri,
+    inline_uri,
+    inlines,
     inspect_source,
 )
 from ._webhook_app import JwksKeys
@@ -149,7 +154,16 @@ class AsyncSeedream(PerCallOptions):
         retry: the retry policy for failed requests.
         poll: how predictions are polled.
         max_upload_bytes: the largest reference image accepted (checked before upload).
-        accepted_types: the MIME types accepted for reference images (sniffed from bytes).
+        accepted_types: the MIME types accepted for reference images (sniffed from bytes):
+            the six the API takes (JPEG, PNG, WEBP, BMP, TIFF, GIF) by default.
+        inline_max_bytes: send local reference images up to this many bytes inside the
+            request as ``data:`` URIs instead of uploading them, saving a round trip per
+            image (off when None). The cost: the submit body grows by 4/3 of each image
+            (and a submit is not retried once it may have reached the server), and the
+            API answers 413 to a body over 50 MB (refused locally before sending); an
+            image shared by many items is sent with every one of them, where an upload
+            is made once, and a batch's journal records each request with its images.
+            Worth it for a few small images per item.
         price_per_execution: US dollars per submitted prediction, for every model; None
             (the default) prices each model by its own rule in the table of models.
         price: how the API bills (a :class:`PriceModel`), for budgets and cost figures, for
@@ -184,6 +198,7 @@ class AsyncSeedream(PerCallOptions):
         poll: PollPolicy | None = None,
         max_upload_bytes: int = MAX_UPLOAD_BYTES,
         accepted_types: Collection[str] = DEFAULT_ACCEPTED_TYPES,
+        inline_max_bytes: int | None = None,
         price_per_execution: float | None = None,
         price: PriceModel | None = None,
         request_deadline: float | None = DEFAULT_REQUEST_DEADLINE,
@@ -209,6 +224,12 @@ class AsyncSeedream(PerCallOptions):
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
+        if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
+            raise ConfigurationError(
+                f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
+                f"got {inline_max_bytes}"
+            )
+        self.inline_max_bytes = inline_max_bytes
         if price is None and price_per_execution is not None:
             price = PriceModel(per_execution=price_per_execution, per_image=0.0)
         self._price_override = price
@@ -308,7 +329,11 @@ class AsyncSeedream(PerCallOptions):
     @property
     def upload_rules(self) -> UploadRules:
         """What a reference image must be before it is uploaded."""
-        return UploadRules(max_bytes=self.max_upload_bytes, accepted=self.accepted_types)
+        return UploadRules(
+            max_bytes=self.max_upload_bytes,
+            accepted=self.accepted_types,
+            inline_max_bytes=self.inline_max_bytes,
+        )
 
     @property
     def rate_limited_at(self) -> float:
@@ -322,26 +347,34 @@ class AsyncSeedream(PerCallOptions):
         source: ImageSource,
         *,
         file_name: str | None = None,
+        check_limits: bool = True,
         extra_headers: Mapping[str, str] | None = None,
     ) -> UploadedMedia:
         """Upload one reference image, streamed from disk, and return where it is stored.
 
-        The type is sniffed from the bytes and the size checked before any request;
-        :class:`~seedream_async.InvalidImage` says what is wrong.
+        Before any request, the type is sniffed from the bytes, the size checked, the
+        sides read from the header (at most 6000 px, aspect ratio 1/16 to 16) and the
+        file's structure walked (a file cut short is refused); an async stream's
+        integrity cannot be checked before it is sent. :class:`~seedream_async.InvalidImage`
+        says what is wrong.
 
         Args:
             source: a path, the image's bytes, or an async iterable of bytes (sent once,
                 never retried, since it cannot be read twice).
             file_name: the name to store it under; the path's name when None.
+            check_limits: False skips the sides and aspect ratio (type, size and
+                integrity are still checked).
             extra_headers: headers added to this request.
         """
         if extra_headers:
-            return await self._per_call(extra_headers).upload(source, file_name=file_name)
+            clone = self._per_call(extra_headers)
+            return await clone.upload(source, file_name=file_name, check_limits=check_limits)
         prepared = await inspect_source(
             source,
             file_name=file_name,
             max_bytes=self.max_upload_bytes,
             accepted=self.accepted_types,
+            max_side=MAX_INPUT_SIDE if check_limits else None,
         )
         return await self.upload_prepared(prepared)
 
@@ -557,14 +590,34 @@ class AsyncSeedream(PerCallOptions):
                     return prediction
         raise DeadlineExceeded(prediction_id, limit if limit is not None else float("inf"))
 
-    async def upload_images(self, images: Sequence[ImageRef]) -> list[str]:
-        """Upload the local images among ``images`` at once; return every image as a URL."""
+    async def upload_images(
+        self, images: Sequence[ImageRef], *, check_limits: bool = True
+    ) -> list[str]:
+        """Check every image and upload the local ones at once; return each as it goes in
+        the request: a URL, or a ``data:`` URI (given, or inlined under
+        ``inline_max_bytes``). ``check_limits=False`` skips the sides and aspect ratio."""
         urls: list[str] = [""] * len(images)
         errors: list[SeedreamError] = []
+        rules = self.upload_rules
 
         async def one(index: int, image: ImageRef, scope: anyio.CancelScope) -> None:
             try:
-                urls[index] = (await self.upload(image)).download_url
+                if is_data_uri(image):
+                    assert isinstance(image, str)
+                    await check_data_uri(image, rules, check_limits=check_limits)
+                    urls[index] = image
+                    return
+                prepared = await inspect_source(
+                    image,
+                    file_name=None,
+                    max_bytes=rules.max_bytes,
+                    accepted=rules.accepted,
+                    max_side=rules.max_side if check_limits else None,
+                )
+                if inlines(prepared, rules):
+                    urls[index] = await inline_uri(prepared)
+                else:
+                    urls[index] = (await self.upload_prepared(prepared)).download_url
             except SeedreamError as err:  # raised as itself below, not in an ExceptionGroup
                 errors.append(err)
                 scope.cancel()
@@ -616,7 +669,9 @@ class AsyncSeedream(PerCallOptions):
                 'completion="webhook" and webhook_url=... go together', field="webhook_url"
             )
         check_params(prompt=prompt, images=images, **params)
-        urls = await self.upload_images(images)
+        urls = await self.upload_images(
+            images, check_limits=params.get("check_limits", True) is not False
+        )
         request = build_request(prompt=prompt, images=urls, **params)
         if webhook_url is not None:
             return await submit_and_wait(self, self.webhooks, request, webhook_url)

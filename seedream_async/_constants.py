@@ -12,13 +12,16 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_MODEL",
     "DEFAULT_SIZE",
+    "INPUT_TYPES",
     "MAX_ASPECT_RATIO",
     "MAX_GENERATED_IMAGES",
+    "MAX_INPUT_SIDE",
     "MAX_JSON_BYTES",
     "MAX_OUTPUT_BYTES",
     "MAX_PIXELS",
     "MAX_PROMPT_CHARS",
     "MAX_REFERENCE_IMAGES",
+    "MAX_REQUEST_BYTES",
     "MAX_TOTAL_IMAGES",
     "MAX_UPLOAD_BYTES",
     "MIN_ASPECT_RATIO",
@@ -56,6 +59,18 @@ MIN_ASPECT_RATIO = 1 / 16
 MAX_ASPECT_RATIO = 16.0
 DEFAULT_SIZE = "2048*2048"
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+
+# Reference images, per ByteDance ModelArk's Seedream input rules (mirrored at
+# https://docs.myrouter.ai/docs/models/reference-seedream-4.0): these six formats, at most
+# MAX_UPLOAD_BYTES, at most 6000 px a side, aspect ratio (width / height) in [1/16, 16]
+# (the same bounds as the output's), and ``data:image/<fmt>;base64,...`` in place of a URL.
+INPUT_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"}
+)
+MAX_INPUT_SIDE = 6_000
+# Atlas Cloud answers 413 to a request body over 50 MB (its errors page): inlined images
+# (data URIs) count towards it.
+MAX_REQUEST_BYTES = 50 * 1024 * 1024
 
 # Caps on what the server may send back. An API JSON body: a prediction is a few hundred
 # bytes, so 1 MiB is generous (answers with base64 outputs are the exception: they may

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ._constants import DEFAULT_MODEL, DEFAULT_SIZE, MAX_PROMPT_CHARS
+from ._constants import DEFAULT_MODEL, DEFAULT_SIZE, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES
 from ._exceptions import InvalidInput
 from ._family import (
     MODELS,
@@ -67,10 +67,17 @@ def check_size(value: str, model: str = DEFAULT_MODEL) -> str:
     return f"{width}*{height}"
 
 
+def _is_data_uri(value: str) -> bool:
+    return value[:11].lower() == "data:image/" and ";base64," in value[:100]
+
+
 def _check_url(index: int, url: str) -> None:
-    if not is_url(url):
+    if not (is_url(url) or _is_data_uri(url)):
         shown = url if len(url) <= 60 else url[:57] + "..."
-        raise ValueError(f"images[{index}] must be an http(s) URL, got {shown!r}")
+        raise ValueError(
+            f"images[{index}] must be an http(s) URL or a data:image/<format>;base64,... "
+            f"URI, got {shown!r}"
+        )
 
 
 def _limits_on(info: ValidationInfo) -> bool:
@@ -210,6 +217,13 @@ class EditRequest(BaseModel):
         spec = model_spec(self.model) if _limits_on(info) else None
         if spec is not None:
             _fail(total_problem(spec, len(self.images), self.max_images))
+        inlined = sum(len(image) for image in self.images if not is_url(image))
+        if _limits_on(info) and inlined > MAX_REQUEST_BYTES - 64 * 1024:
+            raise ValueError(
+                f"the inlined images (data URIs) make the request about {inlined / 1e6:.1f} MB, "
+                f"over the {MAX_REQUEST_BYTES / 1e6:.0f} MB the API accepts (it answers 413); "
+                "upload them instead (a smaller inline_max_bytes, or none)"
+            )
         return self
 
     @property
@@ -307,7 +321,9 @@ def check_params(
             key=key,
         )
     stand_ins = [
-        image if isinstance(image, str) and "://" in image else f"https://local.invalid/{index}"
+        image
+        if isinstance(image, str) and ("://" in image or _is_data_uri(image))
+        else f"https://local.invalid/{index}"
         for index, image in enumerate(images)
     ]
     build_request(key, prompt=prompt, images=stand_ins, check_limits=check_limits, **params)

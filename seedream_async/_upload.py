@@ -1,14 +1,19 @@
 """Reference images: inspect a source before spending a request, then stream it as multipart.
 
-A file is never read whole into memory: its first bytes are sniffed for the type, its
-size comes from ``stat``, and the body is produced chunk by chunk (aiofiles under asyncio), so an
-upload's memory is one chunk whatever the file's size.
+A file is never read whole into memory: its size comes from ``stat``, its type, sides and
+integrity are checked through a read-only memory map (:func:`._inputs.check_image`), and
+the body is produced chunk by chunk (aiofiles under asyncio), so an upload's memory is one
+chunk whatever the file's size. An async byte stream can be read only once: its type is
+sniffed and, when its header arrives within the first 64 KiB, its sides checked; its
+integrity cannot be checked before it is sent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+import mmap
 import os
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Collection
@@ -18,10 +23,12 @@ from stat import S_ISREG
 
 import anyio
 
-from ._constants import MAX_UPLOAD_BYTES
+from ._constants import INPUT_TYPES, MAX_INPUT_SIDE, MAX_UPLOAD_BYTES
 from ._exceptions import InvalidImage
 from ._files import open_binary
-from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
+from ._header import image_dimensions
+from ._inputs import Shape, as_data_uri, check_image, check_shape, decode_data_uri, sniff_accepted
+from ._sniff import SNIFF_BYTES, extension_for
 
 __all__ = [
     "CHUNK_SIZE",
@@ -29,6 +36,9 @@ __all__ = [
     "ImageSource",
     "PreparedUpload",
     "UploadRules",
+    "check_data_uri",
+    "inline_uri",
+    "inlines",
     "inspect_source",
     "multipart_body",
     "probe_file",
@@ -43,23 +53,28 @@ CHUNK_SIZE = 1024 * 1024
 ImageSource = str | os.PathLike[str] | bytes | AsyncIterable[bytes]
 """A reference image: a path, the bytes themselves, or an async stream of bytes."""
 
-DEFAULT_ACCEPTED_TYPES = frozenset({"image/png", "image/jpeg", "image/webp"})
+DEFAULT_ACCEPTED_TYPES = INPUT_TYPES
+# How much of an async stream is read ahead to find its sides (a JPEG's frame header may
+# sit behind EXIF data).
+_STREAM_HEAD = 64 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
 class UploadRules:
-    """What a reference image must be before it is uploaded.
+    """What a reference image must be before it is uploaded (or inlined).
 
     Args:
         max_bytes: the largest image accepted.
         accepted: the MIME types accepted (sniffed from the bytes).
+        max_side: the most pixels a side may have (skipped with ``check_limits=False``).
+        inline_max_bytes: local images up to this size go inside the request as data
+            URIs instead of being uploaded; None uploads every one.
     """
 
     max_bytes: int = MAX_UPLOAD_BYTES
     accepted: frozenset[str] = DEFAULT_ACCEPTED_TYPES
-
-
-_TYPE_NAMES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+    max_side: int = MAX_INPUT_SIDE
+    inline_max_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,7 @@ class PreparedUpload:
     head: bytes = b""
     stream: AsyncIterator[bytes] | None = None
     mtime_ns: int | None = None
+    shape: Shape | None = None
 
 
 def _stat(path: Path) -> os.stat_result:
@@ -98,8 +114,10 @@ def _probe(
     path: Path, *, file_name: str | None, max_bytes: int, accepted: Collection[str], digest: bool
 ) -> tuple[PreparedUpload, str | None]:
     # One trip to a worker thread does it all: a file within one chunk is read whole (the
-    # memory bound is a chunk either way) and sent from memory; a larger one is sniffed,
-    # hashed if asked, and later streamed from disk.
+    # memory bound is a chunk either way) and sent from memory; a larger one is checked
+    # through a memory map (only the pages the checks touch are read: for a JPEG its
+    # header and tail, for a PNG every chunk, for its CRC), hashed if asked, and later
+    # streamed from disk.
     stat = _stat(path)
     if not S_ISREG(stat.st_mode):
         raise InvalidImage(f"{path} is not a regular file", field="images")
@@ -109,24 +127,29 @@ def _probe(
         with path.open("rb") as handle:
             if stat.st_size <= CHUNK_SIZE:
                 data = handle.read()
-                kind = _check_head(data, name=str(path), accepted=accepted)
+                kind, shape = check_image(data, name=str(path), accepted=accepted)
                 hashed = hashlib.blake2b(data).hexdigest() if digest else None
                 prepared = PreparedUpload(
                     name, kind, len(data), path=path, data=data, mtime_ns=stat.st_mtime_ns
                 )
-                return prepared, hashed
-            head = handle.read(SNIFF_BYTES)
-            kind = _check_head(head, name=str(path), accepted=accepted)
+                return _shaped(prepared, shape), hashed
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
+                kind, shape = check_image(view, name=str(path), accepted=accepted)
+                head = view[:SNIFF_BYTES]
             hashed = None
             if digest:
                 handle.seek(0)
                 hashed = hashlib.file_digest(handle, "blake2b").hexdigest()
-    except OSError as err:
+    except (OSError, ValueError) as err:  # mmap raises ValueError for a file emptied since
         raise InvalidImage(f"{path} cannot be read: {err}", field="images") from None
     prepared = PreparedUpload(
-        name, kind, stat.st_size, path=path, head=head, mtime_ns=stat.st_mtime_ns
+        name, kind, stat.st_size, path=path, head=head, mtime_ns=stat.st_mtime_ns, shape=shape
     )
     return prepared, hashed
+
+
+def _shaped(prepared: PreparedUpload, shape: Shape | None) -> PreparedUpload:
+    return dataclasses.replace(prepared, shape=shape)
 
 
 async def probe_file(
@@ -156,22 +179,10 @@ async def probe_file(
     )
 
 
-def _describe(accepted: Collection[str]) -> str:
-    return ", ".join(sorted(_TYPE_NAMES.get(kind, kind) for kind in accepted))
-
-
-def _check_type(head: bytes, *, name: str, accepted: Collection[str]) -> str:
-    kind = sniff_image_type(head)
-    if kind is None or kind not in accepted:
-        what = f"a {kind} image" if kind else f"not an image (it starts with {head[:8]!r})"
-        raise InvalidImage(f"{name} is {what}; accepted: {_describe(accepted)}", field="images")
-    return kind
-
-
 def _check_head(head: bytes, *, name: str, accepted: Collection[str]) -> str:
     if not head:
         raise InvalidImage(f"{name} is empty (0 bytes)", field="images")
-    return _check_type(head[:SNIFF_BYTES], name=name, accepted=accepted)
+    return sniff_accepted(head, name=name, accepted=accepted)
 
 
 def _check_size(size: int, *, name: str, limit: int) -> None:
@@ -190,40 +201,66 @@ async def inspect_source(
     file_name: str | None,
     max_bytes: int,
     accepted: Collection[str],
+    max_side: int | None = None,
 ) -> PreparedUpload:
-    """Check a source's type and size without reading it whole; raise :class:`InvalidImage`.
+    """Check a source's type, size, sides and integrity without reading a file whole;
+    raise :class:`InvalidImage`.
 
     Args:
         source: a path, bytes or an async byte stream.
         file_name: the name to upload under; derived from the path or the type when None.
         max_bytes: the largest upload accepted.
         accepted: the MIME types accepted.
+        max_side: the most pixels a side may have (and the aspect ratio 1/16..16 is
+            checked); None skips both (``check_limits=False``).
     """
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
         name = file_name or "image"
         _check_size(len(data), name=name, limit=max_bytes)
-        kind = _check_type(data[:SNIFF_BYTES], name=name, accepted=accepted)
-        return PreparedUpload(_named(name, kind), kind, len(data), data=data)
-    if isinstance(source, str | os.PathLike):
+        kind, shape = await anyio.to_thread.run_sync(
+            functools.partial(check_image, data, name=name, accepted=accepted)
+        )
+        prepared = PreparedUpload(_named(name, kind), kind, len(data), data=data, shape=shape)
+    elif isinstance(source, str | os.PathLike):
         prepared, _ = await probe_file(
             Path(source), file_name=file_name, max_bytes=max_bytes, accepted=accepted
         )
-        return prepared
+        name = str(source)
+    else:
+        prepared = await _inspect_stream(source, file_name or "image", accepted, max_bytes)
+        name = prepared.file_name
+    if max_side is not None and prepared.shape is not None:
+        if prepared.stream is not None:
+            try:
+                check_shape(prepared.shape, name=name, max_side=max_side)
+            except InvalidImage:
+                await _close(prepared.stream)
+                raise
+        else:
+            check_shape(prepared.shape, name=name, max_side=max_side)
+    return prepared
+
+
+async def _inspect_stream(
+    source: AsyncIterable[bytes], name: str, accepted: Collection[str], max_bytes: int
+) -> PreparedUpload:
     iterator = aiter(source)
     head = b""
-    while len(head) < SNIFF_BYTES:
+    while len(head) < _STREAM_HEAD:
         try:
             head += await anext(iterator)
         except StopAsyncIteration:
             break
-    name = file_name or "image"
     try:
         kind = _check_head(head, name=name, accepted=accepted)
+        _check_size(len(head), name=name, limit=max_bytes)  # the read-ahead alone
     except InvalidImage:
         await _close(iterator)
         raise
-    return PreparedUpload(_named(name, kind), kind, None, head=head, stream=iterator)
+    sides = image_dimensions(head, kind)
+    shape = Shape(*sides) if sides is not None else None
+    return PreparedUpload(_named(name, kind), kind, None, head=head, stream=iterator, shape=shape)
 
 
 async def _close(iterator: AsyncIterator[bytes]) -> None:
@@ -233,6 +270,43 @@ async def _close(iterator: AsyncIterator[bytes]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
+
+
+async def check_data_uri(uri: str, rules: UploadRules, *, check_limits: bool) -> None:
+    """Check an inlined image as an uploaded one is checked (size, type, integrity, and
+    with ``check_limits`` its sides and aspect ratio).
+
+    Raises:
+        InvalidImage: naming the URI's start and the problem.
+    """
+    name = f"the data URI {uri[:40]!r}..." if len(uri) > 40 else f"the data URI {uri!r}"
+    data = decode_data_uri(uri, name=name)
+    if len(data) > rules.max_bytes:
+        raise InvalidImage(
+            f"{name} holds {len(data) / 1e6:.1f} MB, over the "
+            f"{rules.max_bytes / 1e6:.1f} MB the API accepts",
+            field="images",
+        )
+    _, shape = await anyio.to_thread.run_sync(
+        lambda: check_image(data, name=name, accepted=rules.accepted)
+    )
+    if check_limits:
+        check_shape(shape, name=name, max_side=rules.max_side)
+
+
+def inlines(prepared: PreparedUpload, rules: UploadRules) -> bool:
+    """Whether ``prepared`` goes in the request as a data URI (``inline_max_bytes``)."""
+    limit, size = rules.inline_max_bytes, prepared.size
+    return limit is not None and size is not None and size <= limit
+
+
+async def inline_uri(prepared: PreparedUpload) -> str:
+    """``prepared`` as a ``data:`` URI (a file over one chunk is read now)."""
+    data = prepared.data
+    if data is None:
+        assert prepared.path is not None
+        data = await anyio.Path(prepared.path).read_bytes()
+    return as_data_uri(prepared.content_type, data)
 
 
 def _named(name: str, kind: str) -> str:

@@ -201,7 +201,7 @@ async def test_upload_file_larger_than_a_chunk_arrives_intact(tmp_path: Path) ->
     ("case", "match"),
     [
         pytest.param("text-named-png", "not an image", id="text-named-png"),
-        pytest.param("gif", "image/gif", id="unaccepted-type"),
+        pytest.param("gif", "not an image", id="pdf-named-png"),
         pytest.param("empty-file", "empty", id="empty-file"),
         pytest.param("missing-file", "does not exist", id="missing-file"),
         pytest.param("directory", "not a regular file", id="directory"),
@@ -218,7 +218,7 @@ async def test_upload_rejects_bad_images_before_any_request(
     """Bad images raise InvalidImage from the client, before a single request is sent."""
     sources: dict[str, Any] = {
         "text-named-png": png_file(tmp_path, "notes.png", b"hello, this is text\n" * 5),
-        "gif": png_file(tmp_path, "anim.png", b"GIF89a" + bytes(40)),
+        "gif": png_file(tmp_path, "anim.png", b"%PDF-1.7\n" + bytes(40)),
         "empty-file": png_file(tmp_path, "empty.png", b""),
         "missing-file": tmp_path / "missing.png",
         "directory": tmp_path,

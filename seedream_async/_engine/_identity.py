@@ -17,6 +17,9 @@ from typing import Any
 
 import anyio.to_thread
 
+from .._exceptions import InvalidImage
+from .._inputs import decode_data_uri, is_data_uri
+
 __all__ = ["DigestCache", "file_digest"]
 
 _CHUNK = 1024 * 1024
@@ -74,6 +77,13 @@ class DigestCache:
         text = os.fspath(image) if isinstance(image, os.PathLike) else str(image)
         if text.startswith(("http://", "https://")):
             return "url:" + text
+        if is_data_uri(text):
+            # The image's content, as for a file: inlining it does not make it another job.
+            try:
+                content = decode_data_uri(text, name="image")
+            except InvalidImage:  # the item fails on it later; still one stable identity
+                content = text.encode()
+            return "blake2b:" + hashlib.blake2b(content).hexdigest()
         path = _absolute(text)
         known = self._digests.get(path)
         try:

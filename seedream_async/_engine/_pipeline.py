@@ -331,7 +331,7 @@ class Engine:
         if refused is not None:
             raise refused
         state.enter(Stage.UPLOADING)
-        urls = [await self.uploads.url_for(image) for image in item.images]
+        urls = await self._urls(item.key, item.images, params)
         if self.options.completion == Completion.SYNC:
             params = {**params, "enable_sync_mode": True}
         request = build_request(item.key, prompt=item.prompt, images=urls, **params)
@@ -364,6 +364,16 @@ class Engine:
         if keeping and unrecorded is not None and not await unrecorded.settled(state.key):
             raise unrecorded.refusal_of(state.key)
         return await self._finish(state, prediction, name)
+
+    async def _urls(self, key: str, images: Any, params: dict[str, Any]) -> list[str]:
+        """Each image as the request names it, checked before anything is paid; an image
+        refused says which item it belongs to."""
+        limits = params.get("check_limits", True) is not False
+        try:
+            return [await self.uploads.url_for(image, check_limits=limits) for image in images]
+        except InvalidInput as err:
+            err.key = err.key if err.key is not None else key
+            raise
 
     async def _wait(
         self, prediction: Prediction, shape: Shape, key: str = "", attempt: int = 0

@@ -4,6 +4,12 @@ Images are keyed by content (BLAKE2b of the bytes). A path's digest is memoised 
 ``(path, size, mtime)`` so a logo shared by ten thousand items is read once; each new
 file is checked, hashed and (when it fits in a chunk) read in one worker-thread trip. When two
 items need the same image at once, the second waits for the first's upload.
+
+Every image is checked before anything is paid for (:mod:`.._inputs`): type, size,
+integrity, and (unless the item says ``check_limits=False``) its sides and aspect ratio,
+remembered per content so a shared image is read once. ``data:`` URIs are checked the same
+way and sent as they are; with ``inline_max_bytes`` small local images become data URIs
+instead of uploads.
 """
 
 from __future__ import annotations
@@ -18,8 +24,17 @@ from typing import Any
 import anyio
 
 from .._exceptions import InvalidImage, SeedreamError
+from .._inputs import Shape, check_shape, is_data_uri
 from .._models import ImageRef, is_url
-from .._upload import PreparedUpload, inspect_source, probe_file, stat_image
+from .._upload import (
+    PreparedUpload,
+    check_data_uri,
+    inline_uri,
+    inlines,
+    inspect_source,
+    probe_file,
+    stat_image,
+)
 from ._api import EngineAPI
 
 __all__ = ["UploadCache"]
@@ -30,6 +45,7 @@ class _Upload:
     done: anyio.Event = field(default_factory=anyio.Event)
     url: str | None = None
     error: SeedreamError | None = None
+    shape: Shape | None = None
 
 
 def _absolute(path: str | os.PathLike[str]) -> str:
@@ -72,22 +88,38 @@ class UploadCache:
         """Images remembered (uploads and file identities)."""
         return len(self._uploads) + len(self._paths)
 
-    async def url_for(self, image: ImageRef) -> str:
-        """The URL to put in a request for ``image`` (uploading it if no one has yet)."""
+    async def url_for(self, image: ImageRef, *, check_limits: bool = True) -> str:
+        """The URL to put in a request for ``image`` (uploading it if no one has yet): an
+        http(s) URL as it is, a checked data URI as it is, a local image uploaded or, under
+        ``inline_max_bytes``, inlined.
+
+        Raises:
+            InvalidImage: the image breaks the API's input rules (see :mod:`.._inputs`).
+        """
         if is_url(image):
             return str(image)
+        rules = self._client.upload_rules
+        if is_data_uri(image):
+            assert isinstance(image, str)
+            await check_data_uri(image, rules, check_limits=check_limits)
+            return image
         if isinstance(image, str) and "://" in image:
             raise InvalidImage(f"{image[:60]!r} is not an http(s) URL", field="images")
         digest, prepared = await self._identify(image)
         upload = self._uploads.get(digest)
+        if prepared is None and upload is None:  # forgotten since: read the file again
+            digest, prepared = await self._identify(image, fresh=True)
+        shape = prepared.shape if prepared is not None else upload.shape if upload else None
+        if check_limits and shape is not None:
+            check_shape(shape, name=_name(image), max_side=rules.max_side)
+        if upload is None and prepared is not None and inlines(prepared, rules):
+            return await inline_uri(prepared)
         if upload is not None:
             self._uploads.move_to_end(digest)
             await upload.done.wait()
         else:
-            if prepared is None:  # its upload was forgotten since: read the file again
-                digest, prepared = await self._identify(image, fresh=True)
             assert prepared is not None  # a fresh look always prepares the upload
-            upload = self._uploads[digest] = _Upload()
+            upload = self._uploads[digest] = _Upload(shape=shape)
             _trim(self._uploads, self._max)
             try:
                 async with self._slots:
@@ -132,6 +164,10 @@ class UploadCache:
         self._paths[key] = (prepared.size, prepared.mtime_ns, digest)
         _trim(self._paths, self._max)
         return digest, prepared
+
+
+def _name(image: ImageRef) -> str:
+    return "an image given as bytes" if isinstance(image, bytes) else os.fspath(image)
 
 
 def _trim(entries: OrderedDict[str, Any], most: int) -> None:

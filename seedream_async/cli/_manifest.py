@@ -34,6 +34,7 @@ from .._constants import DEFAULT_MODEL
 from .._engine._items import ITEM_FIELDS, EditItem
 from .._exceptions import SeedreamError
 from .._family import ModelSpec, model_spec
+from .._inputs import is_data_uri
 from .._models import is_url
 
 __all__ = [
@@ -389,7 +390,7 @@ def _json_object(name: str, value: Any) -> dict[str, Any]:
 
 
 def _resolve(folder: Path, image: str) -> str:
-    if is_url(image):
+    if is_url(image) or is_data_uri(image):
         return image
     path = Path(image).expanduser()
     return str(path if path.is_absolute() else folder / path)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from .._constants import MAX_UPLOAD_BYTES
 from .._engine._names import safe_name
-from .._exceptions import InvalidInput
+from .._exceptions import InvalidImage, InvalidInput
+from .._inputs import check_image, check_shape, decode_data_uri, is_data_uri
 from .._models import check_params, is_url
-from .._sniff import SNIFF_BYTES, sniff_image_type
 from .._upload import DEFAULT_ACCEPTED_TYPES
 from ._manifest import ManifestProblem, ManifestRow, read_rows
 
@@ -44,7 +44,7 @@ def scan(
     """
     path = Path(path)
     seen: dict[str, int] = {}
-    files: dict[str, str | None] = {}
+    files: dict[tuple[str, bool], str | None] = {}
     for row in read_rows(path, size=size, max_images=max_images, model=model):
         if isinstance(row, ManifestProblem):
             yield row
@@ -62,7 +62,7 @@ def _row_problems(
     path: Path,
     row: ManifestRow,
     seen: dict[str, int],
-    files: dict[str, str | None],
+    files: dict[tuple[str, bool], str | None],
     check_files: bool,
     max_upload_bytes: int,
     accepted_types: Collection[str],
@@ -82,37 +82,46 @@ def _row_problems(
     except InvalidInput as err:
         found.append((err.field, err.message))
     if check_files:
+        limits = item.request_params().get("check_limits", True) is not False
         for position, image in enumerate(item.images):
             if is_url(image) or not isinstance(image, str):
                 continue
-            if image not in files:
-                files[image] = _check_file(image, max_upload_bytes, accepted_types)
-            if files[image] is not None:
-                found.append((f"images[{position}]", f"{image}: {files[image]}"))
+            if (image, limits) not in files:
+                files[image, limits] = _check_file(image, max_upload_bytes, accepted_types, limits)
+            if files[image, limits] is not None:
+                shown = image if len(image) <= 60 else image[:57] + "..."
+                found.append((f"images[{position}]", f"{shown}: {files[image, limits]}"))
     return [
         ManifestProblem(path=path, line=row.line, field=field, message=message, key=item.key)
         for field, message in found
     ]
 
 
-def _check_file(image: str, max_bytes: int, accepted: Collection[str]) -> str | None:
+def _check_file(image: str, max_bytes: int, accepted: Collection[str], limits: bool) -> str | None:
+    """What is wrong with a local image (or a data URI) for the API, or None: the checks
+    the client makes before paying (type, size, integrity, and with ``limits`` the sides
+    and aspect ratio)."""
     try:
-        stat = os.stat(image)
-        if not Path(image).is_file():
-            return "is not a file"
-        if stat.st_size == 0:
-            return "is empty"
-        if stat.st_size > max_bytes:
-            return f"is {stat.st_size:,} bytes, over the {max_bytes:,}-byte upload limit"
-        with open(image, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
+        if is_data_uri(image):
+            data = decode_data_uri(image, name=image)
+        else:
+            stat = os.stat(image)
+            if not Path(image).is_file():
+                return "is not a file"
+            if stat.st_size == 0:
+                return "is empty"
+            if stat.st_size > max_bytes:
+                return f"is {stat.st_size:,} bytes, over the {max_bytes:,}-byte upload limit"
+            data = Path(image).read_bytes()
+        if len(data) > max_bytes:
+            return f"holds {len(data):,} bytes, over the {max_bytes:,}-byte upload limit"
+        _, shape = check_image(data, name=image, accepted=accepted)
+        if limits:
+            check_shape(shape, name=image)
     except FileNotFoundError:
         return "does not exist"
     except OSError as err:
         return f"cannot be read: {err.strerror or err}"
-    kind = sniff_image_type(head)
-    if kind is None:
-        return "is not an image (PNG, JPEG or WEBP expected, judged by its bytes)"
-    if kind not in accepted:
-        return f"is {kind}, not one of {', '.join(sorted(accepted))}"
+    except InvalidImage as err:
+        return err.message.removeprefix(image).strip()
     return None

@@ -26,8 +26,9 @@ from typing import Any
 
 import anyio
 
+from .._constants import MAX_REQUEST_BYTES
 from ._config import SimulatorConfig
-from ._contract import ContractError, Edit, extension_for, sniff, validate_edit
+from ._contract import ContractError, Edit, extension_for, input_problem, sniff, validate_edit
 from ._http import Handler, Request, Response
 from ._jpeg import make_jpeg
 from ._ledger import Ledger, RedirectRecord, SubmitRecord, UploadRecord
@@ -289,6 +290,8 @@ class App:
     def _api_body_limit(self, request: Request) -> int:
         if request.path == _UPLOAD:
             return self.config.max_upload_bytes + _MULTIPART_OVERHEAD
+        if request.path == _SUBMIT:  # images may be inlined as data URIs: 50 MB, as documented
+            return MAX_REQUEST_BYTES
         return _JSON_LIMIT
 
     def _route(self, request: Request) -> tuple[str, _Route | None]:
@@ -549,7 +552,10 @@ class App:
         base = rng.lognormvariate(math.log(config.latency_median), config.latency_sigma)
         predict_time = base * (1 + config.per_extra_image * (edit.max_images - 1))
         latency = predict_time * config.time_scale
-        failed = self._draw(config.faults.prediction_failure)
+        # A stored reference the model cannot take (cut short, a 20,000 px "bomb") is not
+        # caught by the submit's validation: it is billed and fails, as on the real API.
+        refused = self._reference_problem(edit.images)
+        failed = refused is not None or self._draw(config.faults.prediction_failure)
         now = anyio.current_time()
         prediction = _Prediction(
             id=self._new_id(),
@@ -559,7 +565,7 @@ class App:
             created_wall=time.time(),
             latency=latency,
             failed=failed,
-            failure_message=config.faults.failure_message,
+            failure_message=refused or config.faults.failure_message,
             max_images=edit.max_images,
             outputs=self._output_count(edit.max_images),
             base64_output=edit.base64_output,
@@ -594,6 +600,14 @@ class App:
                 lambda: self._webhook_body(prediction, request),
             )
         return prediction
+
+    def _reference_problem(self, images: tuple[str, ...]) -> str | None:
+        for index, url in enumerate(images):
+            stored = self._files.get(url.removeprefix(self.storage_url).split("?")[0])
+            problem = input_problem(stored[0]) if stored is not None else None
+            if problem is not None:
+                return f"images[{index}]: {problem}"
+        return None
 
     def _webhook_body(self, prediction: _Prediction, request: Request) -> dict[str, Any]:
         """The terminal delivery: the poll's result shape, wrapped as Atlas documents."""

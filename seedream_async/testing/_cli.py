@@ -7,6 +7,7 @@ import sys
 
 import anyio
 
+from ._cli_documented import add_documented_arguments, documented_faults, documented_shapes
 from ._config import ENDPOINTS, Faults, SimulatorConfig
 from ._server import serve
 
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     inject = parser.add_argument_group("faults", "probabilities P are 0..1, drawn per request")
     _add_faults(inject, faults)
     _add_limits(inject, faults)
+    add_documented_arguments(parser)
 
 
 def _add_server(server: argparse._ArgumentGroup, defaults: SimulatorConfig) -> None:
@@ -250,6 +252,7 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         max_in_flight=ns.max_in_flight,
         endpoints=endpoints,
         processed_on_error=ns.processed_on_error,
+        **documented_faults(ns),
     )
     return SimulatorConfig(
         api_key=None if ns.no_auth else ns.api_key,
@@ -263,6 +266,7 @@ def config_from_args(ns: argparse.Namespace) -> SimulatorConfig:
         output_size=ns.output_size,
         envelope=ns.envelope,
         faults=faults,
+        shapes=documented_shapes(ns),
     )
 
 

@@ -253,7 +253,9 @@ class SimulatorConfig:
     per_extra_image: float = 0.5
     request_latency: float = 0.0
     max_upload_bytes: int = MAX_UPLOAD_BYTES
-    accepted_types: frozenset[str] = frozenset({"image/png", "image/jpeg", "image/webp"})
+    accepted_types: frozenset[str] = frozenset(
+        {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"}
+    )
     output_size: tuple[int, int] = (64, 64)
     envelope: Literal["data", "flat", "code", "mixed"] = "data"
     faults: Faults = field(default_factory=Faults)

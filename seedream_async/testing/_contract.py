@@ -7,14 +7,32 @@ against it shows the client agrees with the contract, not merely with itself.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from .._constants import DEFAULT_SIZE, MAX_PROMPT_CHARS
+from .._constants import (
+    DEFAULT_SIZE,
+    MAX_ASPECT_RATIO,
+    MAX_INPUT_SIDE,
+    MAX_PROMPT_CHARS,
+    MAX_UPLOAD_BYTES,
+    MIN_ASPECT_RATIO,
+)
 from ._family import MAX_IN_AND_OUT, SERVED, Served
 
-__all__ = ["ContractError", "Edit", "extension_for", "sniff", "validate_edit"]
+__all__ = [
+    "INPUT_TYPES",
+    "ContractError",
+    "Edit",
+    "extension_for",
+    "input_problem",
+    "sniff",
+    "validate_edit",
+]
 
 # The contract writes sizes as ``W*H``; nothing else.
 _SIZE = re.compile(r"^(\d{1,6})\*(\d{1,6})$")
@@ -75,8 +93,14 @@ def _images(fields: dict[str, Any], served: Served) -> tuple[str, ...]:
     if not least <= len(value) <= most:
         raise ContractError(422, "images", f"takes {least} to {most} images, got {len(value)}")
     for index, url in enumerate(value):
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ContractError(422, f"images[{index}]", "must be an http or https URL")
+        if isinstance(url, str) and url.startswith("data:"):
+            problem = _data_uri_problem(url)
+            if problem is not None:
+                raise ContractError(400, f"images[{index}]", problem)
+        elif not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ContractError(
+                422, f"images[{index}]", "must be an http or https URL or a data:image URI"
+            )
     return tuple(value)
 
 
@@ -116,6 +140,109 @@ def _served(model: Any) -> Served:
             422, "model", f"{model!r} is not a model this endpoint serves: {', '.join(SERVED)}"
         )
     return served
+
+
+# -- reference images: ModelArk's input rules ------------------------------------------------
+# JPEG, PNG, WEBP, BMP, TIFF, GIF; at most 10 MB; at most 6000 px a side; aspect ratio
+# 1/16..16; ``data:image/<fmt>;base64,<...>`` in place of a URL. Written from those rules
+# alone: the sides come from each format's header, read here on purpose without the
+# client's reader, so a test catches the client drifting from the contract.
+
+INPUT_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff", "image/gif"}
+)
+_DATA = re.compile(r"data:image/([a-z0-9.+-]+);base64,(.*)", re.DOTALL | re.IGNORECASE)
+
+
+def _data_uri_problem(uri: str) -> str | None:
+    match = _DATA.fullmatch(uri)
+    if match is None:
+        return "a data URI must be data:image/<format>;base64,<data>"
+    try:
+        data = base64.b64decode(match[2], validate=True)
+    except (binascii.Error, ValueError):
+        return "the data URI's base64 does not decode"
+    return input_problem(data)
+
+
+def _sides(data: bytes, kind: str) -> tuple[int, int] | None:
+    if kind == "image/png" and data[12:16] == b"IHDR":
+        return struct.unpack(">2I", data[16:24])
+    if kind == "image/gif":
+        return struct.unpack("<2H", data[6:10])
+    if kind == "image/bmp":
+        width, height = struct.unpack("<2i", data[18:26])
+        return width, abs(height)
+    if kind == "image/webp":
+        return _webp_sides(data)
+    if kind == "image/tiff":
+        return _tiff_sides(data)
+    return _jpeg_sides(data)
+
+
+def _webp_sides(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8X":
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L":
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 ":
+        return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(
+            data[28:30], "little"
+        ) & 0x3FFF
+    return None
+
+
+def _tiff_sides(data: bytes) -> tuple[int, int] | None:
+    endian: Literal["little", "big"] = "little" if data[:2] == b"II" else "big"
+    ifd = int.from_bytes(data[4:8], endian)
+    found: dict[int, int] = {}
+    for n in range(int.from_bytes(data[ifd : ifd + 2], endian)):
+        entry = data[ifd + 2 + 12 * n : ifd + 14 + 12 * n]
+        tag, kind = int.from_bytes(entry[:2], endian), int.from_bytes(entry[2:4], endian)
+        found[tag] = int.from_bytes(entry[8:10] if kind == 3 else entry[8:12], endian)
+    return (found[256], found[257]) if 256 in found and 257 in found else None
+
+
+def _jpeg_sides(data: bytes) -> tuple[int, int] | None:
+    at = 2
+    while at + 9 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE):
+            return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(
+                data[at + 5 : at + 7], "big"
+            )
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            at += 1 if marker == 0xFF else 2
+            continue
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
+def input_problem(data: bytes) -> str | None:
+    """Why the API would refuse ``data`` as a reference image, or None: its format, size,
+    sides (read from the header) or aspect ratio."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        return f"image is {len(data)} bytes, over {MAX_UPLOAD_BYTES}"
+    kind = sniff(data)
+    if kind not in INPUT_TYPES:
+        return f"image format {kind or 'unknown'} is not one of JPEG, PNG, WEBP, BMP, TIFF, GIF"
+    try:
+        sides = _sides(data, kind)
+    except (struct.error, KeyError, IndexError):
+        sides = None
+    if sides is None:
+        return "image header is unreadable"
+    ending = {"image/png": b"IEND\xaeB`\x82", "image/jpeg": b"\xff\xd9", "image/gif": b";"}
+    if kind in ending and not data.rstrip(b"\x00").endswith(ending[kind]):
+        return "image data is cut short (the decoder found no end of image)"
+    width, height = sides
+    if not (0 < width <= MAX_INPUT_SIDE and 0 < height <= MAX_INPUT_SIDE):
+        return f"image is {width}x{height} px; each side must be within [1, {MAX_INPUT_SIDE}]"
+    if not MIN_ASPECT_RATIO <= width / height <= MAX_ASPECT_RATIO:
+        return f"image is {width}x{height} px; aspect ratio must be within [1/16, 16]"
+    return None
 
 
 def validate_edit(body: Any) -> Edit:
