@@ -317,6 +317,32 @@ async def test_a_failed_prediction_resubmitted_is_a_second_paid_attempt(
     assert (await store.spend()).billed == pytest.approx(2 * PRICE)
 
 
+async def test_settle_sets_the_attempt_cost_and_the_total_follows(store: JournalStore) -> None:
+    """Per-image pricing: a submit billed at its worst case settles to the images returned
+    (the attempt, the item and the journal's total follow; the same settle twice changes
+    nothing); a failed one settles to nothing. Only a billed attempt settles."""
+    held = 15 * PRICE
+    for key, prediction in (("a", "pred-a"), ("b", "pred-b")):
+        await claimed(store, "run-a", key)
+        assert await store.reserve("run-a", key, request=REQUEST, amount=held, budget=None)
+        await store.submitted("run-a", key, prediction_id=prediction, cost=held)
+    assert (await store.spend()).billed == pytest.approx(2 * held)
+    for _ in range(2):
+        await store.settle("run-a", "a", cost=4 * PRICE)
+    await store.delivered("run-a", "a", files=[], outputs=["u"] * 4)
+    await store.settle("run-a", "b", cost=0.0)
+    await store.api_failed("run-a", "b", error="moderated")
+    a, b = await store.get("a"), await store.get("b")
+    assert a is not None and b is not None
+    assert (a.cost, b.cost) == (pytest.approx(4 * PRICE), 0)
+    assert [x.cost for x in await store.history("a")] == [pytest.approx(4 * PRICE)]
+    assert (await store.spend()).billed == pytest.approx(4 * PRICE)
+    await claimed(store, "run-a", "c")
+    assert await store.reserve("run-a", "c", request=REQUEST, amount=held, budget=None)
+    with pytest.raises(JournalError):
+        await store.settle("run-a", "c", cost=0.0)
+
+
 async def test_a_changed_fingerprint_is_a_new_job_with_the_old_attempts_kept(
     store: JournalStore,
 ) -> None:

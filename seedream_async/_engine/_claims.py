@@ -113,6 +113,11 @@ class Claims:
             self.owner, key, outputs=prediction.outputs, predict_time=prediction.predict_time
         )
 
+    async def settle(self, key: str, cost: float) -> None:
+        """The prediction's bill is known (per-image pricing): the journal follows it."""
+        with anyio.CancelScope(shield=True):
+            await self.journal.settle(self.owner, key, cost=cost)
+
     async def api_failed(self, key: str, error: str) -> None:
         """The API reported the prediction failed."""
         await self.journal.api_failed(self.owner, key, error=error)

@@ -85,6 +85,7 @@ class Op(StrEnum):
     DELIVERED = "delivered"
     NOT_SUBMITTED = "not_submitted"
     NOTE_ERROR = "note_error"
+    SETTLE = "settle"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +130,8 @@ TRANSITIONS: Mapping[Op, Transition] = {
         refusal="it was (or may have been) billed, so it cannot be recorded as not submitted",
     ),
     Op.NOTE_ERROR: Transition(sources=frozenset(JournalState), target=None),
+    # A per-image bill known once the prediction answered: the attempt's cost is set to it.
+    Op.SETTLE: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=None),
 }
 """Every state change, once. ``_store.py``'s module docstring draws them."""
 

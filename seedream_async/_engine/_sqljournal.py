@@ -225,6 +225,25 @@ class SQLJournal(ABC):
         fields = {"error": error, "error_type": "PredictionFailed"}
         await self._after_id(Op.API_FAILED, owner, key, fields, attempt={"error": error})
 
+    async def settle(self, owner: str, key: str, *, cost: float) -> None:
+        """See :meth:`JournalStore.settle`."""
+        sql = "SELECT cost FROM {attempts} WHERE key = ? AND number = ?"
+
+        def settle(tx: JournalTx) -> None:
+            _, held = tx.start(Op.SETTLE, owner, key)
+            (before,) = tx.one(sql, (key, held.attempts))
+            change = round(cost - float(before or 0.0), 9)
+            if change:
+                (total,) = tx.one("SELECT cost FROM {items} WHERE key = ?", (key,))
+                tx.add_totals(billed=change)
+                tx.update(key, {"cost": round(float(total) + change, 9)})
+                tx.run(
+                    "UPDATE {attempts} SET cost = ? WHERE key = ? AND number = ?",
+                    (cost, key, held.attempts),
+                )
+
+        await self._tx(settle)
+
     async def delivered(
         self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
     ) -> None:

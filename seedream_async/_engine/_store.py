@@ -371,6 +371,13 @@ class JournalStore(Protocol):
         """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed."""
         ...
 
+    async def settle(self, owner: str, key: str, *, cost: float) -> None:
+        """SUBMITTED/DONE, state kept: the latest attempt's bill is now known to be ``cost``
+        (a per-image price: the images the prediction returned; a failed one: nothing).
+        The attempt, the item and the journal's billed total follow; the same ``cost``
+        twice changes nothing. Called before ``done``/``delivered``/``api_failed``."""
+        ...
+
     async def delivered(
         self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
     ) -> None:

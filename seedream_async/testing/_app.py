@@ -579,6 +579,7 @@ class App:
             processed_before_error=processed_before_error,
             max_images=edit.max_images,
             unknown_fields=edit.unknown,
+            outputs=prediction.outputs,
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         webhook_url = body.get("webhook_url") if isinstance(body, dict) else None

@@ -46,6 +46,7 @@ class SubmitRecord:
             although it was created and billed.
         max_images: the images it generates (when it does not fail).
         unknown_fields: body fields the contract does not name (sent via an extra_body).
+        outputs: the images the model decided to return (at most ``max_images``).
     """
 
     prediction_id: str
@@ -58,6 +59,7 @@ class SubmitRecord:
     processed_before_error: bool = False
     max_images: int = 1
     unknown_fields: tuple[str, ...] = ()
+    outputs: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,8 +175,9 @@ class Ledger:
 
     @property
     def images_generated(self) -> int:
-        """Images the billed predictions that did not fail generate (for per-image prices)."""
-        return sum(record.max_images for record in self.submissions if not record.failed)
+        """Images the billed predictions that did not fail returned (for per-image prices:
+        what a per-image bill counts)."""
+        return sum(record.outputs for record in self.submissions if not record.failed)
 
     @property
     def duplicate_submissions(self) -> int:
