@@ -729,6 +729,16 @@ class PriceModel:
         """Bill ``price`` per generated image and nothing per execution."""
         return cls(per_execution=0.0, per_image=price)
 
+    def describe(self) -> str:
+        """The rule in words: ``"$0.036 per execution"``, ``"$0.036 per generated image,
+        up to max_images"`` (held at ``max_images``, settled to the images returned)."""
+        parts = []
+        if self.per_execution or not self.per_image:
+            parts.append(f"${self.per_execution:.3f} per execution")
+        if self.per_image:
+            parts.append(f"${self.per_image:.3f} per generated image, up to max_images")
+        return " + ".join(parts)
+
     def worst_case(self, max_images: int = 1) -> float:
         """The most one submit can cost: what a budget must hold back before sending it."""
         return self.per_execution + self.per_image * max(1, max_images)

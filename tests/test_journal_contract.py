@@ -317,6 +317,27 @@ async def test_a_failed_prediction_resubmitted_is_a_second_paid_attempt(
     assert (await store.spend()).billed == pytest.approx(2 * PRICE)
 
 
+async def test_the_request_id_and_price_rule_are_kept_for_support(store: JournalStore) -> None:
+    """The submit's X-Request-ID and the price rule it was billed by stay on the row,
+    ambiguous ones included (the question support answers: "was I billed?")."""
+    await claimed(store, "run-a", "a", "b", "c")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    rule = "$0.036 per execution"
+    await store.submitted(
+        "run-a", "a", prediction_id="p-a", cost=PRICE, request_id="req-a", price_rule=rule
+    )
+    assert await store.reserve("run-a", "b", request=REQUEST, amount=PRICE, budget=None)
+    await store.ambiguous("run-a", "b", cost=PRICE, error="HTTP 504", request_id="req-b")
+    await store.api_failed("run-a", "a", error="moderated")
+    rows = await store.get_many(["a", "b", "c"])
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a.request_id, a.price_rule, a.state) == ("req-a", rule, JournalState.API_FAILED)
+    assert (b.request_id, b.state) == ("req-b", JournalState.AMBIGUOUS)
+    assert (c.request_id, c.price_rule) == (None, None)
+    (page,) = [(await store.page()).records]
+    assert [r.request_id for r in page] == ["req-a", "req-b", None]
+
+
 async def test_settle_sets_the_attempt_cost_and_the_total_follows(store: JournalStore) -> None:
     """Per-image pricing: a submit billed at its worst case settles to the images returned
     (the attempt, the item and the journal's total follow; the same settle twice changes
@@ -333,7 +354,8 @@ async def test_settle_sets_the_attempt_cost_and_the_total_follows(store: Journal
     await store.settle("run-a", "b", cost=0.0)
     await store.api_failed("run-a", "b", error="moderated")
     a, b = await store.get("a"), await store.get("b")
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert (a.cost, b.cost) == (pytest.approx(4 * PRICE), 0)
     assert [x.cost for x in await store.history("a")] == [pytest.approx(4 * PRICE)]
     assert (await store.spend()).billed == pytest.approx(4 * PRICE)

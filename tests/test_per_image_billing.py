@@ -57,9 +57,7 @@ async def test_the_budget_holds_and_settles_to_the_images_returned(
         sim,
         client,
     ):
-        results = await client.edit_all(
-            _items(28), budget=BUDGET, journal=journal, concurrency=8
-        )
+        results = await client.edit_all(_items(28), budget=BUDGET, journal=journal, concurrency=8)
     ledger = sim.ledger
     bill = round(ledger.images_generated * PRICE, 6)
     # The money promise: the server's per-image bill never passed the budget, even

@@ -164,14 +164,24 @@ class SQLJournal(ABC):
 
         return await self._tx(reserve)
 
-    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
+    async def submitted(
+        self,
+        owner: str,
+        key: str,
+        *,
+        prediction_id: str,
+        cost: float,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """See :meth:`JournalStore.submitted`."""
+        billing = {"request_id": request_id, "price_rule": price_rule}
 
         def submitted(tx: JournalTx) -> None:
             _, held = tx.start(Op.SUBMITTED, owner, key)
             tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
             fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id}
-            tx.update(key, {**fields, "reserved": 0.0}, add={"cost": cost})
+            tx.update(key, {**fields, **billing, "reserved": 0.0}, add={"cost": cost})
 
         await self._tx(submitted)
 
@@ -198,14 +208,25 @@ class SQLJournal(ABC):
 
         await self._tx(unbilled)
 
-    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+    async def ambiguous(
+        self,
+        owner: str,
+        key: str,
+        *,
+        cost: float,
+        error: str,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """See :meth:`JournalStore.ambiguous`."""
+        billing = {"request_id": request_id, "price_rule": price_rule}
 
         def ambiguous(tx: JournalTx) -> None:
             _, held = tx.start(Op.AMBIGUOUS, owner, key)
             tx.settle(held, JournalState.AMBIGUOUS, cost=cost, error=error)
             fields = {"state": JournalState.AMBIGUOUS, "reserved": 0.0, "error": error}
-            tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
+            fields |= {**billing, "error_type": "AmbiguousSubmission"}
+            tx.update(key, fields, add={"cost": cost})
 
         await self._tx(ambiguous)
 

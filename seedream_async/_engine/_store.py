@@ -179,6 +179,9 @@ class ItemRecord:
         owner: the run holding its claim, or None.
         lease_expires: store-clock time its claim runs out, or None.
         updated_at: store-clock time of its last change.
+        request_id: the latest submit's ``X-Request-ID`` (what support asks for, to say
+            whether an ambiguous item was billed), if the API sent one.
+        price_rule: the price rule the latest submit was billed by, in words.
     """
 
     key: str
@@ -198,6 +201,8 @@ class ItemRecord:
     owner: str | None = None
     lease_expires: float | None = None
     updated_at: float = 0.0
+    request_id: str | None = None
+    price_rule: str | None = None
 
     @property
     def billed(self) -> bool:
@@ -336,8 +341,18 @@ class JournalStore(Protocol):
         """
         ...
 
-    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
-        """INTENT -> SUBMITTED: the API took the request as ``prediction_id``, billed ``cost``.
+    async def submitted(
+        self,
+        owner: str,
+        key: str,
+        *,
+        prediction_id: str,
+        cost: float,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
+        """INTENT -> SUBMITTED: the API took the request as ``prediction_id``, billed ``cost``
+        (by ``price_rule``); ``request_id`` is the answer's ``X-Request-ID``.
 
         Called the moment the id is known (under a shield, so a stop cannot lose it).
         """
@@ -348,9 +363,19 @@ class JournalStore(Protocol):
         connection); the reservation is dropped and the attempt closed at no cost."""
         ...
 
-    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+    async def ambiguous(
+        self,
+        owner: str,
+        key: str,
+        *,
+        cost: float,
+        error: str,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """INTENT -> AMBIGUOUS: the submit may have been billed, but no id came back.
-        ``cost`` is counted as billed, to be safe."""
+        ``cost`` is counted as billed, to be safe; ``request_id`` is the ``X-Request-ID`` of
+        an answer without an id (a 504), for support."""
         ...
 
     # -- after the id ------------------------------------------------------------------

@@ -146,7 +146,8 @@ class Submitter:
                 prediction = await self._client.submit(request, on_refused=requeue)
                 await self._taken(state, hold, prediction)
         except AmbiguousSubmission as err:
-            await self._ambiguous(state, hold, str(err))
+            state.request_id = err.request_id
+            await self._ambiguous(state, hold, str(err), request_id=err.request_id)
             raise
         except (AuthenticationError, InsufficientBalance) as err:
             self._stop.fatal(err)
@@ -172,7 +173,12 @@ class Submitter:
         if self._seat is not None:
             with anyio.CancelScope(shield=True):  # past the grace too: it is paid
                 await self._seat.journal.submitted(
-                    self._seat.owner, state.key, prediction_id=prediction.id, cost=hold.cost
+                    self._seat.owner,
+                    state.key,
+                    prediction_id=prediction.id,
+                    cost=hold.cost,
+                    request_id=prediction.request_id,
+                    price_rule=self._budget.model.describe(),
                 )
 
     async def _stopped(self, state: ItemState, hold: _Hold, wire: Wire) -> NoReturn:
@@ -188,14 +194,21 @@ class Submitter:
         await anyio.lowlevel.checkpoint()  # the stop's cancellation, if it is one
         raise BudgetExceeded("the batch was stopped before this item was submitted")
 
-    async def _ambiguous(self, state: ItemState, hold: _Hold, message: str) -> None:
+    async def _ambiguous(
+        self, state: ItemState, hold: _Hold, message: str, *, request_id: str | None = None
+    ) -> None:
         hold.money = False  # it may have been billed: the reservation stands
         state.cost = self._budget.spend(hold.cost)
         if hold.intent and self._seat is not None:
             hold.intent = False
             with anyio.CancelScope(shield=True):
                 await self._seat.journal.ambiguous(
-                    self._seat.owner, state.key, cost=hold.cost, error=message
+                    self._seat.owner,
+                    state.key,
+                    cost=hold.cost,
+                    error=message,
+                    request_id=request_id,
+                    price_rule=self._budget.model.describe(),
                 )
         await hold.give_back(state.key)
 
