@@ -118,9 +118,9 @@ class Claims:
         with anyio.CancelScope(shield=True):
             await self.journal.settle(self.owner, key, cost=cost)
 
-    async def api_failed(self, key: str, error: str) -> None:
-        """The API reported the prediction failed."""
-        await self.journal.api_failed(self.owner, key, error=error)
+    async def api_failed(self, key: str, error: str, error_type: str = "PredictionFailed") -> None:
+        """The API reported the prediction failed (``error_type``: the error's class)."""
+        await self.journal.api_failed(self.owner, key, error=error, error_type=error_type)
 
     async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
         """Every output is on disk and verified (the journal releases the claim)."""

@@ -336,9 +336,11 @@ class Engine:
         claims = self.claims
         await self._settle(state, prediction)
         if prediction.failed:
+            failure = PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
             if claims is not None:
-                await claims.api_failed(state.key, prediction.error or "no error message")
-            raise PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
+                error = prediction.error or "no error message"
+                await claims.api_failed(state.key, error, type(failure).__name__)
+            raise failure
         files: tuple[Path, ...] = ()
         if self.deliverer is not None:
             state.enter(Stage.DOWNLOADING)

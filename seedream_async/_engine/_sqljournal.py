@@ -241,9 +241,11 @@ class SQLJournal(ABC):
             fields["predict_time"] = predict_time
         await self._after_id(Op.DONE, owner, key, {**fields, "error": None, "error_type": None})
 
-    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
+    async def api_failed(
+        self, owner: str, key: str, *, error: str, error_type: str = "PredictionFailed"
+    ) -> None:
         """See :meth:`JournalStore.api_failed`."""
-        fields = {"error": error, "error_type": "PredictionFailed"}
+        fields = {"error": error, "error_type": error_type}
         await self._after_id(Op.API_FAILED, owner, key, fields, attempt={"error": error})
 
     async def settle(self, owner: str, key: str, *, cost: float) -> None:

@@ -392,8 +392,11 @@ class JournalStore(Protocol):
         prediction completed with ``outputs``."""
         ...
 
-    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
-        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed."""
+    async def api_failed(
+        self, owner: str, key: str, *, error: str, error_type: str = "PredictionFailed"
+    ) -> None:
+        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed
+        (``error_type``: ``ContentModerationError`` for a moderation refusal)."""
         ...
 
     async def settle(self, owner: str, key: str, *, cost: float) -> None:

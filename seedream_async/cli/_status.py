@@ -22,6 +22,7 @@ from rich.console import Console
 from .._engine._items import EditItem
 from .._engine._store import ItemRecord, JournalState
 from .._exceptions import PredictionFailed
+from .._models import PriceModel
 from ._report import cli_words
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
     "print_status",
     "status_json",
 ]
+
+MODERATED = "ContentModerationError"
+"""The journal's error type of a prediction failed in content moderation."""
 
 # Journal states by what a run does with them (names as the journal spells them).
 _DELIVERED = frozenset({"succeeded", "delivered"})
@@ -60,6 +64,9 @@ class JournalRow:
         error: why the latest attempt did not deliver, if so.
         cost: US dollars billed for the key, every attempt.
         attempts: paid (or possibly paid) attempts of the key.
+        error_type: that error's class name (``ContentModerationError``: moderated).
+        request_id: the latest submit's ``X-Request-ID``, for support.
+        price_rule: the price rule the latest submit was billed by, in words.
     """
 
     key: str
@@ -70,6 +77,14 @@ class JournalRow:
     error: str | None = None
     cost: float = 0.0
     attempts: int = 0
+    error_type: str | None = None
+    request_id: str | None = None
+    price_rule: str | None = None
+
+    @property
+    def moderated(self) -> bool:
+        """The API failed it in content moderation (error code 1039)."""
+        return self.state in _API_FAILED and self.error_type == MODERATED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +104,10 @@ class JournalView:
     def counts(self) -> Counter[str]:
         """Rows per state name."""
         return Counter(row.state for row in self.rows.values())
+
+    def price_rules(self) -> list[str]:
+        """The price rules the journal's submits were billed by, in first-seen order."""
+        return list(dict.fromkeys(r.price_rule for r in self.rows.values() if r.price_rule))
 
 
 def _error(record: ItemRecord) -> str | None:
@@ -127,6 +146,9 @@ async def load_journal(path: Path | str) -> JournalView:
                     error=_error(record),
                     cost=sum(old.cost for old in history),
                     attempts=len(paid),
+                    error_type=record.error_type,
+                    request_id=record.request_id,
+                    price_rule=record.price_rule,
                 )
             if page.next_after is None:
                 break
@@ -178,6 +200,8 @@ class Plan:
     """What a run would do: the keys per action, in manifest order."""
 
     keys: dict[Action, list[str]] = field(default_factory=lambda: {a: [] for a in Action})
+    moderated: list[str] = field(default_factory=list)
+    """Keys the run would submit again that failed content moderation last time."""
 
     @property
     def paid(self) -> int:
@@ -242,6 +266,9 @@ async def plan_run(
             reroll=reroll,
         )
         plan.keys[action].append(item.key)
+        row = rows.get(item.key)
+        if action is Action.RETRY and row is not None and row.moderated:
+            plan.moderated.append(item.key)
     return plan
 
 
@@ -263,8 +290,15 @@ def status_json(view: JournalView) -> dict[str, Any]:
         "items": len(view.rows),
         "counts": dict(sorted(view.counts().items())),
         "billed": round(view.billed, 6),
+        "price_rules": view.price_rules(),
         "ambiguous": {k: r.error for k, r in view.rows.items() if r.state in _AMBIGUOUS},
         "failed": {k: r.error for k, r in view.rows.items() if r.state in _API_FAILED},
+        "moderated": [k for k, r in view.rows.items() if r.moderated],
+        "request_ids": {
+            k: r.request_id
+            for k, r in view.rows.items()
+            if r.request_id and r.state in _AMBIGUOUS | _API_FAILED
+        },
     }
 
 
@@ -288,15 +322,37 @@ def _keys_text(keys: list[str]) -> str:
     return shown + (f", ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
 
 
-def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: float = 0.0) -> None:
-    """Print a dry run: items per action (paid ones with their keys) and the cost.
+def retry_cost_note(moderated: int, price: PriceModel) -> str:
+    """What re-running ``moderated`` items that failed content moderation costs."""
+    cost = moderated * price.per_execution
+    note = (
+        f"{moderated} item(s) failed content moderation; re-running them costs ${cost:.3f} "
+        "and will likely fail again (change their prompt or images, or leave them out)"
+    )
+    if price.per_image:
+        note += "; billed per generated image, a failed one costs nothing"
+    return note
+
+
+def print_plan(
+    console: Console,
+    plan: Plan,
+    *,
+    budget: float | None,
+    billed: float = 0.0,
+    price: PriceModel | None = None,
+) -> None:
+    """Print a dry run: items per action (paid ones with their keys), the price rule and
+    the cost.
 
     Args:
         console: where to print.
         plan: the plan.
         budget: the run's --budget, if any: the catalog's, every run of the journal counted.
         billed: US dollars the journal has billed already (they count against ``budget``).
+        price: how submits are billed (``--price-per-image``); the default rule when None.
     """
+    price = price or PriceModel()
     from rich.markup import escape
     from rich.table import Table
 
@@ -313,7 +369,10 @@ def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: fl
     for action, keys in plan.keys.items():
         if keys and action.paid:
             console.print(f"{_ACTION_WORDS[action]}: {escape(_keys_text(keys))}")
+    console.print(f"Price rule: {price.describe()}")
     console.print(f"Cost: {estimate(plan.paid)}")
+    if plan.moderated:
+        console.print(f"[yellow]{retry_cost_note(len(plan.moderated), price)}[/]")
     if budget is not None:
         from .._constants import PRICE_PER_EXECUTION
 
@@ -343,6 +402,8 @@ def print_status(console: Console, view: JournalView) -> None:
         table.add_row(state.replace("_", " "), str(count))
     table.add_row("total", str(len(view.rows)), end_section=True)
     table.add_row("billed, every run", f"${view.billed:.3f}")
+    for rule in view.price_rules():
+        table.add_row("price rule", rule)
     console.print(table)
     groups = (
         (_AMBIGUOUS, "may have been billed without an answer; not sent again unless you "
@@ -356,6 +417,14 @@ def print_status(console: Console, view: JournalView) -> None:
         console.print(f"[yellow]{len(rows)} item(s) {words}:[/]")
         for row in rows[:_SHOWN_FAILURES]:
             reason = row.error or "no reason recorded"
+            if row.request_id and row.request_id not in reason:
+                reason += f" (request id {row.request_id})"
             console.print(f"  {escape(row.key)}: {escape(cli_words(reason))}")
         if len(rows) > _SHOWN_FAILURES:
             console.print(f"  ... and {len(rows) - _SHOWN_FAILURES} more (status --json lists all)")
+    moderated = sum(row.moderated for row in view.rows.values())
+    if moderated:
+        console.print(
+            f"[yellow]{moderated} of the failed item(s) failed content moderation[/]: "
+            "--retry-failed pays for them again, and they will likely fail again"
+        )
