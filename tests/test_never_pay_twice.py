@@ -581,7 +581,7 @@ async def test_broken_outputs_are_not_delivered_and_are_fetched_again(
         state["on"] = False
         second = await client.edit_all(items, journal=journal, out_dir=out)
         finish(f"broken-output-{kind}", sim, items, second)
-    assert all(f.suffix == ".png" for r in second for f in r.files)
+    assert all(f.suffix == ".jpg" for r in second for f in r.files)
 
 
 # -- the budget, over every run of the journal -------------------------------------------

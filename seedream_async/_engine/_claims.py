@@ -122,10 +122,13 @@ class Claims:
         """The API reported the prediction failed (``error_type``: the error's class)."""
         await self.journal.api_failed(self.owner, key, error=error, error_type=error_type)
 
-    async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
-        """Every output is on disk and verified (the journal releases the claim)."""
+    async def delivered(
+        self, key: str, files: Sequence[Path], outputs: Sequence[str], flagged: int = 0
+    ) -> None:
+        """Every output is on disk and verified (the journal releases the claim);
+        ``flagged``: how many the API flagged NSFW."""
         await self.journal.delivered(
-            self.owner, key, files=[str(file) for file in files], outputs=outputs
+            self.owner, key, files=[str(file) for file in files], outputs=outputs, flagged=flagged
         )
         self._held.discard(key)
 

@@ -44,7 +44,8 @@ CREATE TABLE seedream_items (
     reserved double precision NOT NULL DEFAULT 0,
     updated_at double precision NOT NULL,
     request_id text,
-    price_rule text
+    price_rule text,
+    flagged integer
 );
 CREATE INDEX seedream_items_free ON seedream_items (seq)
     WHERE owner IS NULL AND state IN ('pending', 'intent', 'submitted', 'done');
@@ -84,9 +85,9 @@ def redact_dsn(dsn: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
-_ADDED_COLUMNS = ("request_id", "price_rule")
-"""Nullable text columns added to version 1 without a new version (older code ignores
-them): the submit's X-Request-ID and the price rule it was billed by."""
+_ADDED_COLUMNS = {"request_id": "text", "price_rule": "text", "flagged": "integer"}
+"""Nullable columns added to version 1 without a new version (older code ignores them):
+the submit's X-Request-ID, the price rule it was billed by, outputs flagged NSFW."""
 
 
 def _add_columns(conn: psycopg.Connection[Any]) -> None:
@@ -97,9 +98,9 @@ def _add_columns(conn: psycopg.Connection[Any]) -> None:
         "AND attnum > 0 AND NOT attisdropped"
     ).fetchall()
     present = {row[0] for row in rows}
-    for name in _ADDED_COLUMNS:
+    for name, kind in _ADDED_COLUMNS.items():
         if name not in present:
-            conn.execute(f"ALTER TABLE seedream_items ADD COLUMN {name} text")
+            conn.execute(f"ALTER TABLE seedream_items ADD COLUMN {name} {kind}")
 
 
 def ensure_schema(conn: psycopg.Connection[Any], where: str) -> None:

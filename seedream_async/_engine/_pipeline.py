@@ -354,7 +354,8 @@ class Engine:
                         await claims.done(state.key, prediction)
                 raise
         if claims is not None:
-            await claims.delivered(state.key, files, prediction.outputs)
+            flagged = sum(prediction.has_nsfw_contents or ())
+            await claims.delivered(state.key, files, prediction.outputs, flagged)
         return state.result(ResultStatus.SUCCEEDED, prediction=prediction, files=files)
 
     async def _resume(self, state: ItemState, record: ItemRecord, name: str) -> BatchResult | None:

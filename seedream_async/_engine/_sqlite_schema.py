@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS items (
     lease_expires REAL,
     updated_at REAL NOT NULL,
     request_id TEXT,
-    price_rule TEXT);
+    price_rule TEXT,
+    flagged INTEGER);
 CREATE INDEX IF NOT EXISTS items_owner ON items (owner);
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -68,9 +69,9 @@ INSERT OR IGNORE INTO totals (id, billed, reserved) VALUES (1, 0, 0);
 """
 
 
-_ADDED_COLUMNS = {"request_id": "TEXT", "price_rule": "TEXT"}
+_ADDED_COLUMNS = {"request_id": "TEXT", "price_rule": "TEXT", "flagged": "INTEGER"}
 """Nullable columns added to version 2 without a new version (older code ignores them):
-the submit's X-Request-ID and the price rule it was billed by."""
+the submit's X-Request-ID, the price rule it was billed by, outputs flagged NSFW."""
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:

@@ -268,10 +268,17 @@ class SQLJournal(ABC):
         await self._tx(settle)
 
     async def delivered(
-        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+        self,
+        owner: str,
+        key: str,
+        *,
+        files: Sequence[str],
+        outputs: Sequence[str],
+        flagged: int = 0,
     ) -> None:
         """See :meth:`JournalStore.delivered`. Final: the claim is released with it."""
         fields = {
+            "flagged": flagged,
             "files": json.dumps([os.fspath(f) for f in files]),
             "outputs": json.dumps(list(outputs)),
             "error": None,

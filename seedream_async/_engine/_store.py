@@ -182,6 +182,7 @@ class ItemRecord:
         request_id: the latest submit's ``X-Request-ID`` (what support asks for, to say
             whether an ambiguous item was billed), if the API sent one.
         price_rule: the price rule the latest submit was billed by, in words.
+        flagged: outputs the API flagged NSFW (``has_nsfw_contents``) when delivered.
     """
 
     key: str
@@ -203,6 +204,7 @@ class ItemRecord:
     updated_at: float = 0.0
     request_id: str | None = None
     price_rule: str | None = None
+    flagged: int = 0
 
     @property
     def billed(self) -> bool:
@@ -407,10 +409,16 @@ class JournalStore(Protocol):
         ...
 
     async def delivered(
-        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+        self,
+        owner: str,
+        key: str,
+        *,
+        files: Sequence[str],
+        outputs: Sequence[str],
+        flagged: int = 0,
     ) -> None:
         """SUBMITTED/DONE -> DELIVERED: ``files`` are on disk and verified (none without an
-        out dir); the claim is released with it."""
+        out dir); the claim is released with it. ``flagged``: outputs the API flagged."""
         ...
 
     async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:

@@ -169,7 +169,7 @@ def journal_record(
         "error_type": row.error_type if row else None,
         "request_id": row.request_id if row else None,
         "nsfw": [],
-        "flagged": 0,
+        "flagged": row.flagged if row else 0,
         "cost": 0.0,
         "predict_time": row.predict_time if row else None,
         "timings": None,

@@ -67,6 +67,7 @@ class JournalRow:
         error_type: that error's class name (``ContentModerationError``: moderated).
         request_id: the latest submit's ``X-Request-ID``, for support.
         price_rule: the price rule the latest submit was billed by, in words.
+        flagged: its outputs the API flagged NSFW.
     """
 
     key: str
@@ -80,6 +81,7 @@ class JournalRow:
     error_type: str | None = None
     request_id: str | None = None
     price_rule: str | None = None
+    flagged: int = 0
 
     @property
     def moderated(self) -> bool:
@@ -149,6 +151,7 @@ async def load_journal(path: Path | str) -> JournalView:
                     error_type=record.error_type,
                     request_id=record.request_id,
                     price_rule=record.price_rule,
+                    flagged=record.flagged,
                 )
             if page.next_after is None:
                 break
@@ -294,6 +297,7 @@ def status_json(view: JournalView) -> dict[str, Any]:
         "ambiguous": {k: r.error for k, r in view.rows.items() if r.state in _AMBIGUOUS},
         "failed": {k: r.error for k, r in view.rows.items() if r.state in _API_FAILED},
         "moderated": [k for k, r in view.rows.items() if r.moderated],
+        "flagged": {k: r.flagged for k, r in view.rows.items() if r.flagged},
         "request_ids": {
             k: r.request_id
             for k, r in view.rows.items()
@@ -402,6 +406,10 @@ def print_status(console: Console, view: JournalView) -> None:
         table.add_row(state.replace("_", " "), str(count))
     table.add_row("total", str(len(view.rows)), end_section=True)
     table.add_row("billed, every run", f"${view.billed:.3f}")
+    flagged = [row for row in view.rows.values() if row.flagged]
+    if flagged:
+        outputs = sum(row.flagged for row in flagged)
+        table.add_row("flagged NSFW by the API", f"{len(flagged)} ({outputs} outputs)")
     for rule in view.price_rules():
         table.add_row("price rule", rule)
     console.print(table)
