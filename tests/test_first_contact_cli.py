@@ -4,6 +4,7 @@ status; request ids kept for support; what --retry-failed costs for moderated it
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,10 +62,11 @@ async def test_moderated_failures_their_request_ids_and_the_price_rule(tmp_path:
 
 async def test_per_image_price_is_named_and_settled(tmp_path: Path) -> None:
     """--price-per-image: the dry run and the summary name the rule, and the run's bill
-    is the images returned, which the simulator's ledger counts."""
+    is the images returned, which the simulator's ledger counts. Every output flagged
+    NSFW: the summary and status count them."""
     manifest = catalog(tmp_path / "cat", 3, max_images=4)
     target = tmp_path / "out"
-    async with serve(time_scale=0.001) as sim:
+    async with serve(time_scale=0.001, faults=Faults(nsfw=1.0)) as sim:
         args = ["run", manifest, "--out", target, "--base-url", sim.base_url, *FAST_POLL]
         args += ["--price-per-image", "0.04"]
         dry = await cli(*args, "--dry-run")
@@ -72,5 +74,10 @@ async def test_per_image_price_is_named_and_settled(tmp_path: Path) -> None:
         done = await cli(*args, "--json")
     assert done.returncode == 0, out(done)
     summary = json.loads(done.stdout)
+    images = sim.ledger.images_generated
     assert summary["price_rule"] == "$0.040 per generated image, up to max_images"
-    assert summary["cost"] == pytest.approx(sim.ledger.images_generated * 0.04)
+    assert summary["cost"] == pytest.approx(images * 0.04)
+    assert summary["flagged"] == images
+    shown = out(await cli("status", target))
+    assert re.search(rf"flagged NSFW by the API\s*│\s*3 \({images} outputs\)", shown), shown
+    assert "$0.040 per generated image, up to max_images" in shown
