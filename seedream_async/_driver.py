@@ -219,9 +219,11 @@ class Driver:
             wish = decision.delay if decision.retry else err.retry_after
             self.gate.pause(min(wish or policy.initial_delay, policy.max_retry_after))
         if decision.ambiguous:
+            quoted = f" (request id {err.request_id})" if err.request_id else ""
             raise AmbiguousSubmission(
-                f"{what}: HTTP {status} after the request reached the server, "
-                "so it may have been billed; not sent again to avoid paying twice"
+                f"{what}: HTTP {status}{quoted} after the request reached the server, "
+                "so it may have been billed; not sent again to avoid paying twice",
+                request_id=err.request_id,
             ) from err
         if one_shot:
             raise err

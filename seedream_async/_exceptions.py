@@ -215,11 +215,16 @@ class AmbiguousSubmission(SeedreamError):
 
     Attributes:
         key: the batch item's key, when known.
+        request_id: the ``X-Request-ID`` of the answer that left it ambiguous (a 5xx), if
+            any: quote it to Atlas Cloud's support to learn whether it was billed.
     """
 
-    def __init__(self, message: str, *, key: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, key: str | None = None, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.key = key
+        self.request_id = request_id
 
 
 class PredictionFailed(SeedreamError):

@@ -514,12 +514,13 @@ class PriceModel:
         return cls(per_execution=spec.price, per_image=0.0)
 
     def describe(self) -> str:
-        """The rule in words: ``"$0.036 per run"``, ``"$0.032 per image"``."""
+        """The rule in words: ``"$0.036 per execution"``, ``"$0.036 per generated image,
+        up to max_images"`` (held at ``max_images``, settled to the images returned)."""
         parts = []
         if self.per_execution or not self.per_image:
-            parts.append(f"${self.per_execution:.3f} per run")
+            parts.append(f"${self.per_execution:.3f} per execution")
         if self.per_image:
-            parts.append(f"${self.per_image:.3f} per image")
+            parts.append(f"${self.per_image:.3f} per generated image, up to max_images")
         return " + ".join(parts)
 
     def worst_case(self, max_images: int = 1) -> float:

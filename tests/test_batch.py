@@ -24,7 +24,7 @@ from seedream_async import (
     PredictionFailed,
     ResultStatus,
 )
-from seedream_async.testing import Faults
+from seedream_async.testing import Faults, Shapes
 
 pytestmark = pytest.mark.anyio
 
@@ -250,7 +250,9 @@ async def test_a_long_generator_is_never_materialised() -> None:
 
 
 async def test_outputs_are_saved_under_safe_names(tmp_path: Path) -> None:
-    """Outputs land in out_dir named from the key; odd keys are cleaned, never escape."""
+    """Outputs land in out_dir named from the key; odd keys are cleaned, never escape;
+    names follow the bytes (JPEG: ``<key>.jpg``, ``<key>.2.jpg``). The model returns every
+    image here, so the numbering is seen."""
     items = [
         EditItem(key="plain", prompt="p", images=[URL]),
         EditItem(key="shoes/red", prompt="p", images=[URL]),
@@ -258,16 +260,16 @@ async def test_outputs_are_saved_under_safe_names(tmp_path: Path) -> None:
         EditItem(key="../escape", prompt="p", images=[URL]),
     ]
     out = tmp_path / "out"
-    async with simulated() as (sim, client):
+    async with simulated(shapes=Shapes(output_count="max")) as (sim, client):
         results = {r.key: r for r in await client.edit_all(items, out_dir=out)}
-    assert results["plain"].files == (out / "plain.png",)
+    assert results["plain"].files == (out / "plain.jpg",)
     (red,) = results["shoes/red"].files
     assert red.parent == out
     assert red.name.startswith("shoes_red-")
-    assert [f.name for f in results["multi"].files] == ["multi.png", "multi.2.png", "multi.3.png"]
+    assert [f.name for f in results["multi"].files] == ["multi.jpg", "multi.2.jpg", "multi.3.jpg"]
     for result in results.values():
         for file in result.files:
-            assert file.read_bytes().startswith(b"\x89PNG")
+            assert file.read_bytes().startswith(b"\xff\xd8\xff")
     assert results["../escape"].status is ResultStatus.FAILED
     assert "'..'" in str(results["../escape"].error)
     assert sorted(os.listdir(out)) == sorted(f.name for r in results.values() for f in r.files)
@@ -294,7 +296,7 @@ async def test_an_expired_output_url_is_fetched_anew(tmp_path: Path) -> None:
         client.save_output = expire_first  # type: ignore[method-assign]
         (result,) = await client.edit_all(url_items(1), out_dir=tmp_path)
     assert result.ok
-    assert result.files[0].read_bytes().startswith(b"\x89PNG")
+    assert result.files[0].read_bytes().startswith(b"\xff\xd8\xff")
     assert len(seen) == 2
     assert result.prediction_id is not None
     # The fresh URL came from one more poll of the same prediction, not a new submit.
@@ -338,7 +340,7 @@ async def test_mappings_are_items_and_bad_rows_are_reported() -> None:
     async with simulated() as (_, client):
         results = {r.key: r for r in await client.edit_all(rows)}
     assert results["a"].ok
-    assert len(results["a"].outputs) == 2
+    assert 1 <= len(results["a"].outputs) <= 2  # the model decides how many
     assert results["b"].status is ResultStatus.FAILED
     assert "missing 'prompt'" in str(results["b"].error)
 

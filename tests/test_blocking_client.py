@@ -46,7 +46,8 @@ def test_every_method_blocks_and_returns(sim: Simulator, tmp_path: Path) -> None
         assert client.get_prediction(prediction.id).done
         assert client.wait(prediction.id).id == prediction.id
         saved = client.download(prediction.outputs[0], tmp_path / "out")
-        assert saved.read_bytes().startswith(b"\x89PNG")
+        assert saved.read_bytes().startswith(b"\xff\xd8\xff")  # JPEG, the default
+        assert saved.name == "out.jpg"
         assert "api_key='**********'" in repr(client)
 
 

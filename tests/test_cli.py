@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from seedream_async.testing import make_png, serve
+from seedream_async.testing import Shapes, make_png, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -194,9 +194,10 @@ async def test_demo(tmp_path: Path) -> None:
 async def test_run_with_the_documented_base_url_and_per_image_pricing(tmp_path: Path) -> None:
     """Issue 18: run works with ``--base-url https://<host>/api/v1``; under
     ``--price-per-image`` the budget holds max_images x price per submit, so $0.05 at
-    $0.01 x 3 images pays for one item and stops the rest before they are sent."""
+    $0.01 x 3 images pays for one item and stops the rest before they are sent. (The
+    model returns all 3 here; settling to fewer is test_per_image_billing.py's.)"""
     manifest = catalog(tmp_path / "cat", 3)
-    async with serve(time_scale=0.001) as sim:
+    async with serve(time_scale=0.001, shapes=Shapes(output_count="max")) as sim:
         done = await cli(
             "run", manifest, "--out", tmp_path / "out", "--base-url", sim.base_url + "/api/v1/",
             "--price-per-image", "0.01", "--max-images", "3", "--budget", "0.05",

@@ -164,11 +164,11 @@ async def test_reroll(tmp_path: Path) -> None:
             before["sku-1"]["prediction_id"],
             line["prediction_id"],
         ]
-        kept = target / "rerolled" / "sku-1.attempt1.png"
+        kept = target / "rerolled" / "sku-1.attempt1.jpg"
         assert await anyio.Path(kept).read_bytes() == earlier
         assert line["attempts"][0]["files"] == [str(kept)]  # where the earlier output is now
         card = review_data([line], target)["cards"][0]
-        assert [image["src"] for image in card["earlier"]] == ["./rerolled/sku-1.attempt1.png"]
+        assert [image["src"] for image in card["earlier"]] == ["./rerolled/sku-1.attempt1.jpg"]
         assert await anyio.Path(line["files"][0]).exists()
         assert after["sku-0"]["from_journal"]
 

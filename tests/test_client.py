@@ -260,7 +260,7 @@ async def test_submit_get_prediction_and_wait() -> None:
         assert again.id == prediction.id
         done = await client.wait(prediction.id)
     assert done.done
-    assert len(done.outputs) == 2
+    assert 1 <= len(done.outputs) <= 2  # the model decides how many
     assert sim.ledger.executions == 1
     assert sim.ledger.polls[prediction.id] >= 2
 
@@ -313,7 +313,7 @@ async def test_edit_with_path_and_url(tmp_path: Path) -> None:
         url = (await client.upload(PNG)).download_url
         done = await client.edit(PROMPT, [path, url], max_images=2)
     assert done.done
-    assert len(done.outputs) == 2
+    assert 1 <= len(done.outputs) <= 2  # the model decides how many
     assert sim.ledger.executions == 1
     assert len(sim.ledger.uploads) == 2
 

@@ -59,7 +59,7 @@ async def test_edit_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         failed = await module.edit_folder(photos, tmp_path / "out", "On marble", logo=logo)
         assert failed == 0
         assert sim.ledger.executions == 3
-    assert sorted(path.stem for path in (tmp_path / "out").glob("*.png")) == [
+    assert sorted(path.stem for path in (tmp_path / "out").glob("*.jpg")) == [
         "shoe0",
         "shoe1",
         "shoe2",

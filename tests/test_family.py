@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _helpers import simulated
+from _helpers import simulated as _simulated
 
 from seedream_async import (
     MODELS,
@@ -28,6 +28,15 @@ from seedream_async import (
 )
 from seedream_async.testing import Shapes
 from seedream_async.testing._family import SERVED
+
+
+def simulated(**options: Any) -> Any:
+    """The simulator returning every image a sequence may make (``output_count="max"``):
+    these tests check each model's price against what it bills, which the model's own
+    choice of count (the simulator's documented default) would make a matter of chance."""
+    options.setdefault("shapes", Shapes(output_count="max"))
+    return _simulated(**options)
+
 
 pytestmark = pytest.mark.anyio
 

@@ -34,7 +34,7 @@ from seedream_async import (
     RetryPolicy,
     TransportError,
 )
-from seedream_async.testing import Faults
+from seedream_async.testing import Faults, Shapes
 
 pytestmark = pytest.mark.anyio
 
@@ -111,7 +111,11 @@ async def run_soak(name: str, count: int, tmp_path: Path, anyio_backend: str) ->
     items = soak_items(count, refs)
     out_dir = tmp_path / "out"
     started = time.perf_counter()
-    async with simulated(faults=SOAK_FAULTS, client_options={"retry": SOAK_RETRY}) as (sim, client):
+    # PNG outputs: the soak checks every saved file to its last CRC (about faults, not format).
+    shapes = Shapes(output_format="png")
+    options = {"retry": SOAK_RETRY}
+    soak = simulated(faults=SOAK_FAULTS, shapes=shapes, client_options=options)
+    async with soak as (sim, client):
         results: list[BatchResult] = await client.edit_all(
             items, concurrency=32, out_dir=out_dir, journal=tmp_path / "journal.sqlite"
         )

@@ -177,6 +177,28 @@ async def test_other_applications_database_is_refused(
     assert tables == [table]
 
 
+async def test_a_journal_without_the_request_id_column_gets_it(tmp_path: Path) -> None:
+    """A version 2 file made before the request_id and price_rule columns opens, gains
+    them (empty for old rows) and keeps its rows."""
+    path = tmp_path / "j.db"
+    async with await Journal.open(path) as journal:
+        await begin(journal, "a")
+        await journal.reserve(ME, "a", request=REQUEST, amount=0.036, budget=None)
+        await journal.submitted(ME, "a", prediction_id="p-a", cost=0.036)
+    drop = "ALTER TABLE items DROP COLUMN"
+    _sqlite(path, f"{drop} request_id", f"{drop} price_rule")
+    async with await Journal.open(path) as journal:
+        record = await journal.get("a")
+        assert record is not None
+        assert (record.prediction_id, record.request_id, record.cost) == ("p-a", None, 0.036)
+        await begin(journal, "b")
+        await journal.reserve(ME, "b", request=REQUEST, amount=0.036, budget=None)
+        await journal.submitted(ME, "b", prediction_id="p-b", cost=0.036, request_id="req-b")
+        record = await journal.get("b")
+        assert record is not None
+        assert record.request_id == "req-b"
+
+
 async def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     """A journal written by a newer seedream-async asks for an upgrade."""
     path = tmp_path / "j.db"

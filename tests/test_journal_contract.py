@@ -318,6 +318,54 @@ async def test_a_failed_prediction_resubmitted_is_a_second_paid_attempt(
     assert (await store.spend()).billed == pytest.approx(2 * PRICE)
 
 
+async def test_the_request_id_and_price_rule_are_kept_for_support(store: JournalStore) -> None:
+    """The submit's X-Request-ID and the price rule it was billed by stay on the row,
+    ambiguous ones included (the question support answers: "was I billed?")."""
+    await claimed(store, "run-a", "a", "b", "c")
+    assert await store.reserve("run-a", "a", request=REQUEST, amount=PRICE, budget=None)
+    rule = "$0.036 per execution"
+    await store.submitted(
+        "run-a", "a", prediction_id="p-a", cost=PRICE, request_id="req-a", price_rule=rule
+    )
+    assert await store.reserve("run-a", "b", request=REQUEST, amount=PRICE, budget=None)
+    await store.ambiguous("run-a", "b", cost=PRICE, error="HTTP 504", request_id="req-b")
+    await store.api_failed("run-a", "a", error="moderated")
+    rows = await store.get_many(["a", "b", "c"])
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert (a.request_id, a.price_rule, a.state) == ("req-a", rule, JournalState.API_FAILED)
+    assert (b.request_id, b.state) == ("req-b", JournalState.AMBIGUOUS)
+    assert (c.request_id, c.price_rule) == (None, None)
+    (page,) = [(await store.page()).records]
+    assert [r.request_id for r in page] == ["req-a", "req-b", None]
+
+
+async def test_settle_sets_the_attempt_cost_and_the_total_follows(store: JournalStore) -> None:
+    """Per-image pricing: a submit billed at its worst case settles to the images returned
+    (the attempt, the item and the journal's total follow; the same settle twice changes
+    nothing); a failed one settles to nothing. Only a billed attempt settles."""
+    held = 15 * PRICE
+    for key, prediction in (("a", "pred-a"), ("b", "pred-b")):
+        await claimed(store, "run-a", key)
+        assert await store.reserve("run-a", key, request=REQUEST, amount=held, budget=None)
+        await store.submitted("run-a", key, prediction_id=prediction, cost=held)
+    assert (await store.spend()).billed == pytest.approx(2 * held)
+    for _ in range(2):
+        await store.settle("run-a", "a", cost=4 * PRICE)
+    await store.delivered("run-a", "a", files=[], outputs=["u"] * 4)
+    await store.settle("run-a", "b", cost=0.0)
+    await store.api_failed("run-a", "b", error="moderated")
+    a, b = await store.get("a"), await store.get("b")
+    assert a is not None
+    assert b is not None
+    assert (a.cost, b.cost) == (pytest.approx(4 * PRICE), 0)
+    assert [x.cost for x in await store.history("a")] == [pytest.approx(4 * PRICE)]
+    assert (await store.spend()).billed == pytest.approx(4 * PRICE)
+    await claimed(store, "run-a", "c")
+    assert await store.reserve("run-a", "c", request=REQUEST, amount=held, budget=None)
+    with pytest.raises(JournalError):
+        await store.settle("run-a", "c", cost=0.0)
+
+
 async def test_a_changed_fingerprint_is_a_new_job_with_the_old_attempts_kept(
     store: JournalStore,
 ) -> None:

@@ -51,6 +51,16 @@ async def _open_and_close(dsn: str) -> None:
         pass
 
 
+async def test_a_journal_without_the_request_id_column_gets_it(postgres_dsn: str) -> None:
+    """A journal made before the request_id and price_rule columns gains them on open."""
+    await _open_and_close(postgres_dsn)
+    with psycopg.connect(postgres_dsn) as conn:
+        conn.execute("ALTER TABLE seedream_items DROP COLUMN request_id, DROP COLUMN price_rule")
+    async with await PostgresJournal.open(postgres_dsn) as journal:
+        assert await journal.get("missing") is None
+        assert (await journal.page()).records == ()
+
+
 async def test_a_newer_schema_is_refused(postgres_dsn: str) -> None:
     """A journal written by a newer seedream-async is not touched; the error says upgrade."""
     await _open_and_close(postgres_dsn)

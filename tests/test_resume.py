@@ -132,7 +132,7 @@ async def test_a_deleted_output_is_fetched_again_without_paying(tmp_path: Path) 
         assert sim.ledger.executions == 1
     assert second.ok
     assert second.files == first.files
-    assert second.files[0].read_bytes().startswith(b"\x89PNG")
+    assert second.files[0].read_bytes().startswith(b"\xff\xd8\xff")  # JPEG, the default
 
 
 def _read_all(folder: Path) -> list[bytes]:

@@ -55,11 +55,13 @@ def _catalog(folder: Path, items: int) -> Path:
 
 
 async def _run(tmp: Path) -> Path:
-    """Six items, one at a time on a seeded simulator: some fail, the budget stops one."""
+    """Six items, one at a time on a seeded simulator: some fail, the budget stops one,
+    some outputs are flagged NSFW."""
     manifest = _catalog(tmp / "catalog", 6)
     quiet = Console(file=open(os.devnull, "w"), width=120)  # noqa: SIM115, ASYNC230
     try:
-        async with serve(time_scale=0.001, seed=3, faults=Faults(prediction_failure=0.4)) as sim:
+        faults = Faults(prediction_failure=0.4, nsfw=0.5)
+        async with serve(time_scale=0.001, seed=3, faults=faults) as sim:
             options = RunOptions(
                 manifest=manifest,
                 out=tmp / "out",
@@ -231,6 +233,24 @@ def test_cards_show_each_item(page: Any, run_out: Path) -> None:
     failed = next(line for line in lines if line["status"] == "failed")
     failed_card = page.locator("article.card", has_text=failed["prediction_id"])
     assert failed["error"] in failed_card.locator(".error").inner_text()
+
+
+def test_flagged_outputs_have_a_badge_and_a_filter(page: Any, run_out: Path) -> None:
+    """Outputs the API flagged (has_nsfw_contents) carry a badge; the "flagged" filter
+    shows exactly the items with one; the report line keeps a flag per output."""
+    lines = _report(run_out)
+    for line in lines:
+        assert len(line["nsfw"]) == (len(line["files"]) if line["status"] == "succeeded" else 0)
+        assert line["flagged"] == sum(line["nsfw"])
+    flagged = sorted(line["key"] for line in lines if line["flagged"])
+    assert flagged, "the seeded run flags some outputs"
+    assert review_data(lines, run_out)["totals"]["flagged"] == len(flagged)
+    page.click("button[data-filter=flagged]")
+    assert sorted(_visible_keys(page)) == flagged
+    badges = page.locator("article.card:visible .badge.flagged")
+    assert badges.count() == sum(line["flagged"] for line in lines)
+    page.click("button[data-filter=all]")
+    assert len(_visible_keys(page)) == len(lines)
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "not_submitted"])

@@ -59,19 +59,24 @@ async def test_edit_reads_every_shape(
     async with simulated(**options) as (sim, client):
         done = await client.edit(PROMPT, [PNG], max_images=max_images)
         assert done.done
-        assert len(done.outputs) == max_images
+        # The model decides how many (1..max_images); the ledger knows what it returned.
+        (record,) = sim.ledger.submissions
+        assert 1 <= len(done.outputs) == record.outputs <= max_images
         saved = await client.save_output(done.outputs[0], tmp_path / "out")
-    assert saved.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert saved.read_bytes().startswith(b"\xff\xd8\xff")  # JPEG, as ModelArk returns
+    assert saved.suffix == ".jpg"
     assert sim.ledger.executions == 1
     assert sim.ledger.duplicate_submissions == 0
 
 
 async def test_base64_outputs_bare(tmp_path: Path) -> None:
-    """Bare base64 outputs (with object-shaped URL items configured) decode to the PNG."""
+    """Bare base64 outputs (with object-shaped URL items configured) decode to the JPEG,
+    saved under the name its bytes call for."""
     async with simulated(shapes=Shapes(output_items="object")) as (sim, client):
         done = await client.edit(PROMPT, [PNG], enable_base64_output=True)
         saved = await client.save_output(done.outputs[0], tmp_path / "b64")
-    assert saved.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert saved.read_bytes().startswith(b"\xff\xd8\xff")
+    assert saved.name == "b64.jpg"
     assert sim.ledger.requests["output"] == 0
 
 
@@ -145,10 +150,12 @@ async def test_extra_body_and_check_limits_reach_the_server() -> None:
 
 async def test_per_image_price_drives_budget_and_cost() -> None:
     """With per-image pricing, a budget holds max_images x price per submit and results
-    carry that cost; the default stays $0.036 per execution."""
+    carry that cost; the default stays $0.036 per execution. (The model returns every
+    image here: settling to fewer is tests/test_per_image_billing.py's.)"""
     price = PriceModel.per_generated_image(0.05)
     items = [EditItem(key=f"k{n}", prompt=PROMPT, images=[PNG], max_images=2) for n in range(3)]
-    async with simulated(client_options={"price": price}) as (sim, client):
+    every = Shapes(output_count="max")
+    async with simulated(shapes=every, client_options={"price": price}) as (sim, client):
         results = await client.edit_all(items, budget=0.25)
     by_status = {r.key: r.status.value for r in results}
     assert sorted(by_status.values()) == ["not_submitted", "succeeded", "succeeded"]

@@ -454,7 +454,7 @@ async def test_sync_mode() -> None:
         response = await http.post(SUBMIT, json=body(enable_sync_mode=True))
         prediction = Prediction.model_validate(response.json())
         assert prediction.done
-        assert len(prediction.outputs) == 2
+        assert len(prediction.outputs) == sim.ledger.submissions[0].outputs  # 1 or 2
         assert sim.ledger.total_polls == 0
         assert len(sim.ledger.detection_lags()) == 1
 

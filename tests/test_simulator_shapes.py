@@ -89,7 +89,8 @@ async def test_unknown_fields_and_the_input_form_are_accepted() -> None:
         first, second = sim.ledger.submissions
         assert first.unknown_fields == ("output_format", "watermark")
         assert (second.unknown_fields, second.max_images) == (("steps",), 2)
-        assert sim.ledger.images_generated == 3
+        assert second.outputs in (1, 2)  # the model decides
+        assert sim.ledger.images_generated == 1 + second.outputs
 
 
 async def test_code_envelope() -> None:
@@ -151,7 +152,7 @@ async def test_base64_outputs_stay_bare_with_object_items() -> None:
         data = await finished(http, submitted["id"])
         (output,) = data["outputs"]
         assert isinstance(output, str)
-        assert output.startswith("iVBORw0KGgo")
+        assert output.startswith("/9j/")  # a JPEG's first bytes, base64
 
 
 async def test_numeric_ids() -> None:
@@ -317,7 +318,7 @@ async def test_oversized_answers() -> None:
         async with httpx.AsyncClient() as plain:
             output = await plain.get(data["outputs"][0])
         assert len(output.content) >= 300_000
-        assert output.content.startswith(b"\x89PNG\r\n\x1a\n")
+        assert output.content.startswith(b"\xff\xd8\xff")
 
 
 async def test_redirects_go_to_the_recording_catcher() -> None:

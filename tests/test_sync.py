@@ -100,7 +100,7 @@ async def test_single_edit_in_sync_mode() -> None:
     async with simulated() as (sim, client):
         done = await client.edit("p", [URL], completion="sync", max_images=2)
     assert done.done
-    assert len(done.outputs) == 2
+    assert len(done.outputs) == sim.ledger.submissions[0].outputs  # the model decides: 1..2
     assert sim.ledger.total_polls == 0
 
 

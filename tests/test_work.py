@@ -52,7 +52,7 @@ async def test_two_workers_drain_the_journal_once(postgres_dsn: str, tmp_path: P
         assert all(t.executions for t in tallies)  # both took a share
         assert sim.ledger.executions == 40
         assert sim.ledger.duplicate_submissions == 0
-        assert len([p async for p in anyio.Path(tmp_path).glob("sku-*.png")]) == 40
+        assert len([p async for p in anyio.Path(tmp_path).glob("sku-*.jpg")]) == 40
         assert (await journal.fleet()).owners == {}
 
 

@@ -21,7 +21,8 @@ class Budget:
     A submit's price comes from its model's :class:`PriceModel` (``price_for``, the
     client's: the user's price, else the model's own rule): per execution, or per
     generated image, where the most the submit can generate (``max_images``) is held and
-    counted (the upper bound: a sequence may stop short).
+    held (the upper bound), then settled to the images the prediction returned
+    (:meth:`settle`): a sequence may stop short, and a failed prediction costs nothing.
 
     Args:
         price: how the API bills (a plain number is dollars per execution); the price of
@@ -72,6 +73,16 @@ class Budget:
     def refund(self, cost: float | None = None) -> None:
         """Give back a reservation whose submit the server did not take."""
         self.reserved -= self.price if cost is None else cost
+
+    def settle(self, held: float, bill: float) -> float:
+        """Settle a billed submit that held ``held`` to its real ``bill`` (per image: the
+        images its prediction returned; a failed one: nothing): the difference goes back
+        to the budget and leaves the spend. Returns the settled cost."""
+        change = round(bill - held, 9)
+        if change:
+            self.reserved += change
+            self._progress.spent = round(self._progress.spent + change, 6)
+        return bill
 
     def spend(self, cost: float | None = None) -> float:
         """Count a reserved submit as billed; return what it cost."""

@@ -119,22 +119,34 @@ class Claims:
             self.owner, key, outputs=prediction.outputs, predict_time=prediction.predict_time
         )
 
-    async def api_failed(self, key: str, error: str) -> None:
-        """The API reported the prediction failed."""
-        await self.journal.api_failed(self.owner, key, error=error)
+    async def settle(self, key: str, cost: float) -> None:
+        """The prediction's bill is known (per-image pricing): the journal follows it."""
+        with anyio.CancelScope(shield=True):
+            await self.journal.settle(self.owner, key, cost=cost)
 
-    async def delivered(self, key: str, files: Sequence[Path], outputs: Sequence[str]) -> None:
-        """Every output is on disk and verified (the journal releases the claim)."""
+    async def api_failed(self, key: str, error: str, error_type: str = "PredictionFailed") -> None:
+        """The API reported the prediction failed (``error_type``: the error's class)."""
+        await self.journal.api_failed(self.owner, key, error=error, error_type=error_type)
+
+    async def delivered(
+        self, key: str, files: Sequence[Path], outputs: Sequence[str], flagged: int = 0
+    ) -> None:
+        """Every output is on disk and verified (the journal releases the claim);
+        ``flagged``: how many the API flagged NSFW."""
         names = [str(file) for file in files]
         try:
-            await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
+            await self.journal.delivered(
+                self.owner, key, files=names, outputs=outputs, flagged=flagged
+            )
         except JournalUnavailable as err:
             if not err.maybe_committed:
                 raise
             # Cut off at the COMMIT: delivered already, or say it again.
             record = await self.journal.get(key)
             if record is None or record.state is not JournalState.DELIVERED:
-                await self.journal.delivered(self.owner, key, files=names, outputs=outputs)
+                await self.journal.delivered(
+                    self.owner, key, files=names, outputs=outputs, flagged=flagged
+                )
         self._held.discard(key)
 
     async def record_failure(self, key: str, err: SeedreamError, *, paid: bool) -> None:

@@ -452,7 +452,7 @@ def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> Cl
     row = tx.one(f"SELECT {ITEM_COLUMNS}, item FROM {{items}} WHERE key = ?", (key,))
     return ClaimedItem(
         record=record_from_row(row),
-        item=json.loads(row[17]),
+        item=json.loads(row[-1]),
         taken_over_from=previous if previous not in (None, owner) else None,
     )
 

@@ -42,7 +42,10 @@ CREATE TABLE seedream_items (
     owner text,
     lease_expires double precision,
     reserved double precision NOT NULL DEFAULT 0,
-    updated_at double precision NOT NULL
+    updated_at double precision NOT NULL,
+    request_id text,
+    price_rule text,
+    flagged integer
 );
 CREATE INDEX seedream_items_free ON seedream_items (seq)
     WHERE owner IS NULL AND state IN ('pending', 'intent', 'submitted', 'done');
@@ -83,6 +86,24 @@ def redact_dsn(dsn: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", dsn))
 
 
+_ADDED_COLUMNS = {"request_id": "text", "price_rule": "text", "flagged": "integer"}
+"""Nullable columns added to version 1 without a new version (older code ignores them):
+the submit's X-Request-ID, the price rule it was billed by, outputs flagged NSFW."""
+
+
+def _add_columns(conn: psycopg.Connection[Any]) -> None:
+    """Add the :data:`_ADDED_COLUMNS` a journal made by an older version lacks (looked up
+    first: an ALTER would wait for every open transaction on the table)."""
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'seedream_items'::regclass "
+        "AND attnum > 0 AND NOT attisdropped"
+    ).fetchall()
+    present = {row[0] for row in rows}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE seedream_items ADD COLUMN {name} {kind}")
+
+
 def ensure_schema(conn: psycopg.Connection[Any], where: str) -> None:
     """Create the tables on first use, or check an existing journal's version. Runs in the
     caller's transaction, under an advisory lock so that workers starting together do not
@@ -110,6 +131,7 @@ def ensure_schema(conn: psycopg.Connection[Any], where: str) -> None:
                 f"the database at {where} has a seedream_meta table without a schema "
                 "version: it is not a seedream-async journal; use another database or schema"
             )
+        _add_columns(conn)
         return
     clash = conn.execute("SELECT to_regclass('seedream_items') IS NOT NULL").fetchone()
     if clash is not None and clash[0]:

@@ -400,12 +400,29 @@ class Engine:
                 request_id=prediction.request_id,
             )
 
+    async def _settle(self, state: ItemState, prediction: Prediction) -> None:
+        """Per-image pricing: the submit held ``max_images`` images' price; now the bill is
+        the images returned (a failed prediction: none). The budget and journal follow."""
+        price = self.budget.model
+        if not price.per_image:
+            return
+        images = 0 if prediction.failed else len(prediction.outputs)
+        bill = price.cost(executions=1, images=images)
+        if state.cost:  # billed in this run (a resumed one was counted by its own run)
+            state.cost = self.budget.settle(state.cost, min(bill, state.cost))
+            bill = state.cost
+        if self.claims is not None and self.claims.holds(state.key):
+            await self.claims.settle(state.key, bill)
+
     async def _finish(self, state: ItemState, prediction: Prediction, name: str) -> BatchResult:
         claims = self.claims
+        await self._settle(state, prediction)
         if prediction.failed:
+            failure = PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
             if claims is not None:
-                await claims.api_failed(state.key, prediction.error or "no error message")
-            raise PredictionFailed.of(prediction.id, prediction.error, prediction.error_code)
+                error = prediction.error or "no error message"
+                await claims.api_failed(state.key, error, type(failure).__name__)
+            raise failure
         files: tuple[Path, ...] = ()
         if self.deliverer is not None:
             state.enter(Stage.DOWNLOADING)
@@ -419,7 +436,8 @@ class Engine:
                         await claims.done(state.key, prediction)
                 raise
         if claims is not None:
-            await claims.delivered(state.key, files, prediction.outputs)
+            flagged = sum(prediction.has_nsfw_contents or ())
+            await claims.delivered(state.key, files, prediction.outputs, flagged)
         return state.result(ResultStatus.SUCCEEDED, prediction=prediction, files=files)
 
     async def _resume(self, state: ItemState, record: ItemRecord, name: str) -> BatchResult | None:

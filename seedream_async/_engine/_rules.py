@@ -104,6 +104,7 @@ class Op(StrEnum):
     NOTE_ERROR = "note_error"
     DELIVERY_RECORDED = "delivery_recorded"
     RECORD_ID = "record_id"
+    SETTLE = "settle"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,6 +187,8 @@ TRANSITIONS: Mapping[Op, Transition] = {
         kept=frozenset({S.SUBMITTED, S.DONE, S.DELIVERED, S.API_FAILED}),
         fenced=False,
     ),
+    # A per-image bill known once the prediction answered: the attempt's cost is set to it.
+    Op.SETTLE: Transition(sources=frozenset({S.SUBMITTED, S.DONE}), target=None),
 }
 """Every state change, once. ``_store.py``'s module docstring draws them."""
 

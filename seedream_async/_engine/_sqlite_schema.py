@@ -42,7 +42,10 @@ CREATE TABLE IF NOT EXISTS items (
     attempts INTEGER NOT NULL DEFAULT 0,
     owner TEXT,
     lease_expires REAL,
-    updated_at REAL NOT NULL);
+    updated_at REAL NOT NULL,
+    request_id TEXT,
+    price_rule TEXT,
+    flagged INTEGER);
 CREATE INDEX IF NOT EXISTS items_owner ON items (owner);
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
 CREATE TABLE IF NOT EXISTS attempts (
@@ -65,6 +68,19 @@ CREATE TABLE IF NOT EXISTS totals (
     reserved REAL NOT NULL DEFAULT 0);
 INSERT OR IGNORE INTO totals (id, billed, reserved) VALUES (1, 0, 0);
 """
+
+
+_ADDED_COLUMNS = {"request_id": "TEXT", "price_rule": "TEXT", "flagged": "INTEGER"}
+"""Nullable columns added to version 2 without a new version (older code ignores them):
+the submit's X-Request-ID, the price rule it was billed by, outputs flagged NSFW."""
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the :data:`_ADDED_COLUMNS` a file made by an older version lacks."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(items)")}
+    for name, kind in _ADDED_COLUMNS.items():
+        if name not in present:
+            conn.execute(f"ALTER TABLE items ADD COLUMN {name} {kind}")
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -134,6 +150,8 @@ def connect(path: Path, durable: bool) -> sqlite3.Connection:
                 _migrate_v2(conn)
             elif version == 0:
                 _create(conn)
+            else:
+                _add_columns(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         return conn

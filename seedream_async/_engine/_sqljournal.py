@@ -210,8 +210,18 @@ class SQLJournal(ABC):
 
         return await self._tx(reserve)
 
-    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
+    async def submitted(
+        self,
+        owner: str,
+        key: str,
+        *,
+        prediction_id: str,
+        cost: float,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """See :meth:`JournalStore.submitted`."""
+        billing = {"request_id": request_id, "price_rule": price_rule}
 
         def submitted(tx: JournalTx) -> None:
             move, held = tx.start(Op.SUBMITTED, owner, key)
@@ -219,7 +229,7 @@ class SQLJournal(ABC):
                 return
             tx.settle(held, JournalState.SUBMITTED, cost=cost, prediction_id=prediction_id)
             fields = {"state": JournalState.SUBMITTED, "prediction_id": prediction_id}
-            tx.update(key, {**fields, "reserved": 0.0}, add={"cost": cost})
+            tx.update(key, {**fields, **billing, "reserved": 0.0}, add={"cost": cost})
 
         await self._tx(submitted)
 
@@ -246,8 +256,18 @@ class SQLJournal(ABC):
 
         await self._tx(unbilled)
 
-    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+    async def ambiguous(
+        self,
+        owner: str,
+        key: str,
+        *,
+        cost: float,
+        error: str,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """See :meth:`JournalStore.ambiguous`."""
+        billing = {"request_id": request_id, "price_rule": price_rule}
 
         def ambiguous(tx: JournalTx) -> None:
             move, held = tx.start(Op.AMBIGUOUS, owner, key)
@@ -255,7 +275,8 @@ class SQLJournal(ABC):
                 return
             tx.settle(held, JournalState.AMBIGUOUS, cost=cost, error=error)
             fields = {"state": JournalState.AMBIGUOUS, "reserved": 0.0, "error": error}
-            tx.update(key, {**fields, "error_type": "AmbiguousSubmission"}, add={"cost": cost})
+            fields |= {**billing, "error_type": "AmbiguousSubmission"}
+            tx.update(key, fields, add={"cost": cost})
 
         await self._tx(ambiguous)
 
@@ -304,16 +325,44 @@ class SQLJournal(ABC):
             fields["predict_time"] = predict_time
         await self._after_id(Op.DONE, owner, key, {**fields, "error": None, "error_type": None})
 
-    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
+    async def api_failed(
+        self, owner: str, key: str, *, error: str, error_type: str = "PredictionFailed"
+    ) -> None:
         """See :meth:`JournalStore.api_failed`."""
-        fields = {"error": error, "error_type": "PredictionFailed"}
+        fields = {"error": error, "error_type": error_type}
         await self._after_id(Op.API_FAILED, owner, key, fields, attempt={"error": error})
 
+    async def settle(self, owner: str, key: str, *, cost: float) -> None:
+        """See :meth:`JournalStore.settle`."""
+        sql = "SELECT cost FROM {attempts} WHERE key = ? AND number = ?"
+
+        def settle(tx: JournalTx) -> None:
+            _, held = tx.start(Op.SETTLE, owner, key)
+            (before,) = tx.one(sql, (key, held.attempts))
+            change = round(cost - float(before or 0.0), 9)
+            if change:
+                (total,) = tx.one("SELECT cost FROM {items} WHERE key = ?", (key,))
+                tx.add_totals(billed=change)
+                tx.update(key, {"cost": round(float(total) + change, 9)})
+                tx.run(
+                    "UPDATE {attempts} SET cost = ? WHERE key = ? AND number = ?",
+                    (cost, key, held.attempts),
+                )
+
+        await self._tx(settle)
+
     async def delivered(
-        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+        self,
+        owner: str,
+        key: str,
+        *,
+        files: Sequence[str],
+        outputs: Sequence[str],
+        flagged: int = 0,
     ) -> None:
         """See :meth:`JournalStore.delivered`. Final: the claim is released with it."""
         fields = {
+            "flagged": flagged,
             "files": json.dumps([os.fspath(f) for f in files]),
             "outputs": json.dumps(list(outputs)),
             "error": None,

@@ -47,7 +47,8 @@ _CHUNK = 500  # keys per IN (...) list: under SQLite's oldest limit of 999 param
 
 ITEM_COLUMNS = (
     "key, seq, fingerprint, name, state, request, prediction_id, outputs, files, error, "
-    "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at"
+    "error_type, cost, predict_time, attempts, owner, lease_expires, updated_at, request_id, "
+    "price_rule, flagged"
 )
 """An item's columns in the order :func:`record_from_row` reads them (every bundled journal
 has them under these names)."""
@@ -76,12 +77,13 @@ def attempt_from_row(row: Sequence[Any]) -> Attempt:
 
 
 def record_from_row(row: Sequence[Any]) -> ItemRecord:
-    """An :class:`ItemRecord` from a database row whose first 17 columns are, in order: key,
+    """An :class:`ItemRecord` from a database row whose first 20 columns are, in order: key,
     seq, fingerprint, name, state, request, prediction_id, outputs, files, error,
-    error_type, cost, predict_time, attempts, owner, lease_expires, updated_at (JSON
-    columns as text). Both bundled journals select their rows in this order."""
+    error_type, cost, predict_time, attempts, owner, lease_expires, updated_at, request_id,
+    price_rule, flagged (JSON columns as text). Both bundled journals select in this order."""
     (key, seq, fp, name, state, request, pid, outputs, files, error, etype, cost, ptime,
-     attempts, owner, lease_expires, updated_at) = row[:17]  # fmt: skip
+     attempts, owner, lease_expires, updated_at, request_id, price_rule,
+     flagged) = row[:20]  # fmt: skip
     return ItemRecord(
         key=key,
         seq=seq,
@@ -100,6 +102,9 @@ def record_from_row(row: Sequence[Any]) -> ItemRecord:
         owner=owner,
         lease_expires=lease_expires,
         updated_at=updated_at,
+        request_id=request_id,
+        price_rule=price_rule,
+        flagged=flagged or 0,
     )
 
 

@@ -192,6 +192,10 @@ class ItemRecord:
         owner: the run holding its claim, or None.
         lease_expires: store-clock time its claim runs out, or None.
         updated_at: store-clock time of its last change.
+        request_id: the latest submit's ``X-Request-ID`` (what support asks for, to say
+            whether an ambiguous item was billed), if the API sent one.
+        price_rule: the price rule the latest submit was billed by, in words.
+        flagged: outputs the API flagged NSFW (``has_nsfw_contents``) when delivered.
     """
 
     key: str
@@ -211,6 +215,9 @@ class ItemRecord:
     owner: str | None = None
     lease_expires: float | None = None
     updated_at: float = 0.0
+    request_id: str | None = None
+    price_rule: str | None = None
+    flagged: int = 0
 
     @property
     def billed(self) -> bool:
@@ -349,8 +356,18 @@ class JournalStore(Protocol):
         """
         ...
 
-    async def submitted(self, owner: str, key: str, *, prediction_id: str, cost: float) -> None:
-        """INTENT -> SUBMITTED: the API took the request as ``prediction_id``, billed ``cost``.
+    async def submitted(
+        self,
+        owner: str,
+        key: str,
+        *,
+        prediction_id: str,
+        cost: float,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
+        """INTENT -> SUBMITTED: the API took the request as ``prediction_id``, billed ``cost``
+        (by ``price_rule``); ``request_id`` is the answer's ``X-Request-ID``.
 
         Called the moment the id is known (under a shield, so a stop cannot lose it).
         """
@@ -361,9 +378,19 @@ class JournalStore(Protocol):
         connection); the reservation is dropped and the attempt closed at no cost."""
         ...
 
-    async def ambiguous(self, owner: str, key: str, *, cost: float, error: str) -> None:
+    async def ambiguous(
+        self,
+        owner: str,
+        key: str,
+        *,
+        cost: float,
+        error: str,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
         """INTENT -> AMBIGUOUS: the submit may have been billed, but no id came back.
-        ``cost`` is counted as billed, to be safe."""
+        ``cost`` is counted as billed, to be safe; ``request_id`` is the ``X-Request-ID`` of
+        an answer without an id (a 504), for support."""
         ...
 
     async def record_id(self, owner: str, key: str, *, prediction_id: str, cost: float) -> bool:
@@ -391,15 +418,31 @@ class JournalStore(Protocol):
         prediction completed with ``outputs``."""
         ...
 
-    async def api_failed(self, owner: str, key: str, *, error: str) -> None:
-        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed."""
+    async def api_failed(
+        self, owner: str, key: str, *, error: str, error_type: str = "PredictionFailed"
+    ) -> None:
+        """SUBMITTED/DONE -> API_FAILED: the API reported the prediction failed
+        (``error_type``: ``ContentModerationError`` for a moderation refusal)."""
+        ...
+
+    async def settle(self, owner: str, key: str, *, cost: float) -> None:
+        """SUBMITTED/DONE, state kept: the latest attempt's bill is now known to be ``cost``
+        (a per-image price: the images the prediction returned; a failed one: nothing).
+        The attempt, the item and the journal's billed total follow; the same ``cost``
+        twice changes nothing. Called before ``done``/``delivered``/``api_failed``."""
         ...
 
     async def delivered(
-        self, owner: str, key: str, *, files: Sequence[str], outputs: Sequence[str]
+        self,
+        owner: str,
+        key: str,
+        *,
+        files: Sequence[str],
+        outputs: Sequence[str],
+        flagged: int = 0,
     ) -> None:
         """SUBMITTED/DONE -> DELIVERED: ``files`` are on disk and verified (none without an
-        out dir); the claim is released with it."""
+        out dir); the claim is released with it. ``flagged``: outputs the API flagged."""
         ...
 
     async def note_error(self, owner: str, key: str, *, error: str, error_type: str) -> None:

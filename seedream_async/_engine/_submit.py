@@ -93,13 +93,23 @@ class JournalSeat:
             self.owner, key, request=payload, amount=amount, budget=self.budget
         )
 
-    async def submitted(self, key: str, prediction_id: str, cost: float) -> None:
-        """Journal a billed id; one the journal refuses is kept (:class:`Unrecorded`)."""
+    async def submitted(
+        self,
+        key: str,
+        prediction_id: str,
+        cost: float,
+        *,
+        request_id: str | None = None,
+        price_rule: str | None = None,
+    ) -> None:
+        """Journal a billed id (with the submit's request id and the price rule it was
+        billed by); one the journal refuses is kept (:class:`Unrecorded`)."""
         try:
             with anyio.CancelScope(shield=True):  # past the grace too: it is paid
                 await self.journal.submitted(
-                    self.owner, key, prediction_id=prediction_id, cost=cost
-                )
+                    self.owner, key, prediction_id=prediction_id, cost=cost,
+                    request_id=request_id, price_rule=price_rule,
+                )  # fmt: skip
         except JournalError as err:  # full, read-only, deleted, down, or the claim lost
             self.unrecorded.keep(key, prediction_id, cost, err)
 
@@ -204,7 +214,8 @@ class Submitter:
                 prediction = await self._send(state, request, hold, wire, requeue, give_up_at)
                 await self._taken(state, hold, prediction)
         except AmbiguousSubmission as err:
-            await self._ambiguous(state, hold, str(err))
+            state.request_id = err.request_id
+            await self._ambiguous(state, hold, str(err), request_id=err.request_id)
             raise
         except (AuthenticationError, InsufficientBalance) as err:
             self._stop.fatal(err)
@@ -228,7 +239,13 @@ class Submitter:
         state.request_id = prediction.request_id
         self.limit.succeeded()
         if self._seat is not None:  # shielded; an id the journal refuses is kept
-            await self._seat.submitted(state.key, prediction.id, hold.cost)
+            await self._seat.submitted(
+                state.key,
+                prediction.id,
+                hold.cost,
+                request_id=prediction.request_id,
+                price_rule=self._budget.model.describe(),
+            )
 
     async def _stopped(self, state: ItemState, hold: _Hold, wire: Wire) -> NoReturn:
         """A stop cancelled the submit: ambiguous if it was on the wire, else unsent."""
@@ -275,14 +292,21 @@ class Submitter:
                 state.enter(Stage.WAITING)
                 await self._admit(state, request, hold, wire)
 
-    async def _ambiguous(self, state: ItemState, hold: _Hold, message: str) -> None:
+    async def _ambiguous(
+        self, state: ItemState, hold: _Hold, message: str, *, request_id: str | None = None
+    ) -> None:
         hold.money = False  # it may have been billed: the reservation stands
         state.cost = self._budget.spend(hold.cost)
         if hold.intent and self._seat is not None:
             hold.intent = False
             with anyio.CancelScope(shield=True):
                 await self._seat.journal.ambiguous(
-                    self._seat.owner, state.key, cost=hold.cost, error=message
+                    self._seat.owner,
+                    state.key,
+                    cost=hold.cost,
+                    error=message,
+                    request_id=request_id,
+                    price_rule=self._budget.model.describe(),
                 )
         await hold.give_back(state.key)
 

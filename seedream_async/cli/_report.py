@@ -103,6 +103,9 @@ def record(result: BatchResult, item: EditItem | None = None) -> dict[str, Any]:
         "outputs": list(result.outputs),
         "error": result.error_message,
         "error_type": type(result.error).__name__ if result.error is not None else None,
+        "request_id": result.request_id,
+        "nsfw": list(result.nsfw),
+        "flagged": sum(result.nsfw),
         "cost": result.cost,
         "predict_time": result.predict_time,
         "timings": asdict(result.timings),
@@ -168,6 +171,9 @@ def journal_record(
         "outputs": list(row.outputs) if row else [],
         "error": error,
         "error_type": row.error_type if row else None,
+        "request_id": row.request_id if row else None,
+        "nsfw": [],
+        "flagged": row.flagged if row else 0,
         "cost": 0.0,
         "predict_time": row.predict_time if row else None,
         "timings": None,
@@ -272,10 +278,12 @@ class Tally:
     unreachable: int = 0
     unreachable_message: str = ""
     over_budget: int = 0
+    flagged: int = 0  # outputs the API flagged (has_nsfw_contents)
 
     def add(self, result: BatchResult) -> None:
         """Count one result."""
         self.counts[result.status] += 1
+        self.flagged += sum(result.nsfw)
         self.cost += result.cost
         self.from_journal += result.from_journal
         self.over_budget += isinstance(result.error, BudgetExceeded)
@@ -304,7 +312,12 @@ class Tally:
 
 
 def summary_table(
-    tally: Tally, *, expected: int, elapsed: float, billed: float | None = None
+    tally: Tally,
+    *,
+    expected: int,
+    elapsed: float,
+    billed: float | None = None,
+    price_rule: str | None = None,
 ) -> Table:
     """The end-of-run table: items by outcome, cost and time.
 
@@ -314,6 +327,7 @@ def summary_table(
         elapsed: seconds the run took.
         billed: US dollars this run's submits were billed, predictions still in flight
             included (the results' costs when None).
+        price_rule: the price rule it was billed by, in words.
     """
     table = Table(title="seedream-async run", show_header=True, header_style="bold")
     table.add_column("outcome")
@@ -336,12 +350,21 @@ def summary_table(
     if tally.from_journal:
         table.add_row("answered from the journal (no new cost)", str(tally.from_journal))
     table.add_row("billed this run", f"${tally.cost if billed is None else billed:.3f}")
+    if tally.flagged:
+        table.add_row("[yellow]outputs flagged NSFW by the API[/]", str(tally.flagged))
+    if price_rule:
+        table.add_row("price rule", price_rule)
     table.add_row("time", f"{elapsed:.1f}s")
     return table
 
 
 def summary_json(
-    tally: Tally, *, expected: int, elapsed: float, billed: float | None = None
+    tally: Tally,
+    *,
+    expected: int,
+    elapsed: float,
+    billed: float | None = None,
+    price_rule: str | None = None,
 ) -> dict[str, Any]:
     """The end-of-run summary as JSON (``run --json``): the table's figures, by name.
 
@@ -350,6 +373,7 @@ def summary_json(
         expected: items in the manifest.
         elapsed: seconds the run took.
         billed: US dollars this run's submits were billed (the results' costs when None).
+        price_rule: the price rule it was billed by, in words.
     """
     return {
         "total": expected,
@@ -357,6 +381,8 @@ def summary_json(
         "not_reached": max(expected - tally.total, 0),
         "from_journal": tally.from_journal,
         "cost": round(tally.cost if billed is None else billed, 6),
+        "price_rule": price_rule,
+        "flagged": tally.flagged,
         "elapsed": round(elapsed, 3),
     }
 

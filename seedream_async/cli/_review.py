@@ -65,7 +65,7 @@ def _card(line: Mapping[str, Any], folder: Path) -> dict[str, Any]:
             name = local or url or ""
             src = _link(local, folder) or _link(url, folder)
             inputs.append({"name": Path(name).name, "src": src})
-    outputs = [
+    outputs: list[dict[str, Any]] = [
         {"name": Path(file).name, "src": _link(file, folder)} for file in line.get("files") or []
     ]
     if not outputs:  # no saved files (a failed download, say): the URLs, if any
@@ -73,8 +73,13 @@ def _card(line: Mapping[str, Any], folder: Path) -> dict[str, Any]:
             {"name": f"output {n}", "src": _link(url, folder)}
             for n, url in enumerate(line.get("outputs") or [], start=1)
         ]
+    # has_nsfw_contents, one flag per output, in the outputs' order.
+    flags = [bool(flag) for flag in line.get("nsfw") or []]
+    for output, flag in zip(outputs, flags, strict=False):
+        output["flagged"] = flag
     card["inputs"] = inputs
     card["outputs"] = outputs
+    card["flagged"] = sum(flags)
     # Outputs of earlier paid attempts that are still on disk (moved aside by --reroll).
     card["earlier"] = [
         {"name": f"attempt {number}: {Path(file).name}", "src": _link(file, folder)}
@@ -104,7 +109,14 @@ def review_data(lines: Iterable[Mapping[str, Any]], folder: Path) -> dict[str, A
         card["model"] = card["model"] or DEFAULT_MODEL  # a report from before models
         models[card["model"]] = models.get(card["model"], 0) + 1
     cost = sum(float(card["cost"] or 0) for card in cards)
-    totals = {"items": len(cards), "counts": counts, "models": models, "cost": round(cost, 6)}
+    flagged = sum(1 for card in cards if card["flagged"])
+    totals = {
+        "items": len(cards),
+        "counts": counts,
+        "models": models,
+        "cost": round(cost, 6),
+        "flagged": flagged,
+    }
     return {"cards": cards, "totals": totals, "rejected_name": REJECTED_NAME}
 
 

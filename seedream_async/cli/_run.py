@@ -52,7 +52,7 @@ from ._report import (
 )
 from ._reroll import REROLLED_DIR, apply_pin, load_pins, pins_path, reroll
 from ._review import REVIEW_NAME, write_review
-from ._status import journal_exists, load_journal, plan_run, print_plan
+from ._status import journal_exists, load_journal, plan_run, print_plan, retry_cost_note
 from ._stop import Stop, resume_command, stop_on_signals
 from ._validate import scan
 
@@ -261,7 +261,7 @@ async def _dry_run(options: RunOptions, console: Console) -> int:
         price_for=None if price is None else lambda _model: price,
     )
     billed = view.billed if view is not None else 0.0
-    print_plan(console, plan, budget=options.batch.budget, billed=billed)
+    print_plan(console, plan, budget=options.batch.budget, billed=billed, price=options.price)
     if not options.balance:
         return EXIT_OK
     from ._balance import balance_note
@@ -323,6 +323,7 @@ async def run_manifest(options: RunOptions, *, console: Console, errors: Console
     if options.reroll:
         await _reroll(options, console)
     _say_journal(options, console)
+    await _say_retry_cost(options, keys, console)
     outcome = await _run_batch(options, keys, console, errors)
     if outcome.failure is not None:
         errors.print(f"error: {escape(str(outcome.failure))}. Nothing was sent.")
@@ -361,6 +362,18 @@ def _refusal(
         errors.print(f"{options.manifest}: no rows to run")
         return EXIT_USAGE
     return None
+
+
+async def _say_retry_cost(options: RunOptions, keys: list[str], console: Console) -> None:
+    """--retry-failed: say what re-running the items that failed moderation costs."""
+    journal = options.journal_path
+    if not options.batch.retry_failed or not journal_exists(journal):
+        return
+    rows = (await load_journal(journal)).rows
+    moderated = sum(1 for key in keys if key in rows and rows[key].moderated)
+    if moderated:
+        note = retry_cost_note(moderated, options.price or PriceModel())
+        console.print(f"[yellow]{note}[/]")
 
 
 def _say_journal(options: RunOptions, console: Console) -> None:
@@ -498,8 +511,11 @@ def _print_outcome(
     options: RunOptions, outcome: _Outcome, *, expected: int, console: Console
 ) -> None:
     tally, billed, elapsed = outcome.tally, outcome.billed, outcome.elapsed
+    rule = (options.price or PriceModel()).describe()
     if not options.json_summary:
-        console.print(summary_table(tally, expected=expected, elapsed=elapsed, billed=billed))
+        console.print(
+            summary_table(tally, expected=expected, elapsed=elapsed, billed=billed, price_rule=rule)
+        )
     print_failures(console, tally)
     budget = options.batch.budget
     print_next_steps(console, tally, budget=budget, api_key_env=options.api_key_env, billed=billed)
@@ -507,7 +523,9 @@ def _print_outcome(
     console.print(f"Report:  {options.report_path}")
     console.print(f"Review:  {options.review_path}")
     if options.json_summary:
-        summary = summary_json(tally, expected=expected, elapsed=elapsed, billed=billed)
+        summary = summary_json(
+            tally, expected=expected, elapsed=elapsed, billed=billed, price_rule=rule
+        )
         paths = {"out": options.out, "report": options.report_path, "review": options.review_path}
         summary.update({name: str(path) for name, path in paths.items()})
         sys.stdout.write(json.dumps(summary) + "\n")

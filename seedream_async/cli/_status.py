@@ -41,6 +41,9 @@ __all__ = [
     "status_json",
 ]
 
+MODERATED = "ContentModerationError"
+"""The journal's error type of a prediction failed in content moderation."""
+
 # Journal states by what a run does with them (names as the journal spells them).
 _DELIVERED = frozenset({"succeeded", "delivered"})
 _BILLED_UNDELIVERED = frozenset({"submitted", "done"})
@@ -64,6 +67,10 @@ class JournalRow:
         cost: US dollars billed for the key, every attempt.
         attempts: paid (or possibly paid) attempts of the key.
         model: the model of its latest request (None before any was sent).
+        error_type: that error's class name (``ContentModerationError``: moderated).
+        request_id: the latest submit's ``X-Request-ID``, for support.
+        price_rule: the price rule the latest submit was billed by, in words.
+        flagged: its outputs the API flagged NSFW.
     """
 
     key: str
@@ -75,6 +82,15 @@ class JournalRow:
     cost: float = 0.0
     attempts: int = 0
     model: str | None = None
+    error_type: str | None = None
+    request_id: str | None = None
+    price_rule: str | None = None
+    flagged: int = 0
+
+    @property
+    def moderated(self) -> bool:
+        """The API failed it in content moderation (error code 1039)."""
+        return self.state in _API_FAILED and self.error_type == MODERATED
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +119,10 @@ class JournalView:
             entry["items"] += 1
             entry["billed"] = round(entry["billed"] + row.cost, 6)
         return models
+
+    def price_rules(self) -> list[str]:
+        """The price rules the journal's submits were billed by, in first-seen order."""
+        return list(dict.fromkeys(r.price_rule for r in self.rows.values() if r.price_rule))
 
 
 def _error(record: ItemRecord) -> str | None:
@@ -148,6 +168,10 @@ async def load_journal(path: Path | str) -> JournalView:
                     cost=sum(old.cost for old in history),
                     attempts=len(paid),
                     model=_model(record),
+                    error_type=record.error_type,
+                    request_id=record.request_id,
+                    price_rule=record.price_rule,
+                    flagged=record.flagged,
                 )
             if page.next_after is None:
                 break
@@ -201,6 +225,8 @@ class Plan:
 
     keys: dict[Action, list[str]] = field(default_factory=lambda: {a: [] for a in Action})
     costs: list[PaidItem] = field(default_factory=list)
+    moderated: list[str] = field(default_factory=list)
+    """Keys the run would submit again that failed content moderation last time."""
 
     @property
     def paid(self) -> int:
@@ -284,6 +310,9 @@ async def plan_run(
         plan.keys[action].append(item.key)
         if action.paid:
             plan.costs.append(paid_item(item, price_for))
+        row = rows.get(item.key)
+        if action is Action.RETRY and row is not None and row.moderated:
+            plan.moderated.append(item.key)
     return plan
 
 
@@ -306,8 +335,16 @@ def status_json(view: JournalView) -> dict[str, Any]:
         "counts": dict(sorted(view.counts().items())),
         "billed": round(view.billed, 6),
         "models": view.by_model(),
+        "price_rules": view.price_rules(),
         "ambiguous": {k: r.error for k, r in view.rows.items() if r.state in _AMBIGUOUS},
         "failed": {k: r.error for k, r in view.rows.items() if r.state in _API_FAILED},
+        "moderated": [k for k, r in view.rows.items() if r.moderated],
+        "flagged": {k: r.flagged for k, r in view.rows.items() if r.flagged},
+        "request_ids": {
+            k: r.request_id
+            for k, r in view.rows.items()
+            if r.request_id and r.state in _AMBIGUOUS | _API_FAILED
+        },
     }
 
 
@@ -331,15 +368,37 @@ def _keys_text(keys: list[str]) -> str:
     return shown + (f", ... and {len(keys) - _SHOWN_KEYS} more" if len(keys) > _SHOWN_KEYS else "")
 
 
-def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: float = 0.0) -> None:
-    """Print a dry run: items per action (paid ones with their keys) and the cost.
+def retry_cost_note(moderated: int, price: PriceModel) -> str:
+    """What re-running ``moderated`` items that failed content moderation costs."""
+    cost = moderated * price.per_execution
+    note = (
+        f"{moderated} item(s) failed content moderation; re-running them costs ${cost:.3f} "
+        "and will likely fail again (change their prompt or images, or leave them out)"
+    )
+    if price.per_image:
+        note += "; billed per generated image, a failed one costs nothing"
+    return note
+
+
+def print_plan(
+    console: Console,
+    plan: Plan,
+    *,
+    budget: float | None,
+    billed: float = 0.0,
+    price: PriceModel | None = None,
+) -> None:
+    """Print a dry run: items per action (paid ones with their keys), the price rule and
+    the cost.
 
     Args:
         console: where to print.
         plan: the plan.
         budget: the run's --budget, if any: the catalog's, every run of the journal counted.
         billed: US dollars the journal has billed already (they count against ``budget``).
+        price: how submits are billed (``--price-per-image``); the default rule when None.
     """
+    price = price or PriceModel()
     from rich.markup import escape
     from rich.table import Table
 
@@ -356,6 +415,9 @@ def print_plan(console: Console, plan: Plan, *, budget: float | None, billed: fl
             console.print(f"{_ACTION_WORDS[action]}: {escape(_keys_text(keys))}")
     for line in cost_lines(plan.costs):
         console.print(escape(line))
+    console.print(f"Price rule: {price.describe()}")
+    if plan.moderated:
+        console.print(f"[yellow]{retry_cost_note(len(plan.moderated), price)}[/]")
     if budget is not None:
         fits = plan.fits(budget - billed)
         if fits < plan.paid:
@@ -383,6 +445,12 @@ def print_status(console: Console, view: JournalView) -> None:
         table.add_row(state.replace("_", " "), str(count))
     table.add_row("total", str(len(view.rows)), end_section=True)
     table.add_row("billed, every run", f"${view.billed:.3f}")
+    flagged = [row for row in view.rows.values() if row.flagged]
+    if flagged:
+        outputs = sum(row.flagged for row in flagged)
+        table.add_row("flagged NSFW by the API", f"{len(flagged)} ({outputs} outputs)")
+    for rule in view.price_rules():
+        table.add_row("price rule", rule)
     console.print(table)
     models = view.by_model()
     if len(models) > 1:  # a catalog that mixes models: each one's share
@@ -405,6 +473,14 @@ def print_status(console: Console, view: JournalView) -> None:
         console.print(f"[yellow]{len(rows)} item(s) {words}:[/]")
         for row in rows[:_SHOWN_FAILURES]:
             reason = row.error or "no reason recorded"
+            if row.request_id and row.request_id not in reason:
+                reason += f" (request id {row.request_id})"
             console.print(f"  {escape(row.key)}: {escape(cli_words(reason))}")
         if len(rows) > _SHOWN_FAILURES:
             console.print(f"  ... and {len(rows) - _SHOWN_FAILURES} more (status --json lists all)")
+    moderated = sum(row.moderated for row in view.rows.values())
+    if moderated:
+        console.print(
+            f"[yellow]{moderated} of the failed item(s) failed content moderation[/]: "
+            "--retry-failed pays for them again, and they will likely fail again"
+        )

@@ -589,6 +589,7 @@ class App:
             unknown_fields=edit.unknown,
             model=edit.model,
             cost=edit.served.bill(images=prediction.outputs, failed=failed),
+            outputs=prediction.outputs,
         )
         self.ledger.record_submission(record, in_flight=self._running(now))
         webhook_url = body.get("webhook_url") if isinstance(body, dict) else None

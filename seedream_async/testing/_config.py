@@ -148,11 +148,9 @@ class Shapes:
     running: tuple[str, ...] = ("processing",)
     done: str = "completed"
     failed: str = "failed"
-    # The documented behaviour is ``"model"`` and ``"jpeg"`` (use them, as
-    # tests/test_first_contact.py does); the defaults stay as they were until the rest of
-    # the suite, which names ``.png`` files and counts ``max_images`` outputs, moves over.
-    output_count: Literal["model", "max"] = "max"
-    output_format: Literal["jpeg", "png"] = "png"
+    # The documented behaviour (docs/fidelity.md); "max"/"png" are the old simulator's.
+    output_count: Literal["model", "max"] = "model"
+    output_format: Literal["jpeg", "png"] = "jpeg"
     error_body: Literal["atlas", "message"] = "atlas"
     unknown_path_status: int = 401
 

@@ -49,6 +49,7 @@ class SubmitRecord:
         model: the model id it ran.
         cost: US dollars billed for it, by its model's rule (per run, or per image
             generated: nothing for a failed one).
+        outputs: the images the model decided to return (at most ``max_images``).
     """
 
     prediction_id: str
@@ -63,6 +64,7 @@ class SubmitRecord:
     unknown_fields: tuple[str, ...] = ()
     model: str = DEFAULT_MODEL
     cost: float = PRICE_PER_EXECUTION
+    outputs: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,8 +187,9 @@ class Ledger:
 
     @property
     def images_generated(self) -> int:
-        """Images the billed predictions that did not fail generate (for per-image prices)."""
-        return sum(record.max_images for record in self.submissions if not record.failed)
+        """Images the billed predictions that did not fail returned (for per-image prices:
+        what a per-image bill counts)."""
+        return sum(record.outputs for record in self.submissions if not record.failed)
 
     @property
     def duplicate_submissions(self) -> int:
