@@ -9,7 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from seedream_async._frontier import Durations, Frontier, fixed_interval, frontier
+from seedream_async._durations import Durations
+from seedream_async._frontier import Frontier, fixed_interval, frontier
 
 from ._workload import Spec, item_specs, max_images_of
 

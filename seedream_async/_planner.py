@@ -26,7 +26,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
-from ._frontier import Durations, Schedule, schedule_for_polls, silverman
+from ._durations import Durations, silverman
+from ._frontier import Schedule, schedule_for_polls
 
 __all__ = ["PollPlanner", "Shape", "kaplan_meier"]
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from seedream_async._durations import Durations, silverman
 from seedream_async._frontier import (
-    Durations,
     Schedule,
     _table,
     fixed_interval,
@@ -15,7 +15,6 @@ from seedream_async._frontier import (
     optimal_schedule,
     schedule_for_lag,
     schedule_for_polls,
-    silverman,
 )
 
 # The simulator's default shape and the contract's typical edit.

@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from seedream_async._frontier import Durations, Schedule, fixed_interval, frontier
+from seedream_async._durations import Durations
+from seedream_async._frontier import Schedule, fixed_interval, frontier
 from seedream_async._planner import PollPlanner, Shape, kaplan_meier
 
 ONE = Shape(max_images=1)
