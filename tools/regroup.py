@@ -108,6 +108,19 @@ SPLIT: dict[str, dict[str, list[str]]] = {
 }
 
 SPLIT_DOCSTRINGS = {
+    "seedream_async._wire._parsing": """\
+API answers, read in every shape the API is known to send.
+
+Answers come bare, in ``{"data": {...}}`` or in ``{"code": 200, "message": ..., "data": {...}}``;
+:func:`unwrap` opens all three, and :func:`envelope_error` turns a body whose ``code`` is
+4xx/5xx into the exception that HTTP status would raise, even when the HTTP status was 200.
+Predictions are read leniently (see :class:`Prediction`): ids may be numbers, outputs may sit
+in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a timestamp that
+cannot be read becomes None; an unknown status means "still running". Unknown fields are
+kept (``extra="allow"``), so a new server field never crashes a batch.
+
+Edit requests are validated in ``_requests.py``; prices are ``_pricing.py``'s.
+""",
     "seedream_async._wire._requests": (
         "Edit requests, validated strictly before any money is spent (:class:`EditRequest`).\n\n"
         "Two ways past the local checks: ``extra_body`` (fields merged last into the JSON body,\n"
@@ -161,6 +174,36 @@ PACKAGE_CONTRACTS: dict[str, list[str]] = {
     "_policies": ["_planner | _retry | _polling", "_frontier | _backoff | _limits"],
     "_base": ["_constants | _exceptions | _secret | _version | _observe"],
 }
+
+# The README's "How the code is laid out" list, replaced whole (between its lead-in and the
+# line about ``testing/``).
+README_LAYOUT = """\
+- `cli/`: the `seedream-async` command, one module per command, on top of the clients.
+- `_clients/`: what users hold: `AsyncSeedream` (`_async.py`: the operations upload, submit,
+  poll, download, and `edit_batch`, which hands the client to the engine), the blocking
+  `Seedream` (`_blocking.py`), per-call options (`_options.py`).
+- `_engine/`: the batch engine, written against `EngineAPI` (`_engine/_api.py`), the few
+  calls it needs: items and results, uploads, submits under limits and budget, the poll
+  scheduler, downloads, the journal and resuming from it, one job per module.
+- `_network/`: sending requests and moving bytes: API requests with the key
+  (`_endpoint.py`), the one retry loop every request goes through (`_driver.py`), multipart
+  uploads, atomic downloads, bounded reads, error answers (`_errors.py`), the pooled
+  transport (`_pools.py`).
+- `_webhook/`: webhook completion: signatures (`_signature.py`), per-attempt tokens,
+  deliveries, the ASGI receiver and its listener, the client's waiter (`_completion.py`).
+- `_wire/`: what crosses the wire: answers parsed (`_parsing.py`), edit requests validated
+  (`_requests.py`), prices (`_pricing.py`), the balance, raw answers.
+- `_media/`: image bytes: the type from the first bytes (`_sniff.py`), whether a download is
+  whole (`_verify.py`), async file streams (`_files.py`).
+- `_policies/`: pure policies, no I/O: `_retry.py`, `_polling.py`, `_limits.py`,
+  `_backoff.py`, `_frontier.py` (optimal poll schedules), `_planner.py` (which one each
+  prediction gets, from learned durations).
+- `_base/`: `_exceptions.py`, `_constants.py`, `_secret.py`, `_version.py`, `_observe.py`:
+  the vocabulary every layer shares.
+"""
+README_LAYOUT_SPAN = re.compile(
+    r"(## How the code is laid out\n\n.*?`pyproject.toml`:\n\n)(.*?)(\n`testing/`)", re.S
+)
 
 TEXT_ROOTS = ["seedream_async", "tests", "benchmarks", "examples", "docs"]
 TEXT_FILES = ["README.md", "mkdocs.yml", "pyproject.toml"]
@@ -328,9 +371,11 @@ def _split_source(source: str, home: str, parts: dict[str, list[str]]) -> dict[s
             if other != new and used & names
         ]
         own = [name for name in exported if name in defined[new]]
-        doc = "" if new == home else f'"""{SPLIT_DOCSTRINGS.get(new, "")}"""\n'
-        first = body[0] if new == home and body else doc
-        rest = body[1:] if new == home and body else body
+        doc = f'"""{SPLIT_DOCSTRINGS.get(new, "")}"""\n'
+        if new == home and body:  # the original docstring, unless SPLIT_DOCSTRINGS has one
+            first, rest = (doc if new in SPLIT_DOCSTRINGS else body[0]), body[1:]
+        else:
+            first, rest = doc, body
         all_line = "\n__all__ = [" + ", ".join(f'"{n}"' for n in own) + "]\n"
         out[new] = first + "".join(header) + "".join(cross) + all_line + "".join(rest)
     return out
@@ -437,6 +482,33 @@ def rewrite_text(text: str, names: Names) -> str:
     return PATHED.sub(path, text)
 
 
+def rewrite_basenames(text: str, rel: Path, stale: list[str], root: Path) -> str:
+    """A backticked ``_old.py`` whose module was renamed reads ``_new_package/_new.py``,
+    unless another file of the package has that name (then it is listed, not guessed)."""
+    for old, new in MAPPING.items():
+        before, after = old.rpartition(".")[2], new.rpartition(".")[2]
+        if before == after:
+            continue
+        pattern = re.compile(rf"(`+){re.escape(before)}\.py(`+)")
+        if not pattern.search(text):
+            continue
+        # The simulator (testing/) is a party apart: its files are what its own prose means.
+        inside = rel.parts[:2] == (PKG, "testing")
+        others = [
+            p
+            for p in (root / PKG).rglob(f"{before}.py")
+            if "__pycache__" not in p.parts and ("testing" in p.parts) == inside
+        ]
+        if others:
+            for number, line in enumerate(text.splitlines(), 1):
+                if pattern.search(line):
+                    stale.append(f"{rel}:{number}: {before}.py")
+            continue
+        short = "/".join(new.split(".")[1:]) + ".py"
+        text = pattern.sub(rf"\g<1>{short}\g<2>", text)
+    return text
+
+
 # --------------------------------------------------------------------------- pyproject
 
 
@@ -512,6 +584,7 @@ def run(root: Path, dry: bool) -> list[Path]:
     created = split_modules(root, moved, dry)
     names = Names(root)
     changed: list[Path] = []
+    stale: list[str] = []
     for rel in _text_files(root):
         path = root / rel
         text = path.read_text()
@@ -522,10 +595,17 @@ def run(root: Path, dry: bool) -> list[Path]:
         new = rewrite_text(new, names)
         if rel.name == "pyproject.toml":
             new = rewrite_pyproject(new)
+        if rel == Path("README.md"):
+            new = README_LAYOUT_SPAN.sub(lambda m: m[1] + README_LAYOUT + m[3], new)
+        new = rewrite_basenames(new, rel, stale, root)
         if new != text or rel in moved:
             changed.append(rel)
             if not dry:
                 path.write_text(new)
+    if stale:
+        print("prose names a module whose file name changed, and that name is ambiguous")
+        print("(another file has it): reword by hand:")
+        print("  " + "\n  ".join(stale))
     if names.unknown:
         print("names not found in any part of a split module (sent to its default home):")
         print("  " + "\n  ".join(sorted(names.unknown)))
@@ -545,6 +625,14 @@ def main() -> None:
     if python and not args.check and shutil.which("ruff"):
         subprocess.run(["ruff", "check", "--fix", "-q", "--select", "I,F401", *python], cwd=root)
         subprocess.run(["ruff", "format", "-q", *python], cwd=root)
+        left = subprocess.run(
+            ["ruff", "check", "-q", "--output-format", "concise", *python],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if left:  # e.g. a string made longer than the line limit by a longer module name
+            print("ruff still finds, in files this run changed (fix by hand):\n" + left)
     print(f"{'would change' if args.check else 'changed'} {len(changed)} files", end="")
     print(f" in {time.monotonic() - began:.1f}s")
     left = unmapped_root_modules(root)
