@@ -505,6 +505,8 @@ def rewrite_basenames(text: str, rel: Path, stale: list[str], root: Path) -> str
                     stale.append(f"{rel}:{number}: {before}.py")
             continue
         short = "/".join(new.split(".")[1:]) + ".py"
+        if rel.parent == _file_of(new).parent:  # a neighbour: its file name is enough
+            short = Path(short).name
         text = pattern.sub(rf"\g<1>{short}\g<2>", text)
     return text
 
