@@ -205,6 +205,27 @@ README_LAYOUT_SPAN = re.compile(
     r"(## How the code is laid out\n\n.*?`pyproject.toml`:\n\n)(.*?)(\n`testing/`)", re.S
 )
 
+# What the simulator (seedream_async.testing) may not import: everything but the constants.
+SIMULATOR_FORBIDDEN = [
+    f"{PKG}.{name}"
+    for name in [
+        "cli",
+        "otel",
+        "_pytest_plugin",
+        "_clients",
+        "_engine",
+        "_network",
+        "_webhook",
+        "_wire",
+        "_media",
+        "_policies",
+        "_base._exceptions",
+        "_base._secret",
+        "_base._version",
+        "_base._observe",
+    ]
+]
+
 TEXT_ROOTS = ["seedream_async", "tests", "benchmarks", "examples", "docs"]
 TEXT_FILES = ["README.md", "mkdocs.yml", "pyproject.toml"]
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".yml", ".yaml", ".txt", ".html", ".pyi"}
@@ -362,6 +383,8 @@ def _split_source(source: str, home: str, parts: dict[str, list[str]]) -> dict[s
         last = owner.get(names[0], home) if names else last  # a bare string follows its name
         chunks[last].append(text)
     defined = {new: set(_top_level_names("".join(chunks[new]))) for new in chunks}
+    unnamed = sorted(defined[home] - set(owner))
+    print(f"split {home}: kept here, as SPLIT names them nowhere else: {', '.join(unnamed)}")
     out: dict[str, str] = {}
     for new, body in chunks.items():
         used = {n.id for n in ast.walk(ast.parse("".join(body))) if isinstance(n, ast.Name)}
@@ -370,6 +393,8 @@ def _split_source(source: str, home: str, parts: dict[str, list[str]]) -> dict[s
             for other, names in defined.items()
             if other != new and used & names
         ]
+        if cross:
+            print(f"split {new} imports its sibling parts (check no cycle): {''.join(cross)}")
         own = [name for name in exported if name in defined[new]]
         doc = f'"""{SPLIT_DOCSTRINGS.get(new, "")}"""\n'
         if new == home and body:  # the original docstring, unless SPLIT_DOCSTRINGS has one
@@ -527,6 +552,14 @@ def contracts_text() -> str:
         "# Not in a layer: the simulator, seedream_async.testing, stands beside the package (the\n"
         "# CLI may start it); it imports only _base._constants.\n"
     ]
+    blocks.append(
+        "[[tool.importlinter.contracts]]\n"
+        'id = "simulator-apart"\n'
+        'name = "the simulator is a party apart: it imports only the contract\'s constants"\n'
+        'type = "forbidden"\n'
+        f'source_modules = ["{PKG}.testing"]\n'
+        f"forbidden_modules = [\n{quoted(SIMULATOR_FORBIDDEN)}\n]\n"
+    )
     for package, layers in PACKAGE_CONTRACTS.items():
         blocks.append(
             "[[tool.importlinter.contracts]]\n"
@@ -541,7 +574,7 @@ def contracts_text() -> str:
 
 def rewrite_pyproject(text: str) -> str:
     """Replace the root layers contract (and our per-package ones) with the generated ones."""
-    ours = {"layers"} | {f"layers{package}" for package in PACKAGE_CONTRACTS}
+    ours = {"layers", "simulator-apart"} | {f"layers{package}" for package in PACKAGE_CONTRACTS}
     sections = re.split(r"(?m)^(?=\[)", text)
     kept: list[str] = []
     placed = False
