@@ -104,22 +104,26 @@ SPLIT: dict[str, dict[str, list[str]]] = {
             "check_params",
         ],
         "seedream_async._wire._pricing": ["PriceModel"],
+        "seedream_async._wire._envelope": ["unwrap", "_code", "envelope_error", "_open"],
     },
 }
 
 SPLIT_DOCSTRINGS = {
     "seedream_async._wire._parsing": """\
-API answers, read in every shape the API is known to send.
+API answers about predictions and uploads, read in every shape the API is known to send.
+
+Predictions are read leniently (see :class:`Prediction`): ids may be numbers, outputs may sit
+in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a timestamp that
+cannot be read becomes None; an unknown status means "still running". Unknown fields are
+kept (``extra="allow"``), so a new server field never crashes a batch. The envelope around an
+answer is ``_envelope.py``'s; edit requests are validated in ``_requests.py``.
+""",
+    "seedream_async._wire._envelope": """\
+The envelope around every API answer, opened in each shape the API is known to send.
 
 Answers come bare, in ``{"data": {...}}`` or in ``{"code": 200, "message": ..., "data": {...}}``;
 :func:`unwrap` opens all three, and :func:`envelope_error` turns a body whose ``code`` is
 4xx/5xx into the exception that HTTP status would raise, even when the HTTP status was 200.
-Predictions are read leniently (see :class:`Prediction`): ids may be numbers, outputs may sit
-in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a timestamp that
-cannot be read becomes None; an unknown status means "still running". Unknown fields are
-kept (``extra="allow"``), so a new server field never crashes a batch.
-
-Edit requests are validated in ``_requests.py``; prices are ``_pricing.py``'s.
 """,
     "seedream_async._wire._requests": (
         "Edit requests, validated strictly before any money is spent (:class:`EditRequest`).\n\n"
@@ -169,7 +173,7 @@ PACKAGE_CONTRACTS: dict[str, list[str]] = {
     "_clients": ["_blocking", "_async", "_options"],
     "_network": ["_endpoint", "_driver | _upload | _download", "_errors | _bounded | _pools"],
     "_webhook": ["_completion", "_receiver", "_delivery", "_token | _listen", "_signature"],
-    "_wire": ["_parsing | _requests | _pricing | _balance | _raw"],
+    "_wire": ["_parsing | _requests | _pricing | _balance | _raw", "_envelope"],
     "_media": ["_verify", "_sniff | _files"],
     "_policies": ["_planner | _retry | _polling", "_frontier | _backoff | _limits"],
     "_base": ["_constants | _exceptions | _secret | _version | _observe"],
@@ -191,8 +195,9 @@ README_LAYOUT = """\
   transport (`_pools.py`).
 - `_webhook/`: webhook completion: signatures (`_signature.py`), per-attempt tokens,
   deliveries, the ASGI receiver and its listener, the client's waiter (`_completion.py`).
-- `_wire/`: what crosses the wire: answers parsed (`_parsing.py`), edit requests validated
-  (`_requests.py`), prices (`_pricing.py`), the balance, raw answers.
+- `_wire/`: what crosses the wire: answers parsed (`_parsing.py`) out of their envelope
+  (`_envelope.py`), edit requests validated (`_requests.py`), prices (`_pricing.py`), the
+  balance, raw answers.
 - `_media/`: image bytes: the type from the first bytes (`_sniff.py`), whether a download is
   whole (`_verify.py`), async file streams (`_files.py`).
 - `_policies/`: pure policies, no I/O: `_retry.py`, `_polling.py`, `_limits.py`,
@@ -348,7 +353,7 @@ def split_modules(root: Path, moved: dict[Path, str], dry: bool) -> list[Path]:
         if home not in moved or dry:
             continue
         source = (root / home).read_text()
-        texts = _split_source(source, MAPPING[old], parts)
+        texts = _split_source(source, old, MAPPING[old], parts)
         for new, text in texts.items():
             (root / _file_of(new)).write_text(text)
             if new != MAPPING[old]:
@@ -358,8 +363,9 @@ def split_modules(root: Path, moved: dict[Path, str], dry: bool) -> list[Path]:
     return created
 
 
-def _split_source(source: str, home: str, parts: dict[str, list[str]]) -> dict[str, str]:
+def _split_source(source: str, old: str, home: str, parts: dict[str, list[str]]) -> dict[str, str]:
     """One source per part: the shared header (imports), its own statements, its __all__."""
+    old_leaf = old.rpartition(".")[2]
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     owner = {name: new for new, names in parts.items() for name in names}
@@ -388,8 +394,9 @@ def _split_source(source: str, home: str, parts: dict[str, list[str]]) -> dict[s
     out: dict[str, str] = {}
     for new, body in chunks.items():
         used = {n.id for n in ast.walk(ast.parse("".join(body))) if isinstance(n, ast.Name)}
+        # Written as an import from the old module: the rewrite below sends each name home.
         cross = [
-            f"from .{other.rpartition('.')[2]} import {', '.join(sorted(used & names))}\n"
+            f"from .{old_leaf} import {', '.join(sorted(used & names))}\n"
             for other, names in defined.items()
             if other != new and used & names
         ]
