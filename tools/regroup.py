@@ -17,15 +17,22 @@ lint-imports`` and the tests, and commit. What it does:
    then made relative again for where it IS), ``from . import _mod``, lazy and
    TYPE_CHECKING imports, ``"seedream_async._x.y"`` strings (monkeypatch, mock.patch),
    mkdocstrings ``::: seedream_async._x`` identifiers, ``seedream_async/_x.py`` paths.
-3. Replaces the root layers contract of import-linter with LAYERS and adds one contract per
-   subpackage (PACKAGE_CONTRACTS); other contracts only have their module names rewritten.
+3. Replaces the root layers contract of import-linter with LAYERS (seven bands over the
+   subpackages), adds one layers contract per subpackage (PACKAGE_CONTRACTS) and a forbidden
+   contract keeping the simulator apart; other contracts (the engine's) only have their
+   module names rewritten. The README's "How the code is laid out" list is replaced by
+   README_LAYOUT. ``_pytest_plugin`` (the ``pytest11`` entry point) stays at the root.
 4. Leaves every module not in MAPPING where it is, and prints the root modules it did not
-   map (new modules merged later): add them to MAPPING and run again.
+   map (new modules merged later): add them to MAPPING and run again. It also prints the
+   names of a split module it kept home, prose naming a renamed file ambiguously, and what
+   ruff still finds in the files it changed (a string made too long): fix those by hand.
 5. Runs ``ruff check --fix --select I,F401`` and ``ruff format`` on the Python files it
    changed (import order, imports a split part does not use).
 
 A second run changes nothing (it only acts on old names, and no new name starts with an
-old one). Standard library only, plus ``git`` and ``ruff`` on PATH.
+old one), so it can be run again after a late branch merges with old import paths: it
+rewrites them. Checks after a run: ruff, ``mypy seedream_async``, ``lint-imports``,
+``mkdocs build --strict``, the tests. Standard library only, plus ``git`` and ``ruff``.
 """
 
 from __future__ import annotations
