@@ -63,14 +63,19 @@ MAPPING: dict[str, str] = {
     "seedream_async._limits": "seedream_async._policies._limits",
     "seedream_async._frontier": "seedream_async._policies._frontier",
     "seedream_async._planner": "seedream_async._policies._planner",
+    "seedream_async._durations": "seedream_async._policies._durations",
     # _wire: what crosses the wire: answers parsed, requests validated, prices.
     "seedream_async._models": "seedream_async._wire._parsing",
     "seedream_async._balance": "seedream_async._wire._balance",
     "seedream_async._raw": "seedream_async._wire._raw",
+    "seedream_async._family": "seedream_async._wire._family",
+    "seedream_async._request": "seedream_async._wire._requests",
     # _media: image bytes and files: the type from the bytes, whole or not, async streams.
     "seedream_async._sniff": "seedream_async._media._sniff",
     "seedream_async._verify": "seedream_async._media._verify",
     "seedream_async._files": "seedream_async._media._files",
+    "seedream_async._header": "seedream_async._media._header",
+    "seedream_async._inputs": "seedream_async._media._inputs",
     # _network: sending requests and moving bytes: the pools, the retry driver, the API's
     # endpoint, uploads and downloads, bounded reads, error answers.
     "seedream_async._transport": "seedream_async._network._pools",
@@ -99,17 +104,6 @@ STAY = {"__init__", "__main__", "_pytest_plugin"}
 # A split: old module -> {new module: top-level names it takes}; the rest go to MAPPING's home.
 SPLIT: dict[str, dict[str, list[str]]] = {
     "seedream_async._models": {
-        "seedream_async._wire._requests": [
-            "ImageRef",
-            "is_url",
-            "_SIZE",
-            "check_size",
-            "_check_url",
-            "_limits_on",
-            "EditRequest",
-            "build_request",
-            "check_params",
-        ],
         "seedream_async._wire._pricing": ["PriceModel"],
         "seedream_async._wire._envelope": ["unwrap", "_code", "envelope_error", "_open"],
     },
@@ -180,9 +174,9 @@ PACKAGE_CONTRACTS: dict[str, list[str]] = {
     "_clients": ["_blocking", "_async", "_options"],
     "_network": ["_endpoint", "_driver | _upload | _download", "_errors | _bounded | _pools"],
     "_webhook": ["_completion", "_receiver", "_delivery", "_token | _listen", "_signature"],
-    "_wire": ["_parsing | _requests | _pricing | _balance | _raw", "_envelope"],
-    "_media": ["_verify", "_sniff | _files"],
-    "_policies": ["_planner | _retry | _polling", "_frontier | _backoff | _limits"],
+    "_wire": ["_parsing", "_requests | _pricing", "_family | _envelope | _balance | _raw"],
+    "_media": ["_inputs", "_verify", "_sniff | _files | _header"],
+    "_policies": ["_planner | _retry | _polling", "_frontier | _backoff | _limits", "_durations"],
     "_base": ["_constants | _exceptions | _secret | _version | _observe"],
 }
 
