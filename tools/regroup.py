@@ -98,6 +98,15 @@ MAPPING: dict[str, str] = {
     "seedream_async._options": "seedream_async._clients._options",
 }
 
+# Names a module only re-exports (imported from elsewhere): an importer is sent to the module
+# that defines them. ``_models`` re-exports the request rules ``_request`` defines.
+REEXPORTED: dict[str, dict[str, str]] = {
+    "seedream_async._models": {
+        name: "seedream_async._request"
+        for name in ("EditRequest", "build_request", "check_params", "check_size", "is_url")
+    },
+}
+
 # Root modules that stay at the root (entry points, the public face).
 STAY = {"__init__", "__main__", "_pytest_plugin"}
 
@@ -480,6 +489,11 @@ def _rewrite_from(
             groups.setdefault(parent, []).append(
                 f"{leaf} as {alias.asname or alias.name}" if leaf != alias.name else _alias(alias)
             )
+            changed = True
+            continue
+        source = REEXPORTED.get(base, {}).get(alias.name)
+        if source is not None:
+            groups.setdefault(MAPPING.get(source, source), []).append(_alias(alias))
             changed = True
             continue
         target = names.module(base, alias.name) or base
