@@ -1,6 +1,6 @@
 """The arithmetic: the ideal makespan, percentiles, the figures of one contender's run, and
 the bound: the best detection lag any poll schedule reaches on the durations the simulator
-drew (``seedream_async._frontier``), at the contender's own poll count."""
+drew (``seedream_async._policies._frontier``), at the contender's own poll count."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from seedream_async._durations import Durations
-from seedream_async._frontier import Frontier, fixed_interval, frontier
+from seedream_async._policies._durations import Durations
+from seedream_async._policies._frontier import Frontier, fixed_interval, frontier
 
 from ._workload import Spec, item_specs, max_images_of
 

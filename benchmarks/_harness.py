@@ -213,7 +213,7 @@ def _table(rows: list[dict[str, Any]], ns: argparse.Namespace, time_scale: float
     text.append(
         "lag %: mean detection lag / mean prediction duration (ledger). bound %: the least "
         "mean lag any poll schedule reaches with that many polls per prediction on the "
-        "durations this run drew, per max_images (DP, seedream_async._frontier); "
+        "durations this run drew, per max_images (DP, seedream_async._policies._frontier); "
         "gap pp = lag - bound. early +%: polls/pred of submission waves 2-3 (concurrency "
         "each, while the first durations are learned) over waves 4 on, less 1. "
         "CPU/gather: CPU per prediction / gather-1's. "

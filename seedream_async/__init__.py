@@ -3,10 +3,37 @@
 
 from __future__ import annotations
 
-from ._balance import Balance
-from ._blocking import BlockingBatch, Seedream
-from ._client import AsyncSeedream
-from ._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
+from ._base._constants import DEFAULT_BASE_URL, DEFAULT_MODEL, PRICE_PER_EXECUTION
+from ._base._exceptions import (
+    AmbiguousSubmission,
+    APIStatusError,
+    APIUnreachable,
+    AuthenticationError,
+    BadRequestError,
+    BudgetExceeded,
+    ConfigurationError,
+    ContentModerationError,
+    DeadlineExceeded,
+    InsufficientBalance,
+    InvalidImage,
+    InvalidInput,
+    JournalError,
+    JournalUnavailable,
+    MalformedResponse,
+    OutputExpired,
+    OutputInvalid,
+    PredictionFailed,
+    RateLimitError,
+    RegionBlocked,
+    SeedreamError,
+    ServerError,
+    TransportError,
+    WebhookVerificationError,
+)
+from ._base._observe import Observer
+from ._base._version import __version__
+from ._clients._async import AsyncSeedream
+from ._clients._blocking import BlockingBatch, Seedream
 from ._engine import (
     Attempt,
     BatchOptions,
@@ -39,48 +66,10 @@ from ._engine import (
     load_items,
     open_journal,
 )
-from ._exceptions import (
-    AmbiguousSubmission,
-    APIStatusError,
-    APIUnreachable,
-    AuthenticationError,
-    BadRequestError,
-    BudgetExceeded,
-    ConfigurationError,
-    ContentModerationError,
-    DeadlineExceeded,
-    InsufficientBalance,
-    InvalidImage,
-    InvalidInput,
-    JournalError,
-    JournalUnavailable,
-    MalformedResponse,
-    OutputExpired,
-    OutputInvalid,
-    PredictionFailed,
-    RateLimitError,
-    RegionBlocked,
-    SeedreamError,
-    ServerError,
-    TransportError,
-    WebhookVerificationError,
-)
-from ._family import MODELS, Billing, ModelKind, ModelSpec, SizeRule, UnknownModelWarning
-from ._models import (
-    EditRequest,
-    Metrics,
-    Prediction,
-    PredictionStatus,
-    PriceModel,
-    UploadedMedia,
-)
-from ._observe import Observer
-from ._polling import Completion, PollPolicy
-from ._raw import RawResponse
-from ._retry import RetryPolicy
-from ._version import __version__
-from ._webhook_app import JwksKeys, StaticKeys, WebhookReceiver
-from ._webhook_delivery import (
+from ._policies._polling import Completion, PollPolicy
+from ._policies._retry import RetryPolicy
+from ._webhook._completion import Webhooks
+from ._webhook._delivery import (
     Delivery,
     DeliveryHub,
     DeliveryRecorder,
@@ -88,8 +77,14 @@ from ._webhook_delivery import (
     MemorySink,
     RecorderSink,
 )
-from ._webhook_verify import WebhookKey, parse_jwks, verify_webhook
-from ._webhooks import Webhooks
+from ._webhook._receiver import JwksKeys, StaticKeys, WebhookReceiver
+from ._webhook._signature import WebhookKey, parse_jwks, verify_webhook
+from ._wire._balance import Balance
+from ._wire._family import MODELS, Billing, ModelKind, ModelSpec, SizeRule, UnknownModelWarning
+from ._wire._parsing import Metrics, Prediction, PredictionStatus, UploadedMedia
+from ._wire._pricing import PriceModel
+from ._wire._raw import RawResponse
+from ._wire._requests import EditRequest
 
 __all__ = [
     "APIStatusError",

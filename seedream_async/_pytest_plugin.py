@@ -42,8 +42,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from ._blocking import Seedream
-    from ._client import AsyncSeedream
+    from ._clients._async import AsyncSeedream
+    from ._clients._blocking import Seedream
     from .testing import Simulator
 
 __all__ = [
@@ -91,7 +91,7 @@ def seedream_sim(
 ) -> Iterator[Simulator]:
     """A running simulator, configured by ``@pytest.mark.seedream_sim(...)`` or by indirect
     parametrisation; the environment points the library at it while it runs."""
-    from ._constants import API_KEY_ENV, BASE_URL_ENV
+    from ._base._constants import API_KEY_ENV, BASE_URL_ENV
     from .testing import SimulatorConfig, serve_in_thread
 
     settings = _settings(request)
@@ -105,8 +105,8 @@ def seedream_sim(
 
 
 def _client_options(sim: Simulator) -> dict[str, Any]:
-    from ._polling import PollPolicy
-    from ._retry import RetryPolicy
+    from ._policies._polling import PollPolicy
+    from ._policies._retry import RetryPolicy
 
     scale = sim.config.time_scale or TIME_SCALE
     return {
@@ -122,7 +122,7 @@ async def seedream_client(
     anyio_backend: object, seedream_sim: Simulator
 ) -> AsyncIterator[AsyncSeedream]:
     """An open ``AsyncSeedream`` bound to ``seedream_sim`` (mark the test ``anyio``)."""
-    from ._client import AsyncSeedream
+    from ._clients._async import AsyncSeedream
 
     async with AsyncSeedream(**_client_options(seedream_sim)) as client:
         yield client
@@ -131,7 +131,7 @@ async def seedream_client(
 @pytest.fixture
 def seedream_blocking_client(seedream_sim: Simulator) -> Iterator[Seedream]:
     """A blocking ``Seedream`` bound to ``seedream_sim``."""
-    from ._blocking import Seedream
+    from ._clients._blocking import Seedream
 
     with Seedream(**_client_options(seedream_sim)) as client:
         yield client

@@ -7,8 +7,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from seedream_async._backoff import backoff_delay, retry_after
-from seedream_async._polling import PollPolicy, poll_delays
+from seedream_async._policies._backoff import backoff_delay, retry_after
+from seedream_async._policies._polling import PollPolicy, poll_delays
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from _helpers import simulated
 from test_cli import catalog, cli, cli_env, out
 
 from seedream_async import AuthenticationError, Balance, MalformedResponse, Seedream
-from seedream_async._balance import read_balance
+from seedream_async._wire._balance import read_balance
 from seedream_async.testing import serve, serve_in_thread
 
 pytestmark = pytest.mark.anyio

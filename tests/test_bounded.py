@@ -8,9 +8,9 @@ import anyio
 import httpx
 import pytest
 
-from seedream_async._bounded import bounded, read_capped, same_origin
-from seedream_async._constants import DEFAULT_MODEL
-from seedream_async._exceptions import MalformedResponse
+from seedream_async._base._constants import DEFAULT_MODEL
+from seedream_async._base._exceptions import MalformedResponse
+from seedream_async._network._bounded import bounded, read_capped, same_origin
 from seedream_async.testing import Hostile, serve
 
 pytestmark = pytest.mark.anyio

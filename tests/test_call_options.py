@@ -103,7 +103,7 @@ async def test_last_response_behind_a_prediction() -> None:
     """``last_response`` gives the status, headers and body of the latest answer about a
     prediction: the submit's, then each poll's."""
     async with simulated() as (_sim, client):
-        from seedream_async._models import build_request
+        from seedream_async._wire._requests import build_request
 
         prediction = await client.submit(build_request(prompt="p", images=[URL]))
         raw = client.last_response(prediction)
@@ -134,7 +134,7 @@ async def test_with_options_timeout_applies_to_downloads(tmp_path: object) -> No
 async def test_last_response_never_holds_the_key() -> None:
     """A server echoing the key in a failed prediction's error: the kept body has it masked."""
     from seedream_async import PredictionFailed
-    from seedream_async._models import build_request
+    from seedream_async._wire._requests import build_request
     from seedream_async.testing import Hostile
 
     async with simulated(hostile=Hostile(echo_key=True), faults=Faults(prediction_failure=1.0)) as (

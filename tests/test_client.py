@@ -31,8 +31,8 @@ from seedream_async import (
     SeedreamError,
     TransportError,
 )
-from seedream_async._constants import API_KEY_ENV, BASE_URL_ENV
-from seedream_async._models import build_request
+from seedream_async._base._constants import API_KEY_ENV, BASE_URL_ENV
+from seedream_async._wire._requests import build_request
 from seedream_async.testing import Faults, Shapes, Simulator, make_png, serve
 
 pytestmark = pytest.mark.anyio

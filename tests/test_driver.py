@@ -21,7 +21,7 @@ from seedream_async import (
     ServerError,
     TransportError,
 )
-from seedream_async._driver import Driver
+from seedream_async._network._driver import Driver
 
 pytestmark = pytest.mark.anyio
 

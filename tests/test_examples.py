@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from seedream_async import AsyncSeedream
-from seedream_async._polling import PollPolicy
+from seedream_async._policies._polling import PollPolicy
 from seedream_async.testing import make_png, serve
 
 pytestmark = pytest.mark.anyio
@@ -151,7 +151,7 @@ async def test_service_progress(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_service_with_webhook_completion(monkeypatch: pytest.MonkeyPatch) -> None:
     """fastapi_service.py with SEEDREAM_WEBHOOK_URL: the simulator's signed delivery reaches
     the mounted receiver over a real socket and is recorded; the edit is paid once."""
-    from seedream_async._webhook_listen import serve_webhooks
+    from seedream_async._webhook._listen import serve_webhooks
 
     module = load("fastapi_service", monkeypatch)
     body = {"prompt": "On marble", "images": ["https://example.com/shoe.png"]}

@@ -12,7 +12,7 @@ import pytest
 from test_cli import FAST_POLL, catalog, cli, out, report
 
 from seedream_async import APIUnreachable, AsyncSeedream, RetryPolicy, TransportError
-from seedream_async._driver import Driver
+from seedream_async._network._driver import Driver
 
 pytestmark = pytest.mark.anyio
 

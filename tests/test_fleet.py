@@ -23,7 +23,7 @@ import httpx
 import psycopg
 import pytest
 
-from seedream_async._constants import PRICE_PER_EXECUTION
+from seedream_async._base._constants import PRICE_PER_EXECUTION
 
 ITEMS = 2000
 WORKERS = 4

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from seedream_async._durations import Durations, silverman
-from seedream_async._frontier import (
+from seedream_async._policies._durations import Durations, silverman
+from seedream_async._policies._frontier import (
     Schedule,
     _table,
     fixed_interval,

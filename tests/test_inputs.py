@@ -24,11 +24,11 @@ from seedream_async import (
     PredictionFailed,
     ResultStatus,
 )
-from seedream_async._constants import DEFAULT_MODEL
-from seedream_async._header import image_dimensions
-from seedream_async._inputs import check_image
-from seedream_async._models import check_params
-from seedream_async._sniff import sniff_image_type
+from seedream_async._base._constants import DEFAULT_MODEL
+from seedream_async._media._header import image_dimensions
+from seedream_async._media._inputs import check_image
+from seedream_async._media._sniff import sniff_image_type
+from seedream_async._wire._requests import check_params
 from seedream_async.cli._manifest import ManifestProblem
 from seedream_async.cli._validate import scan
 from seedream_async.testing import make_png, serve

@@ -16,10 +16,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from seedream_async._base._exceptions import JournalError
 from seedream_async._engine._journal import Journal, JournalEntry
 from seedream_async._engine._owners import new_owner
 from seedream_async._engine._store import Claim, JournalState
-from seedream_async._exceptions import JournalError
 
 pytestmark = pytest.mark.anyio
 

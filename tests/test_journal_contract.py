@@ -16,6 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from seedream_async._base._exceptions import JournalError
 from seedream_async._engine._store import (
     Claim,
     ClaimStatus,
@@ -23,8 +24,7 @@ from seedream_async._engine._store import (
     JournalStore,
     LostClaim,
 )
-from seedream_async._exceptions import JournalError
-from seedream_async._models import Prediction
+from seedream_async._wire._parsing import Prediction
 
 pytestmark = pytest.mark.anyio
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from seedream_async._limits import AdaptiveLimit, PauseGate, RateLimiter
+from seedream_async._policies._limits import AdaptiveLimit, PauseGate, RateLimiter
 
 pytestmark = pytest.mark.anyio
 

@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from seedream_async._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
-from seedream_async._exceptions import (
+from seedream_async._base._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
+from seedream_async._base._exceptions import (
     APIStatusError,
     AuthenticationError,
     BadRequestError,
@@ -17,19 +17,16 @@ from seedream_async._exceptions import (
     ServerError,
     scrub,
 )
-from seedream_async._models import (
-    EditRequest,
+from seedream_async._wire._envelope import envelope_error, unwrap
+from seedream_async._wire._parsing import (
     Prediction,
     PredictionStatus,
-    PriceModel,
     UploadedMedia,
-    build_request,
-    check_params,
-    envelope_error,
     read_prediction,
     read_upload,
-    unwrap,
 )
+from seedream_async._wire._pricing import PriceModel
+from seedream_async._wire._requests import EditRequest, build_request, check_params
 
 # The example bodies of shared/api-contract.md, verbatim.
 UPLOAD_EXAMPLE = """{"data": {"download_url": "https://storage.atlascloud.ai/uploads/abc123/image.png",

@@ -148,7 +148,7 @@ async def _failing_open(path: Any, mode: str) -> AsyncIterator[Any]:
 def break_output_writes(monkeypatch: pytest.MonkeyPatch, code: int, after: int) -> dict[str, int]:
     """Make every output write after the first ``after`` fail with ``OSError(code)``, at the
     one seam that opens files for writing (``open_binary``), wherever it was imported."""
-    from seedream_async import _files
+    from seedream_async._media import _files
 
     original = _files.open_binary
     state = {"writes": 0, "refused": 0, "broken": 1}

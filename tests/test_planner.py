@@ -8,9 +8,9 @@ import statistics
 
 import pytest
 
-from seedream_async._durations import Durations
-from seedream_async._frontier import Schedule, fixed_interval, frontier
-from seedream_async._planner import PollPlanner, Shape, kaplan_meier
+from seedream_async._policies._durations import Durations
+from seedream_async._policies._frontier import Schedule, fixed_interval, frontier
+from seedream_async._policies._planner import PollPlanner, Shape, kaplan_meier
 
 ONE = Shape(max_images=1)
 TRUE = Durations.lognormal(8.3, 0.3)

@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from seedream_async._sniff import sniff_image_type
+from seedream_async._media._sniff import sniff_image_type
 from seedream_async.testing import make_png
 
 

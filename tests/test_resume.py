@@ -24,7 +24,7 @@ from seedream_async._engine._names import output_stem
 from seedream_async._engine._owners import new_owner
 from seedream_async._engine._resume import fingerprint
 from seedream_async._engine._store import Claim
-from seedream_async._models import build_request
+from seedream_async._wire._requests import build_request
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio

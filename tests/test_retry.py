@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from seedream_async._retry import RetryDecision, RetryPolicy, decide_retry
+from seedream_async._policies._retry import RetryDecision, RetryPolicy, decide_retry
 
 POLICY = RetryPolicy(initial_delay=0.5, multiplier=2.0, max_delay=20.0, jitter=0.0)
 

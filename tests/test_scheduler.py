@@ -11,7 +11,7 @@ from _helpers import FAST_POLL, simulated
 
 from seedream_async import DeadlineExceeded, EditItem, PollPolicy, ResultStatus, RetryPolicy
 from seedream_async._engine._scheduler import PollScheduler, Shape, _Watch
-from seedream_async._models import Prediction
+from seedream_async._wire._parsing import Prediction
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio

@@ -13,8 +13,8 @@ import anyio
 import httpx
 import pytest
 
-from seedream_async._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
-from seedream_async._models import Prediction, UploadedMedia
+from seedream_async._base._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
+from seedream_async._wire._parsing import Prediction, UploadedMedia
 from seedream_async.testing import (
     Faults,
     Ledger,

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import seedream_async.testing
-from seedream_async._constants import DEFAULT_MODEL
+from seedream_async._base._constants import DEFAULT_MODEL
 from seedream_async.testing import Faults, Hostile, Shapes, Simulator, make_png, serve
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +68,7 @@ def test_validation_shares_no_code_with_the_client() -> None:
                 "seedream_async"
             ):
                 outside.add(node.module or "")
-    assert outside <= {"seedream_async._constants"}, outside
+    assert outside <= {"seedream_async._base._constants"}, outside
 
 
 @pytest.mark.parametrize("size", ["2560*1440", "4704*3520", "4096*4096", "8192*512"])

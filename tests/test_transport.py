@@ -10,7 +10,7 @@ import pytest
 from _helpers import simulated
 
 from seedream_async import EditRequest
-from seedream_async._transport import ShardedTransport
+from seedream_async._network._pools import ShardedTransport
 from seedream_async.testing import make_png, serve
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from seedream_async import OutputInvalid
-from seedream_async._verify import looks_whole, verify_image, verify_image_file
+from seedream_async._media._verify import looks_whole, verify_image, verify_image_file
 from seedream_async.testing import make_png
 
 PNG = make_png(16, 16, seed=3)

@@ -12,7 +12,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from seedream_async import PollPolicy, SeedreamError, WebhookVerificationError
-from seedream_async._webhook_token import (
+from seedream_async._webhook._completion import fallback_policy
+from seedream_async._webhook._signature import WebhookKey, b64url_encode, parse_jwks, verify_webhook
+from seedream_async._webhook._token import (
     SECRET_ENV,
     WebhookTarget,
     load_secret,
@@ -21,13 +23,6 @@ from seedream_async._webhook_token import (
     token_from_url,
     webhook_url_with_token,
 )
-from seedream_async._webhook_verify import (
-    WebhookKey,
-    b64url_encode,
-    parse_jwks,
-    verify_webhook,
-)
-from seedream_async._webhooks import fallback_policy
 
 NOW = 1_800_000_000
 BODY = json.dumps(

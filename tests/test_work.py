@@ -16,7 +16,7 @@ from seedream_async import (
     drain,
     load_items,
 )
-from seedream_async._models import build_request
+from seedream_async._wire._requests import build_request
 from seedream_async.testing import Faults
 
 pytestmark = pytest.mark.anyio

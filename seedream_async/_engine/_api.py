@@ -11,12 +11,14 @@ import random
 from pathlib import Path
 from typing import Protocol
 
-from .._driver import RefusedHook
-from .._models import EditRequest, Prediction, PriceModel, UploadedMedia
-from .._observe import Observer
-from .._polling import PollPolicy
-from .._upload import PreparedUpload, UploadRules
-from .._webhooks import Webhooks
+from .._base._observe import Observer
+from .._network._driver import RefusedHook
+from .._network._upload import PreparedUpload, UploadRules
+from .._policies._polling import PollPolicy
+from .._webhook._completion import Webhooks
+from .._wire._parsing import Prediction, UploadedMedia
+from .._wire._pricing import PriceModel
+from .._wire._requests import EditRequest
 
 __all__ = ["EngineAPI", "PollAPI", "RefusedHook"]
 

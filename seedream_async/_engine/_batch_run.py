@@ -10,7 +10,7 @@ import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .._exceptions import JournalUnavailable
+from .._base._exceptions import JournalUnavailable
 from ._api import EngineAPI
 from ._items import BatchProgress, BatchResult
 from ._options import BatchOptions, Items

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._exceptions import BudgetExceeded
-from .._models import PriceModel
+from .._base._exceptions import BudgetExceeded
+from .._wire._pricing import PriceModel
 from ._items import BatchProgress
 
 __all__ = ["Budget"]

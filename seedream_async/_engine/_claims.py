@@ -15,8 +15,8 @@ from pathlib import Path
 
 import anyio
 
-from .._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
-from .._models import Prediction
+from .._base._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
+from .._wire._parsing import Prediction
 from ._owners import DEFAULT_LEASE
 from ._store import Claim, ClaimStatus, ItemRecord, JournalState, JournalStore, LostClaim
 

@@ -3,7 +3,7 @@
 With ``completion="webhook"`` every submit carries ``webhook_url`` plus a token naming its
 attempt (the item's key and the journal's attempt number). The client's receiver verifies
 a delivery, records it in the journal (the "delivery recorded" transition: durable before
-its 2xx) and wakes the :class:`~seedream_async._webhook_delivery.DeliveryHub`. An item then
+its 2xx) and wakes the :class:`~seedream_async._webhook._delivery.DeliveryHub`. An item then
 waits on the first of:
 
 - its delivery on the hub, by prediction id or by attempt (so a submit whose answer was
@@ -29,12 +29,13 @@ from typing import Any, Protocol
 
 import anyio
 
-from .._exceptions import ConfigurationError
-from .._models import EditRequest, Prediction, PredictionStatus
-from .._polling import PollPolicy, poll_delays
-from .._webhook_delivery import RecorderSink
-from .._webhook_token import SECRET_ENV, WebhookTarget, load_secret
-from .._webhooks import Webhooks, fallback_policy
+from .._base._exceptions import ConfigurationError
+from .._policies._polling import PollPolicy, poll_delays
+from .._webhook._completion import Webhooks, fallback_policy
+from .._webhook._delivery import RecorderSink
+from .._webhook._token import SECRET_ENV, WebhookTarget, load_secret
+from .._wire._parsing import Prediction, PredictionStatus
+from .._wire._requests import EditRequest
 from ._pgjournal import PostgresJournal
 from ._pgjournal_schema import is_postgres_dsn
 from ._store import JournalState, JournalStore

@@ -17,9 +17,9 @@ from typing import Protocol
 import anyio
 import anyio.to_thread
 
-from .._exceptions import OutputExpired, OutputInvalid
-from .._models import Prediction
-from .._verify import DEFAULT_MAX_OUTPUT_BYTES, looks_whole, verify_image_file
+from .._base._exceptions import OutputExpired, OutputInvalid
+from .._media._verify import DEFAULT_MAX_OUTPUT_BYTES, looks_whole, verify_image_file
+from .._wire._parsing import Prediction
 from ._names import output_stems
 
 __all__ = ["Deliverer", "stale_parts"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import anyio.to_thread
 
-from .._exceptions import InvalidImage
-from .._inputs import decode_data_uri, is_data_uri
+from .._base._exceptions import InvalidImage
+from .._media._inputs import decode_data_uri, is_data_uri
 
 __all__ = ["DigestCache", "file_digest"]
 

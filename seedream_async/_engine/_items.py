@@ -8,8 +8,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import InvalidInput, SeedreamError
-from .._models import ImageRef
+from .._base._exceptions import InvalidInput, SeedreamError
+from .._wire._parsing import ImageRef
 
 __all__ = [
     "BatchProgress",

@@ -16,7 +16,7 @@ import hashlib
 import re
 import sqlite3
 
-from .._exceptions import InvalidInput
+from .._base._exceptions import InvalidInput
 
 __all__ = [
     "MAX_KEY_CHARS",

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, TypedDict, cast
 
-from .._exceptions import InvalidInput
-from .._polling import Completion, PollPolicy, as_completion
+from .._base._exceptions import InvalidInput
+from .._policies._polling import Completion, PollPolicy, as_completion
 from ._items import EditItem, ProgressCallback
 from ._owners import DEFAULT_LEASE
 from ._store import JournalStore

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError, JournalUnavailable
+from .._base._exceptions import JournalError, JournalUnavailable
 from ._names import fold
 from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
 from ._rules import (

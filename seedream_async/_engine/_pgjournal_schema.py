@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from .._exceptions import JournalError
+from .._base._exceptions import JournalError
 
 if TYPE_CHECKING:
     import psycopg

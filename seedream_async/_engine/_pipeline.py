@@ -35,8 +35,8 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .._constants import DEFAULT_SIZE
-from .._exceptions import (
+from .._base._constants import DEFAULT_SIZE
+from .._base._exceptions import (
     AmbiguousSubmission,
     AuthenticationError,
     BudgetExceeded,
@@ -47,9 +47,10 @@ from .._exceptions import (
     PredictionFailed,
     SeedreamError,
 )
-from .._models import Prediction, PredictionStatus, build_request, check_params
-from .._observe import observed_journal
-from .._polling import Completion
+from .._base._observe import observed_journal
+from .._policies._polling import Completion
+from .._wire._parsing import Prediction, PredictionStatus
+from .._wire._requests import build_request, check_params
 from ._api import EngineAPI
 from ._budget import Budget
 from ._claims import Busy, Claims, name_taken

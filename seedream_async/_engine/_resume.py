@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
-from .._constants import DEFAULT_MODEL
-from .._exceptions import AmbiguousSubmission, PredictionFailed
+from .._base._constants import DEFAULT_MODEL
+from .._base._exceptions import AmbiguousSubmission, PredictionFailed
 from ._identity import DigestCache
 from ._items import EditItem
 from ._store import ItemRecord, JournalState

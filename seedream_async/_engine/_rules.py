@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .._exceptions import JournalError
+from .._base._exceptions import JournalError
 from ._names import fold
 from ._store import (
     UNDELIVERED_STATES,

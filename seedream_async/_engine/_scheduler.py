@@ -4,7 +4,7 @@ Instead of a sleeping task per prediction, one loop keeps a due-time queue (a bi
 heap) of the predictions in flight and starts each poll when it falls due, under a cap
 on polls in flight and an optional GCRA cap on polls per second.
 
-Where to poll comes from a :class:`~seedream_async._planner.PollPlanner`: at submit, a
+Where to poll comes from a :class:`~seedream_async._policies._planner.PollPlanner`: at submit, a
 prediction is given the optimal schedule (dynamic programming over poll times,
 ``_frontier.py``) for the durations learned from finished predictions of the same shape
 (``max_images`` and size), spending the policy's ``polls`` on average; before a shape has
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .._exceptions import (
+from .._base._exceptions import (
     APIUnreachable,
     BadRequestError,
     DeadlineExceeded,
@@ -35,11 +35,11 @@ from .._exceptions import (
     ServerError,
     TransportError,
 )
-from .._frontier import Schedule
-from .._limits import RateLimiter
-from .._models import Prediction
-from .._planner import PollPlanner, Shape
-from .._polling import THRIFTY_POLLS, PollPolicy
+from .._policies._frontier import Schedule
+from .._policies._limits import RateLimiter
+from .._policies._planner import PollPlanner, Shape
+from .._policies._polling import THRIFTY_POLLS, PollPolicy
+from .._wire._parsing import Prediction
 from ._api import PollAPI
 
 __all__ = ["PollScheduler", "Shape"]

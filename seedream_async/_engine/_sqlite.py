@@ -38,7 +38,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError, JournalUnavailable
+from .._base._exceptions import JournalError, JournalUnavailable
 from ._sqlite_schema import SCHEMA_VERSION, Tx, connect
 from ._sqljournal import SQLJournal
 from ._sqltx import Dialect, JournalTx

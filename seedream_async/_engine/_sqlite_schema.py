@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .._exceptions import JournalError
+from .._base._exceptions import JournalError
 from ._names import fold, output_stem
 from ._store import JournalState
 

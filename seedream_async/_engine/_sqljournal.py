@@ -25,8 +25,8 @@ from typing import Any, Self, TypeVar
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError, JournalUnavailable
-from .._models import Prediction
+from .._base._exceptions import JournalError, JournalUnavailable
+from .._wire._parsing import Prediction
 from ._rules import Op, fits_budget, spend_of, start_delivery
 from ._sqltx import (
     ATTEMPT_COLUMNS,

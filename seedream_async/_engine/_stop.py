@@ -18,7 +18,7 @@ import logging
 
 import anyio
 
-from .._exceptions import APIStatusError
+from .._base._exceptions import APIStatusError
 
 __all__ = ["StopControl", "Wire"]
 

@@ -63,10 +63,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .._exceptions import JournalError
+from .._base._exceptions import JournalError
 
 if TYPE_CHECKING:
-    from .._models import Prediction
+    from .._wire._parsing import Prediction
 
 __all__ = [
     "BILLED_STATES",

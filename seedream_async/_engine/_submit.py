@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import anyio
 import anyio.lowlevel
 
-from .._exceptions import (
+from .._base._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
     APIUnreachable,
@@ -30,8 +30,9 @@ from .._exceptions import (
     JournalUnavailable,
     TransportError,
 )
-from .._limits import AdaptiveLimit, RateLimiter
-from .._models import EditRequest, Prediction
+from .._policies._limits import AdaptiveLimit, RateLimiter
+from .._wire._parsing import Prediction
+from .._wire._requests import EditRequest
 from ._api import EngineAPI
 from ._budget import Budget
 from ._items import Stage

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import anyio
 
-from .._exceptions import APIStatusError, InvalidInput, SeedreamError
-from .._models import Prediction
-from .._observe import Observer
+from .._base._exceptions import APIStatusError, InvalidInput, SeedreamError
+from .._base._observe import Observer
+from .._wire._parsing import Prediction
 from ._items import (
     BatchProgress,
     BatchResult,

@@ -35,7 +35,7 @@ from pathlib import Path
 import anyio
 import anyio.to_thread
 
-from .._exceptions import JournalError, JournalUnavailable
+from .._base._exceptions import JournalError, JournalUnavailable
 from ._store import JournalStore, LostClaim
 
 __all__ = ["SIDECAR_SUFFIX", "IdNote", "Unrecorded", "Unwritten", "sidecar_for"]

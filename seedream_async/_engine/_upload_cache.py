@@ -23,10 +23,9 @@ from typing import Any
 
 import anyio
 
-from .._exceptions import InvalidImage, SeedreamError
-from .._inputs import Shape, check_shape, is_data_uri
-from .._models import ImageRef, is_url
-from .._upload import (
+from .._base._exceptions import InvalidImage, SeedreamError
+from .._media._inputs import Shape, check_shape, is_data_uri
+from .._network._upload import (
     PreparedUpload,
     check_data_uri,
     inline_uri,
@@ -35,6 +34,8 @@ from .._upload import (
     probe_file,
     stat_image,
 )
+from .._wire._parsing import ImageRef
+from .._wire._requests import is_url
 from ._api import EngineAPI
 
 __all__ = ["UploadCache"]

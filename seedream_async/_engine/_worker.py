@@ -23,8 +23,8 @@ from typing import Any, Protocol, Unpack
 
 import anyio
 
-from .._exceptions import InvalidInput
-from .._models import check_params
+from .._base._exceptions import InvalidInput
+from .._wire._requests import check_params
 from ._batch_run import BatchRun
 from ._identity import DigestCache
 from ._items import BatchResult, EditItem, ResultStatus

@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .._version import __version__
+from .._base._version import __version__
 from ._options import EXIT_CODES
 
 __all__ = ["main"]

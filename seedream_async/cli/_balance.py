@@ -7,10 +7,10 @@ import os
 
 from rich.markup import escape
 
-from .._client import AsyncSeedream
-from .._constants import API_KEY_ENV, PRICE_PER_EXECUTION
-from .._exceptions import SeedreamError
-from .._retry import RetryPolicy
+from .._base._constants import API_KEY_ENV, PRICE_PER_EXECUTION
+from .._base._exceptions import SeedreamError
+from .._clients._async import AsyncSeedream
+from .._policies._retry import RetryPolicy
 
 __all__ = ["balance_note"]
 

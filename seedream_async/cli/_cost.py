@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._constants import DEFAULT_MODEL
+from .._base._constants import DEFAULT_MODEL
 from .._engine._items import EditItem
-from .._family import model_spec
-from .._models import PriceModel
+from .._wire._family import model_spec
+from .._wire._pricing import PriceModel
 
 __all__ = ["PaidItem", "cost_lines", "paid_item"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .._engine import BatchOptions
-from .._polling import PollPolicy
+from .._policies._polling import PollPolicy
 from ._run import EXIT_USAGE, RunOptions, run_manifest
 
 __all__ = ["DEMO_MARKER", "run_demo", "write_catalog"]

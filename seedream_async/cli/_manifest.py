@@ -30,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._constants import DEFAULT_MODEL
+from .._base._constants import DEFAULT_MODEL
+from .._base._exceptions import SeedreamError
 from .._engine._items import ITEM_FIELDS, EditItem
-from .._exceptions import SeedreamError
-from .._family import ModelSpec, model_spec
-from .._inputs import is_data_uri
-from .._models import is_url
+from .._media._inputs import is_data_uri
+from .._wire._family import ModelSpec, model_spec
+from .._wire._requests import is_url
 
 __all__ = [
     "ManifestError",
@@ -120,7 +120,7 @@ def read_rows(
     """Yield every row of the manifest, or the problem that keeps it from being read.
 
     Only the row's shape is checked here (fields present, of the right type); the request
-    rules are :func:`seedream_async._models.check_params`'s. A problem with the file itself
+    rules are :func:`seedream_async._wire._parsing.check_params`'s. A problem with the file itself
     (missing, unreadable, a bad CSV header) is yielded once and ends the iteration.
 
     Args:

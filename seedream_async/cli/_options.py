@@ -12,18 +12,18 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._base._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._base._exceptions import ConfigurationError
 from .._engine import BatchOptions
 from .._engine._owners import DEFAULT_LEASE
-from .._exceptions import ConfigurationError
-from .._models import PriceModel
-from .._polling import PollPolicy
-from .._webhook_listen import parse_listen
+from .._policies._polling import PollPolicy
+from .._webhook._listen import parse_listen
+from .._wire._pricing import PriceModel
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .._client import AsyncSeedream
+    from .._clients._async import AsyncSeedream
 
 __all__ = [
     "BALANCE_HELP",

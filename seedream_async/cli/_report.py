@@ -22,16 +22,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .._constants import API_KEY_ENV, DEFAULT_MODEL, PRICE_PER_EXECUTION
-from .._engine._items import BatchResult, EditItem, ResultStatus
-from .._engine._journal import open_journal
-from .._engine._store import Attempt, ItemRecord, JournalState
-from .._exceptions import (
+from .._base._constants import API_KEY_ENV, DEFAULT_MODEL, PRICE_PER_EXECUTION
+from .._base._exceptions import (
     APIUnreachable,
     AuthenticationError,
     BudgetExceeded,
     PredictionFailed,
 )
+from .._engine._items import BatchResult, EditItem, ResultStatus
+from .._engine._journal import open_journal
+from .._engine._store import Attempt, ItemRecord, JournalState
 from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 

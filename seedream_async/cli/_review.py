@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .._constants import DEFAULT_MODEL
+from .._base._constants import DEFAULT_MODEL
 
 __all__ = ["REJECTED_NAME", "REVIEW_NAME", "read_report", "review_data", "write_review"]
 

@@ -21,15 +21,15 @@ import anyio.to_thread
 from rich.console import Console
 from rich.markup import escape
 
-from .._client import AsyncSeedream
-from .._constants import API_KEY_ENV
+from .._base._constants import API_KEY_ENV
+from .._base._exceptions import JournalError, JournalUnavailable
+from .._clients._async import AsyncSeedream
 from .._engine import BatchOptions, BatchResult, BatchRun
 from .._engine._items import EditItem
 from .._engine._options import as_kwargs
 from .._engine._pgjournal import redact_dsn
 from .._engine._unrecorded import Unwritten
-from .._exceptions import JournalError, JournalUnavailable
-from .._models import PriceModel
+from .._wire._pricing import PriceModel
 from ._manifest import ManifestProblem, iter_items
 from ._options import (
     EXIT_FAILED,

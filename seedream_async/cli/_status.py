@@ -19,11 +19,11 @@ from typing import Any
 import anyio
 from rich.console import Console
 
-from .._constants import DEFAULT_MODEL
+from .._base._constants import DEFAULT_MODEL
+from .._base._exceptions import PredictionFailed
 from .._engine._items import EditItem
 from .._engine._store import ItemRecord, JournalState
-from .._exceptions import PredictionFailed
-from .._models import PriceModel
+from .._wire._pricing import PriceModel
 from ._cost import PaidItem, cost_lines, paid_item
 from ._report import cli_words
 

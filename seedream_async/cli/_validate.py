@@ -6,12 +6,12 @@ import os
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from .._constants import MAX_UPLOAD_BYTES
+from .._base._constants import MAX_UPLOAD_BYTES
+from .._base._exceptions import InvalidImage, InvalidInput
 from .._engine._names import safe_name
-from .._exceptions import InvalidImage, InvalidInput
-from .._inputs import check_image, check_shape, decode_data_uri, is_data_uri
-from .._models import check_params, is_url
-from .._upload import DEFAULT_ACCEPTED_TYPES
+from .._media._inputs import check_image, check_shape, decode_data_uri, is_data_uri
+from .._network._upload import DEFAULT_ACCEPTED_TYPES
+from .._wire._requests import check_params, is_url
 from ._manifest import ManifestProblem, ManifestRow, read_rows
 
 __all__ = ["scan"]

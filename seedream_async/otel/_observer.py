@@ -8,8 +8,8 @@ from typing import Any
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Span, Status, StatusCode
 
-from .._observe import Observer
-from .._version import __version__
+from .._base._observe import Observer
+from .._base._version import __version__
 
 __all__ = ["OpenTelemetryObserver"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import anyio
 
-from .._constants import MAX_REQUEST_BYTES
+from .._base._constants import MAX_REQUEST_BYTES
 from ._config import SimulatorConfig
 from ._contract import ContractError, Edit, extension_for, input_problem, sniff, validate_edit
 from ._http import Handler, Request, Response

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .._constants import MAX_UPLOAD_BYTES
+from .._base._constants import MAX_UPLOAD_BYTES
 from ._webhooks import WebhookFaults
 
 __all__ = ["ENDPOINTS", "Faults", "Hostile", "Shapes", "SimulatorConfig"]

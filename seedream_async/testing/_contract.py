@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .._constants import (
+from .._base._constants import (
     DEFAULT_SIZE,
     MAX_ASPECT_RATIO,
     MAX_INPUT_SIDE,

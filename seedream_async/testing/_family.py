@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .._constants import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_ASPECT_RATIO, MIN_PIXELS
+from .._base._constants import MAX_ASPECT_RATIO, MAX_PIXELS, MIN_ASPECT_RATIO, MIN_PIXELS
 
 __all__ = ["SERVED", "Served"]
 

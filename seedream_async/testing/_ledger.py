@@ -8,7 +8,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
+from .._base._constants import DEFAULT_MODEL, PRICE_PER_EXECUTION
 
 __all__ = ["Ledger", "RedirectRecord", "SubmitRecord", "UploadRecord"]
 

@@ -39,9 +39,9 @@ def handle(ns: argparse.Namespace) -> int:
 
 
 async def _load(ns: argparse.Namespace, console: Console, errors: Console) -> int:
+    from ..._base._exceptions import SeedreamError
     from ..._engine import load_items
     from ..._engine._pgjournal import redact_dsn
-    from ..._exceptions import SeedreamError
     from .._manifest import ManifestError, iter_items
 
     items = iter_items(ns.manifest, size=ns.size, max_images=ns.max_images, model=ns.model)

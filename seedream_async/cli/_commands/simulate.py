@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..._constants import API_KEY_ENV, BASE_URL_ENV
+from ..._base._constants import API_KEY_ENV, BASE_URL_ENV
 
 __all__ = ["register"]
 

@@ -97,7 +97,7 @@ async def _dry_run(ns: argparse.Namespace, console: Console, errors: Console) ->
 
 
 async def _work(ns: argparse.Namespace, console: Console, errors: Console) -> int:
-    from ..._client import AsyncSeedream
+    from ..._clients._async import AsyncSeedream
     from ..._engine import drain
     from ..._engine._options import as_kwargs
     from ..._engine._owners import new_owner

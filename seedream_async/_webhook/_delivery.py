@@ -18,10 +18,10 @@ from typing import Any, Protocol
 
 import anyio
 
-from ._exceptions import WebhookVerificationError
-from ._models import Prediction
-from ._webhook_token import WebhookTarget
-from ._webhook_verify import VerifiedWebhook
+from .._base._exceptions import WebhookVerificationError
+from .._wire._parsing import Prediction
+from ._signature import VerifiedWebhook
+from ._token import WebhookTarget
 
 __all__ = [
     "Delivery",

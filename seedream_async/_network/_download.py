@@ -16,12 +16,12 @@ from pathlib import Path
 import anyio
 import httpx
 
+from .._base._constants import MAX_OUTPUT_BYTES
+from .._base._exceptions import InvalidInput, MalformedResponse, OutputExpired
+from .._media._files import open_binary
+from .._media._sniff import SNIFF_BYTES, extension_for, sniff_image_type
 from ._bounded import bounded
-from ._constants import MAX_OUTPUT_BYTES
-from ._exceptions import InvalidInput, MalformedResponse, OutputExpired
-from ._files import open_binary
-from ._http import status_error
-from ._sniff import SNIFF_BYTES, extension_for, sniff_image_type
+from ._errors import status_error
 
 __all__ = ["stream_to_file", "write_base64"]
 

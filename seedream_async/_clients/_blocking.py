@@ -21,13 +21,14 @@ from typing import Any, Literal, Self, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from ._balance import Balance
-from ._client import AsyncSeedream
-from ._engine import BatchOptionsDict, BatchProgress, BatchResult, BatchRun, Items
-from ._models import ImageRef, Prediction, PriceModel, UploadedMedia
-from ._polling import Completion, PollPolicy
-from ._raw import RawResponse
-from ._upload import ImageSource
+from .._engine import BatchOptionsDict, BatchProgress, BatchResult, BatchRun, Items
+from .._network._upload import ImageSource
+from .._policies._polling import Completion, PollPolicy
+from .._wire._balance import Balance
+from .._wire._parsing import ImageRef, Prediction, UploadedMedia
+from .._wire._pricing import PriceModel
+from .._wire._raw import RawResponse
+from ._async import AsyncSeedream
 
 __all__ = ["BlockingBatch", "Seedream"]
 

@@ -17,7 +17,7 @@ import struct
 import zlib
 from pathlib import Path
 
-from ._exceptions import OutputInvalid
+from .._base._exceptions import OutputInvalid
 from ._header import ByteView, jpeg_scan_start
 from ._sniff import SNIFF_BYTES, sniff_image_type
 

@@ -19,7 +19,7 @@ import anyio
 import anyio.abc
 from anyio.abc import SocketAttribute
 
-from ._exceptions import ConfigurationError
+from .._base._exceptions import ConfigurationError
 
 __all__ = ["Listening", "parse_listen", "serve_webhooks"]
 

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from ._constants import DEFAULT_MODEL, DEFAULT_SIZE, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES
-from ._exceptions import InvalidInput
+from .._base._constants import DEFAULT_MODEL, DEFAULT_SIZE, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES
+from .._base._exceptions import InvalidInput
 from ._family import (
     MODELS,
     ModelSpec,
@@ -103,7 +103,7 @@ class EditRequest(BaseModel):
     """One prediction of a Seedream model, validated against that model's row.
 
     The limits below are v4.5 edit-sequential's (the default ``model``); every model in
-    ``seedream_async._family.MODELS`` has its own (text-only models take no images, v4 a
+    ``seedream_async._wire._family.MODELS`` has its own (text-only models take no images, v4 a
     free size, v5.0-lite up to 14 references and its own sizes and options).
 
     Args:

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import httpx
 
-from ._backoff import retry_after
-from ._exceptions import APIStatusError, body_message, scrub, status_error_class, status_text
+from .._base._exceptions import APIStatusError, body_message, scrub, status_error_class, status_text
+from .._policies._backoff import retry_after
 
 __all__ = ["request_id", "server_message", "status_error"]
 

@@ -23,12 +23,19 @@ from stat import S_ISREG
 
 import anyio
 
-from ._constants import INPUT_TYPES, MAX_INPUT_SIDE, MAX_UPLOAD_BYTES
-from ._exceptions import InvalidImage
-from ._files import open_binary
-from ._header import image_dimensions
-from ._inputs import Shape, as_data_uri, check_image, check_shape, decode_data_uri, sniff_accepted
-from ._sniff import SNIFF_BYTES, extension_for
+from .._base._constants import INPUT_TYPES, MAX_INPUT_SIDE, MAX_UPLOAD_BYTES
+from .._base._exceptions import InvalidImage
+from .._media._files import open_binary
+from .._media._header import image_dimensions
+from .._media._inputs import (
+    Shape,
+    as_data_uri,
+    check_image,
+    check_shape,
+    decode_data_uri,
+    sniff_accepted,
+)
+from .._media._sniff import SNIFF_BYTES, extension_for
 
 __all__ = [
     "CHUNK_SIZE",

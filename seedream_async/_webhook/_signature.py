@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._exceptions import ConfigurationError, WebhookVerificationError
+from .._base._exceptions import ConfigurationError, WebhookVerificationError
 
 __all__ = [
     "ATLAS_ED25519",

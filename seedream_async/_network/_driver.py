@@ -3,7 +3,7 @@
 An operation (an API call, an upload, a download) hands the driver one *attempt*, an
 async function that sends the request once and either returns or raises
 ``httpx.TransportError`` / :class:`~seedream_async.APIStatusError`. The driver runs the
-attempt, asks the pure policy (:func:`~seedream_async._retry.decide_retry`) what a
+attempt, asks the pure policy (:func:`~seedream_async._policies._retry.decide_retry`) what a
 failure means, and either sends again after the delay, raises, or (for a 429 or 503,
 "refused": the server did not take the request) hands the refusal to the caller's
 ``on_refused`` hook, so a batch's congestion response plugs in here instead of rewriting
@@ -26,16 +26,16 @@ from typing import TypeVar
 import anyio
 import httpx
 
-from ._exceptions import (
+from .._base._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
     APIUnreachable,
     TransportError,
     transport_error,
 )
-from ._limits import PauseGate
-from ._observe import Observer, Observers
-from ._retry import REFUSED_STATUSES, RetryDecision, RetryPolicy, decide_retry
+from .._base._observe import Observer, Observers
+from .._policies._limits import PauseGate
+from .._policies._retry import REFUSED_STATUSES, RetryDecision, RetryPolicy, decide_retry
 
 __all__ = ["Driver", "RefusedHook"]
 

@@ -1,23 +1,16 @@
-"""Pydantic models for what crosses the wire, read in every shape the API is known to send.
+"""API answers about predictions and uploads, read in every shape the API is known to send.
 
-Answers come bare, in ``{"data": {...}}`` or in ``{"code": 200, "message": ..., "data": {...}}``;
-:func:`unwrap` opens all three, and :func:`envelope_error` turns a body whose ``code`` is
-4xx/5xx into the exception that HTTP status would raise, even when the HTTP status was 200.
 Predictions are read leniently (see :class:`Prediction`): ids may be numbers, outputs may sit
 in ``outputs`` or ``output`` as a string, a list, or objects with a ``url``; a timestamp that
 cannot be read becomes None; an unknown status means "still running". Unknown fields are
-kept (``extra="allow"``), so a new server field never crashes a batch.
-
-Requests (:class:`EditRequest`, checked against each model's row) live in ``_request.py``
-and are re-exported here, where the rest of the package has always imported them.
+kept (``extra="allow"``), so a new server field never crashes a batch. The envelope around an
+answer is ``_envelope.py``'s; edit requests are validated in ``_requests.py``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -33,37 +26,20 @@ from pydantic import (
     model_validator,
 )
 
-from ._constants import (
-    PRICE_PER_EXECUTION,
-    PRICE_PER_IMAGE,
-)
-from ._exceptions import (
-    APIStatusError,
+from .._base._exceptions import (
     MalformedResponse,
-    body_message,
     scrub,
-    status_error_class,
-    status_text,
 )
-from ._family import Billing, model_spec
-from ._request import EditRequest, build_request, check_params, check_size, is_url
+from ._envelope import _open, envelope_error
 
 __all__ = [
-    "EditRequest",
     "ImageRef",
     "Metrics",
     "Prediction",
     "PredictionStatus",
-    "PriceModel",
     "UploadedMedia",
-    "build_request",
-    "check_params",
-    "check_size",
-    "envelope_error",
-    "is_url",
     "read_prediction",
     "read_upload",
-    "unwrap",
 ]
 
 ImageRef = str | os.PathLike[str] | bytes
@@ -106,72 +82,6 @@ _FAILED = frozenset(
         PredictionStatus.EXPIRED,
     }
 )
-
-
-# -- envelopes ------------------------------------------------------------------------------
-
-
-def unwrap(body: Any) -> Any:
-    """Return the object inside a ``{"data": {...}}`` or ``{"code", "message", "data"}``
-    envelope, or ``body`` itself if it is bare."""
-    if isinstance(body, dict) and "id" not in body and "download_url" not in body:
-        inner = body.get("data")
-        if isinstance(inner, dict):
-            return inner
-    return body
-
-
-def _code(body: dict[str, Any]) -> int | None:
-    code = body.get("code")
-    if isinstance(code, bool):
-        return None
-    if isinstance(code, int):
-        return code
-    if isinstance(code, str) and code.strip().isdigit():
-        return int(code.strip())
-    return None
-
-
-def envelope_error(
-    body: Any, *, what: str = "request", secrets: Sequence[str] = ()
-) -> APIStatusError | None:
-    """The error a body's own ``code`` reports (4xx/5xx), or None for a normal answer.
-
-    Atlas Cloud's first-party clients read ``{"code": 400, "message": ..., "data": null}``
-    as an error even when the HTTP status is 200; so does this client, mapped exactly as
-    that HTTP status would be (so a 4xx on a submit is a definite rejection, never billed).
-
-    Args:
-        body: the decoded JSON body.
-        what: the operation, for the message (``submit``, ``poll of pred_1``).
-        secrets: removed from the server's message (see :func:`scrub`).
-    """
-    if not isinstance(body, dict):
-        return None
-    code = _code(body)
-    if code is None or not 400 <= code <= 599:
-        return None
-    cls, hint = status_error_class(code)
-    message = body_message(body)
-    message = None if message is None else scrub(message, secrets)
-    rid = body.get("request_id")
-    return cls(
-        f"{what} failed: the API answered with error code {code} in its body: "
-        f"{status_text(code, message, hint)}",
-        status_code=code,
-        server_message=message,
-        request_id=rid if isinstance(rid, str) and rid else None,
-    )
-
-
-def _open(data: Any) -> Any:
-    # An error envelope raises its APIStatusError here: pydantic passes exceptions that are
-    # not ValueError/AssertionError through unchanged, so ``model_validate`` of an error
-    # body raises what that HTTP status would have, not a ValidationError.
-    error = envelope_error(data)
-    if error is not None:
-        raise error
-    return unwrap(data)
 
 
 class _Wire(BaseModel):
@@ -469,64 +379,3 @@ def read_upload(
             f"({scrub(_explain(err), secrets)})",
             status_code=status_code,
         ) from None
-
-
-# -- prices -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class PriceModel:
-    """How the API bills, for budgets and cost figures.
-
-    The default is the contract's: $0.036 per execution (a submitted prediction, whatever
-    its outcome). Some Atlas Cloud models bill per generated image instead::
-
-        PriceModel.per_generated_image(0.04)
-
-    Args:
-        per_execution: US dollars per submitted prediction.
-        per_image: US dollars per generated image (an output of a completed prediction).
-    """
-
-    per_execution: float = PRICE_PER_EXECUTION
-    per_image: float = PRICE_PER_IMAGE
-
-    def __post_init__(self) -> None:
-        for name in ("per_execution", "per_image"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"PriceModel.{name} must be a finite price >= 0, got {value!r}")
-
-    @classmethod
-    def per_generated_image(cls, price: float) -> PriceModel:
-        """Bill ``price`` per generated image and nothing per execution."""
-        return cls(per_execution=0.0, per_image=price)
-
-    @classmethod
-    def for_model(cls, model: str) -> PriceModel | None:
-        """``model``'s own price rule from the table of models, or None for an id it does
-        not know (see ``seedream_async._family``)."""
-        spec = model_spec(model)
-        if spec is None:
-            return None
-        if spec.billing is Billing.PER_IMAGE:
-            return cls.per_generated_image(spec.price)
-        return cls(per_execution=spec.price, per_image=0.0)
-
-    def describe(self) -> str:
-        """The rule in words: ``"$0.036 per execution"``, ``"$0.036 per generated image,
-        up to max_images"`` (held at ``max_images``, settled to the images returned)."""
-        parts = []
-        if self.per_execution or not self.per_image:
-            parts.append(f"${self.per_execution:.3f} per execution")
-        if self.per_image:
-            parts.append(f"${self.per_image:.3f} per generated image, up to max_images")
-        return " + ".join(parts)
-
-    def worst_case(self, max_images: int = 1) -> float:
-        """The most one submit can cost: what a budget must hold back before sending it."""
-        return self.per_execution + self.per_image * max(1, max_images)
-
-    def cost(self, *, executions: int, images: int = 0) -> float:
-        """US dollars for ``executions`` submitted predictions that generated ``images``."""
-        return round(self.per_execution * executions + self.per_image * images, 6)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import scrub
+from .._base._exceptions import scrub
 
 __all__ = ["RawResponse", "RawResponses"]
 

@@ -1,7 +1,7 @@
 """The API's origin with our key: builds each API request and sends it through the driver.
 
 Every API call (upload, submit, poll) is one :meth:`Endpoint.send`; the retrying is the
-:class:`~seedream_async._driver.Driver`'s, the status-to-error mapping ``_http.py``'s.
+:class:`~seedream_async._network._driver.Driver`'s, the status-to-error mapping ``_errors.py``'s.
 
 Each attempt is bounded (``_bounded.py``): one overall deadline for the whole exchange, a
 cap on the body, and no redirect off the API's origin (a request body and the key never go
@@ -16,16 +16,16 @@ from typing import Any
 
 import httpx
 
+from .._base._constants import MAX_JSON_BYTES
+from .._base._exceptions import MalformedResponse, scrub
+from .._base._secret import Secret
+from .._base._version import __version__
+from .._policies._retry import RetryPolicy
+from .._wire._envelope import envelope_error
 from ._bounded import bounded, read_capped, same_origin
-from ._constants import MAX_JSON_BYTES
 from ._driver import Driver, RefusedHook
-from ._exceptions import MalformedResponse, scrub
-from ._http import status_error
-from ._models import envelope_error
-from ._retry import RetryPolicy
-from ._secret import Secret
+from ._errors import status_error
 from ._upload import PreparedUpload, multipart_body
-from ._version import __version__
 
 __all__ = ["Endpoint", "read_json"]
 

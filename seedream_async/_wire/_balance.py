@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ._exceptions import MalformedResponse
+from .._base._exceptions import MalformedResponse
 
 __all__ = ["BALANCE_PATH", "Balance", "read_balance"]
 

@@ -2,7 +2,7 @@
 
 Every model is served through the same upload, submit and poll calls; what differs is the
 shape of a request (how many reference images, whether ``max_images`` is taken, which sizes,
-which extra fields) and how it is billed. Validation (``_models.EditRequest``), prices and
+which extra fields) and how it is billed. Validation (``_requests.EditRequest``), prices and
 budgets, the dry run and the manifest all read :data:`MODELS`; the bundled simulator keeps
 its own table, written from the same sources (``seedream_async/testing/_family.py``).
 
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ._constants import (
+from .._base._constants import (
     DEFAULT_MODEL,
     MAX_ASPECT_RATIO,
     MAX_PIXELS,

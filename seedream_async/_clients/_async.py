@@ -12,8 +12,7 @@ from typing import Any, Self, Unpack
 import anyio
 import httpx
 
-from ._balance import BALANCE_PATH, Balance, read_balance
-from ._constants import (
+from .._base._constants import (
     API_KEY_ENV,
     BASE_URL_ENV,
     DEFAULT_BASE_URL,
@@ -23,11 +22,7 @@ from ._constants import (
     MAX_OUTPUT_BYTES,
     MAX_UPLOAD_BYTES,
 )
-from ._download import stream_to_file, write_base64
-from ._driver import Driver, RefusedHook
-from ._endpoint import Endpoint, read_json
-from ._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
-from ._exceptions import (
+from .._base._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
     BadRequestError,
@@ -38,27 +33,15 @@ from ._exceptions import (
     PredictionFailed,
     SeedreamError,
 )
-from ._inputs import is_data_uri
-from ._models import (
-    EditRequest,
-    ImageRef,
-    Prediction,
-    PriceModel,
-    UploadedMedia,
-    build_request,
-    check_params,
-    is_url,
-    read_prediction,
-    read_upload,
-)
-from ._observe import Callbacks, Observer, Observers
-from ._options import Order, PerCallOptions, in_input_order, recording_keys
-from ._polling import Completion, PollPolicy, as_completion, poll_delays
-from ._raw import RawResponse, RawResponses
-from ._retry import RetryPolicy
-from ._secret import Secret
-from ._transport import ShardedTransport
-from ._upload import (
+from .._base._observe import Callbacks, Observer, Observers
+from .._base._secret import Secret
+from .._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
+from .._media._inputs import is_data_uri
+from .._network._download import stream_to_file, write_base64
+from .._network._driver import Driver, RefusedHook
+from .._network._endpoint import Endpoint, read_json
+from .._network._pools import ShardedTransport
+from .._network._upload import (
     DEFAULT_ACCEPTED_TYPES,
     ImageSource,
     PreparedUpload,
@@ -68,9 +51,17 @@ from ._upload import (
     inlines,
     inspect_source,
 )
-from ._webhook_app import JwksKeys
-from ._webhook_verify import JWKS_PATH
-from ._webhooks import Webhooks, submit_and_wait
+from .._policies._polling import Completion, PollPolicy, as_completion, poll_delays
+from .._policies._retry import RetryPolicy
+from .._webhook._completion import Webhooks, submit_and_wait
+from .._webhook._receiver import JwksKeys
+from .._webhook._signature import JWKS_PATH
+from .._wire._balance import BALANCE_PATH, Balance, read_balance
+from .._wire._parsing import ImageRef, Prediction, UploadedMedia, read_prediction, read_upload
+from .._wire._pricing import PriceModel
+from .._wire._raw import RawResponse, RawResponses
+from .._wire._requests import EditRequest, build_request, check_params, is_url
+from ._options import Order, PerCallOptions, in_input_order, recording_keys
 
 __all__ = ["AsyncSeedream"]
 

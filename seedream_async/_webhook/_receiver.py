@@ -26,10 +26,9 @@ from typing import Any, Protocol
 import anyio
 import httpx
 
-from ._exceptions import WebhookVerificationError
-from ._webhook_delivery import Delivery, DeliveryHub, DeliverySink, read_delivery
-from ._webhook_token import WebhookTarget, parse_token, token_from_url
-from ._webhook_verify import (
+from .._base._exceptions import WebhookVerificationError
+from ._delivery import Delivery, DeliveryHub, DeliverySink, read_delivery
+from ._signature import (
     ATLAS_ED25519,
     DEFAULT_TOLERANCE,
     SigningScheme,
@@ -37,6 +36,7 @@ from ._webhook_verify import (
     parse_jwks,
     verify_webhook,
 )
+from ._token import WebhookTarget, parse_token, token_from_url
 
 __all__ = ["JwksKeys", "KeySource", "StaticKeys", "WebhookReceiver"]
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ._exceptions import ConfigurationError, WebhookVerificationError
-from ._webhook_verify import b64url_decode, b64url_encode
+from .._base._exceptions import ConfigurationError, WebhookVerificationError
+from ._signature import b64url_decode, b64url_encode
 
 __all__ = [
     "SECRET_ENV",

@@ -25,19 +25,20 @@ from typing import Protocol
 
 import anyio
 
-from ._exceptions import (
+from .._base._exceptions import (
     AmbiguousSubmission,
     ConfigurationError,
     DeadlineExceeded,
     PredictionFailed,
 )
-from ._models import EditRequest, Prediction
-from ._polling import PollPolicy, poll_delays
-from ._webhook_app import KeySource, WebhookReceiver
-from ._webhook_delivery import Delivery, DeliveryHub, DeliverySink, MemorySink
-from ._webhook_listen import Listening, serve_webhooks
-from ._webhook_token import WebhookTarget, load_secret, make_token, webhook_url_with_token
-from ._webhook_verify import DEFAULT_TOLERANCE, WebhookKey
+from .._policies._polling import PollPolicy, poll_delays
+from .._wire._parsing import Prediction
+from .._wire._requests import EditRequest
+from ._delivery import Delivery, DeliveryHub, DeliverySink, MemorySink
+from ._listen import Listening, serve_webhooks
+from ._receiver import KeySource, WebhookReceiver
+from ._signature import DEFAULT_TOLERANCE, WebhookKey
+from ._token import WebhookTarget, load_secret, make_token, webhook_url_with_token
 
 __all__ = [
     "FALLBACK_START",

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 
-from ._exceptions import MalformedResponse
+from .._base._exceptions import MalformedResponse
 
 __all__ = ["bounded", "read_capped", "same_origin"]
 

@@ -16,11 +16,11 @@ from typing import Any, Literal, Self
 import anyio.abc
 import httpx
 
-from ._endpoint import Endpoint
-from ._engine import BatchResult, Items
-from ._exceptions import ConfigurationError
-from ._polling import PollPolicy
-from ._retry import RetryPolicy
+from .._base._exceptions import ConfigurationError
+from .._engine import BatchResult, Items
+from .._network._endpoint import Endpoint
+from .._policies._polling import PollPolicy
+from .._policies._retry import RetryPolicy
 
 __all__ = ["Order", "PerCallOptions", "in_input_order", "recording_keys"]
 

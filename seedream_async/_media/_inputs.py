@@ -22,8 +22,8 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from ._constants import MAX_ASPECT_RATIO, MAX_INPUT_SIDE, MIN_ASPECT_RATIO
-from ._exceptions import InvalidImage
+from .._base._constants import MAX_ASPECT_RATIO, MAX_INPUT_SIDE, MIN_ASPECT_RATIO
+from .._base._exceptions import InvalidImage
 from ._header import ByteView, image_dimensions
 from ._sniff import SNIFF_BYTES, sniff_image_type
 from ._verify import problem_in

@@ -1,0 +1,3 @@
+"""What users hold: :class:`AsyncSeedream`, the blocking :class:`Seedream`, and
+per-call options.
+"""
