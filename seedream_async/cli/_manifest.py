@@ -227,37 +227,10 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
     except csv.Error as err:
         yield 1, ManifestProblem(path=path, line=1, field=None, message=f"bad CSV: {err}")
         return
-    image_columns = sorted(
-        (
-            (int(m[1]), index)
-            for index, name in enumerate(header)
-            if (m := _IMAGE_COLUMN.match(name))
-        ),
-    )
-    unknown = [
-        name for name in header if name not in _CSV_COLUMNS and not _IMAGE_COLUMN.match(name)
-    ]
-    missing = [name for name in _REQUIRED if name not in header]
-    if unknown or missing or len(set(header)) != len(header):
-        if missing:
-            message = f"the header row lacks column(s) {', '.join(missing)}"
-        elif unknown:
-            message = f"unknown column(s) {', '.join(unknown)}"
-        else:
-            message = "the header row repeats a column"
-        field = (missing or unknown)[0] if missing or unknown else None
-        yield (
-            1,
-            ManifestProblem(
-                path=path,
-                line=1,
-                field=field,
-                message=f"{message}; expected key,prompt,images[,size,max_images,seed,model,"
-                "options,extra] (or image1..imageN)",
-            ),
-        )
+    problem = _csv_header_problem(path, header)
+    if problem is not None:
+        yield 1, problem
         return
-    index = {name: position for position, name in enumerate(header)}
     line = 2
     while True:
         try:
@@ -271,33 +244,56 @@ def _csv_rows(path: Path, handle: Any) -> Iterator[tuple[int, dict[str, Any] | M
         if not any(cell.strip() for cell in cells):
             continue
         if len(cells) > len(header):
-            yield (
-                start,
-                ManifestProblem(
-                    path=path,
-                    line=start,
-                    field=None,
-                    message=f"{len(cells)} cells but the header has {len(header)} columns",
-                ),
-            )
+            message = f"{len(cells)} cells but the header has {len(header)} columns"
+            yield start, ManifestProblem(path=path, line=start, field=None, message=message)
             continue
-        cells += [""] * (len(header) - len(cells))
-        fields: dict[str, Any] = {}
-        for name in ("key", "prompt", "size", "max_images", "seed", "model", "options", "extra"):
-            if name in index and cells[index[name]].strip():
-                fields[name] = cells[index[name]].strip()
-        images: list[str] = []
-        if "images" in index:
-            images += _split(cells[index["images"]])
-        images += [
-            cells[position].strip() for _, position in image_columns if cells[position].strip()
-        ]
-        if images:
-            fields["images"] = images
-        for name in ("max_images", "seed"):
-            if name in fields:
-                fields[name] = _csv_int(name, fields[name])
-        yield start, fields
+        yield start, _csv_fields(header, cells + [""] * (len(header) - len(cells)))
+
+
+def _csv_header_problem(path: Path, header: list[str]) -> ManifestProblem | None:
+    """What is wrong with the header row (a missing, unknown or repeated column), if anything."""
+    unknown = [
+        name for name in header if name not in _CSV_COLUMNS and not _IMAGE_COLUMN.match(name)
+    ]
+    missing = [name for name in _REQUIRED if name not in header]
+    if not (unknown or missing or len(set(header)) != len(header)):
+        return None
+    if missing:
+        message = f"the header row lacks column(s) {', '.join(missing)}"
+    elif unknown:
+        message = f"unknown column(s) {', '.join(unknown)}"
+    else:
+        message = "the header row repeats a column"
+    return ManifestProblem(
+        path=path,
+        line=1,
+        field=(missing or unknown)[0] if missing or unknown else None,
+        message=f"{message}; expected key,prompt,images[,size,max_images,seed,model,"
+        "options,extra] (or image1..imageN)",
+    )
+
+
+def _csv_fields(header: list[str], cells: list[str]) -> dict[str, Any]:
+    """One data row's fields, by the header's column names (``image1..imageN`` and the
+    ``images`` column gathered into ``images``)."""
+    index = {name: position for position, name in enumerate(header)}
+    image_columns = sorted(
+        (int(m[1]), position)
+        for position, name in enumerate(header)
+        if (m := _IMAGE_COLUMN.match(name))
+    )
+    fields: dict[str, Any] = {}
+    for name in ("key", "prompt", "size", "max_images", "seed", "model", "options", "extra"):
+        if name in index and cells[index[name]].strip():
+            fields[name] = cells[index[name]].strip()
+    images: list[str] = _split(cells[index["images"]]) if "images" in index else []
+    images += [cells[position].strip() for _, position in image_columns if cells[position].strip()]
+    if images:
+        fields["images"] = images
+    for name in ("max_images", "seed"):
+        if name in fields:
+            fields[name] = _csv_int(name, fields[name])
+    return fields
 
 
 def _csv_int(name: str, text: str) -> Any:

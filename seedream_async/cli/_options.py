@@ -145,6 +145,19 @@ def add_batch_options(parser: argparse.ArgumentParser, *, concurrency: int = 64)
         help="bill USD per generated image (Atlas's skills repository and ModelArk) instead "
         "of $0.036 per execution (the model page); budgets hold max_images x USD per submit",
     )
+    _add_journal(parser)
+    _add_polling(parser)
+    _add_webhooks(parser)
+    _add_connection(parser)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object on stdout (the bar and notes go to stderr)",
+    )
+
+
+def _add_journal(parser: argparse.ArgumentParser) -> None:
+    """What to do with the journal's earlier attempts, and how this run holds its items."""
     parser.add_argument(
         "--resubmit-ambiguous",
         action="store_true",
@@ -173,14 +186,6 @@ def add_batch_options(parser: argparse.ArgumentParser, *, concurrency: int = 64)
         help="how long a claim on a journal item lasts without this run's heartbeat: a "
         f"stopped run's items wait this long before another takes them over "
         f"(default: {DEFAULT_LEASE:g})",
-    )
-    _add_polling(parser)
-    _add_webhooks(parser)
-    _add_connection(parser)
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print the summary as one JSON object on stdout (the bar and notes go to stderr)",
     )
 
 

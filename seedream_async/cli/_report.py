@@ -125,30 +125,8 @@ def journal_record(
         item: the item as the manifest gave it, when this run read it (else what was asked
             comes from the journal's request).
     """
-    error: str | None
-    if row is None:
-        status, error = ResultStatus.NOT_SUBMITTED, "not reached: the run stopped before it"
-    else:
-        status = _JOURNAL_STATUS[row.state]
-        error = row.error
-        if row.state is JournalState.API_FAILED and row.prediction_id and error:
-            error = str(PredictionFailed(row.prediction_id, error))  # as this run's lines say
-        if row.state in (JournalState.SUBMITTED, JournalState.DONE):
-            error = (
-                f"{error or 'not delivered yet'} (prediction {row.prediction_id} is paid for: a "
-                "re-run fetches it by id)"
-            )
-    if item is not None:
-        params = item.request_params()
-        prompt, images = item.prompt, [_image(image) for image in item.images]
-    else:
-        request = dict(row.request or {}) if row is not None else {}
-        prompt = request.pop("prompt", None)
-        sent = request.pop("images", None)
-        images = [_image(url) for url in sent] if isinstance(sent, list) else []
-        for name in ("enable_base64_output", "enable_sync_mode"):
-            request.pop(name, None)
-        params = request
+    status, error = _journal_status(row)
+    prompt, images, params = _asked(row, item)
     seed = params.pop("seed", None)
     model = params.pop("model", None) or DEFAULT_MODEL
     files = list(row.files) if row and row.state is JournalState.DELIVERED else []
@@ -180,6 +158,37 @@ def journal_record(
         "from_journal": True,
         "attempts": [attempt] if attempt["prediction_id"] is not None else [],
     }
+
+
+def _journal_status(row: ItemRecord | None) -> tuple[ResultStatus, str | None]:
+    """An item's status and error as the journal tells them, worded as this run's lines."""
+    if row is None:
+        return ResultStatus.NOT_SUBMITTED, "not reached: the run stopped before it"
+    error = row.error
+    if row.state is JournalState.API_FAILED and row.prediction_id and error:
+        error = str(PredictionFailed(row.prediction_id, error))  # as this run's lines say
+    if row.state in (JournalState.SUBMITTED, JournalState.DONE):
+        error = (
+            f"{error or 'not delivered yet'} (prediction {row.prediction_id} is paid for: a "
+            "re-run fetches it by id)"
+        )
+    return _JOURNAL_STATUS[row.state], error
+
+
+def _asked(
+    row: ItemRecord | None, item: EditItem | None
+) -> tuple[str | None, list[Any], dict[str, Any]]:
+    """What was asked (prompt, images, other parameters): from the manifest's item when
+    this run read it, else from the request the journal kept."""
+    if item is not None:
+        return item.prompt, [_image(image) for image in item.images], item.request_params()
+    request = dict(row.request or {}) if row is not None else {}
+    prompt = request.pop("prompt", None)
+    sent = request.pop("images", None)
+    images = [_image(url) for url in sent] if isinstance(sent, list) else []
+    for name in ("enable_base64_output", "enable_sync_mode"):
+        request.pop(name, None)
+    return prompt, images, request
 
 
 async def write_report(
