@@ -197,41 +197,7 @@ class PostgresJournal(SQLJournal):
                 application, or were written by a newer seedream-async.
         """
         try:
-            import psycopg  # fail here, with the fix, when it is missing
-            from psycopg_pool import ConnectionPool
-        except ImportError as err:
-            raise JournalError(
-                "a postgresql:// journal needs psycopg and psycopg-pool: "
-                "pip install 'seedream-async[postgres]'"
-            ) from err
-
-        def connect() -> ConnectionPool[Any]:
-            pool: ConnectionPool[Any] = ConnectionPool(
-                dsn,
-                min_size=1,
-                max_size=pool_size + 1,
-                kwargs={"autocommit": True},
-                open=False,
-                # A server restart leaves idle connections dead: checked before each use,
-                # and replaced, so a restart costs a reconnect rather than a failed call.
-                check=ConnectionPool.check_connection,
-                configure=_configure,
-                name="seedream-journal",
-            )
-            try:
-                # One plain connection first: a wrong DSN or a server that is down says
-                # why at once ("connection refused"), not "pool incomplete" 10 s later.
-                psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout))).close()
-                pool.open(wait=True, timeout=connect_timeout)
-                with pool.connection() as conn, conn.transaction():
-                    ensure_schema(conn, redact_dsn(dsn))
-            except BaseException:
-                pool.close()
-                raise
-            return pool
-
-        try:
-            pool = await anyio.to_thread.run_sync(connect)
+            pool = await anyio.to_thread.run_sync(_connect_pool, dsn, pool_size, connect_timeout)
         except JournalError:
             raise
         except Exception as err:  # PoolTimeout, OperationalError: say where, not the password
@@ -462,6 +428,42 @@ _IDLE_IN_TRANSACTION_MS = 5000
 would hold its row locks, the budget row's included, and stall the whole fleet until it
 woke: the server ends such a session after 5 s instead (its transaction rolls back, the
 worker's next call reconnects)."""
+
+
+def _connect_pool(dsn: str, pool_size: int, connect_timeout: float) -> Any:
+    """The journal's connection pool, open, with its tables created or checked (runs in a
+    worker thread)."""
+    try:
+        import psycopg  # fail here, with the fix, when it is missing
+        from psycopg_pool import ConnectionPool
+    except ImportError as err:
+        raise JournalError(
+            "a postgresql:// journal needs psycopg and psycopg-pool: "
+            "pip install 'seedream-async[postgres]'"
+        ) from err
+    pool: ConnectionPool[Any] = ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=pool_size + 1,
+        kwargs={"autocommit": True},
+        open=False,
+        # A server restart leaves idle connections dead: checked before each use, and
+        # replaced, so a restart costs a reconnect rather than a failed call.
+        check=ConnectionPool.check_connection,
+        configure=_configure,
+        name="seedream-journal",
+    )
+    try:
+        # One plain connection first: a wrong DSN or a server that is down says why at
+        # once ("connection refused"), not "pool incomplete" 10 s later.
+        psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout))).close()
+        pool.open(wait=True, timeout=connect_timeout)
+        with pool.connection() as conn, conn.transaction():
+            ensure_schema(conn, redact_dsn(dsn))
+    except BaseException:
+        pool.close()
+        raise
+    return pool
 
 
 def _configure(conn: Any) -> None:
