@@ -105,6 +105,58 @@ def _with_request_id(prediction: Prediction, response: httpx.Response) -> Predic
     return prediction.model_copy(update={"request_id": header[:200]})
 
 
+def _api_key(api_key: str | None) -> Secret:
+    """The key given, else the environment's, kept as a :class:`Secret`."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if not key or not key.strip():
+        raise ConfigurationError(
+            f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+        )
+    return Secret(key.strip())
+
+
+def _base_url(base_url: str | httpx.URL | None) -> httpx.URL:
+    """The API's root: the URL given, else the environment's, else Atlas Cloud's."""
+    url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
+    return url.copy_with(path=_api_root(url.path))
+
+
+def _price_set(price: PriceModel | None, per_execution: float | None) -> PriceModel | None:
+    """The price the user set for every model (``price``, or ``price_per_execution``)."""
+    if price is None and per_execution is not None:
+        return PriceModel(per_execution=per_execution, per_image=0.0)
+    return price
+
+
+def _own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
+    """The client's own HTTP client: connections in small pools (see ``_pools``)."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        transport=ShardedTransport(max_connections=max_connections),
+        follow_redirects=True,
+    )
+
+
+def _check_limits(
+    inline_max_bytes: int | None,
+    max_upload_bytes: int,
+    request_deadline: float | None,
+    max_response_bytes: int,
+    max_output_bytes: int,
+) -> None:
+    if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
+        raise ConfigurationError(
+            f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
+            f"got {inline_max_bytes}"
+        )
+    if request_deadline is not None and not request_deadline > 0:
+        raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
+    if max_response_bytes < 1 or max_output_bytes < 1:
+        raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
+
+
 def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
     """The prediction a sync-mode 504 names, still running, or None.
 
@@ -201,36 +253,19 @@ class AsyncSeedream(PerCallOptions):
         on_refused: Callable[[BaseException, float], object] | None = None,
         observers: Sequence[Observer] = (),
     ) -> None:
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        if not key or not key.strip():
-            raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-            )
-        self._key = Secret(key.strip())
-        url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
-        self.base_url = url.copy_with(path=_api_root(url.path))
+        self._key = _api_key(api_key)
+        self.base_url = _base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
-        if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
-            raise ConfigurationError(
-                f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
-                f"got {inline_max_bytes}"
-            )
+        _check_limits(inline_max_bytes, max_upload_bytes, request_deadline,
+                      max_response_bytes, max_output_bytes)  # fmt: skip
         self.inline_max_bytes = inline_max_bytes
-        if price is None and price_per_execution is not None:
-            price = PriceModel(per_execution=price_per_execution, per_image=0.0)
-        self._price_override = price
-        self.price = price or PriceModel.for_model(DEFAULT_MODEL) or PriceModel()
+        self._price_override = _price_set(price, price_per_execution)
+        self.price = self._price_override or PriceModel.for_model(DEFAULT_MODEL) or PriceModel()
         """The price of the default model (or the one you set for every model)."""
         self.price_per_execution = self.price.per_execution
-        if request_deadline is not None and not request_deadline > 0:
-            raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
-        if max_response_bytes < 1 or max_output_bytes < 1:
-            raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
         self.request_deadline = request_deadline
         self.max_output_bytes = max_output_bytes
         # Ids submitted with enable_base64_output: their answers carry images, so their
@@ -246,19 +281,11 @@ class AsyncSeedream(PerCallOptions):
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=timeout,
-            transport=ShardedTransport(max_connections=max_connections),
-            follow_redirects=True,
-        )
+        self._http = http_client or _own_http(timeout, max_connections)
         self._endpoint = Endpoint(
-            self._http,
-            self.base_url,
-            self._key,
-            self._driver,
-            deadline=request_deadline,
-            max_bytes=max_response_bytes,
-        )
+            self._http, self.base_url, self._key, self._driver,
+            deadline=request_deadline, max_bytes=max_response_bytes,
+        )  # fmt: skip
         self._task_group: anyio.abc.TaskGroup | None = None
         self._raw = RawResponses()
         self._webhooks: Webhooks | None = None
@@ -431,27 +458,10 @@ class AsyncSeedream(PerCallOptions):
         images = request.max_images if request.enable_base64_output else 0
         response: httpx.Response | None = None
         try:
-            response = await self._endpoint.send(
-                "POST",
-                _SUBMIT,
-                what="submit",
-                operation="submit",
-                policy=retry or self.retry,
-                idempotent=False,
-                json=request.to_payload(),
-                on_refused=on_refused,
-                max_bytes=self._answer_cap(images),
-                read_timeout=(
-                    min(self.poll.deadline or _SYNC_WAIT, _SYNC_WAIT)
-                    if request.enable_sync_mode
-                    else None
-                ),
-            )
+            response = await self._post_submit(request, retry, on_refused, images)
             prediction = _with_request_id(
                 read_prediction(
-                    read_json(response, what="submit"),
-                    what="submit",
-                    secrets=(self._key.reveal(),),
+                    read_json(response, what="submit"), what="submit", secrets=(self._key.reveal(),)
                 ),
                 response,
             )
@@ -473,6 +483,29 @@ class AsyncSeedream(PerCallOptions):
             self._raw.record(prediction.id, response, operation="submit", secrets=secrets)
         self.observer.answered("submit", prediction.id, prediction.status, prediction.request_id)
         return prediction
+
+    async def _post_submit(
+        self,
+        request: EditRequest,
+        retry: RetryPolicy | None,
+        on_refused: RefusedHook | None,
+        images: int,
+    ) -> httpx.Response:
+        """The submit's POST, never sent twice once it may have reached the server; a
+        sync-mode submit's read waits up to the poll policy's deadline (at most 300 s)."""
+        sync_wait = min(self.poll.deadline or _SYNC_WAIT, _SYNC_WAIT)
+        return await self._endpoint.send(
+            "POST",
+            _SUBMIT,
+            what="submit",
+            operation="submit",
+            policy=retry or self.retry,
+            idempotent=False,
+            json=request.to_payload(),
+            on_refused=on_refused,
+            max_bytes=self._answer_cap(images),
+            read_timeout=sync_wait if request.enable_sync_mode else None,
+        )
 
     async def get_prediction(
         self, prediction_id: str, *, extra_headers: Mapping[str, str] | None = None

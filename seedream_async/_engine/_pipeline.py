@@ -313,20 +313,9 @@ class Engine:
         if (other := self.names.claim(item.key, name)) is not None:
             raise name_taken(item.key, other)
 
-        attempts = 0
-        if self.claims is not None:
-            fp = await fingerprint(item, params, self.digests)
-            record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
-            attempts = record.attempts
-            state.claimed = True
-            if self.unrecorded is not None and item.key in self.unrecorded.loaded:
-                await self.unrecorded.after_claim(item.key)  # an id an earlier run kept
-                record = await self.claims.journal.get(item.key) or record
-            if self.deliverer is not None:
-                await self.deliverer.remove_stale(name)
-            resumed = await self._resume(state, record, name)
-            if resumed is not None:
-                return resumed
+        attempts, resumed = await self._claim(state, params, name, may_defer=may_defer)
+        if resumed is not None:
+            return resumed
 
         refused = self.stop.refused()
         if refused is not None:
@@ -365,6 +354,25 @@ class Engine:
         if keeping and unrecorded is not None and not await unrecorded.settled(state.key):
             raise unrecorded.refusal_of(state.key)
         return await self._finish(state, prediction, name)
+
+    async def _claim(
+        self, state: ItemState, params: dict[str, Any], name: str, *, may_defer: bool
+    ) -> tuple[int, BatchResult | None]:
+        """Claim the item in the journal (when there is one): its attempts so far, and its
+        result when the journal already answers it (delivered, or paid and fetched by id)."""
+        item = state.item
+        if self.claims is None:
+            return 0, None
+        fp = await fingerprint(item, params, self.digests)
+        record = await self.claims.claim(item.key, fp, name, wait=not may_defer)
+        attempts = record.attempts
+        state.claimed = True
+        if self.unrecorded is not None and item.key in self.unrecorded.loaded:
+            await self.unrecorded.after_claim(item.key)  # an id an earlier run kept
+            record = await self.claims.journal.get(item.key) or record
+        if self.deliverer is not None:
+            await self.deliverer.remove_stale(name)
+        return attempts, await self._resume(state, record, name)
 
     async def _urls(self, key: str, images: Any, params: dict[str, Any]) -> list[str]:
         """Each image as the request names it, checked before anything is paid; an image
