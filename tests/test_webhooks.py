@@ -164,6 +164,11 @@ async def test_forged_or_stale_delivery_changes_nothing(fault: str, reason: str)
     not retry a 4xx, so the fallback poll finishes the item."""
     async with wired(poll=SOON, **{fault: 1.0}) as (sim, client, sink, url):
         done = await edit(client, url)
+        # The fallback poll may finish the item first: keep the receiver up until the
+        # delivery has had its answer (else it meets a receiver shutting down).
+        with anyio.fail_after(10):
+            while not sim.webhooks.attempts:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
     assert done.done
     assert sim.ledger.executions == 1
     assert [(a.fault, a.status) for a in sim.webhooks.attempts] == [(fault, 401)]
