@@ -39,6 +39,7 @@ from seedream_async import (
 )
 from seedream_async.testing import Faults, Simulator
 from seedream_async.testing import _app as sim_app
+from seedream_async.testing import _predictions as sim_predictions
 
 pytestmark = pytest.mark.anyio
 
@@ -554,7 +555,7 @@ async def test_keys_never_share_an_output_file(tmp_path: Path) -> None:
 def corrupt_outputs(monkeypatch: pytest.MonkeyPatch, kind: str) -> dict[str, bool]:
     """Storage answers 200 with an HTML page, a PNG cut in half, or (base64 outputs) junk."""
     state = {"on": True}
-    original_image = sim_app._output_image
+    original_image = sim_predictions._output_image
     original_serve = sim_app.App._serve_output
 
     def output_image(prediction_id: str, index: int, width: int, height: int, fmt: str) -> bytes:
@@ -569,7 +570,7 @@ def corrupt_outputs(monkeypatch: pytest.MonkeyPatch, kind: str) -> dict[str, boo
             return sim_app.Response(status=200, body=page, content_type="text/html")
         return original_serve(self, request)
 
-    monkeypatch.setattr(sim_app, "_output_image", output_image)
+    monkeypatch.setattr(sim_predictions, "_output_image", output_image)
     monkeypatch.setattr(sim_app.App, "_serve_output", serve_output)
     return state
 
