@@ -20,7 +20,7 @@ from seedream_async import AmbiguousSubmission
 from seedream_async._engine._items import BatchProgress, BatchResult, ResultStatus
 from seedream_async.cli import _parser
 from seedream_async.cli._progress import ProgressDisplay
-from seedream_async.cli._report import Tally, print_failures, print_next_steps, summary_table
+from seedream_async.cli._summary import Tally, print_failures, print_next_steps, summary_table
 from seedream_async.testing import Faults, serve
 
 pytestmark = pytest.mark.anyio

@@ -25,7 +25,7 @@ from .._engine._items import EditItem
 from .._engine._store import ItemRecord, JournalState
 from .._wire._pricing import PriceModel
 from ._cost import PaidItem, cost_lines, paid_item
-from ._report import cli_words
+from ._summary import cli_words
 
 __all__ = [
     "Action",

@@ -82,7 +82,7 @@ def handle(ns: argparse.Namespace) -> int:
 async def _dry_run(ns: argparse.Namespace, console: Console, errors: Console) -> int:
     from ..._engine._store import JournalState
     from .._fleet import print_fleet_status
-    from .._report import estimate
+    from .._summary import estimate
 
     code = await print_fleet_status(ns, console, errors)
     async with await fleet_journal(ns.journal) as journal:
@@ -142,7 +142,7 @@ class _Report:
     """This worker's results, written as ``report.jsonl`` and ``review.html`` at the end."""
 
     def __init__(self, out: Path | None, owner: str) -> None:
-        from .._report import Tally
+        from .._summary import Tally
 
         self.folder = None if out is None else out / "reports" / re.sub(r"[^\w.-]", "-", owner)
         self.tally = Tally()
@@ -170,7 +170,7 @@ class _Report:
 
 
 def _print_tally(console: Console, tally: WorkTally, elapsed: float, report: _Report) -> None:
-    from .._report import print_failures
+    from .._summary import print_failures
 
     results = ", ".join(f"{status} {n}" for status, n in sorted(tally.results.items()))
     console.print(
