@@ -55,8 +55,9 @@ def _file_status(ns: argparse.Namespace) -> int:
 
     import anyio
 
+    from .._journal_view import journal_exists, load_journal
     from .._run import JOURNAL_NAME
-    from .._status import journal_exists, load_journal, print_status, status_json
+    from .._status import print_status, status_json
 
     console, errors = consoles()
     journal = ns.target / JOURNAL_NAME if ns.target.is_dir() else ns.target
