@@ -13,9 +13,6 @@ import anyio
 import httpx
 
 from .._base._constants import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     MAX_INPUT_SIDE,
     MAX_JSON_BYTES,
@@ -26,7 +23,6 @@ from .._base._exceptions import (
     AmbiguousSubmission,
     APIStatusError,
     BadRequestError,
-    ConfigurationError,
     DeadlineExceeded,
     InvalidInput,
     MalformedResponse,
@@ -34,13 +30,11 @@ from .._base._exceptions import (
     SeedreamError,
 )
 from .._base._observe import Callbacks, Observer, Observers
-from .._base._secret import Secret
 from .._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
 from .._media._inputs import is_data_uri
 from .._network._download import stream_to_file, write_base64
 from .._network._driver import Driver, RefusedHook
 from .._network._endpoint import Endpoint, read_json
-from .._network._pools import ShardedTransport
 from .._network._upload import (
     DEFAULT_ACCEPTED_TYPES,
     ImageSource,
@@ -62,13 +56,18 @@ from .._wire._pricing import PriceModel
 from .._wire._raw import RawResponse, RawResponses
 from .._wire._requests import EditRequest, build_request, check_params, is_url
 from ._options import Order, PerCallOptions, in_input_order, recording_keys
+from ._settings import (
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_TIMEOUT,
+    check_limits,
+    own_http,
+    price_set,
+    resolve_api_key,
+    resolve_base_url,
+)
 
 __all__ = ["AsyncSeedream"]
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
-# One request's whole exchange, however slowly the bytes trickle in: long enough for a
-# 10 MB upload or a 64 MB output on a slow link, short enough that a stalled one ends.
-DEFAULT_REQUEST_DEADLINE = 300.0
 # The longest a sync-mode submit holds its connection for an answer. Atlas Cloud ends a
 # sync request that passes its own maximum wait with 504 (the prediction goes on), so a
 # longer wait on our side is never honoured: the 504 (or this) comes first, then the
@@ -78,23 +77,9 @@ _SYNC_WAIT = 300.0
 # (Atlas's ComfyUI client waits up to 30 s for a new prediction to be known).
 NOT_FOUND_GRACE = 30.0
 
-_API_PREFIX = "/api/v1"
 _UPLOAD = "/api/v1/model/uploadMedia"
 _SUBMIT = "/api/v1/model/generateImage"
 _PREDICTION = "/api/v1/model/prediction/{id}"
-
-
-def _api_root(path: str) -> str:
-    """The base URL's path without a trailing slash or the API's own ``/api/v1`` prefix.
-
-    Atlas Cloud's docs and its MCP server write the base as ``https://api.atlascloud.ai/api/v1``;
-    the request paths already carry ``/api/v1``, so a base ending in it would call
-    ``/api/v1/api/v1/...`` (which Atlas answers with 401, as if the key were wrong).
-    """
-    path = path.rstrip("/")
-    if path.endswith(_API_PREFIX):
-        path = path[: -len(_API_PREFIX)].rstrip("/")
-    return path or "/"
 
 
 def _with_request_id(prediction: Prediction, response: httpx.Response) -> Prediction:
@@ -103,58 +88,6 @@ def _with_request_id(prediction: Prediction, response: httpx.Response) -> Predic
     if prediction.request_id or not header:
         return prediction
     return prediction.model_copy(update={"request_id": header[:200]})
-
-
-def _api_key(api_key: str | None) -> Secret:
-    """The key given, else the environment's, kept as a :class:`Secret`."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    if not key or not key.strip():
-        raise ConfigurationError(
-            f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-        )
-    return Secret(key.strip())
-
-
-def _base_url(base_url: str | httpx.URL | None) -> httpx.URL:
-    """The API's root: the URL given, else the environment's, else Atlas Cloud's."""
-    url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
-    return url.copy_with(path=_api_root(url.path))
-
-
-def _price_set(price: PriceModel | None, per_execution: float | None) -> PriceModel | None:
-    """The price the user set for every model (``price``, or ``price_per_execution``)."""
-    if price is None and per_execution is not None:
-        return PriceModel(per_execution=per_execution, per_image=0.0)
-    return price
-
-
-def _own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-    """The client's own HTTP client: connections in small pools (see ``_pools``)."""
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=ShardedTransport(max_connections=max_connections),
-        follow_redirects=True,
-    )
-
-
-def _check_limits(
-    inline_max_bytes: int | None,
-    max_upload_bytes: int,
-    request_deadline: float | None,
-    max_response_bytes: int,
-    max_output_bytes: int,
-) -> None:
-    if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
-        raise ConfigurationError(
-            f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
-            f"got {inline_max_bytes}"
-        )
-    if request_deadline is not None and not request_deadline > 0:
-        raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
-    if max_response_bytes < 1 or max_output_bytes < 1:
-        raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
 
 
 def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
@@ -253,16 +186,16 @@ class AsyncSeedream(PerCallOptions):
         on_refused: Callable[[BaseException, float], object] | None = None,
         observers: Sequence[Observer] = (),
     ) -> None:
-        self._key = _api_key(api_key)
-        self.base_url = _base_url(base_url)
+        self._key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
-        _check_limits(inline_max_bytes, max_upload_bytes, request_deadline,
+        check_limits(inline_max_bytes, max_upload_bytes, request_deadline,
                       max_response_bytes, max_output_bytes)  # fmt: skip
         self.inline_max_bytes = inline_max_bytes
-        self._price_override = _price_set(price, price_per_execution)
+        self._price_override = price_set(price, price_per_execution)
         self.price = self._price_override or PriceModel.for_model(DEFAULT_MODEL) or PriceModel()
         """The price of the default model (or the one you set for every model)."""
         self.price_per_execution = self.price.per_execution
@@ -281,7 +214,7 @@ class AsyncSeedream(PerCallOptions):
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
-        self._http = http_client or _own_http(timeout, max_connections)
+        self._http = http_client or own_http(timeout, max_connections)
         self._endpoint = Endpoint(
             self._http, self.base_url, self._key, self._driver,
             deadline=request_deadline, max_bytes=max_response_bytes,
