@@ -1,184 +1,56 @@
-"""The low-level async client: upload, submit, poll, download, each with the retry policy."""
+"""The async client, :class:`AsyncSeedream`: its settings, its lifecycle, and the calls that
+put the operations together (``edit``, ``edit_batch``, ``edit_all``, ``balance``).
+
+The operations themselves, each with the retry policy, come from its bases: uploads and
+downloads from :class:`~._transfers.ImageTransfers`, submitting and polling from
+:class:`~._predictions.PredictionCalls`; the constructor's settings are resolved in
+``_settings.py``.
+"""
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, Unpack
 
 import anyio
 import httpx
 
-from .._base._constants import (
-    API_KEY_ENV,
-    BASE_URL_ENV,
-    DEFAULT_BASE_URL,
-    DEFAULT_MODEL,
-    MAX_INPUT_SIDE,
-    MAX_JSON_BYTES,
-    MAX_OUTPUT_BYTES,
-    MAX_UPLOAD_BYTES,
-)
-from .._base._exceptions import (
-    AmbiguousSubmission,
-    APIStatusError,
-    BadRequestError,
-    ConfigurationError,
-    DeadlineExceeded,
-    InvalidInput,
-    MalformedResponse,
-    PredictionFailed,
-    SeedreamError,
-)
+from .._base._constants import DEFAULT_MODEL, MAX_JSON_BYTES, MAX_OUTPUT_BYTES, MAX_UPLOAD_BYTES
+from .._base._exceptions import InvalidInput, PredictionFailed
 from .._base._observe import Callbacks, Observer, Observers
-from .._base._secret import Secret
 from .._engine import BatchOptions, BatchOptionsDict, BatchResult, BatchRun, Items
-from .._media._inputs import is_data_uri
-from .._network._download import stream_to_file, write_base64
-from .._network._driver import Driver, RefusedHook
+from .._network._driver import Driver
 from .._network._endpoint import Endpoint, read_json
-from .._network._pools import ShardedTransport
-from .._network._upload import (
-    DEFAULT_ACCEPTED_TYPES,
-    ImageSource,
-    PreparedUpload,
-    UploadRules,
-    check_data_uri,
-    inline_uri,
-    inlines,
-    inspect_source,
-)
-from .._policies._polling import Completion, PollPolicy, as_completion, poll_delays
+from .._network._upload import DEFAULT_ACCEPTED_TYPES
+from .._policies._polling import Completion, PollPolicy, as_completion
 from .._policies._retry import RetryPolicy
 from .._webhook._completion import Webhooks, submit_and_wait
 from .._webhook._receiver import JwksKeys
 from .._webhook._signature import JWKS_PATH
 from .._wire._balance import BALANCE_PATH, Balance, read_balance
-from .._wire._parsing import ImageRef, Prediction, UploadedMedia, read_prediction, read_upload
+from .._wire._parsing import ImageRef, Prediction
 from .._wire._pricing import PriceModel
-from .._wire._raw import RawResponse, RawResponses
-from .._wire._requests import EditRequest, build_request, check_params, is_url
-from ._options import Order, PerCallOptions, in_input_order, recording_keys
+from .._wire._raw import RawResponses
+from .._wire._requests import build_request, check_params
+from ._options import Order, in_input_order, recording_keys
+from ._predictions import PredictionCalls
+from ._settings import (
+    DEFAULT_REQUEST_DEADLINE,
+    DEFAULT_TIMEOUT,
+    check_limits,
+    own_http,
+    price_set,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._transfers import ImageTransfers
 
 __all__ = ["AsyncSeedream"]
 
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
-# One request's whole exchange, however slowly the bytes trickle in: long enough for a
-# 10 MB upload or a 64 MB output on a slow link, short enough that a stalled one ends.
-DEFAULT_REQUEST_DEADLINE = 300.0
-# The longest a sync-mode submit holds its connection for an answer. Atlas Cloud ends a
-# sync request that passes its own maximum wait with 504 (the prediction goes on), so a
-# longer wait on our side is never honoured: the 504 (or this) comes first, then the
-# prediction is polled by id when the answer names it.
-_SYNC_WAIT = 300.0
-# How long a just-submitted prediction may answer 404/400 to a poll before that is believed
-# (Atlas's ComfyUI client waits up to 30 s for a new prediction to be known).
-NOT_FOUND_GRACE = 30.0
 
-_API_PREFIX = "/api/v1"
-_UPLOAD = "/api/v1/model/uploadMedia"
-_SUBMIT = "/api/v1/model/generateImage"
-_PREDICTION = "/api/v1/model/prediction/{id}"
-
-
-def _api_root(path: str) -> str:
-    """The base URL's path without a trailing slash or the API's own ``/api/v1`` prefix.
-
-    Atlas Cloud's docs and its MCP server write the base as ``https://api.atlascloud.ai/api/v1``;
-    the request paths already carry ``/api/v1``, so a base ending in it would call
-    ``/api/v1/api/v1/...`` (which Atlas answers with 401, as if the key were wrong).
-    """
-    path = path.rstrip("/")
-    if path.endswith(_API_PREFIX):
-        path = path[: -len(_API_PREFIX)].rstrip("/")
-    return path or "/"
-
-
-def _with_request_id(prediction: Prediction, response: httpx.Response) -> Prediction:
-    """``prediction`` carrying the answer's ``X-Request-ID`` (when its body had none)."""
-    header = response.headers.get("x-request-id", "").strip()
-    if prediction.request_id or not header:
-        return prediction
-    return prediction.model_copy(update={"request_id": header[:200]})
-
-
-def _api_key(api_key: str | None) -> Secret:
-    """The key given, else the environment's, kept as a :class:`Secret`."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    if not key or not key.strip():
-        raise ConfigurationError(
-            f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
-        )
-    return Secret(key.strip())
-
-
-def _base_url(base_url: str | httpx.URL | None) -> httpx.URL:
-    """The API's root: the URL given, else the environment's, else Atlas Cloud's."""
-    url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
-    return url.copy_with(path=_api_root(url.path))
-
-
-def _price_set(price: PriceModel | None, per_execution: float | None) -> PriceModel | None:
-    """The price the user set for every model (``price``, or ``price_per_execution``)."""
-    if price is None and per_execution is not None:
-        return PriceModel(per_execution=per_execution, per_image=0.0)
-    return price
-
-
-def _own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-    """The client's own HTTP client: connections in small pools (see ``_pools``)."""
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=ShardedTransport(max_connections=max_connections),
-        follow_redirects=True,
-    )
-
-
-def _check_limits(
-    inline_max_bytes: int | None,
-    max_upload_bytes: int,
-    request_deadline: float | None,
-    max_response_bytes: int,
-    max_output_bytes: int,
-) -> None:
-    if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
-        raise ConfigurationError(
-            f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
-            f"got {inline_max_bytes}"
-        )
-    if request_deadline is not None and not request_deadline > 0:
-        raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
-    if max_response_bytes < 1 or max_output_bytes < 1:
-        raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
-
-
-def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
-    """The prediction a sync-mode 504 names, still running, or None.
-
-    Atlas Cloud answers a sync request that outlasts its maximum wait with 504 while the
-    prediction goes on: when the answer carries the prediction's id it is polled like any
-    other; without one, the submit stays ambiguous (paid or not, we cannot tell).
-    """
-    cause = err.__cause__
-    if not isinstance(cause, APIStatusError) or cause.status_code != 504 or not cause.data:
-        return None
-    found = cause.data.get("id")
-    if not isinstance(found, str | int) or isinstance(found, bool) or not str(found):
-        return None
-    return Prediction(id=str(found), request_id=cause.request_id)
-
-
-def _not_found_yet(err: APIStatusError, started: float, grace: float) -> bool:
-    """A 404/400 to the poll of a prediction not yet seen, within the grace period."""
-    return err.status_code in (400, 404) and anyio.current_time() - started < grace
-
-
-class AsyncSeedream(PerCallOptions):
+class AsyncSeedream(PredictionCalls, ImageTransfers):
     """An async client for Seedream v4.5 Edit Sequential on Atlas Cloud.
 
     Use it as an async context manager; it closes what it opened (never a
@@ -253,16 +125,16 @@ class AsyncSeedream(PerCallOptions):
         on_refused: Callable[[BaseException, float], object] | None = None,
         observers: Sequence[Observer] = (),
     ) -> None:
-        self._key = _api_key(api_key)
-        self.base_url = _base_url(base_url)
+        self._key = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
         self.retry = retry or RetryPolicy()
         self.poll = poll or PollPolicy()
         self.max_upload_bytes = max_upload_bytes
         self.accepted_types = frozenset(accepted_types)
-        _check_limits(inline_max_bytes, max_upload_bytes, request_deadline,
+        check_limits(inline_max_bytes, max_upload_bytes, request_deadline,
                       max_response_bytes, max_output_bytes)  # fmt: skip
         self.inline_max_bytes = inline_max_bytes
-        self._price_override = _price_set(price, price_per_execution)
+        self._price_override = price_set(price, price_per_execution)
         self.price = self._price_override or PriceModel.for_model(DEFAULT_MODEL) or PriceModel()
         """The price of the default model (or the one you set for every model)."""
         self.price_per_execution = self.price.per_execution
@@ -281,7 +153,7 @@ class AsyncSeedream(PerCallOptions):
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
-        self._http = http_client or _own_http(timeout, max_connections)
+        self._http = http_client or own_http(timeout, max_connections)
         self._endpoint = Endpoint(
             self._http, self.base_url, self._key, self._driver,
             deadline=request_deadline, max_bytes=max_response_bytes,
@@ -342,205 +214,13 @@ class AsyncSeedream(PerCallOptions):
     def webhooks(self, value: Webhooks) -> None:
         self._webhooks = value
 
-    # -- the one place requests are sent ------------------------------------------------
-
-    @property
-    def upload_rules(self) -> UploadRules:
-        """What a reference image must be before it is uploaded."""
-        return UploadRules(
-            max_bytes=self.max_upload_bytes,
-            accepted=self.accepted_types,
-            inline_max_bytes=self.inline_max_bytes,
-        )
-
     @property
     def rate_limited_at(self) -> float:
         """When the API last answered 429, on the event loop's clock (``-inf`` if never)."""
         return self.gate.paused_at
 
-    # -- operations ----------------------------------------------------------------------
-
-    async def upload(
-        self,
-        source: ImageSource,
-        *,
-        file_name: str | None = None,
-        check_limits: bool = True,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> UploadedMedia:
-        """Upload one reference image, streamed from disk, and return where it is stored.
-
-        Before any request, the type is sniffed from the bytes, the size checked, the
-        sides read from the header (at most 6000 px, aspect ratio 1/16 to 16) and the
-        file's structure walked (a file cut short is refused); an async stream's
-        integrity cannot be checked before it is sent. :class:`~seedream_async.InvalidImage`
-        says what is wrong.
-
-        Args:
-            source: a path, the image's bytes, or an async iterable of bytes (sent once,
-                never retried, since it cannot be read twice).
-            file_name: the name to store it under; the path's name when None.
-            check_limits: False skips the sides and aspect ratio (type, size and
-                integrity are still checked).
-            extra_headers: headers added to this request.
-        """
-        if extra_headers:
-            clone = self._per_call(extra_headers)
-            return await clone.upload(source, file_name=file_name, check_limits=check_limits)
-        prepared = await inspect_source(
-            source,
-            file_name=file_name,
-            max_bytes=self.max_upload_bytes,
-            accepted=self.accepted_types,
-            max_side=MAX_INPUT_SIDE if check_limits else None,
-        )
-        return await self.upload_prepared(prepared)
-
-    async def upload_prepared(
-        self, prepared: PreparedUpload, *, keep_trying_for: float | None = None
-    ) -> UploadedMedia:
-        """Upload a source already checked by ``inspect_source`` or ``probe_file``.
-
-        Args:
-            prepared: the checked source.
-            keep_trying_for: seconds to go on after the retry policy gave up on a passing
-                failure (429, 5xx, connection), backing off between rounds; None does not.
-        """
-        response = await self._endpoint.send(
-            "POST",
-            _UPLOAD,
-            what=f"upload of {prepared.file_name}",
-            operation="upload",
-            policy=self.retry,
-            upload=prepared,
-            max_upload_bytes=self.max_upload_bytes,
-            keep_trying_for=keep_trying_for,
-        )
-        what = f"upload of {prepared.file_name}"
-        return read_upload(
-            read_json(response, what=what),
-            what=what,
-            status_code=response.status_code,
-            secrets=(self._key.reveal(),),
-        )
-
-    async def submit(
-        self,
-        request: EditRequest,
-        *,
-        retry: RetryPolicy | None = None,
-        on_refused: RefusedHook | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Prediction:
-        """Submit a prediction (billed once it reaches the server) and return it, running.
-
-        Args:
-            request: the validated request.
-            retry: a retry policy for this call; the client's when None.
-            on_refused: takes over a 429 or 503 (the server did not take the submit)
-                instead of the retry policy: called with the error and the seconds the
-                server asked for, it returns to send again or raises to give up.
-            extra_headers: headers added to this request.
-
-        With ``enable_sync_mode`` the API answers once the prediction is done, so the read
-        timeout is stretched to the poll policy's deadline for this request.
-
-        Raises:
-            AmbiguousSubmission: the request may have reached the server but no readable
-                answer came back (a connection dropped during a sync-mode wait too); it is
-                not sent again.
-            APIStatusError: the API refused it (an error status, or an error ``code`` in a
-                200 body); nothing was billed.
-        """
-        if extra_headers:
-            clone = self._per_call(extra_headers)
-            return await clone.submit(request, retry=retry, on_refused=on_refused)
-        images = request.max_images if request.enable_base64_output else 0
-        response: httpx.Response | None = None
-        try:
-            response = await self._post_submit(request, retry, on_refused, images)
-            prediction = _with_request_id(
-                read_prediction(
-                    read_json(response, what="submit"), what="submit", secrets=(self._key.reveal(),)
-                ),
-                response,
-            )
-        except AmbiguousSubmission as err:
-            going_on = _sync_timeout(err) if request.enable_sync_mode else None
-            if going_on is None:
-                raise
-            prediction = going_on
-        except MalformedResponse as err:
-            if err.status_code // 100 == 3:
-                raise  # a redirect we did not follow: nothing reached the API's handler
-            raise AmbiguousSubmission(
-                f"{err.message}; it may have been billed, so it is not sent again"
-            ) from err
-        if images:
-            self._base64[prediction.id] = images
-        if response is not None:  # None: a sync 504 that named the prediction still running
-            secrets = (self._key.reveal(),)
-            self._raw.record(prediction.id, response, operation="submit", secrets=secrets)
-        self.observer.answered("submit", prediction.id, prediction.status, prediction.request_id)
-        return prediction
-
-    async def _post_submit(
-        self,
-        request: EditRequest,
-        retry: RetryPolicy | None,
-        on_refused: RefusedHook | None,
-        images: int,
-    ) -> httpx.Response:
-        """The submit's POST, never sent twice once it may have reached the server; a
-        sync-mode submit's read waits up to the poll policy's deadline (at most 300 s)."""
-        sync_wait = min(self.poll.deadline or _SYNC_WAIT, _SYNC_WAIT)
-        return await self._endpoint.send(
-            "POST",
-            _SUBMIT,
-            what="submit",
-            operation="submit",
-            policy=retry or self.retry,
-            idempotent=False,
-            json=request.to_payload(),
-            on_refused=on_refused,
-            max_bytes=self._answer_cap(images),
-            read_timeout=sync_wait if request.enable_sync_mode else None,
-        )
-
-    async def get_prediction(
-        self, prediction_id: str, *, extra_headers: Mapping[str, str] | None = None
-    ) -> Prediction:
-        """Fetch a prediction's current state (``extra_headers``: added to this request)."""
-        if extra_headers:
-            return await self._per_call(extra_headers).get_prediction(prediction_id)
-        if not prediction_id or "/" in prediction_id:
-            raise InvalidInput(f"not a prediction id: {prediction_id!r}", field="id")
-        what = f"poll of {prediction_id}"
-        response = await self._endpoint.send(
-            "GET",
-            _PREDICTION.format(id=prediction_id),
-            what=what,
-            operation="poll",
-            policy=self.retry,
-            max_bytes=self._answer_cap(self._base64.get(prediction_id, 0)),
-        )
-        prediction = _with_request_id(
-            read_prediction(
-                read_json(response, what=what),
-                what=what,
-                prediction_id=prediction_id,
-                status_code=response.status_code,
-                secrets=(self._key.reveal(),),
-            ),
-            response,
-        )
-        if prediction.terminal:
-            self._base64.pop(prediction_id, None)
-        self._raw.record(prediction_id, response, operation="poll", secrets=(self._key.reveal(),))
-        self.observer.answered(
-            "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
-        )
-        return prediction
+    # -- operations: upload, upload_images and download are ImageTransfers' (_transfers.py),
+    # submit, get_prediction and wait PredictionCalls' (_predictions.py) -------------------
 
     async def balance(self) -> Balance:
         """The account's balance, from Atlas Cloud's Billing Public API
@@ -551,110 +231,6 @@ class AsyncSeedream(PerCallOptions):
             "GET", BALANCE_PATH, what=what, operation=what, policy=self.retry, from_origin=True
         )
         return read_balance(read_json(response, what=what))
-
-    def last_response(self, prediction: Prediction | str) -> RawResponse | None:
-        """The last API answer about a prediction (its submit's, or its latest poll's):
-        status, headers (``X-Request-ID``: ``.request_id``) and body. None when this client
-        has not seen it (the last 1024 predictions are kept)."""
-        return self._raw.get(prediction if isinstance(prediction, str) else prediction.id)
-
-    def _answer_cap(self, base64_images: int) -> int:
-        # Base64 is 4/3 of the bytes it encodes.
-        return self._endpoint.max_bytes + base64_images * (self.max_output_bytes * 4 // 3 + 4)
-
-    async def wait(
-        self,
-        prediction_id: str,
-        *,
-        poll: PollPolicy | None = None,
-        deadline: float | None = None,
-        not_found_grace: float = NOT_FOUND_GRACE,
-        extra_headers: Mapping[str, str] | None = None,
-    ) -> Prediction:
-        """Poll one prediction with backoff until it is done, and return it.
-
-        Args:
-            prediction_id: the id ``submit`` returned.
-            poll: the polling policy; the client's when None.
-            deadline: seconds to wait in all; the policy's ``deadline`` when None. It bounds
-                every poll too: a poll (and its retries) still running at the deadline is
-                cancelled.
-            not_found_grace: seconds a prediction not yet seen may answer 404 or 400 (a
-                just-submitted one is not known everywhere at once) before that is raised.
-            deadline: seconds to wait in all; the policy's ``deadline`` when None.
-            extra_headers: headers added to its polls.
-
-        Raises:
-            PredictionFailed: the prediction failed; carries its id and the server's error
-                (:class:`ContentModerationError` for a moderation refusal).
-            DeadlineExceeded: it was still running at the deadline.
-        """
-        if extra_headers:
-            clone = self._per_call(extra_headers)
-            return await clone.wait(prediction_id, poll=poll, deadline=deadline)
-        policy = poll or self.poll
-        limit = deadline if deadline is not None else policy.deadline
-        started = anyio.current_time()
-        seen = False
-        with anyio.move_on_after(limit if limit is not None else float("inf")):
-            for delay in poll_delays(policy, rng=self.rng):
-                await anyio.sleep(delay)
-                try:
-                    prediction = await self.get_prediction(prediction_id)
-                except BadRequestError as err:
-                    if seen or not _not_found_yet(err, started, not_found_grace):
-                        raise
-                    continue
-                seen = True
-                if prediction.failed:
-                    raise PredictionFailed.of(
-                        prediction_id, prediction.error, prediction.error_code
-                    )
-                if prediction.done:
-                    return prediction
-        raise DeadlineExceeded(prediction_id, limit if limit is not None else float("inf"))
-
-    async def upload_images(
-        self, images: Sequence[ImageRef], *, check_limits: bool = True
-    ) -> list[str]:
-        """Check every image and upload the local ones at once; return each as it goes in
-        the request: a URL, or a ``data:`` URI (given, or inlined under
-        ``inline_max_bytes``). ``check_limits=False`` skips the sides and aspect ratio."""
-        urls: list[str] = [""] * len(images)
-        errors: list[SeedreamError] = []
-        rules = self.upload_rules
-
-        async def one(index: int, image: ImageRef, scope: anyio.CancelScope) -> None:
-            try:
-                if is_data_uri(image):
-                    assert isinstance(image, str)
-                    await check_data_uri(image, rules, check_limits=check_limits)
-                    urls[index] = image
-                    return
-                prepared = await inspect_source(
-                    image,
-                    file_name=None,
-                    max_bytes=rules.max_bytes,
-                    accepted=rules.accepted,
-                    max_side=rules.max_side if check_limits else None,
-                )
-                if inlines(prepared, rules):
-                    urls[index] = await inline_uri(prepared)
-                else:
-                    urls[index] = (await self.upload_prepared(prepared)).download_url
-            except SeedreamError as err:  # raised as itself below, not in an ExceptionGroup
-                errors.append(err)
-                scope.cancel()
-
-        async with anyio.create_task_group() as group:
-            for index, image in enumerate(images):
-                if is_url(image):
-                    urls[index] = str(image)
-                else:
-                    group.start_soon(one, index, image, group.cancel_scope)
-        if errors:
-            raise errors[0]
-        return urls
 
     async def edit(
         self,
@@ -762,40 +338,3 @@ class AsyncSeedream(PerCallOptions):
         async with self.edit_batch(items, extra_headers=extra_headers, **options) as run:
             results = [result async for result in run]
         return in_input_order(results, keys) if order == "input" else results
-
-    async def download(self, url: str, dest: str | os.PathLike[str]) -> Path:
-        """Stream one output to ``dest``, atomically: a temporary name, renamed when complete.
-
-        The API key is never sent with it: outputs live on a storage host. Transport
-        errors and 5xx are retried by the retry policy. If ``dest`` has no suffix, one is
-        added from the image's sniffed type.
-
-        Raises:
-            OutputExpired: the signed URL has expired; fetch the prediction again for fresh ones.
-        """
-        if not is_url(url):
-            raise InvalidInput(f"not an http(s) output URL: {url[:60]!r}", field="url")
-        shown = url.split("?")[0]
-        # 408, 429 and 5xx from the storage host are retried like any idempotent GET,
-        # honouring its Retry-After; 404 and the like are raised. Not gated: the storage
-        # host's limits are not the API key's.
-        return await self._driver.call(
-            lambda: stream_to_file(
-                self._http,
-                url,
-                Path(dest),
-                max_bytes=self.max_output_bytes,
-                deadline=self.request_deadline,
-                http_timeout=self._endpoint.timeout,
-            ),
-            policy=self.retry,
-            what=f"download of {shown}",
-            operation="download",
-            gated=False,
-        )
-
-    async def save_output(self, output: str, dest: str | os.PathLike[str]) -> Path:
-        """Save one output, a URL (downloaded) or a base64 image (decoded), to ``dest``."""
-        if is_url(output):
-            return await self.download(output, dest)
-        return await write_base64(output, Path(dest))

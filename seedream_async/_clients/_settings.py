@@ -1,0 +1,102 @@
+"""The client's settings as its constructor resolves them: the key, the API's root, the
+limits checked, the price set for every model, and the client's own HTTP client.
+
+:class:`AsyncSeedream` calls these once, in ``__init__``; each is a small pure step so the
+constructor reads as a list of what it sets.
+"""
+
+from __future__ import annotations
+
+import os
+
+import httpx
+
+from .._base._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._base._exceptions import ConfigurationError
+from .._base._secret import Secret
+from .._network._pools import ShardedTransport
+from .._wire._pricing import PriceModel
+
+__all__ = [
+    "DEFAULT_REQUEST_DEADLINE",
+    "DEFAULT_TIMEOUT",
+    "api_root",
+    "check_limits",
+    "own_http",
+    "price_set",
+    "resolve_api_key",
+    "resolve_base_url",
+]
+
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0, pool=None)
+# One request's whole exchange, however slowly the bytes trickle in: long enough for a
+# 10 MB upload or a 64 MB output on a slow link, short enough that a stalled one ends.
+DEFAULT_REQUEST_DEADLINE = 300.0
+
+_API_PREFIX = "/api/v1"
+
+
+def api_root(path: str) -> str:
+    """The base URL's path without a trailing slash or the API's own ``/api/v1`` prefix.
+
+    Atlas Cloud's docs and its MCP server write the base as ``https://api.atlascloud.ai/api/v1``;
+    the request paths already carry ``/api/v1``, so a base ending in it would call
+    ``/api/v1/api/v1/...`` (which Atlas answers with 401, as if the key were wrong).
+    """
+    path = path.rstrip("/")
+    if path.endswith(_API_PREFIX):
+        path = path[: -len(_API_PREFIX)].rstrip("/")
+    return path or "/"
+
+
+def resolve_api_key(api_key: str | None) -> Secret:
+    """The key given, else the environment's, kept as a :class:`Secret`."""
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if not key or not key.strip():
+        raise ConfigurationError(
+            f"no API key: pass api_key=... or set the {API_KEY_ENV} environment variable"
+        )
+    return Secret(key.strip())
+
+
+def resolve_base_url(base_url: str | httpx.URL | None) -> httpx.URL:
+    """The API's root: the URL given, else the environment's, else Atlas Cloud's."""
+    url = httpx.URL(str(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL))
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"base_url must be an http(s) URL, got {str(url)!r}")
+    return url.copy_with(path=api_root(url.path))
+
+
+def price_set(price: PriceModel | None, per_execution: float | None) -> PriceModel | None:
+    """The price the user set for every model (``price``, or ``price_per_execution``)."""
+    if price is None and per_execution is not None:
+        return PriceModel(per_execution=per_execution, per_image=0.0)
+    return price
+
+
+def own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
+    """The client's own HTTP client: connections in small pools (see ``_pools``)."""
+    return httpx.AsyncClient(
+        timeout=timeout,
+        transport=ShardedTransport(max_connections=max_connections),
+        follow_redirects=True,
+    )
+
+
+def check_limits(
+    inline_max_bytes: int | None,
+    max_upload_bytes: int,
+    request_deadline: float | None,
+    max_response_bytes: int,
+    max_output_bytes: int,
+) -> None:
+    """Refuse size and time limits that cannot work, before anything is sent."""
+    if inline_max_bytes is not None and not 0 < inline_max_bytes <= max_upload_bytes:
+        raise ConfigurationError(
+            f"inline_max_bytes must be 1..max_upload_bytes ({max_upload_bytes}) or None, "
+            f"got {inline_max_bytes}"
+        )
+    if request_deadline is not None and not request_deadline > 0:
+        raise ConfigurationError(f"request_deadline must be positive, got {request_deadline}")
+    if max_response_bytes < 1 or max_output_bytes < 1:
+        raise ConfigurationError("max_response_bytes and max_output_bytes must be positive")
