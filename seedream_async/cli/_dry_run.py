@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from rich.console import Console
 
+from ._journal_view import journal_exists, load_journal
 from ._options import EXIT_OK
+from ._plan import plan_run, print_plan
 from ._run_options import RunOptions
 from ._selection import selected_items
-from ._status import journal_exists, load_journal, plan_run, print_plan
 
 __all__ = ["dry_run"]
 

@@ -14,9 +14,9 @@ from rich.markup import escape
 from .._base._exceptions import JournalError, JournalUnavailable
 from .._engine._unrecorded import Unwritten
 from .._wire._pricing import PriceModel
-from ._report import Tally, print_failures, print_next_steps, summary_json, summary_table
 from ._run_options import RunOptions
 from ._stop import Stop, resume_command
+from ._summary import Tally, print_failures, print_next_steps, summary_json, summary_table
 
 __all__ = ["Outcome", "journal_broke", "print_outcome", "print_stopped"]
 

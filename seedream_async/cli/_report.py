@@ -28,20 +28,11 @@ from .._engine._store import Attempt, ItemRecord, JournalState
 from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 
-# The terminal summary lives in _summary.py; cli/_run.py (split on a branch of its own) still
-# imports it from here. Drop these once it imports from _summary.
-from ._summary import Tally, print_failures, print_next_steps, summary_json, summary_table
-
 __all__ = [
     "ReportWriter",
-    "Tally",
     "complete_from_journal",
     "journal_record",
-    "print_failures",
-    "print_next_steps",
     "record",
-    "summary_json",
-    "summary_table",
     "write_report",
 ]
 

@@ -23,6 +23,7 @@ from .._engine._items import EditItem
 from .._engine._options import as_kwargs
 from .._wire._pricing import PriceModel
 from ._dry_run import dry_run
+from ._journal_view import journal_exists, load_journal
 from ._manifest import iter_items
 from ._options import (
     EXIT_FAILED,
@@ -33,14 +34,15 @@ from ._options import (
     webhook_listener,
 )
 from ._outcome import Outcome, journal_broke, print_outcome, print_stopped
+from ._plan import retry_cost_note
 from ._progress import ProgressDisplay
-from ._report import ReportWriter, Tally, record, write_report
+from ._report import ReportWriter, record, write_report
 from ._reroll import REROLLED_DIR, reroll
 from ._review import write_review
 from ._run_options import JOURNAL_NAME, REPORT_NAME, RunOptions
 from ._selection import key_seed, prescan, print_problems, refusal, selected_items
-from ._status import journal_exists, load_journal, retry_cost_note
 from ._stop import Stop, stop_on_signals
+from ._summary import Tally
 
 __all__ = [
     "EXIT_FAILED",

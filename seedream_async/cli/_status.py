@@ -7,20 +7,11 @@ from typing import Any
 
 from rich.console import Console
 
-from ._journal_view import AMBIGUOUS, API_FAILED, JournalView, journal_exists, load_journal
-from ._plan import plan_run, print_plan, retry_cost_note
+from ._journal_view import AMBIGUOUS, API_FAILED, JournalView
 from ._summary import cli_words
 
-# journal_exists, load_journal and the dry run's names are re-exported for cli/_run.py (split
-# on a branch of its own); drop them once it imports from _journal_view and _plan.
-
 __all__ = [
-    "journal_exists",
-    "load_journal",
-    "plan_run",
-    "print_plan",
     "print_status",
-    "retry_cost_note",
     "status_json",
 ]
 
