@@ -4,7 +4,8 @@ Modules, in the order a batch's data flows through them:
 
 - what goes in and out: ``_items``, ``_options`` (``BatchOptions``), ``_names`` (output
   file names), ``_identity`` (an image is its content);
-- the journal: ``_store`` (the interface), ``_rules`` (its state rules, once),
+- the journal: ``_store`` (the interface), ``_journal_types`` (the values it speaks in:
+  states, rows, attempts, claims, money), ``_rules`` (its state rules, once),
   ``_sqljournal`` (every call as SQL, once), ``_sqlite`` and ``_pgjournal`` (the two
   backends: connecting and schema only), ``_journal`` (``open_journal``), ``_owners``
   (run ids);
