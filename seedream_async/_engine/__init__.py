@@ -6,7 +6,8 @@ Modules, in the order a batch's data flows through them:
   file names), ``_identity`` (an image is its content);
 - the journal: ``_store`` (the interface), ``_journal_types`` (the values it speaks in:
   states, rows, attempts, claims, money), ``_rules`` (its state rules, once),
-  ``_sqljournal`` (every call as SQL, once), ``_sqlite`` and ``_pgjournal`` (the two
+  ``_sqljournal`` (every call as SQL, once), ``_sqlrunner`` (its transactions run, an
+  outage waited out), ``_sqlite`` and ``_pgjournal`` (the two
   backends: connecting and schema only), ``_journal`` (``open_journal``), ``_owners``
   (run ids);
 - a run's parts: ``_upload_cache`` (each image once), ``_scheduler`` (one poller),
