@@ -7,9 +7,10 @@ Modules, in the order a batch's data flows through them:
 - the journal: ``_store`` (the interface), ``_journal_types`` (the values it speaks in:
   states, rows, attempts, claims, money), ``_rules`` (its state rules, once),
   ``_sqljournal`` (every call as SQL, once), ``_sqlrunner`` (its transactions run, an
-  outage waited out), ``_sqlite`` and ``_pgjournal`` (the two
-  backends: connecting and schema only), ``_journal`` (``open_journal``), ``_owners``
-  (run ids);
+  outage waited out), ``_sqlite`` and ``_pgjournal`` (the two backends: connecting and
+  schema only, each beside its ``_schema``; PostgreSQL's pool in ``_pgjournal_pool``),
+  ``_fleet_types`` (what a fleet's calls take and give), ``_journal``
+  (``open_journal``), ``_owners`` (run ids);
 - a run's parts: ``_upload_cache`` (each image once), ``_scheduler`` (one poller),
   ``_budget``, ``_tracking`` (live counters), ``_resume`` (what the journal says to do),
   ``_claims`` (this run's leases), ``_stop`` (a stop that keeps what it paid for),
