@@ -16,7 +16,8 @@ Modules, in the order a batch's data flows through them:
   ``_claims`` (this run's leases), ``_stop`` (a stop that keeps what it paid for),
   ``_unrecorded`` (billed ids the journal refused: kept, retried, saved to a sidecar),
   ``_submit`` (submits under the limits), ``_delivery`` (saved and verified outputs);
-- the whole: ``_pipeline`` (``Engine``: each item through the stages), ``_batch_run``
+- the whole: ``_item_stages`` (each item through the stages), ``_pipeline``
+  (``Engine``: the batch, its parts wired and its items fed through), ``_batch_run``
   (``BatchRun``, the run you iterate), ``_worker`` (a fleet's worker: ``drain``).
 """
 
