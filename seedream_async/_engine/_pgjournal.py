@@ -27,21 +27,26 @@ open and versioned by a row in ``seedream_meta``; a newer schema is refused. Tab
 prefixed ``seedream_``; point ``search_path`` at another schema (``?options=-csearch_path%3Dx``
 in the DSN) to keep several journals in one database. The DSN's password is never logged or
 put in an error message.
+
+Beside it: connecting (``_pgjournal_pool.py``), the tables (``_pgjournal_schema.py``), the
+values a fleet's calls take and give (``_fleet_types.py``), the statements every SQL journal
+runs (``_sqljournal.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.to_thread
 
-from .._base._exceptions import JournalError, JournalUnavailable
+from .._base._exceptions import JournalError
+from ._fleet_types import ClaimedItem, FleetStatus, LoadReport, LoadRow
 from ._names import fold
-from ._pgjournal_schema import ensure_schema, is_postgres_dsn, redact_dsn
+from ._pgjournal_pool import CHECKOUT, connect_pool, down, reason
+from ._pgjournal_schema import is_postgres_dsn, redact_dsn
 from ._rules import (
     DRAINABLE_STATES,
     RETAKEN_STATES,
@@ -52,7 +57,7 @@ from ._rules import (
 )
 from ._sqljournal import SQLJournal
 from ._sqltx import ITEM_COLUMNS, Dialect, JournalTx, record_from_row
-from ._store import ItemRecord, JournalState
+from ._store import JournalState
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -85,73 +90,6 @@ _RETAKEN = "(" + ", ".join(f"'{state}'" for state in sorted(RETAKEN_STATES)) + "
 # _rules.retaken() as SQL: left waiting (not submitted, or billed with a failed delivery)
 # before the drain started (the first parameter).
 _RETAKE = f"((state IN {_RETAKEN} OR {_NOTED}) AND updated_at < ?)"
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoadRow:
-    """One manifest row to load: what :class:`Claim` carries, plus the item itself.
-
-    Args:
-        key: the item's key.
-        fingerprint: a digest of its prompt, parameters and image contents.
-        name: its output file stem.
-        item: the item as JSON (``key``, ``prompt``, ``images``, params) for the workers.
-    """
-
-    key: str
-    fingerprint: str
-    name: str
-    item: Mapping[str, Any]
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoadReport:
-    """What :meth:`PostgresJournal.load` did.
-
-    Args:
-        added: new keys.
-        unchanged: keys already there with the same fingerprint (nothing written).
-        changed: keys whose fingerprint changed: a new job, the old attempts kept.
-        name_conflicts: (key, the other key holding its output name), not loaded.
-    """
-
-    added: int = 0
-    unchanged: int = 0
-    changed: int = 0
-    name_conflicts: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class ClaimedItem:
-    """A row handed to a worker by :meth:`PostgresJournal.claim_next`.
-
-    Args:
-        record: the row as claimed (its state says what is left to do).
-        item: the item as loaded (JSON), to rebuild the request from.
-        taken_over_from: the worker whose lease ran out, if this is a takeover.
-    """
-
-    record: ItemRecord
-    item: Mapping[str, Any]
-    taken_over_from: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class FleetStatus:
-    """Who holds what, on the server's clock.
-
-    Args:
-        owners: per live owner (lease not expired), how many unfinished items it holds.
-        stale: unfinished items whose owner's lease ran out (a dead worker's, until taken
-            over).
-        unclaimed: unfinished items nobody holds (those below excepted).
-        noted: billed items whose delivery failed, waiting for a ``retry_noted`` pass.
-    """
-
-    owners: Mapping[str, int]
-    stale: int
-    unclaimed: int
-    noted: int = 0
 
 
 class PostgresJournal(SQLJournal):
@@ -197,11 +135,11 @@ class PostgresJournal(SQLJournal):
                 application, or were written by a newer seedream-async.
         """
         try:
-            pool = await anyio.to_thread.run_sync(_connect_pool, dsn, pool_size, connect_timeout)
+            pool = await anyio.to_thread.run_sync(connect_pool, dsn, pool_size, connect_timeout)
         except JournalError:
             raise
         except Exception as err:  # PoolTimeout, OperationalError: say where, not the password
-            raise _down(redact_dsn(dsn), err) from None
+            raise down(redact_dsn(dsn), err) from None
         journal = cls(pool, dsn, pool_size)
         journal.outage_wait = outage_wait
         return journal
@@ -228,7 +166,7 @@ class PostgresJournal(SQLJournal):
         for attempt in range(5):
             committing = False
             try:
-                with self._pool.connection(timeout=_CHECKOUT) as conn:
+                with self._pool.connection(timeout=CHECKOUT) as conn:
                     with conn.transaction():
                         row = conn.execute(_NOW).fetchone()
                         assert row is not None
@@ -239,14 +177,14 @@ class PostgresJournal(SQLJournal):
                 if attempt == 4:
                     raise
             except psycopg.OperationalError as err:
-                raise _down(self._dsn, err, maybe_committed=committing) from err
+                raise down(self._dsn, err, maybe_committed=committing) from err
         raise AssertionError("unreachable")
 
     def _failure(self, err: Exception) -> JournalError | None:
         import psycopg
 
         if isinstance(err, psycopg.Error):
-            return JournalError(f"journal {self._dsn}: {_reason(err)}")
+            return JournalError(f"journal {self._dsn}: {reason(err)}")
         return None
 
     # -- a fleet --------------------------------------------------------------------------
@@ -421,70 +359,3 @@ def _handed_out(tx: JournalTx, owner: str, key: str, previous: str | None) -> Cl
         item=json.loads(row[-1]),
         taken_over_from=previous if previous not in (None, owner) else None,
     )
-
-
-_IDLE_IN_TRANSACTION_MS = 5000
-"""A worker paused (SIGSTOP, a VM frozen) inside one of its sub-millisecond transactions
-would hold its row locks, the budget row's included, and stall the whole fleet until it
-woke: the server ends such a session after 5 s instead (its transaction rolls back, the
-worker's next call reconnects)."""
-
-
-def _connect_pool(dsn: str, pool_size: int, connect_timeout: float) -> Any:
-    """The journal's connection pool, open, with its tables created or checked (runs in a
-    worker thread)."""
-    try:
-        import psycopg  # fail here, with the fix, when it is missing
-        from psycopg_pool import ConnectionPool
-    except ImportError as err:
-        raise JournalError(
-            "a postgresql:// journal needs psycopg and psycopg-pool: "
-            "pip install 'seedream-async[postgres]'"
-        ) from err
-    pool: ConnectionPool[Any] = ConnectionPool(
-        dsn,
-        min_size=1,
-        max_size=pool_size + 1,
-        kwargs={"autocommit": True},
-        open=False,
-        # A server restart leaves idle connections dead: checked before each use, and
-        # replaced, so a restart costs a reconnect rather than a failed call.
-        check=ConnectionPool.check_connection,
-        configure=_configure,
-        name="seedream-journal",
-    )
-    try:
-        # One plain connection first: a wrong DSN or a server that is down says why at
-        # once ("connection refused"), not "pool incomplete" 10 s later.
-        psycopg.connect(dsn, connect_timeout=max(1, int(connect_timeout))).close()
-        pool.open(wait=True, timeout=connect_timeout)
-        with pool.connection() as conn, conn.transaction():
-            ensure_schema(conn, redact_dsn(dsn))
-    except BaseException:
-        pool.close()
-        raise
-    return pool
-
-
-def _configure(conn: Any) -> None:
-    conn.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
-
-
-_CHECKOUT = 5.0
-"""Seconds one journal call waits for a connection; :meth:`SQLJournal._tx` tries again
-(a server restarting) until the journal's ``outage_wait`` has passed."""
-
-
-def _down(dsn: str, err: BaseException, *, maybe_committed: bool = False) -> JournalUnavailable:
-    """A connection failure as :class:`JournalUnavailable`, naming the DSN (no password)."""
-    return JournalUnavailable(
-        dsn,
-        f"the database cannot be reached ({_reason(err)})",
-        "check that the server is up and the DSN (host, port, database, user) is right",
-        maybe_committed=maybe_committed,
-    )
-
-
-def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return (text[0] if text else type(err).__name__)[:300]
