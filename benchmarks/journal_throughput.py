@@ -26,8 +26,8 @@ from typing import Any
 
 import anyio
 
+from seedream_async._engine._journal_types import Claim
 from seedream_async._engine._sqlite import SQLiteJournal
-from seedream_async._engine._store import Claim
 
 PRICE = 0.036
 EDIT_SECONDS = 8.0

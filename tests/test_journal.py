@@ -18,8 +18,8 @@ import pytest
 
 from seedream_async._base._exceptions import JournalError
 from seedream_async._engine._journal import Journal, JournalEntry
+from seedream_async._engine._journal_types import Claim, JournalState
 from seedream_async._engine._owners import new_owner
-from seedream_async._engine._store import Claim, JournalState
 
 pytestmark = pytest.mark.anyio
 
@@ -90,7 +90,7 @@ async def test_intent_survives_kill_9(tmp_path: Path) -> None:
         import os, signal, anyio
         from seedream_async._engine._journal import Journal
         from seedream_async._engine._owners import new_owner
-        from seedream_async._engine._store import Claim
+        from seedream_async._engine._journal_types import Claim
 
         async def main():
             me = new_owner()

@@ -17,13 +17,13 @@ import anyio
 import pytest
 
 from seedream_async._base._exceptions import JournalError
-from seedream_async._engine._store import (
+from seedream_async._engine._journal_types import (
     Claim,
     ClaimStatus,
     JournalState,
-    JournalStore,
     LostClaim,
 )
+from seedream_async._engine._store import JournalStore
 from seedream_async._wire._parsing import Prediction
 
 pytestmark = pytest.mark.anyio

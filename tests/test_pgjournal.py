@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from seedream_async._base._exceptions import JournalError
+from seedream_async._engine._journal_types import JournalState, LostClaim
 from seedream_async._engine._pgjournal import (
     LoadRow,
     PostgresJournal,
@@ -14,7 +15,6 @@ from seedream_async._engine._pgjournal import (
     redact_dsn,
 )
 from seedream_async._engine._pgjournal_schema import SCHEMA_VERSION
-from seedream_async._engine._store import JournalState, LostClaim
 
 pytestmark = pytest.mark.anyio
 

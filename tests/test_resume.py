@@ -20,10 +20,10 @@ from seedream_async import (
     ResultStatus,
 )
 from seedream_async._engine._identity import DigestCache
+from seedream_async._engine._journal_types import Claim
 from seedream_async._engine._names import output_stem
 from seedream_async._engine._owners import new_owner
 from seedream_async._engine._resume import fingerprint
-from seedream_async._engine._store import Claim
 from seedream_async._wire._requests import build_request
 from seedream_async.testing import Faults
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from seedream_async._base._exceptions import JournalError
+from seedream_async._engine._journal_types import Claim, ClaimStatus, JournalState, LostClaim
 from seedream_async._engine._rules import (
     EPSILON,
     TRANSITIONS,
@@ -17,7 +18,6 @@ from seedream_async._engine._rules import (
     retaken,
     start,
 )
-from seedream_async._engine._store import Claim, ClaimStatus, JournalState, LostClaim
 
 S = JournalState
 NOW = 1000.0

@@ -11,16 +11,16 @@ import anyio
 import pytest
 
 from seedream_async import JournalError
-from seedream_async._engine._names import output_stem
-from seedream_async._engine._owners import new_owner
-from seedream_async._engine._sqlite import SCHEMA_VERSION, SQLiteJournal
-from seedream_async._engine._store import (
+from seedream_async._engine._journal_types import (
     Claim,
     ClaimStatus,
     JournalState,
-    JournalStore,
     LostClaim,
 )
+from seedream_async._engine._names import output_stem
+from seedream_async._engine._owners import new_owner
+from seedream_async._engine._sqlite import SCHEMA_VERSION, SQLiteJournal
+from seedream_async._engine._store import JournalStore
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,8 @@ import pytest
 from _helpers import FAST_POLL, FAST_RETRY
 
 from seedream_async import AsyncSeedream, BatchOptions, InvalidInput, RecorderSink
+from seedream_async._engine._journal_types import Claim, JournalState
 from seedream_async._engine._sqlite import SQLiteJournal
-from seedream_async._engine._store import Claim, JournalState
 from seedream_async._webhook._token import WebhookTarget, load_secret
 from seedream_async.testing import Faults, Simulator, WebhookFaults, serve
 

@@ -27,21 +27,21 @@ from ._api import EngineAPI, PollAPI, RefusedHook
 from ._batch_run import BatchRun
 from ._items import BatchProgress, BatchResult, EditItem, Job, ResultStatus, Stage, Timings
 from ._journal import Journal, JournalEntry, open_journal
-from ._options import BatchOptions, BatchOptionsDict, Items, WorkOptionsDict
-from ._pgjournal import ClaimedItem, FleetStatus, LoadReport, LoadRow, PostgresJournal
-from ._sqlite import SQLiteJournal
-from ._store import (
+from ._journal_types import (
     Attempt,
     Claim,
     ClaimOutcome,
     ClaimStatus,
     ItemRecord,
     JournalState,
-    JournalStore,
     LostClaim,
     Page,
     Spend,
 )
+from ._options import BatchOptions, BatchOptionsDict, Items, WorkOptionsDict
+from ._pgjournal import ClaimedItem, FleetStatus, LoadReport, LoadRow, PostgresJournal
+from ._sqlite import SQLiteJournal
+from ._store import JournalStore
 from ._worker import BatchClient, WorkTally, drain, load_items
 
 __all__ = [

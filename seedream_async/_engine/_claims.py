@@ -17,8 +17,9 @@ import anyio
 
 from .._base._exceptions import InvalidInput, JournalError, JournalUnavailable, SeedreamError
 from .._wire._parsing import Prediction
+from ._journal_types import Claim, ClaimStatus, ItemRecord, JournalState, LostClaim
 from ._owners import DEFAULT_LEASE
-from ._store import Claim, ClaimStatus, ItemRecord, JournalState, JournalStore, LostClaim
+from ._store import JournalStore
 
 __all__ = ["DEFAULT_LEASE", "Busy", "Claims", "name_taken"]
 

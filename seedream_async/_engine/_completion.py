@@ -36,9 +36,10 @@ from .._webhook._delivery import RecorderSink
 from .._webhook._token import SECRET_ENV, WebhookTarget, load_secret
 from .._wire._parsing import Prediction, PredictionStatus
 from .._wire._requests import EditRequest
+from ._journal_types import JournalState
 from ._pgjournal import PostgresJournal
 from ._pgjournal_schema import is_postgres_dsn
-from ._store import JournalState, JournalStore
+from ._store import JournalStore
 
 __all__ = ["AMBIGUOUS_WAIT", "WebhookCompletion", "attach_webhooks", "recorded", "secret_for"]
 

@@ -39,12 +39,12 @@ from ._completion import WebhookCompletion, recorded
 from ._delivery import Deliverer
 from ._identity import DigestCache
 from ._items import BatchResult, ResultStatus, Stage
+from ._journal_types import ItemRecord, LostClaim
 from ._names import NameRegistry, output_stem
 from ._options import BatchOptions
 from ._resume import Resume, ambiguous_before, failed_before, fingerprint, resume_action
 from ._scheduler import PollScheduler, Shape
 from ._stop import StopControl
-from ._store import ItemRecord, LostClaim
 from ._submit import Submitter
 from ._tracking import ItemState, Tracker
 from ._unrecorded import Unrecorded

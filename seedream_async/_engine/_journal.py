@@ -12,10 +12,10 @@ import os
 
 import anyio
 
+from ._journal_types import ItemRecord
 from ._pgjournal import PostgresJournal, is_postgres_dsn
 from ._sqlite import SQLiteJournal
 from ._sqljournal import SQLJournal
-from ._store import ItemRecord
 
 __all__ = ["Journal", "JournalEntry", "JournalTarget", "SQLJournal", "open_journal"]
 

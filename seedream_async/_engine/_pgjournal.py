@@ -44,6 +44,7 @@ import anyio.to_thread
 
 from .._base._exceptions import JournalError
 from ._fleet_types import ClaimedItem, FleetStatus, LoadReport, LoadRow
+from ._journal_types import JournalState
 from ._names import fold
 from ._pgjournal_pool import CHECKOUT, connect_pool, down, reason
 from ._pgjournal_schema import is_postgres_dsn, redact_dsn
@@ -57,7 +58,6 @@ from ._rules import (
 )
 from ._sqljournal import SQLJournal
 from ._sqltx import ITEM_COLUMNS, Dialect, JournalTx, record_from_row
-from ._store import JournalState
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool

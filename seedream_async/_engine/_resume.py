@@ -25,7 +25,7 @@ from .._base._constants import DEFAULT_MODEL
 from .._base._exceptions import AmbiguousSubmission, PredictionFailed
 from ._identity import DigestCache
 from ._items import EditItem
-from ._store import ItemRecord, JournalState
+from ._journal_types import ItemRecord, JournalState
 
 __all__ = ["Resume", "ambiguous_before", "failed_before", "fingerprint", "resume_action"]
 

@@ -25,8 +25,7 @@ from enum import StrEnum
 from typing import Any
 
 from .._base._exceptions import JournalError
-from ._names import fold
-from ._store import (
+from ._journal_types import (
     UNDELIVERED_STATES,
     Claim,
     ClaimStatus,
@@ -34,6 +33,7 @@ from ._store import (
     LostClaim,
     Spend,
 )
+from ._names import fold
 
 __all__ = [
     "CLAIM_COLUMNS",

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from .._base._exceptions import JournalError
+from ._journal_types import JournalState
 from ._names import fold, output_stem
-from ._store import JournalState
 
 __all__ = ["SCHEMA_VERSION", "Tx", "connect"]
 

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._wire._parsing import Prediction
+from ._journal_types import Attempt, Claim, ClaimOutcome, ItemRecord, JournalState, Page, Spend
 from ._rules import Op, fits_budget, spend_of, start_delivery
 from ._sqlrunner import TxRunner
 from ._sqltx import (
@@ -34,7 +35,6 @@ from ._sqltx import (
     marks,
     record_from_row,
 )
-from ._store import Attempt, Claim, ClaimOutcome, ItemRecord, JournalState, Page, Spend
 
 __all__ = ["SQLJournal"]
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ._journal_types import Attempt, Claim, ClaimOutcome, ClaimStatus, ItemRecord, JournalState
 from ._names import fold
 from ._owners import owner_gone
 from ._rules import (
@@ -27,7 +28,6 @@ from ._rules import (
     needs_name_check,
     start,
 )
-from ._store import Attempt, Claim, ClaimOutcome, ClaimStatus, ItemRecord, JournalState
 
 __all__ = [
     "ATTEMPT_COLUMNS",

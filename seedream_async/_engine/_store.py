@@ -61,18 +61,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-# The values the interface speaks in live in their own module; named here too, where the
-# engine, the CLI and the tests have always imported them from.
+# The values the interface speaks in live in their own module.
 from ._journal_types import (
-    BILLED_STATES,
-    UNDELIVERED_STATES,
     Attempt,
     Claim,
     ClaimOutcome,
-    ClaimStatus,
     ItemRecord,
     JournalState,
-    LostClaim,
     Page,
     Spend,
 )
@@ -80,20 +75,7 @@ from ._journal_types import (
 if TYPE_CHECKING:
     from .._wire._parsing import Prediction
 
-__all__ = [
-    "BILLED_STATES",
-    "UNDELIVERED_STATES",
-    "Attempt",
-    "Claim",
-    "ClaimOutcome",
-    "ClaimStatus",
-    "ItemRecord",
-    "JournalState",
-    "JournalStore",
-    "LostClaim",
-    "Page",
-    "Spend",
-]
+__all__ = ["JournalStore"]
 
 
 class JournalStore(Protocol):

@@ -36,8 +36,9 @@ from .._wire._requests import EditRequest
 from ._api import EngineAPI
 from ._budget import Budget
 from ._items import Stage
+from ._journal_types import JournalState, LostClaim
 from ._stop import StopControl, Wire
-from ._store import JournalState, JournalStore, LostClaim
+from ._store import JournalStore
 from ._tracking import ItemState, Tracker
 from ._unrecorded import Unrecorded
 

@@ -36,7 +36,8 @@ import anyio
 import anyio.to_thread
 
 from .._base._exceptions import JournalError, JournalUnavailable
-from ._store import JournalStore, LostClaim
+from ._journal_types import LostClaim
+from ._store import JournalStore
 
 __all__ = ["SIDECAR_SUFFIX", "IdNote", "Unrecorded", "Unwritten", "sidecar_for"]
 

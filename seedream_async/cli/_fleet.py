@@ -16,8 +16,8 @@ from rich.table import Table
 
 from .._base._exceptions import JournalError, JournalUnavailable
 from .._engine import PostgresJournal, open_journal
+from .._engine._journal_types import JournalState
 from .._engine._pgjournal import redact_dsn
-from .._engine._store import JournalState
 from ._options import ENV_DSN, EXIT_INTERRUPTED, EXIT_JOURNAL, EXIT_OK, EXIT_USAGE, is_dsn
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import Any
 from .._base._constants import DEFAULT_MODEL
 from .._base._exceptions import PredictionFailed
 from .._engine._items import EditItem
-from .._engine._store import ItemRecord, JournalState
+from .._engine._journal_types import ItemRecord, JournalState
 
 __all__ = [
     "AMBIGUOUS",

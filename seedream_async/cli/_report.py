@@ -24,7 +24,7 @@ from .._base._constants import DEFAULT_MODEL
 from .._base._exceptions import PredictionFailed
 from .._engine._items import BatchResult, EditItem, ResultStatus
 from .._engine._journal import open_journal
-from .._engine._store import Attempt, ItemRecord, JournalState
+from .._engine._journal_types import Attempt, ItemRecord, JournalState
 from ._options import is_dsn
 from ._reroll import REROLLED_DIR
 

@@ -80,7 +80,7 @@ def handle(ns: argparse.Namespace) -> int:
 
 
 async def _dry_run(ns: argparse.Namespace, console: Console, errors: Console) -> int:
-    from ..._engine._store import JournalState
+    from ..._engine._journal_types import JournalState
     from .._fleet import print_fleet_status
     from .._summary import estimate
 
