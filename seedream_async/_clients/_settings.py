@@ -14,7 +14,7 @@ import httpx
 from .._base._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
 from .._base._exceptions import ConfigurationError
 from .._base._secret import Secret
-from .._network._pools import ShardedTransport
+from .._network._transport import Http11Transport
 from .._wire._pricing import PriceModel
 
 __all__ = [
@@ -75,10 +75,10 @@ def price_set(price: PriceModel | None, per_execution: float | None) -> PriceMod
 
 
 def own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-    """The client's own HTTP client: connections in small pools (see ``_pools``)."""
+    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``)."""
     return httpx.AsyncClient(
         timeout=timeout,
-        transport=ShardedTransport(max_connections=max_connections),
+        transport=Http11Transport(max_connections=max_connections),
         follow_redirects=True,
     )
 

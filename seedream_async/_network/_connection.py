@@ -1,0 +1,196 @@
+"""One HTTP/1.1 connection: h11's state machine over an anyio byte stream, errors as httpx's.
+
+Every failure leaves as the httpx exception httpx's own transport raises for it, with the
+request attached: the client's retry and ambiguity rules (``_driver``) read only those.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import ssl
+from contextlib import AbstractContextManager, nullcontext, suppress
+
+import anyio
+import anyio.abc
+import h11
+import httpx
+from anyio.abc import SocketAttribute
+
+__all__ = ["Connection", "Origin", "connect"]
+
+Origin = tuple[str, str, int]
+
+_READ_SIZE = 65_536
+_FLUSH_AT = 65_536
+_BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
+
+
+def _within(timeout: float | None) -> AbstractContextManager[object]:
+    return nullcontext() if timeout is None else anyio.fail_after(timeout)
+
+
+async def connect(
+    origin: Origin, tls: ssl.SSLContext | None, within: float | None, request: httpx.Request
+) -> Connection:
+    """A new connection to ``origin`` (TLS when ``tls`` is given).
+
+    Raises:
+        httpx.ConnectTimeout: not connected within ``within`` seconds.
+        httpx.ConnectError: refused, unreachable, or the TLS handshake failed.
+    """
+    _, host, port = origin
+    try:
+        with _within(within):
+            stream: anyio.abc.ByteStream
+            if tls is None:
+                stream = await anyio.connect_tcp(host, port)
+            else:
+                stream = await anyio.connect_tcp(
+                    host, port, ssl_context=tls, tls_hostname=host, tls_standard_compatible=False
+                )
+    except TimeoutError:
+        message = f"no connection to {host}:{port} within {within} s"
+        raise httpx.ConnectTimeout(message, request=request) from None
+    except _BROKEN as err:
+        message = f"cannot connect to {host}:{port}: {err}"
+        raise httpx.ConnectError(message, request=request) from err
+    return Connection(origin, stream)
+
+
+class Connection:
+    """An open connection: send one request, read its response, then maybe another."""
+
+    def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
+        self.origin = origin
+        self.idle_since = 0.0
+        self._stream = stream
+        self._h11 = h11.Connection(h11.CLIENT)
+        self._socket: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)
+        self._read_timeout: float | None = None
+
+    def reusable(self) -> bool:
+        """Whether an idle connection can carry another request: its socket has nothing
+        to read (a server that closed it makes it readable, at EOF)."""
+        if self._socket is None or self._socket.fileno() < 0:
+            return False
+        poller = select.poll()
+        poller.register(self._socket, select.POLLIN)
+        return not poller.poll(0)
+
+    def next_cycle(self) -> bool:
+        """Ready the connection for its next request; False when it must be closed (the
+        response was not read to its end, or either side asked to close)."""
+        conn = self._h11
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            return True
+        return False
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            with suppress(*_BROKEN):
+                await self._stream.aclose()
+
+    async def exchange(
+        self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
+    ) -> h11.Response:
+        """Send ``request`` and read its response's head (1xx answers skipped).
+
+        A server may answer and close before the whole body is sent (a 413, say): a write
+        error is then held back and the answer read instead, as httpx's transport does.
+        """
+        self._read_timeout = read_timeout
+        try:
+            await self._send_request(request, write_timeout)
+        except httpx.WriteError as err:
+            try:
+                return await self._head(request)
+            except httpx.TransportError:
+                raise err from None
+        return await self._head(request)
+
+    async def _send_request(self, request: httpx.Request, within: float | None) -> None:
+        url = request.url
+        head = h11.Request(method=request.method, target=url.raw_path, headers=request.headers.raw)
+        parts = [self._encode(head, request)]
+        size = len(parts[0])
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        async for chunk in request.stream:
+            if not chunk:
+                continue
+            parts.append(self._encode(h11.Data(data=chunk), request))
+            size += len(chunk)
+            if size >= _FLUSH_AT:
+                await self._send(b"".join(parts), within, request)
+                parts, size = [], 0
+        parts.append(self._encode(h11.EndOfMessage(), request))
+        await self._send(b"".join(parts), within, request)
+
+    def _encode(self, event: h11.Event, request: httpx.Request) -> bytes:
+        try:
+            return self._h11.send(event) or b""
+        except h11.LocalProtocolError as err:
+            raise httpx.LocalProtocolError(str(err), request=request) from err
+
+    async def _send(self, data: bytes, within: float | None, request: httpx.Request) -> None:
+        try:
+            with _within(within):
+                await self._stream.send(data)
+        except TimeoutError:
+            message = f"request not sent within {within} s"
+            raise httpx.WriteTimeout(message, request=request) from None
+        except _BROKEN as err:
+            message = f"connection broke while sending: {err}"
+            raise httpx.WriteError(message, request=request) from err
+
+    async def _head(self, request: httpx.Request) -> h11.Response:
+        while True:
+            event = await self._next_event(request)
+            if isinstance(event, h11.Response):
+                return event
+
+    async def next_chunk(self, request: httpx.Request) -> bytes | None:
+        """The response body's next bytes, or None at its end."""
+        while True:
+            event = await self._next_event(request)
+            if isinstance(event, h11.Data):
+                if event.data:
+                    return bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return None
+
+    async def _next_event(self, request: httpx.Request) -> h11.Event:
+        conn = self._h11
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as err:
+                raise httpx.RemoteProtocolError(_protocol_message(err), request=request) from err
+            if event is h11.NEED_DATA:
+                conn.receive_data(await self._receive(request))
+            elif event is h11.PAUSED:  # only after a whole response, which ends the reads
+                raise httpx.RemoteProtocolError("read past the response's end", request=request)
+            else:
+                assert isinstance(event, h11.Event)
+                return event
+
+    async def _receive(self, request: httpx.Request) -> bytes:
+        timeout = self._read_timeout
+        try:
+            with _within(timeout):
+                return await self._stream.receive(_READ_SIZE)
+        except anyio.EndOfStream:
+            return b""
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no answer within {timeout} s", request=request) from None
+        except _BROKEN as err:
+            message = f"connection broke while reading: {err}"
+            raise httpx.ReadError(message, request=request) from err
+
+
+def _protocol_message(err: h11.RemoteProtocolError) -> str:
+    text = str(err)
+    if "peer unexpectedly closed" in text or "without sending" in text:
+        return "Server disconnected without sending a complete response."
+    return f"the server broke HTTP/1.1: {text}"

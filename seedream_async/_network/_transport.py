@@ -1,0 +1,197 @@
+"""The HTTP transport the client makes for itself: HTTP/1.1 on h11 and anyio, O(1) a request.
+
+httpcore's connection pool (1.0) rescans every connection it holds whenever a request
+starts or ends: a socket-readability check per idle connection and a count over the whole
+pool, O(connections^2) per request. Even split into small pools, httpcore's own layers
+(the pool's request queue, its connection and stream wrappers, trace hooks) cost as much
+CPU again as the HTTP itself (``benchmarks/README.md``, the profile). :class:`Http11Transport`
+is the same protocol engine httpcore uses, h11, over anyio's streams, with a pool that does
+only what a client of one API and one storage host needs:
+
+* an idle stack per origin (scheme, host, port), last in first out, so a quiet run keeps
+  reusing its warmest connections and the rest expire;
+* one readability check on the connection taken (a kept-alive connection the server
+  closed reads as ready at EOF), never a scan of the others;
+* at most ``max_connections`` requests in flight, waiting (up to the pool timeout) beyond;
+* httpx's timeouts (connect, read, write, pool) and its exceptions, so retry and
+  ambiguity decisions read the same errors as with httpx's own transport: a request
+  whose connection could not be made is a ``ConnectError``/``ConnectTimeout`` (never
+  sent), anything later a read, write or protocol error (maybe sent).
+
+It speaks HTTP/1.1 only, over TCP or TLS. An ``http_client`` you pass to the client is
+yours, untouched: pass one with ``httpx.AsyncHTTPTransport(http2=True)`` or a proxy for
+those.
+"""
+
+from __future__ import annotations
+
+import ssl
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import anyio
+import httpx
+
+from ._connection import Connection, Origin, connect
+
+__all__ = ["Http11Transport"]
+
+_KEEPALIVE_EXPIRY = 5.0
+
+
+class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
+    """A response body read from its connection, which goes back to the pool (or is
+    closed) when the body is closed.
+
+    Its own iterator, not an async generator: a read cancelled midway leaves no half-run
+    generator for the event loop to finalise (trio warns of those).
+    """
+
+    def __init__(self, transport: Http11Transport, conn: Connection, request: httpx.Request):
+        self._transport = transport
+        self._conn: Connection | None = conn
+        self._request = request
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            raise httpx.StreamClosed()
+        chunk = await conn.next_chunk(self._request)
+        if chunk is None:
+            raise StopAsyncIteration
+        return chunk
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._transport._give_back(conn)
+
+
+class Http11Transport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 connections kept alive per origin, reused last in first out.
+
+    Args:
+        max_connections: requests in flight at once (each holds one connection); also the
+            most idle connections kept per origin.
+        ssl_context: for ``https`` origins; httpx's default (certifi) when None.
+        keepalive_expiry: seconds an idle connection is kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_expiry: float = _KEEPALIVE_EXPIRY,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError("max_connections must be positive")
+        self._slots = anyio.Semaphore(max_connections)
+        self._max_idle = max_connections
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._ssl_context = ssl_context
+        self._expiry = keepalive_expiry
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        """Requests holding a connection now (their response bodies not yet closed)."""
+        return self._max_idle - self._slots.value
+
+    @property
+    def idle(self) -> int:
+        """Connections kept alive, idle, over every origin."""
+        return sum(len(stack) for stack in self._idle.values())
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        return self._ssl_context
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        timeouts = request.extensions.get("timeout", {})
+        await self._acquire(timeouts.get("pool"), request)
+        try:
+            conn = await self._checkout(request, timeouts.get("connect"))
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            head = await conn.exchange(request, timeouts.get("write"), timeouts.get("read"))
+        except BaseException:
+            await conn.close()
+            self._slots.release()
+            raise
+        return httpx.Response(
+            head.status_code,
+            headers=head.headers,
+            stream=_Body(self, conn, request),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
+
+    async def _acquire(self, within: float | None, request: httpx.Request) -> None:
+        slots = self._slots
+        if slots.value:
+            slots.acquire_nowait()
+            return
+        try:
+            with anyio.fail_after(within):
+                await slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout(
+                "timed out waiting for a free connection", request=request
+            ) from None
+
+    async def _checkout(self, request: httpx.Request, within: float | None) -> Connection:
+        url = request.url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin: Origin = (url.scheme, url.host, port)
+        stack = self._idle.get(origin)
+        if stack:
+            await self._expire(stack)
+            while stack:
+                conn = stack.pop()
+                if conn.reusable():
+                    return conn
+                await conn.close()
+        tls = self._tls() if origin[0] == "https" else None
+        return await connect(origin, tls, within, request)
+
+    async def _expire(self, stack: list[Connection]) -> None:
+        """Close the idle connections past the keep-alive expiry: the stack's bottom, as
+        it is ordered by the time each was given back."""
+        cutoff = time.monotonic() - self._expiry
+        while stack and stack[0].idle_since < cutoff:
+            await stack.pop(0).close()
+
+    async def _give_back(self, conn: Connection) -> None:
+        self._slots.release()
+        if self._closed or not conn.next_cycle():
+            await conn.close()
+            return
+        stack = self._idle.setdefault(conn.origin, [])
+        conn.idle_since = time.monotonic()
+        stack.append(conn)
+        if len(stack) > self._max_idle:
+            await stack.pop(0).close()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        stacks, self._idle = self._idle, {}
+        for stack in stacks.values():
+            for conn in stack:
+                await conn.close()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_value: BaseException | None = None,
+        traceback: TracebackType | None = None,
+    ) -> None:
+        await self.aclose()
