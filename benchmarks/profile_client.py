@@ -4,9 +4,11 @@
         --time-scale 0.25 --top 5
 
 Starts ``python -m seedream_async.testing`` exactly as the harness does, runs the
-contender as ``python -m cProfile -o OUT -m benchmarks.contenders.<module> ...``, then
-prints the ``--top`` functions by own time (tottime) with their call counts, the run's CPU
-per prediction and the load average. ``--sort cumulative`` ranks by inclusive time instead.
+contender under cProfile (``benchmarks/_cpu_profile.py``), then prints the ``--top``
+functions by own time (tottime) with their call counts, the run's CPU per prediction and
+the load average. ``--sort cumulative`` ranks by inclusive time instead. ``--clock cpu``
+(the default) times functions by the process's CPU time, so waiting (``epoll``, a busy
+machine's run queue) is not counted; ``--clock wall`` is plain ``python -m cProfile``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--top", type=int, default=5)
     parser.add_argument("--sort", default="tottime", choices=("tottime", "cumulative"))
+    parser.add_argument("--clock", default="cpu", choices=("cpu", "wall"))
     parser.add_argument("--output", type=Path, default=None, help="keep the .prof file here")
     return parser
 
@@ -53,9 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         prof = ns.output or folder / "client.prof"
         load = os.getloadavg()
         with SimProcess(seed=ns.seed, time_scale=ns.time_scale, log=folder / "sim.log") as sim:
+            profiler = (
+                ["-m", "benchmarks._cpu_profile", str(prof)]
+                if ns.clock == "cpu"
+                else ["-m", "cProfile", "-o", str(prof), "-m"]
+            )
             argv_ = [
-                sys.executable, "-m", "cProfile", "-o", str(prof),
-                "-m", f"benchmarks.contenders.{contender.module}",
+                sys.executable, *profiler, f"benchmarks.contenders.{contender.module}",
                 "--base-url", sim.base_url, "--key", sim.key,
                 "--spec", json.dumps(spec.to_json()), "--time-scale", repr(ns.time_scale),
                 "--concurrency", str(ns.concurrency), *contender.args,
@@ -69,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         result = json.loads(line.removeprefix("BENCH-RESULT "))
         print(
             f"{ns.contender}: N={ns.n} concurrency={ns.concurrency} time_scale={ns.time_scale}"
+            f" clock={ns.clock}"
             f" | {requests} HTTP requests | CPU {1000 * result['cpu_s'] / ns.n:.2f} ms/pred"
             f" (profiled) | makespan {result['makespan_s']:.1f} s"
             f" | load {load[0]:.2f} -> {os.getloadavg()[0]:.2f}"

@@ -1,67 +1,285 @@
-"""The client's own transport: httpx's, split into small pools, against the simulator."""
+"""The client's own HTTP/1.1 transport, against the simulator and against small servers that
+misbehave on purpose (close kept-alive connections, answer nothing, hang up mid-answer)."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
+import datetime
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from _helpers import simulated
 
 from seedream_async import EditRequest
-from seedream_async._network._pools import ShardedTransport
+from seedream_async._network._transport import Http11Transport
 from seedream_async.testing import make_png, serve
 
 pytestmark = pytest.mark.anyio
 
+Handler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
+_OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
-async def test_more_requests_than_one_pool_holds_all_arrive_and_free_their_slots() -> None:
-    """Pools fill first-fit (two open responses in the first pool, the third in the
-    second); 40 requests at once over 3 pools of 2 all get their answers; every slot is
-    free once bodies are closed (read to the end, or closed unread)."""
+
+async def _read_head(stream: anyio.abc.ByteStream) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive()
+        data += chunk
+    return data
+
+
+@asynccontextmanager
+async def _server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[str]:
+    """A TCP (or TLS) server on 127.0.0.1 running ``handler`` per connection; yields its URL."""
+    listener: anyio.abc.Listener[anyio.abc.ByteStream]
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    listener = tcp if tls is None else anyio.streams.tls.TLSListener(tcp, tls, False)
+
+    async def guarded(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            try:
+                await handler(stream)
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, guarded)
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        group.cancel_scope.cancel()
+
+
+async def _answer_forever(stream: anyio.abc.ByteStream) -> None:
+    while True:
+        await _read_head(stream)
+        await stream.send(_OK)
+
+
+async def test_sequential_requests_reuse_one_connection() -> None:
+    async with _server(_answer_forever) as url:
+        transport = Http11Transport(max_connections=8)
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(5):
+                assert (await http.get(url)).text == "ok"
+        assert transport.opened == 1
+
+
+async def test_many_requests_at_once_stay_within_max_connections() -> None:
+    """40 requests, 6 slots: never more than 6 in flight, every answer arrives, every slot
+    is free once bodies are closed (read to the end, or closed unread)."""
     async with serve(time_scale=0.001, seed=3) as sim:
-        transport = ShardedTransport(max_connections=6, per_pool=2)
+        transport = Http11Transport(max_connections=6)
         path = "/api/v1/model/prediction/nope"
         headers = {"Authorization": f"Bearer {sim.api_key}"}
+        most = 0
         async with httpx.AsyncClient(transport=transport, base_url=sim.base_url) as http:
-            async with AsyncExitStack() as held:
-                for expected in ([1, 0, 0], [2, 0, 0], [2, 1, 0]):
-                    await held.enter_async_context(http.stream("GET", path, headers=headers))
-                    assert transport._busy == expected
-            assert transport._busy == [0, 0, 0]
 
             async def one(n: int) -> None:
-                if n % 2:
-                    response = await http.get(path, headers=headers)
+                nonlocal most
+                async with http.stream("GET", path, headers=headers) as response:
+                    most = max(most, transport.in_flight)
                     assert response.status_code in (400, 404)
-                else:
-                    async with http.stream("GET", path, headers=headers) as response:
-                        assert response.status_code in (400, 404)
+                    if n % 2:
+                        await response.aread()
 
             async with anyio.create_task_group() as group:
                 for n in range(40):
                     group.start_soon(one, n)
-            assert transport._busy == [0, 0, 0]
-        assert len(transport._pools) == 3
+            assert transport.in_flight == 0
+            assert most <= 6
+            assert transport.opened <= 40
+            assert transport.idle <= 6
 
 
-async def test_the_client_runs_a_batch_through_its_own_pools() -> None:
-    """A client made without an http_client sends uploads, submits and polls through a
-    ShardedTransport, and leaves no slot counted busy."""
+async def test_a_kept_alive_connection_the_server_closed_is_not_reused() -> None:
+    """The server answers once and hangs up; the next request opens a new connection
+    instead of failing on the dead one."""
+
+    async def once(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await stream.send(_OK)
+
+    async with _server(once) as url:
+        transport = Http11Transport(max_connections=4)
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(3):
+                assert (await http.get(url)).text == "ok"
+                await anyio.sleep(0.05)  # the server's close reaches us
+        assert transport.opened == 3
+
+
+async def test_connection_refused_is_a_connect_error() -> None:
+    tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = tcp.extra(anyio.abc.SocketAttribute.local_port)
+    await tcp.aclose()
+    transport = Http11Transport(max_connections=2)
+    async with httpx.AsyncClient(transport=transport) as http:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await http.get(f"http://127.0.0.1:{port}/")
+    assert caught.value.request.url.port == port
+    assert transport.in_flight == 0
+
+
+async def test_no_answer_is_a_read_timeout_and_frees_the_slot() -> None:
+    async def silent(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await anyio.sleep(30)
+
+    async with _server(silent) as url:
+        transport = Http11Transport(max_connections=2)
+        async with httpx.AsyncClient(transport=transport, timeout=0.2) as http:
+            with pytest.raises(httpx.ReadTimeout):
+                await http.get(url)
+        assert transport.in_flight == 0
+        assert transport.idle == 0
+
+
+async def test_a_hang_up_before_the_answer_is_a_protocol_error() -> None:
+    async def hang_up(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+
+    async with _server(hang_up) as url:
+        transport = Http11Transport(max_connections=2)
+        async with httpx.AsyncClient(transport=transport) as http:
+            with pytest.raises(httpx.RemoteProtocolError, match="disconnected"):
+                await http.post(url, content=b"x" * 1000)
+        assert transport.in_flight == 0
+
+
+async def test_a_body_cut_short_is_a_protocol_error_and_the_connection_is_dropped() -> None:
+    async def cut(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+
+    async with _server(cut) as url:
+        transport = Http11Transport(max_connections=2)
+        async with httpx.AsyncClient(transport=transport) as http:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await http.get(url)
+        assert (transport.in_flight, transport.idle) == (0, 0)
+
+
+async def test_chunked_answers_and_streamed_uploads() -> None:
+    """A streamed request body (no length: chunked) arrives whole; a chunked answer is
+    read whole, and the connection is reused after it."""
+    received: list[bytes] = []
+
+    async def echo_size(stream: anyio.abc.ByteStream) -> None:
+        while True:
+            data = await _read_head(stream)
+            while not data.endswith(b"0\r\n\r\n"):
+                data += await stream.receive()
+            received.append(data)
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+            )
+
+    async def parts() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"\x01" * 10_000
+
+    async with _server(echo_size) as url:
+        transport = Http11Transport(max_connections=2)
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(2):
+                response = await http.post(url, content=parts())
+                assert response.text == "abcdefg"
+        assert transport.opened == 1
+        assert all(message.count(b"\x01") == 200_000 for message in received)
+
+
+async def test_a_cancelled_request_frees_its_slot_and_drops_its_connection() -> None:
+    async def slow(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await anyio.sleep(30)
+
+    async with _server(slow) as url:
+        transport = Http11Transport(max_connections=1)
+        async with httpx.AsyncClient(transport=transport) as http:
+            with anyio.move_on_after(0.2):
+                await http.get(url)
+            assert (transport.in_flight, transport.idle) == (0, 0)
+
+
+def _self_signed(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for 127.0.0.1, and a client context
+    that trusts it."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+async def test_https_verifies_the_certificate(tmp_path: Path) -> None:
+    """Over TLS: a trusted certificate carries requests on one reused connection; an
+    untrusted one is a ConnectError (nothing was sent)."""
+    server_tls, client_tls = _self_signed(tmp_path)
+    async with _server(_answer_forever, tls=server_tls) as url:
+        transport = Http11Transport(max_connections=2, ssl_context=client_tls)
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(3):
+                assert (await http.get(url)).text == "ok"
+        assert transport.opened == 1
+        untrusting = Http11Transport(max_connections=2)
+        async with httpx.AsyncClient(transport=untrusting) as http:
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                await http.get(url)
+
+
+async def test_the_client_runs_through_its_own_transport() -> None:
+    """A client made without an http_client sends uploads, submits and polls through an
+    Http11Transport, on a few reused connections, and leaves no slot held."""
     async with simulated() as (sim, client):
-        assert isinstance(client._http._transport, ShardedTransport)
+        transport = client._http._transport
+        assert isinstance(transport, Http11Transport)
         uploaded = await client.upload(make_png(8, 8))
         prediction = await client.submit(EditRequest(prompt="x", images=[uploaded.download_url]))
         done = await client.wait(prediction.id)
         assert done.done
-        assert sum(client._http._transport._busy) == 0
+        assert transport.in_flight == 0
+        assert transport.opened <= 2  # the API and the storage host
     assert sim.ledger.executions == 1
 
 
-def test_the_pools_split_max_connections() -> None:
-    """ceil(max_connections / per_pool) pools, never more connections than asked for."""
-    assert len(ShardedTransport(max_connections=128)._pools) == 64
-    assert len(ShardedTransport(max_connections=3, per_pool=8)._pools) == 1
+def test_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
-        ShardedTransport(max_connections=0)
+        Http11Transport(max_connections=0)

@@ -191,6 +191,6 @@ class Connection:
 
 def _protocol_message(err: h11.RemoteProtocolError) -> str:
     text = str(err)
-    if "peer unexpectedly closed" in text or "without sending" in text:
+    if "ConnectionClosed" in text or "peer unexpectedly closed" in text:
         return "Server disconnected without sending a complete response."
     return f"the server broke HTTP/1.1: {text}"

@@ -96,6 +96,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._ssl_context = ssl_context
         self._expiry = keepalive_expiry
         self._closed = False
+        self.opened = 0
+        """Connections opened so far (a reused one is not counted again)."""
 
     @property
     def in_flight(self) -> int:
@@ -161,7 +163,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     return conn
                 await conn.close()
         tls = self._tls() if origin[0] == "https" else None
-        return await connect(origin, tls, within, request)
+        conn = await connect(origin, tls, within, request)
+        self.opened += 1
+        return conn
 
     async def _expire(self, stack: list[Connection]) -> None:
         """Close the idle connections past the keep-alive expiry: the stack's bottom, as
