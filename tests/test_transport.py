@@ -283,3 +283,18 @@ async def test_the_client_runs_through_its_own_transport() -> None:
 def test_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Http11Transport(max_connections=0)
+
+
+async def test_a_proxy_in_the_environment_gets_httpx_own_transport(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our transport connects straight to hosts; with HTTPS_PROXY set the client uses
+    httpx's transport, which routes through the proxy."""
+    from seedream_async import AsyncSeedream
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    async with AsyncSeedream("key", base_url="https://api.example.test") as client:
+        assert not isinstance(client._http._transport, Http11Transport)
+        assert client._http._transport_for_url(httpx.URL("https://x.test/")) is not (
+            client._http._transport
+        )

@@ -7,7 +7,10 @@ constructor reads as a list of what it sets.
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
+import urllib.request
+from typing import Any
 
 import httpx
 
@@ -75,12 +78,37 @@ def price_set(price: PriceModel | None, per_execution: float | None) -> PriceMod
 
 
 def own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``)."""
+    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``).
+
+    With a proxy set in the environment (``HTTPS_PROXY``, ``ALL_PROXY``...), httpx's own
+    transport instead: it honours those variables, and ours speaks only straight to hosts.
+    """
+    if _environment_proxies():
+        limits = httpx.Limits(max_connections=max_connections)
+        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True)
     return httpx.AsyncClient(
         timeout=timeout,
         transport=Http11Transport(max_connections=max_connections),
         follow_redirects=True,
+        cookies=_NoCookies(),
     )
+
+
+class _NoCookies(http.cookiejar.CookieJar):
+    """A jar that keeps nothing: the API authenticates by key, and storing the cookies of
+    every answer (httpx does, through ``http.cookiejar``) cost a tenth of a poll's CPU."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names an HTTP(S) proxy (the variables httpx reads)."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 def check_limits(

@@ -34,6 +34,9 @@ logger = logging.getLogger("seedream_async")
 # Same-origin redirects an API call follows (a path moved); never one to another origin.
 _MAX_REDIRECTS = 3
 
+# Parsed URLs kept (a poll URL each for the predictions in flight, and a few more).
+_URLS_KEPT = 4096
+
 
 class Endpoint:
     """Sends authenticated requests to one API origin.
@@ -72,6 +75,10 @@ class Endpoint:
         # True once the API has answered any request with success: until then a 401 or
         # 404 may well mean a wrong base URL (Atlas answers a wrong path with 401).
         self._answered = False
+        # Parsed once: httpx validates a URL string character by character, and a poll's
+        # URL is sent again every few seconds until its prediction ends.
+        self._urls: dict[tuple[str, bool], httpx.URL] = {}
+        self._fixed_headers: httpx.Headers | None = None
 
     def with_options(
         self, *, timeout: httpx.Timeout | None = None, headers: httpx.Headers | None = None
@@ -128,8 +135,7 @@ class Endpoint:
             TransportError: a transport failure that is not retried (any more).
             AmbiguousSubmission: a submit failed after it may have reached the server.
         """
-        prefix = "" if from_origin else self._base_url.path.rstrip("/")
-        url = self._base_url.copy_with(path=prefix + path)
+        url = self._url(path, from_origin)
         timeout, deadline = self._timing(read_timeout)
 
         async def attempt() -> httpx.Response:
@@ -137,6 +143,7 @@ class Endpoint:
             content = None
             if upload is not None:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
+                headers = httpx.Headers(headers)
                 headers.update(part_headers)
             request = self._http.build_request(
                 method, url, headers=headers, json=json, content=content, timeout=timeout
@@ -172,14 +179,28 @@ class Endpoint:
             deadline = max(deadline, read_timeout)
         return timeout, deadline
 
+    def _url(self, path: str, from_origin: bool) -> httpx.URL:
+        url = self._urls.get((path, from_origin))
+        if url is None:
+            prefix = "" if from_origin else self._base_url.path.rstrip("/")
+            url = self._base_url.copy_with(path=prefix + path)
+            if len(self._urls) >= _URLS_KEPT:
+                self._urls.clear()
+            self._urls[path, from_origin] = url
+        return url
+
     def _headers(self) -> httpx.Headers:
+        """Every request's headers (built once; never changed in place: copy to add)."""
         # httpx.Headers, not a dict: its repr masks Authorization, so a traceback that
         # records local variables (Sentry and the like) never shows the key.
-        headers = httpx.Headers(
-            {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
-        )
-        headers.update(self.headers)
-        headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        headers = self._fixed_headers
+        if headers is None:
+            headers = httpx.Headers(
+                {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
+            )
+            headers.update(self.headers)
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+            self._fixed_headers = headers
         return headers
 
     def _checked(
