@@ -103,10 +103,13 @@ class Connection:
     def reusable(self) -> bool:
         """Whether an idle connection can carry another request: its socket has nothing
         to read (a server that closed it makes it readable, at EOF)."""
-        if self._socket is None or self._socket.fileno() < 0:
+        sock = self._socket
+        if sock is None or sock.fileno() < 0:
             return False
+        if not hasattr(select, "poll"):  # Windows
+            return not select.select([sock], [], [], 0)[0]
         poller = select.poll()
-        poller.register(self._socket, select.POLLIN)
+        poller.register(sock, select.POLLIN)
         return not poller.poll(0)
 
     def next_cycle(self) -> bool:
