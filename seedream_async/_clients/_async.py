@@ -62,10 +62,14 @@ class AsyncSeedream(PredictionCalls, ImageTransfers):
     Args:
         api_key: the API key; ``ATLASCLOUD_API_KEY`` from the environment when None.
         base_url: the API's origin; ``ATLASCLOUD_BASE_URL`` or Atlas Cloud's when None.
-        http_client: your own ``httpx.AsyncClient``; it is not closed for you.
+        http_client: your own ``httpx.AsyncClient``; it is not closed for you. Without
+            one the client makes its own on a lean HTTP/1.1 transport (HTTPS verified with
+            certifi's roots), or on httpx's own when the environment names a proxy; pass
+            one for HTTP/2, client certificates or a proxy given in code.
         timeout: per-request timeout in seconds (or an ``httpx.Timeout``), not the time
             a prediction may take (see ``poll.deadline``).
-        max_connections: the connection pool's size, when the client makes its own.
+        max_connections: requests in flight at once (one connection each), when the
+            client makes its own HTTP client.
         retry: the retry policy for failed requests.
         poll: how predictions are polled.
         max_upload_bytes: the largest reference image accepted (checked before upload).
