@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import anyio
@@ -43,10 +43,8 @@ async def _server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncI
 
     async def guarded(stream: anyio.abc.ByteStream) -> None:
         async with stream:
-            try:
+            with suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 await handler(stream)
-            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
 
     async with listener, anyio.create_task_group() as group:
         group.start_soon(listener.serve, guarded)
