@@ -61,6 +61,7 @@ CONTENDERS = {
     "seedream-thrifty": Contender("seedream_default", ("--preset", "thrifty")),
     "seedream-fast": Contender("seedream_default", ("--preset", "fast", "--poll-rate-scale", "3")),
     "seedream-sync": Contender("seedream_default", ("--completion", "sync")),
+    "seedream-webhook": Contender("seedream_default", ("--completion", "webhook")),
     "seedream-sync-drops": Contender(
         "seedream_default",
         ("--completion", "sync"),

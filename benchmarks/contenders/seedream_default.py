@@ -3,7 +3,9 @@
 ``--preset thrifty|fast`` runs it with the poll policy's thrifty (3 polls a prediction) or
 fast (12) preset instead of the default (6); ``--poll-rate-scale`` multiplies the batch's
 ``poll_rate`` cap (the fast preset asks more polls a second than the default cap allows).
-``--completion sync`` submits in sync mode (no polls).
+``--completion sync`` submits in sync mode (no polls); ``--completion webhook`` has the
+simulator POST each result to the client's own receiver on 127.0.0.1 (``client.webhooks
+.listen()``), with polling only as the late fallback.
 
 Scaled: the :class:`PollPolicy` poll durations (``PollPolicy().scaled(ts)``: first poll,
 interval, max interval) and the ``poll_rate`` cap (default polls per second divided by
@@ -39,11 +41,15 @@ async def _run(ns: argparse.Namespace) -> None:
         EditItem(key=key, prompt=prompt, images=images, max_images=max_images_of(spec, index))
         for index, (key, prompt, images) in enumerate(item_specs(spec))
     )
-    async with AsyncSeedream(ns.key, base_url=ns.base_url, poll=policy) as client:
+    async with (
+        AsyncSeedream(ns.key, base_url=ns.base_url, poll=policy) as client,
+        client.webhooks.listen() as hook,
+    ):
+        hooks = {"webhook_url": hook.url} if ns.completion == "webhook" else {}
         meter.start()
         async for result in client.edit_batch(
             items, concurrency=ns.concurrency, poll=policy, poll_rate=poll_rate,
-            completion=ns.completion,
+            completion=ns.completion, **hooks,
         ):  # fmt: skip
             statuses[result.status.value] += 1
             if result.status is ResultStatus.SUCCEEDED:
@@ -62,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--preset", choices=("default", "thrifty", "fast"), default="default")
     parser.add_argument("--poll-rate-scale", type=float, default=1.0)
-    parser.add_argument("--completion", choices=("poll", "sync"), default="poll")
+    parser.add_argument("--completion", choices=("poll", "sync", "webhook"), default="poll")
     anyio.run(_run, parse_args(__doc__ or "", parser))
 
 
