@@ -32,6 +32,7 @@ from seedream_async import (
     TransportError,
 )
 from seedream_async._base._constants import API_KEY_ENV, BASE_URL_ENV
+from seedream_async._network._transport import Http11Transport
 from seedream_async._wire._requests import build_request
 from seedream_async.testing import Faults, Shapes, Simulator, make_png, serve
 
@@ -65,15 +66,19 @@ async def connected(
 ) -> AsyncIterator[AsyncSeedream]:
     """A client for ``sim`` over our own httpx client, which runs ``hooks`` per request.
 
-    Sharing one SSL context saves the ~20 ms each new httpx client spends loading CA
-    certificates; the client's own httpx client is covered by the tests that need it.
+    It runs on the transport the client makes for itself (``Http11Transport``), so these
+    tests of drops, timeouts and error answers check its error mapping too. Sharing one
+    SSL context saves the ~20 ms each new transport spends loading CA certificates.
     """
     options.setdefault("retry", FAST_RETRY)
     options.setdefault("poll", FAST_POLL)
     options.setdefault("rng", random.Random(0))
     options.setdefault("api_key", KEY)
     async with (
-        httpx.AsyncClient(verify=SSL_CONTEXT, event_hooks={"request": hooks or []}) as http,
+        httpx.AsyncClient(
+            transport=Http11Transport(max_connections=100, ssl_context=SSL_CONTEXT),
+            event_hooks={"request": hooks or []},
+        ) as http,
         AsyncSeedream(base_url=sim.base_url, http_client=http, **options) as client,
     ):
         yield client
