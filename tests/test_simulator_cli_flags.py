@@ -30,6 +30,7 @@ def test_documented_flags_reach_the_config() -> None:
         "--output-format=jpeg",
         "--error-body=message",
         "--unknown-path-status=404",
+        "--compression=gzip",
     )
     faults, shapes = config.faults, config.shapes
     assert faults.send_retry_after is True
@@ -41,6 +42,7 @@ def test_documented_flags_reach_the_config() -> None:
     assert faults.sync_timeout_id is False
     assert (shapes.output_count, shapes.output_format) == ("model", "jpeg")
     assert (shapes.error_body, shapes.unknown_path_status) == ("message", 404)
+    assert shapes.compression == "gzip"
 
 
 def test_flag_defaults_are_the_library_defaults() -> None:

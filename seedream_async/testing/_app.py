@@ -130,7 +130,9 @@ class App(Predictions):
 
     async def _handle_api(self, request: Request) -> Response | None:
         response = await self._answer_api(request)
-        return None if response is None else self._with_request_id(response)
+        if response is None:
+            return None
+        return self._compressed(request, self._with_request_id(response))
 
     async def _answer_api(self, request: Request) -> Response | None:
         config = self.config

@@ -111,6 +111,13 @@ def _add_shapes(parser: argparse.ArgumentParser, shapes: Shapes) -> None:
         default=shapes.unknown_path_status,
         help="what a request to an unknown path gets (default: %(default)s)",
     )
+    group.add_argument(
+        "--compression",
+        choices=("none", "gzip"),
+        default=shapes.compression,
+        help="'gzip': compress JSON answers when the client accepts it, as a CDN does "
+        "(default: %(default)s)",
+    )
 
 
 def documented_faults(ns: argparse.Namespace) -> dict[str, Any]:
@@ -133,4 +140,5 @@ def documented_shapes(ns: argparse.Namespace) -> Shapes:
         output_format=ns.output_format,
         error_body=ns.error_body,
         unknown_path_status=ns.unknown_path_status,
+        compression=ns.compression,
     )

@@ -137,6 +137,9 @@ class Shapes:
             Cloud's errors page shows; ``"message"``: ``{"message", "code"}``.
         unknown_path_status: what a request to an unknown path gets: 401, as Atlas Cloud's
             gateway authenticates before it routes; 404 for a plain server.
+        compression: ``"gzip"``: JSON answers are gzip-compressed whenever the request's
+            ``Accept-Encoding`` allows it, as a CDN in front of an API compresses them
+            (Atlas Cloud's docs say nothing of it either way); ``"none"``: never.
     """
 
     output_key: Literal["outputs", "output"] = "outputs"
@@ -153,6 +156,7 @@ class Shapes:
     output_format: Literal["jpeg", "png"] = "jpeg"
     error_body: Literal["atlas", "message"] = "atlas"
     unknown_path_status: int = 401
+    compression: Literal["none", "gzip"] = "none"
 
     def __post_init__(self) -> None:
         if self.timestamps not in _TIMESTAMPS:
@@ -161,6 +165,8 @@ class Shapes:
             raise ValueError(f"Shapes.upload must be one of {_UPLOADS}")
         if not self.running:
             raise ValueError("Shapes.running needs at least one status")
+        if self.compression not in ("none", "gzip"):
+            raise ValueError("Shapes.compression must be 'none' or 'gzip'")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,11 +6,12 @@ A base of :class:`~seedream_async.testing._app.App`; its state is set in ``App._
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from typing import Any
 
 from ._config import SimulatorConfig
-from ._http import Response
+from ._http import Request, Response
 from ._ledger import Ledger
 
 __all__ = ["Replies"]
@@ -54,3 +55,14 @@ class Replies:
                 rid = None
         headers = (*response.headers, ("x-request-id", rid or self._request_id()))
         return dataclasses.replace(response, headers=headers)
+
+    def _compressed(self, request: Request, response: Response) -> Response:
+        """``response`` gzip-compressed, when the knob says so and the client accepts gzip."""
+        if self.config.shapes.compression != "gzip" or not response.body:
+            return response
+        accepted = request.headers.get("accept-encoding", "")
+        if "gzip" not in {part.split(";")[0].strip() for part in accepted.split(",")}:
+            return response
+        headers = (*response.headers, ("content-encoding", "gzip"))
+        body = gzip.compress(response.body, mtime=0)
+        return dataclasses.replace(response, body=body, headers=headers)
