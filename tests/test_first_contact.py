@@ -313,3 +313,49 @@ async def test_deadline_bounds_a_trickling_poll() -> None:
         )
     assert isinstance(result.error, DeadlineExceeded)
     assert sim.ledger.executions == 2
+
+
+# -- compressed answers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("own_http", [True, False], ids=["own-http", "given-http"])
+async def test_gzip_compressed_answers_are_read_once(own_http: bool) -> None:
+    """A CDN in front of the API gzips its JSON: every answer is read (decoded once, not
+    twice), on the client's own HTTP path and through an HTTP client the user gives."""
+    shapes = Shapes(output_count="max", compression="gzip")
+    async with simulator(shapes=shapes) as sim:
+        if own_http:
+            client_cm = AsyncSeedream(KEY, base_url=sim.base_url, retry=FAST_RETRY, poll=FAST_POLL)
+        else:
+            client_cm = connected(sim)
+        async with client_cm as client:
+            uploaded = await client.upload(PNG)
+            results = [
+                result
+                async for result in client.edit_batch(
+                    [EditItem(key="k", prompt=PROMPT, images=[uploaded.download_url])]
+                )
+            ]
+            answer = client.last_response(results[0].prediction_id or "")
+    assert [r.status for r in results] == [ResultStatus.SUCCEEDED]
+    assert results[0].outputs
+    assert sim.ledger.executions == 1
+    assert sim.ledger.total_polls >= 1
+    # The kept answer is the decoded JSON, and says nothing of the encoding it came in.
+    assert answer is not None
+    body = answer.json()
+    assert body.get("data", body)["status"] == "completed"
+    assert "content-encoding" not in answer.headers
+
+
+async def test_simulator_compresses_only_what_the_client_accepts() -> None:
+    path, auth = "/api/v1/model/prediction/nope", {"Authorization": f"Bearer {KEY}"}
+    async with (
+        simulator(shapes=Shapes(compression="gzip")) as sim,
+        httpx.AsyncClient(base_url=sim.base_url) as http,
+    ):
+        plain = await http.get(path, headers={**auth, "Accept-Encoding": "identity"})
+        zipped = await http.get(path, headers={**auth, "Accept-Encoding": "gzip"})
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.json() == plain.json() | {"request_id": zipped.json()["request_id"]}

@@ -278,6 +278,44 @@ async def test_the_client_runs_through_its_own_transport() -> None:
     assert sim.ledger.executions == 1
 
 
+async def _moved_then_answered(stream: anyio.abc.ByteStream) -> None:
+    """``/api/v1/model/prediction/p1`` moved (308) to ``.../p1b``, which answers JSON;
+    ``.../p2`` moved to another origin."""
+    body = b'{"id": "p1", "status": "processing"}'
+    while True:
+        target = (await _read_head(stream)).split(b" ", 2)[1]
+        if target.endswith(b"/p1"):
+            await stream.send(
+                b"HTTP/1.1 308 Permanent Redirect\r\nLocation: /api/v1/model/prediction/p1b"
+                b"\r\nContent-Length: 0\r\n\r\n"
+            )
+        elif target.endswith(b"/p2"):
+            await stream.send(
+                b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://elsewhere.invalid/p2"
+                b"\r\nContent-Length: 0\r\n\r\n"
+            )
+        else:
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d"
+            await stream.send(head % len(body) + b"\r\n\r\n" + body)
+
+
+async def test_the_client_follows_same_origin_redirects_on_its_own_transport() -> None:
+    """On the client's direct path (no ``httpx.AsyncClient.send``), a same-origin redirect
+    is followed and one to another origin is refused, as through an HTTP client."""
+    from seedream_async import AsyncSeedream, MalformedResponse, RetryPolicy
+
+    retry = RetryPolicy(max_attempts=1)
+    async with (
+        _server(_moved_then_answered) as url,
+        AsyncSeedream("key", base_url=url, retry=retry) as client,
+    ):
+        assert isinstance(client._http._transport, Http11Transport)
+        prediction = await client.get_prediction("p1")
+        assert (prediction.id, prediction.status) == ("p1", "processing")
+        with pytest.raises(MalformedResponse, match="another origin"):
+            await client.get_prediction("p2")
+
+
 def test_max_connections_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Http11Transport(max_connections=0)

@@ -157,10 +157,12 @@ class AsyncSeedream(PredictionCalls, ImageTransfers):
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
-        self._http = http_client or own_http(timeout, max_connections)
+        self._http, direct = (
+            (http_client, None) if http_client is not None else own_http(timeout, max_connections)
+        )
         self._endpoint = Endpoint(
             self._http, self.base_url, self._key, self._driver,
-            deadline=request_deadline, max_bytes=max_response_bytes,
+            deadline=request_deadline, max_bytes=max_response_bytes, direct=direct,
         )  # fmt: skip
         self._task_group: anyio.abc.TaskGroup | None = None
         self._raw = RawResponses()

@@ -77,21 +77,24 @@ def price_set(price: PriceModel | None, per_execution: float | None) -> PriceMod
     return price
 
 
-def own_http(timeout: float | httpx.Timeout, max_connections: int) -> httpx.AsyncClient:
-    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``).
+def own_http(
+    timeout: float | httpx.Timeout, max_connections: int
+) -> tuple[httpx.AsyncClient, Http11Transport | None]:
+    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``), and
+    that transport, which the API's requests are handed to directly (see ``_endpoint``).
 
     With a proxy set in the environment (``HTTPS_PROXY``, ``ALL_PROXY``...), httpx's own
-    transport instead: it honours those variables, and ours speaks only straight to hosts.
+    transport instead (and None): it honours those variables, and ours speaks only straight
+    to hosts.
     """
     if _environment_proxies():
         limits = httpx.Limits(max_connections=max_connections)
-        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True)
-    return httpx.AsyncClient(
-        timeout=timeout,
-        transport=Http11Transport(max_connections=max_connections),
-        follow_redirects=True,
-        cookies=_NoCookies(),
+        return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True), None
+    transport = Http11Transport(max_connections=max_connections)
+    http = httpx.AsyncClient(
+        timeout=timeout, transport=transport, follow_redirects=True, cookies=_NoCookies()
     )
+    return http, transport
 
 
 class _NoCookies(http.cookiejar.CookieJar):

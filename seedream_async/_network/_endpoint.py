@@ -3,6 +3,12 @@
 Every API call (upload, submit, poll) is one :meth:`Endpoint.send`; the retrying is the
 :class:`~seedream_async._network._driver.Driver`'s, the status-to-error mapping ``_errors.py``'s.
 
+When the client made its HTTP client itself, each request goes straight to its transport
+(``_transport.py``): ``httpx.AsyncClient.send`` adds cookie, auth, redirect and event-hook
+layers the API's requests never use (redirects are followed here, same-origin only), and
+they cost about as much CPU as the HTTP exchange itself. An HTTP client you pass is always
+used whole, hooks and all.
+
 Each attempt is bounded (``_bounded.py``): one overall deadline for the whole exchange, a
 cap on the body, and no redirect off the API's origin (a request body and the key never go
 to another host). An error ``code`` in a 200 body raises as that HTTP status would, inside
@@ -25,6 +31,7 @@ from .._wire._envelope import envelope_error
 from ._bounded import bounded, read_capped, same_origin
 from ._driver import Driver, RefusedHook
 from ._errors import status_error
+from ._transport import Http11Transport
 from ._upload import PreparedUpload, multipart_body
 
 __all__ = ["Endpoint", "read_json"]
@@ -36,6 +43,27 @@ _MAX_REDIRECTS = 3
 
 # Parsed URLs kept (a poll URL each for the predictions in flight, and a few more).
 _URLS_KEPT = 4096
+
+# What httpx's client asks for by default, asked for too when the transport is used directly.
+_ACCEPT_ENCODING = "gzip, deflate"
+# Headers that describe the body as it came over the wire, not as it is once decoded.
+_WIRE_HEADERS = ("content-encoding", "content-length")
+
+
+class _Answer(httpx.Response):
+    """A response whose JSON body is parsed once: the envelope check and the caller both
+    read it (a poll's answer is read about six times per prediction)."""
+
+    _parsed: Any = None
+    _has_parsed = False
+
+    def json(self, **kwargs: Any) -> Any:
+        if kwargs:
+            return super().json(**kwargs)
+        if not self._has_parsed:
+            self._parsed = super().json()
+            self._has_parsed = True
+        return self._parsed
 
 
 class Endpoint:
@@ -50,6 +78,8 @@ class Endpoint:
         max_bytes: the largest answer body read.
         timeout: the per-request timeout; the HTTP client's when None.
         headers: extra headers sent with every request (never ``Authorization``).
+        direct: the transport of ``http`` when the client made ``http`` itself: requests
+            are handed to it directly, not through ``http.send``.
     """
 
     def __init__(
@@ -63,8 +93,10 @@ class Endpoint:
         max_bytes: int = MAX_JSON_BYTES,
         timeout: httpx.Timeout | None = None,
         headers: httpx.Headers | None = None,
+        direct: Http11Transport | None = None,
     ):
         self._http = http
+        self._direct = direct
         self._base_url = base_url
         self._key = key
         self._driver = driver
@@ -95,6 +127,7 @@ class Endpoint:
             max_bytes=self.max_bytes,
             timeout=timeout or self.timeout,
             headers=merged,
+            direct=self._direct,
         )
 
     def scrub(self, text: str) -> str:
@@ -145,9 +178,7 @@ class Endpoint:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
                 headers = httpx.Headers(headers)
                 headers.update(part_headers)
-            request = self._http.build_request(
-                method, url, headers=headers, json=json, content=content, timeout=timeout
-            )
+            request = self._request(method, url, headers, json, content, timeout)
             async with bounded(request, deadline):
                 response = await self._exchange(request, what, max_bytes or self.max_bytes)
             return self._checked(response, what, method, url)
@@ -162,6 +193,29 @@ class Endpoint:
             one_shot=upload is not None and upload.stream is not None,
             on_refused=on_refused,
             keep_trying_for=keep_trying_for,
+        )
+
+    def _request(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: httpx.Headers,
+        json: Any,
+        content: Any,
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        """The request as ``http.send`` would get it (its defaults and timeout merged)."""
+        if self._direct is None:
+            return self._http.build_request(
+                method, url, headers=headers, json=json, content=content, timeout=timeout
+            )
+        return httpx.Request(
+            method,
+            url,
+            headers=headers,
+            json=json,
+            content=content,
+            extensions={"timeout": timeout.as_dict()},
         )
 
     def _timing(self, read_timeout: float | None) -> tuple[httpx.Timeout, float | None]:
@@ -198,6 +252,8 @@ class Endpoint:
             headers = httpx.Headers(
                 {"Accept": "application/json", "User-Agent": f"seedream-async/{__version__}"}
             )
+            if self._direct is not None:  # what http.send would have added
+                headers["Accept-Encoding"] = _ACCEPT_ENCODING
             headers.update(self.headers)
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
             self._fixed_headers = headers
@@ -235,16 +291,38 @@ class Endpoint:
             "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
         )
 
+    async def _open(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return its response, the body not yet read."""
+        if self._direct is None:
+            return await self._http.send(request, stream=True, follow_redirects=False)
+        if self._http.is_closed:
+            raise RuntimeError("Cannot send a request, as the client has been closed.")
+        response = await self._direct.handle_async_request(request)
+        response.request = request
+        return response
+
+    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
+        """The request a redirect answer points to, or None for any other answer."""
+        if not response.has_redirect_location:
+            return None
+        if self._direct is None:
+            return response.next_request
+        # httpx's own rule (method, headers, body kept or dropped), as http.send applies it.
+        return self._http._build_redirect_request(request, response)
+
     async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
         """Send ``request``, following only same-origin redirects, and read the answer."""
         for _ in range(_MAX_REDIRECTS + 1):
-            response = await self._http.send(request, stream=True, follow_redirects=False)
+            response = await self._open(request)
             content = await read_capped(response, limit=limit, what=what)
-            answer = httpx.Response(
-                response.status_code, headers=response.headers, content=content, request=request
+            answer = _Answer(
+                response.status_code,
+                headers=_decoded(response.headers),
+                content=content,
+                request=request,
             )
-            target = response.next_request
-            if not response.is_redirect or target is None:
+            target = self._redirect(request, response)
+            if target is None:
                 return answer
             if not same_origin(target.url, self._base_url):
                 origin = f"{target.url.scheme}://{target.url.host}"
@@ -260,6 +338,14 @@ class Endpoint:
         raise MalformedResponse(
             f"{what}: more than {_MAX_REDIRECTS} redirects", status_code=response.status_code
         )
+
+
+def _decoded(headers: httpx.Headers) -> httpx.Headers:
+    """``headers`` of a body now held decoded: without what described its encoded form
+    (kept, ``Content-Encoding: gzip`` would have httpx decode the body a second time)."""
+    if "content-encoding" not in headers:
+        return headers
+    return httpx.Headers([(k, v) for k, v in headers.multi_items() if k not in _WIRE_HEADERS])
 
 
 def read_json(response: httpx.Response, *, what: str) -> Any:
