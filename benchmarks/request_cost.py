@@ -6,6 +6,8 @@ Polls of one finished prediction, ``--concurrency`` at a time, through:
 
 * ``httpx default``: an ``httpx.AsyncClient`` with httpx's own transport (gather-1's);
 * ``httpx + Http11Transport``: the same client on the transport seedream-async makes;
+* ``Http11Transport direct``: an ``httpx.Request`` handed straight to that transport and
+  its body read, as the client's own requests are (no ``AsyncClient.send`` layers);
 * ``get_prediction``: ``AsyncSeedream.get_prediction``, validation and retries included;
 * ``raw h11``: h11 over anyio streams with no httpx at all: a floor, not a contender.
 
@@ -95,9 +97,19 @@ async def _run(ns: argparse.Namespace, sim: SimProcess) -> None:
         raw = _RawH11(url_parts.host, url_parts.port or 80, list(auth.items()))
         plain = httpx.AsyncClient(headers=auth)
         ours = httpx.AsyncClient(headers=auth, transport=Http11Transport(max_connections=128))
+        direct = Http11Transport(max_connections=128)
+        fixed = httpx.Headers(auth)
+        timeouts = {"timeout": httpx.Timeout(60.0, connect=10.0).as_dict()}
+
+        async def direct_get() -> bytes:
+            request = httpx.Request("GET", url_parts, headers=fixed, extensions=timeouts)
+            response = await direct.handle_async_request(request)
+            return await response.aread()
+
         paths: dict[str, Callable[[], Awaitable[object]]] = {
             "httpx default": lambda: plain.get(url),
             "httpx + Http11Transport": lambda: ours.get(url),
+            "Http11Transport direct": direct_get,
             "get_prediction": lambda: client.get_prediction(prediction.id),
             "raw h11 (floor)": lambda: raw.get(path),
         }
@@ -109,6 +121,7 @@ async def _run(ns: argparse.Namespace, sim: SimProcess) -> None:
             print(f"run {repeat + 1}, CPU per request at concurrency {ns.concurrency}: {line}")
         await plain.aclose()
         await ours.aclose()
+        await direct.aclose()
         await raw.aclose()
 
 
