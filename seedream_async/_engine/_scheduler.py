@@ -20,6 +20,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -251,15 +252,25 @@ class PollScheduler:
         watch: _Watch | None = first
         handoff = _Handoff()
         while True:
-            if watch is None:
-                self._idle.append(handoff)
-                if self._starved:
-                    self._wakeup.set()  # the loop waits for a free worker
-                watch = await handoff.take()
-            if self._rate is not None:
-                await self._rate.acquire()
-            await self._poll(watch)
-            watch = self._take_due()
+            # One cancel scope bounds this worker's polls, its deadline moved to that of
+            # each poll's prediction (cheaper than a scope per poll). A deadline that fires
+            # spends the scope: the worker leaves it and takes a new one.
+            with anyio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if watch is None:
+                        self._idle.append(handoff)
+                        if self._starved:
+                            self._wakeup.set()  # the loop waits for a free worker
+                        watch = await handoff.take()
+                    if self._rate is not None:
+                        await self._rate.acquire()
+                    await self._poll(watch, scope)
+                    watch = self._take_due()
+            if scope.cancelled_caught and watch is not None:
+                # The deadline ended the poll of ``watch`` (only a poll runs with one set).
+                limit = self._policy.deadline or 0.0
+                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
+                watch = self._take_due()
 
     async def _sleep_until(self, due: float) -> None:
         with anyio.move_on_after(due - self._now()):
@@ -267,17 +278,17 @@ class PollScheduler:
         if self._wakeup.is_set():
             self._wakeup = anyio.Event()
 
-    async def _poll(self, watch: _Watch) -> None:
-        prediction: Prediction | None = None
+    async def _poll(self, watch: _Watch, scope: anyio.CancelScope) -> None:
+        """Poll ``watch`` once and act on the answer; ``scope`` is the worker's, whose
+        deadline is the prediction's while the poll runs."""
         try:
             # The prediction's deadline bounds its polls too: a poll whose answer trickles
             # in, or whose retries each get the full request deadline, ends at it.
-            with anyio.move_on_after(watch.deadline_at - self._now()):
+            scope.deadline = watch.deadline_at
+            try:
                 prediction = await self._client.get_prediction(watch.prediction_id)
-            if prediction is None:
-                limit = self._policy.deadline or 0.0
-                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
-                return
+            finally:
+                scope.deadline = math.inf
         except APIUnreachable as err:
             # Nothing has reached the API: asking again until the deadline would only hide
             # a wrong URL for minutes. The id stays with the item's result.
