@@ -144,7 +144,8 @@ class PollScheduler:
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, _Watch]] = []
         self._counter = itertools.count()
-        self._wakeup = anyio.Event()
+        # The loop's sleep, while it sleeps: cancelled to wake it early.
+        self._sleep: anyio.CancelScope | None = None
         self._planner = PollPlanner(
             polls=policy.polls,
             typical=policy.prior_duration,
@@ -260,7 +261,7 @@ class PollScheduler:
                     if watch is None:
                         self._idle.append(handoff)
                         if self._starved:
-                            self._wakeup.set()  # the loop waits for a free worker
+                            self._wake()  # the loop waits for a free worker
                         watch = await handoff.take()
                     if self._rate is not None:
                         await self._rate.acquire()
@@ -273,10 +274,16 @@ class PollScheduler:
                 watch = self._take_due()
 
     async def _sleep_until(self, due: float) -> None:
-        with anyio.move_on_after(due - self._now()):
-            await self._wakeup.wait()
-        if self._wakeup.is_set():
-            self._wakeup = anyio.Event()
+        """Sleep until ``due`` or until :meth:`_wake`. A plain sleep ends at ``due`` (the
+        usual way: no cancellation to raise and catch); waking early cancels it."""
+        with anyio.CancelScope() as self._sleep:
+            await anyio.sleep(max(0.0, due - self._now()))
+        self._sleep = None
+
+    def _wake(self) -> None:
+        if self._sleep is not None:
+            self._sleep.cancel()
+            self._sleep = None
 
     async def _poll(self, watch: _Watch, scope: anyio.CancelScope) -> None:
         """Poll ``watch`` once and act on the answer; ``scope`` is the worker's, whose
@@ -364,4 +371,4 @@ class PollScheduler:
         earliest = self._heap[0][0] if self._heap else float("inf")
         heapq.heappush(self._heap, (due, next(self._counter), watch))
         if due < earliest:
-            self._wakeup.set()  # due before whatever the loop is sleeping for
+            self._wake()  # due before whatever the loop is sleeping for
