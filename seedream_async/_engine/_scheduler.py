@@ -214,24 +214,29 @@ class PollScheduler:
         costs more CPU than the poll's own work).
         """
         self._clock = _loop_clock()
-        async with anyio.create_task_group() as group:
-            while True:
-                while self._idle or self._workers < self._max_in_flight:
-                    watch = self._take_due()
-                    if watch is None:
-                        break
-                    if self._idle:
-                        self._idle.pop().hand(watch)
-                    else:
-                        self._workers += 1
-                        group.start_soon(self._work, watch)
-                if self._heap and (self._idle or self._workers < self._max_in_flight):
-                    await self._sleep_until(self._heap[0][0])
-                else:
-                    # Every worker busy: the first to finish takes what falls due.
-                    self._starved = True
-                    await self._sleep_until(float("inf"))
-                    self._starved = False
+        try:
+            async with anyio.create_task_group() as group:
+                while True:
+                    self._dispatch(group)
+                    free = self._idle or self._workers < self._max_in_flight
+                    # Every worker busy: the first to finish takes what falls due, and
+                    # wakes this loop when it goes idle.
+                    self._starved = not free
+                    await self._sleep_until(self._heap[0][0] if free and self._heap else math.inf)
+        finally:  # the workers ended with the task group
+            self._workers, self._idle, self._starved, self._sleep = 0, [], False, None
+
+    def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
+        """Hand every due prediction to an idle worker, or to a new one below the cap."""
+        while self._idle or self._workers < self._max_in_flight:
+            watch = self._take_due()
+            if watch is None:
+                return
+            if self._idle:
+                self._idle.pop().hand(watch)
+            else:
+                self._workers += 1
+                group.start_soon(self._work, watch)
 
     def _take_due(self) -> _Watch | None:
         """The next prediction due for a poll, or None; ends those past their deadline."""
