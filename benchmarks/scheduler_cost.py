@@ -1,7 +1,7 @@
 """CPU per poll of the batch's poll scheduler alone, against a naive poller, in one run.
 
     python -m benchmarks.scheduler_cost [--n 640] [--concurrency 64] [--runs 3]
-        [--time-scale 0.05] [--backend asyncio|trio]
+        [--time-scale 0.025] [--backend asyncio|trio]
 
 No HTTP and no simulator: a fake client answers each poll at once (one checkpoint, then a
 prediction built in advance), so what is measured is the scheduling around the poll. Two
@@ -150,27 +150,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=640, help="predictions per run")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--runs", type=int, default=3, help="runs of each contender")
-    parser.add_argument("--time-scale", type=float, default=0.05)
+    parser.add_argument("--time-scale", type=float, default=0.025)
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     per_poll: dict[str, list[float]] = {name: [] for name in _CONTENDERS}
-    planning: list[float] = []
+    per_prediction: dict[str, list[float]] = {name: [] for name in _CONTENDERS}
+    unplanned: list[float] = []  # the scheduler's CPU per poll without planning
     for run in range(args.runs):
         for name in _CONTENDERS:  # interleaved, so a load spike weighs on both
             cpu, plan, polls = _run(name, args, args.seed + run)
             per_poll[name].append(cpu)
-            planning += [cpu - plan] if name == "scheduler" else []
-            print(f"run {run + 1} {name:>9}: {1e6 * cpu:6.0f} us CPU per poll "
-                  f"({1e6 * (cpu - plan):.0f} us without planning), "
-                  f"{polls:.2f} polls per prediction")  # fmt: skip
-    medians = {name: statistics.median(values) for name, values in per_poll.items()}
-    loop = statistics.median(planning)
+            per_prediction[name].append(cpu * polls)
+            unplanned += [cpu - plan] if name == "scheduler" else []
+            print(f"run {run + 1} {name:>9}: {1e6 * cpu:4.0f} us CPU per poll "
+                  f"({1e6 * (cpu - plan):.0f} us without planning), {polls:.2f} polls "
+                  f"and {1e3 * cpu * polls:.2f} ms CPU per prediction")  # fmt: skip
+    poll = {name: statistics.median(values) for name, values in per_poll.items()}
+    pred = {name: statistics.median(values) for name, values in per_prediction.items()}
+    loop = statistics.median(unplanned)
     print(
-        f"median CPU per poll ({args.backend}): scheduler {1e6 * medians['scheduler']:.0f} us "
-        f"({1e6 * loop:.0f} us without planning), naive {1e6 * medians['naive']:.0f} us; "
-        f"ratio {medians['scheduler'] / medians['naive']:.2f} "
-        f"({loop / medians['naive']:.2f} without planning)"
+        f"median CPU per poll ({args.backend}): scheduler {1e6 * poll['scheduler']:.0f} us "
+        f"({1e6 * loop:.0f} us without planning), naive {1e6 * poll['naive']:.0f} us: "
+        f"ratio {poll['scheduler'] / poll['naive']:.2f} "
+        f"({loop / poll['naive']:.2f} without planning); per prediction "
+        f"{1e3 * pred['scheduler']:.2f} ms against {1e3 * pred['naive']:.2f} ms: "
+        f"ratio {pred['scheduler'] / pred['naive']:.2f}"
     )
 
 
