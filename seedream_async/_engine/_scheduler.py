@@ -84,10 +84,9 @@ def _loop_clock() -> Callable[[], float]:
     try:
         import trio
 
-        trio.lowlevel.current_task()  # raises RuntimeError outside a trio run
+        return trio.lowlevel.current_clock().current_time  # RuntimeError outside trio
     except (ImportError, RuntimeError):
         return anyio.current_time
-    return trio.current_time
 
 
 class _Handoff:
