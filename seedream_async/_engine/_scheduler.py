@@ -2,7 +2,11 @@
 
 Instead of a sleeping task per prediction, one loop keeps a due-time queue (a binary
 heap) of the predictions in flight and starts each poll when it falls due, under a cap
-on polls in flight and an optional GCRA cap on polls per second.
+on polls in flight and an optional GCRA cap on polls per second. Polls run on a pool of
+worker tasks (no more than the cap, started as the load needs them): a worker that ends a
+poll takes the next due prediction itself, so the loop only wakes to hand one to an idle
+worker, and a poll costs neither a new task nor a cancel scope of its own (issue 22: the
+scheduler's CPU per poll; ``python -m benchmarks.scheduler_cost``).
 
 Where to poll comes from a :class:`~seedream_async._policies._planner.PollPlanner`: at submit, a
 prediction is given the optimal schedule (dynamic programming over poll times,
