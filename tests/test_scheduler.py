@@ -154,6 +154,7 @@ class _Counting:
     def __init__(self, polls_needed: int = 3, hang: frozenset[str] = frozenset()) -> None:
         self.rate_limited_at = float("-inf")
         self.polls_needed, self.hang = polls_needed, hang
+        self.polls_needed_of: dict[str, int] = {}
         self.polls: dict[str, int] = {}
         self.in_flight = self.most_in_flight = self.ended = 0
 
@@ -169,7 +170,7 @@ class _Counting:
         finally:
             self.in_flight -= 1
             self.ended += 1
-        done = count >= self.polls_needed
+        done = count >= self.polls_needed_of.get(prediction_id, self.polls_needed)
         status = {"status": "completed", "outputs": ["u"]} if done else {"status": "processing"}
         return Prediction.model_validate({"id": prediction_id, **status})
 
@@ -254,3 +255,27 @@ def _tasks() -> int:
             return 1 + sum(count(child) for n in nurseries for child in n.child_tasks)
 
         return count(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
+async def test_an_abandoned_prediction_is_polled_no_more() -> None:
+    """A prediction whose waiter went away (its item cancelled) leaves the schedule: at
+    most the poll already in flight ends, while another prediction is polled 20 times."""
+    api = _Counting(polls_needed=20)
+    api.polls_needed_of = {"gone": 10**6}  # never done
+    scheduler = PollScheduler(api, policy=QUICK, max_in_flight=2)
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        with anyio.CancelScope() as waiter:
+            group.start_soon(_cancel_after_first_poll, api, waiter)
+            await scheduler.wait("gone", submitted_at=anyio.current_time(), shape=ONE)
+        seen = api.polls["gone"]
+        await scheduler.wait("kept", submitted_at=anyio.current_time(), shape=ONE)
+        group.cancel_scope.cancel()
+    assert api.polls["kept"] == 20
+    assert api.polls["gone"] <= seen + 1
+
+
+async def _cancel_after_first_poll(api: _Counting, scope: anyio.CancelScope) -> None:
+    while not api.polls:
+        await anyio.lowlevel.checkpoint()
+    scope.cancel()
