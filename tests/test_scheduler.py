@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import replace
+from functools import partial
 
 import anyio
 import pytest
@@ -139,3 +140,142 @@ def test_the_prior_follows_first_poll_unless_typical_is_given() -> None:
     assert PollPolicy(first_poll=0.01, typical=3.0).prior_duration == 3.0
     assert PollPolicy(typical=3.0).scaled(0.5).prior_duration == pytest.approx(1.5)
     assert PollPolicy.fast().polls > PollPolicy().polls > PollPolicy.thrifty().polls
+
+
+# The poll workers: the cap on polls in flight, deadlines, cancellation (a fake client: no
+# HTTP; the policy's durations are a few milliseconds, so each test takes a few).
+QUICK = PollPolicy(typical=0.002, max_interval=0.002, deadline=5.0)
+
+
+class _Counting:
+    """A fake :class:`PollAPI`: each prediction is done at its ``polls_needed``-th poll;
+    ``hang`` ids never answer. Counts the polls in flight at once."""
+
+    def __init__(self, polls_needed: int = 3, hang: frozenset[str] = frozenset()) -> None:
+        self.rate_limited_at = float("-inf")
+        self.polls_needed, self.hang = polls_needed, hang
+        self.polls_needed_of: dict[str, int] = {}
+        self.polls: dict[str, int] = {}
+        self.in_flight = self.most_in_flight = self.ended = 0
+
+    async def get_prediction(self, prediction_id: str) -> Prediction:
+        self.polls[prediction_id] = count = self.polls.get(prediction_id, 0) + 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if prediction_id in self.hang:
+                await anyio.sleep_forever()
+            for _ in range(3):  # overlap with the other polls in flight
+                await anyio.lowlevel.checkpoint()
+        finally:
+            self.in_flight -= 1
+            self.ended += 1
+        done = count >= self.polls_needed_of.get(prediction_id, self.polls_needed)
+        status = {"status": "completed", "outputs": ["u"]} if done else {"status": "processing"}
+        return Prediction.model_validate({"id": prediction_id, **status})
+
+
+async def _wait_all(scheduler: PollScheduler, ids: list[str]) -> dict[str, Prediction]:
+    results: dict[str, Prediction] = {}
+
+    async def one(pid: str) -> None:
+        results[pid] = await scheduler.wait(pid, submitted_at=anyio.current_time(), shape=ONE)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        async with anyio.create_task_group() as waiters:
+            for pid in ids:
+                waiters.start_soon(one, pid)
+        group.cancel_scope.cancel()
+    return results
+
+
+async def test_polls_in_flight_never_exceed_max_in_flight() -> None:
+    """However many predictions fall due at once, at most ``max_in_flight`` polls await an
+    answer (the workers are the cap), and every prediction is still seen done."""
+    api = _Counting(polls_needed=4)
+    scheduler = PollScheduler(api, policy=QUICK, max_in_flight=3)
+    ids = [f"p{n}" for n in range(24)]
+    results = await _wait_all(scheduler, ids)
+    assert sorted(results) == sorted(ids)
+    assert all(api.polls[pid] == 4 for pid in ids)
+    assert api.most_in_flight == 3  # the cap is reached, never passed
+    assert scheduler._workers <= 3
+
+
+async def test_a_deadline_ends_a_hanging_poll_and_the_worker_goes_on() -> None:
+    """A poll that never answers ends at its prediction's deadline (DeadlineExceeded), and
+    the worker that ran it polls the next prediction (its spent cancel scope is renewed)."""
+    api = _Counting(polls_needed=1, hang=frozenset({"stuck"}))
+    policy = replace(QUICK, deadline=0.02)
+    scheduler = PollScheduler(api, policy=policy, max_in_flight=1)
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        with pytest.raises(DeadlineExceeded) as caught:
+            await scheduler.wait("stuck", submitted_at=anyio.current_time(), shape=ONE)
+        assert caught.value.prediction_id == "stuck"
+        done = await scheduler.wait("next", submitted_at=anyio.current_time(), shape=ONE)
+        group.cancel_scope.cancel()
+    assert done.done
+    assert api.polls == {"stuck": 1, "next": 1}
+    assert api.in_flight == 0
+
+
+async def test_cancelling_run_ends_every_poll_and_worker() -> None:
+    """Cancelling the scheduler's loop ends its workers and their polls in flight: nothing
+    is left running, and a later wait is not polled by a stray worker."""
+    api = _Counting(hang=frozenset({"a", "b"}))
+    scheduler = PollScheduler(api, policy=QUICK, max_in_flight=4)
+    before = _tasks()
+    with anyio.CancelScope() as outer:
+        async with anyio.create_task_group() as group:
+            group.start_soon(scheduler.run)
+            now = anyio.current_time()
+            for pid in ("a", "b"):
+                group.start_soon(partial(scheduler.wait, pid, submitted_at=now, shape=ONE))
+            while api.in_flight < 2:
+                await anyio.lowlevel.checkpoint()
+            outer.cancel()
+    assert api.in_flight == 0
+    assert api.ended == 2
+    assert _tasks() == before
+
+
+def _tasks() -> int:
+    """The tasks alive on the running event loop."""
+    try:
+        import asyncio
+
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # trio: count the root task's descendants
+        import trio
+
+        def count(task: trio.lowlevel.Task) -> int:
+            nurseries = task.child_nurseries
+            return 1 + sum(count(child) for n in nurseries for child in n.child_tasks)
+
+        return count(trio.lowlevel.current_root_task())  # type: ignore[arg-type]
+
+
+async def test_an_abandoned_prediction_is_polled_no_more() -> None:
+    """A prediction whose waiter went away (its item cancelled) leaves the schedule: at
+    most the poll already in flight ends, while another prediction is polled 20 times."""
+    api = _Counting(polls_needed=20)
+    api.polls_needed_of = {"gone": 10**6}  # never done
+    scheduler = PollScheduler(api, policy=QUICK, max_in_flight=2)
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        with anyio.CancelScope() as waiter:
+            group.start_soon(_cancel_after_first_poll, api, waiter)
+            await scheduler.wait("gone", submitted_at=anyio.current_time(), shape=ONE)
+        seen = api.polls["gone"]
+        await scheduler.wait("kept", submitted_at=anyio.current_time(), shape=ONE)
+        group.cancel_scope.cancel()
+    assert api.polls["kept"] == 20
+    assert api.polls["gone"] <= seen + 1
+
+
+async def _cancel_after_first_poll(api: _Counting, scope: anyio.CancelScope) -> None:
+    while not api.polls:
+        await anyio.lowlevel.checkpoint()
+    scope.cancel()

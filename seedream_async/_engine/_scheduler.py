@@ -2,7 +2,11 @@
 
 Instead of a sleeping task per prediction, one loop keeps a due-time queue (a binary
 heap) of the predictions in flight and starts each poll when it falls due, under a cap
-on polls in flight and an optional GCRA cap on polls per second.
+on polls in flight and an optional GCRA cap on polls per second. Polls run on a pool of
+worker tasks (no more than the cap, started as the load needs them): a worker that ends a
+poll takes the next due prediction itself, so the loop only wakes to hand one to an idle
+worker, and a poll costs neither a new task nor a cancel scope of its own (issue 22: the
+scheduler's CPU per poll; ``python -m benchmarks.scheduler_cost``).
 
 Where to poll comes from a :class:`~seedream_async._policies._planner.PollPlanner`: at submit, a
 prediction is given the optimal schedule (dynamic programming over poll times,
@@ -16,10 +20,13 @@ policy's ``max_interval``.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import logging
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -71,6 +78,42 @@ class _Watch:
         self.done.set()
 
 
+def _loop_clock() -> Callable[[], float]:
+    """The running event loop's clock, bound once (``anyio.current_time`` looks up the
+    running backend on every call, which costs more than reading the clock)."""
+    try:
+        return asyncio.get_running_loop().time
+    except RuntimeError:
+        pass
+    try:
+        import trio
+
+        return trio.lowlevel.current_clock().current_time  # RuntimeError outside trio
+    except (ImportError, RuntimeError):
+        return anyio.current_time
+
+
+class _Handoff:
+    """Where an idle poll worker waits for the loop to hand it a prediction."""
+
+    __slots__ = ("_event", "_watch")
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+        self._watch: _Watch | None = None
+
+    def hand(self, watch: _Watch) -> None:
+        self._watch = watch
+        self._event.set()
+
+    async def take(self) -> _Watch:
+        await self._event.wait()
+        watch, self._watch = self._watch, None
+        self._event = anyio.Event()
+        assert watch is not None
+        return watch
+
+
 class PollScheduler:
     """Polls every registered prediction from one loop; :meth:`wait` awaits one of them.
 
@@ -93,12 +136,19 @@ class PollScheduler:
     ) -> None:
         self._client = client
         self._policy = policy
-        self._slots = anyio.Semaphore(max_in_flight)
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._max_in_flight = max_in_flight
+        self._workers = 0  # poll workers started
+        self._idle: list[_Handoff] = []  # workers waiting for a prediction to poll
+        self._starved = False  # the loop waits for a worker to go idle
+        self._clock: Callable[[], float] | None = None
         self._rate = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, _Watch]] = []
         self._counter = itertools.count()
-        self._wakeup = anyio.Event()
+        # The loop's sleep, while it sleeps: cancelled to wake it early.
+        self._sleep: anyio.CancelScope | None = None
         self._planner = PollPlanner(
             polls=policy.polls,
             typical=policy.prior_duration,
@@ -107,6 +157,12 @@ class PollScheduler:
         )
         # The predictions being waited for: bounded by the batch's concurrency.
         self._live: set[_Watch] = set()
+
+    def _now(self) -> float:
+        clock = self._clock
+        if clock is None:
+            clock = self._clock = _loop_clock()
+        return clock()
 
     def _running(self, shape: Shape) -> list[float]:
         """How long each prediction of ``shape`` in flight is known to have run (censored
@@ -134,10 +190,10 @@ class PollScheduler:
             prediction_id,
             submitted_at,
             shape,
-            self._schedule_for(shape, anyio.current_time()),
+            self._schedule_for(shape, self._now()),
             submitted_at + (deadline if deadline is not None else float("inf")),
         )
-        self._schedule(watch, anyio.current_time())
+        self._schedule(watch, self._now())
         self._live.add(watch)
         try:
             await watch.done.wait()
@@ -153,46 +209,101 @@ class PollScheduler:
         return watch.result
 
     async def run(self) -> None:
-        """The scheduling loop; run it in a task group and cancel it when done."""
-        async with anyio.create_task_group() as group:
-            while True:
-                if not self._heap:
-                    await self._sleep_until(float("inf"))
-                    continue
-                due, _, watch = self._heap[0]
-                now = anyio.current_time()
-                if due > now:
-                    await self._sleep_until(due)
-                    continue
-                heapq.heappop(self._heap)
-                if watch.abandoned:
-                    continue
-                if now >= watch.deadline_at:
-                    limit = self._policy.deadline or 0.0
-                    watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
-                    continue
-                await self._slots.acquire()
-                if self._rate is not None:
-                    await self._rate.acquire()
-                group.start_soon(self._poll, watch)
+        """The scheduling loop; run it in a task group and cancel it when done.
+
+        Polls run on a pool of worker tasks, at most ``max_in_flight`` of them, started as
+        the load needs them: a worker that ends a poll takes the next due prediction itself,
+        and this loop only wakes to hand a due prediction to an idle worker (a task per poll
+        costs more CPU than the poll's own work).
+        """
+        self._clock = _loop_clock()
+        try:
+            async with anyio.create_task_group() as group:
+                while True:
+                    self._dispatch(group)
+                    free = self._idle or self._workers < self._max_in_flight
+                    # Every worker busy: the first to finish takes what falls due, and
+                    # wakes this loop when it goes idle.
+                    self._starved = not free
+                    await self._sleep_until(self._heap[0][0] if free and self._heap else math.inf)
+        finally:  # the workers ended with the task group
+            self._workers, self._idle, self._starved, self._sleep = 0, [], False, None
+
+    def _dispatch(self, group: anyio.abc.TaskGroup) -> None:
+        """Hand every due prediction to an idle worker, or to a new one below the cap."""
+        while self._idle or self._workers < self._max_in_flight:
+            watch = self._take_due()
+            if watch is None:
+                return
+            if self._idle:
+                self._idle.pop().hand(watch)
+            else:
+                self._workers += 1
+                group.start_soon(self._work, watch)
+
+    def _take_due(self) -> _Watch | None:
+        """The next prediction due for a poll, or None; ends those past their deadline."""
+        heap = self._heap
+        now = self._now()
+        while heap and heap[0][0] <= now:
+            watch = heapq.heappop(heap)[2]
+            if watch.abandoned:
+                continue
+            if now >= watch.deadline_at:
+                limit = self._policy.deadline or 0.0
+                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
+                continue
+            return watch
+        return None
+
+    async def _work(self, first: _Watch) -> None:
+        """A poll worker: polls ``first``, then whatever falls due, idling in between."""
+        watch: _Watch | None = first
+        handoff = _Handoff()
+        while True:
+            # One cancel scope bounds this worker's polls, its deadline moved to that of
+            # each poll's prediction (cheaper than a scope per poll). A deadline that fires
+            # spends the scope: the worker leaves it and takes a new one.
+            with anyio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if watch is None:
+                        self._idle.append(handoff)
+                        if self._starved:
+                            self._wake()  # the loop waits for a free worker
+                        watch = await handoff.take()
+                    if self._rate is not None:
+                        await self._rate.acquire()
+                    await self._poll(watch, scope)
+                    watch = self._take_due()
+            if scope.cancelled_caught and watch is not None:
+                # The deadline ended the poll of ``watch`` (only a poll runs with one set).
+                limit = self._policy.deadline or 0.0
+                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
+                watch = self._take_due()
 
     async def _sleep_until(self, due: float) -> None:
-        with anyio.move_on_after(due - anyio.current_time()):
-            await self._wakeup.wait()
-        if self._wakeup.is_set():
-            self._wakeup = anyio.Event()
+        """Sleep until ``due`` or until :meth:`_wake`. A plain sleep ends at ``due`` (the
+        usual way: no cancellation to raise and catch); waking early cancels it."""
+        with anyio.CancelScope() as self._sleep:
+            await anyio.sleep(max(0.0, due - self._now()))
+        self._sleep = None
 
-    async def _poll(self, watch: _Watch) -> None:
-        prediction: Prediction | None = None
+    def _wake(self) -> None:
+        if self._sleep is not None:
+            self._sleep.cancel()
+            self._sleep = None
+
+    async def _poll(self, watch: _Watch, scope: anyio.CancelScope) -> None:
+        """Poll ``watch`` once and act on the answer; ``scope`` is the worker's, whose
+        deadline is the prediction's while the poll runs."""
         try:
             # The prediction's deadline bounds its polls too: a poll whose answer trickles
             # in, or whose retries each get the full request deadline, ends at it.
-            with anyio.move_on_after(watch.deadline_at - anyio.current_time()):
+            scope.deadline = watch.deadline_at
+            try:
                 prediction = await self._client.get_prediction(watch.prediction_id)
-            if prediction is None:
-                limit = self._policy.deadline or 0.0
-                watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
-                return
+            finally:
+                scope.deadline = math.inf
         except APIUnreachable as err:
             # Nothing has reached the API: asking again until the deadline would only hide
             # a wrong URL for minutes. The id stays with the item's result.
@@ -205,7 +316,7 @@ class PollScheduler:
             # item.
             logger.info("poll of %s failed (%s); polling again later", watch.prediction_id, err)
             watch.polls += 1
-            self._schedule(watch, anyio.current_time())
+            self._schedule(watch, self._now())
             return
         except BadRequestError as err:
             if err.status_code != 404 or watch.polls < _UNKNOWN_ID_GRACE:
@@ -216,7 +327,7 @@ class PollScheduler:
                     "poll of %s refused (%s); polling again later", watch.prediction_id, err
                 )
                 watch.polls += 1
-                self._schedule(watch, anyio.current_time())
+                self._schedule(watch, self._now())
             else:
                 watch.finish(error=err)
             return
@@ -231,15 +342,13 @@ class PollScheduler:
             wrapped.__cause__ = err
             watch.finish(error=wrapped)
             return
-        finally:
-            self._slots.release()
         watch.polls += 1
         if prediction.terminal:
             if prediction.done:
                 self._learn(watch, prediction)
             watch.finish(prediction)
         else:
-            now = anyio.current_time()
+            now = self._now()
             watch.alive = max(watch.alive, now - watch.submitted_at)
             self._schedule(watch, now)
 
@@ -270,4 +379,4 @@ class PollScheduler:
         earliest = self._heap[0][0] if self._heap else float("inf")
         heapq.heappush(self._heap, (due, next(self._counter), watch))
         if due < earliest:
-            self._wakeup.set()  # due before whatever the loop is sleeping for
+            self._wake()  # due before whatever the loop is sleeping for
