@@ -55,6 +55,11 @@ logger = logging.getLogger("seedream_async")
 
 # How long a 429 keeps polling sparse, in typical prediction durations.
 _PRESSURE_MEMORY = 4.0
+# Polls due within this share of the typical duration of each other start together, in one
+# wake-up of the event loop (their answers then arrive together too): up to this much
+# early, never late. A wake-up costs the process far more CPU than a poll's own Python on
+# some machines (``python -m benchmarks.wake_cost``), so the batch's CPU falls with them.
+_COALESCE = 0.015
 # Polls that may answer 404 for a prediction we were just given the id of.
 _UNKNOWN_ID_GRACE = 3
 
@@ -72,6 +77,9 @@ class _Watch:
     result: Prediction | None = None
     error: SeedreamError | None = None
     abandoned: bool = False
+    # When its current poll was due (it may have been started a little before: see
+    # _COALESCE); its next poll is placed after this time, not after the poll's start.
+    planned: float = 0.0
 
     def finish(self, result: Prediction | None = None, error: SeedreamError | None = None) -> None:
         self.result, self.error = result, error
@@ -146,6 +154,7 @@ class PollScheduler:
         self._rate = RateLimiter(rate, burst=max(1, int(rate))) if rate else None
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, _Watch]] = []
+        self._slack = _COALESCE * policy.prior_duration  # see _COALESCE
         self._counter = itertools.count()
         # The loop's sleep, while it sleeps: cancelled to wake it early.
         self._sleep: anyio.CancelScope | None = None
@@ -245,8 +254,10 @@ class PollScheduler:
         """The next prediction due for a poll, or None; ends those past their deadline."""
         heap = self._heap
         now = self._now()
-        while heap and heap[0][0] <= now:
-            watch = heapq.heappop(heap)[2]
+        horizon = now + self._slack
+        while heap and heap[0][0] <= horizon:
+            due, _, watch = heapq.heappop(heap)
+            watch.planned = due
             if watch.abandoned:
                 continue
             if now >= watch.deadline_at:
@@ -364,6 +375,7 @@ class PollScheduler:
     def _schedule_for(self, shape: Shape, now: float) -> Schedule:
         """The schedule a prediction submitted ``now`` keeps until it is seen done."""
         typical = self._planner.typical_duration() or self._policy.prior_duration
+        self._slack = _COALESCE * typical
         if now - self._client.rate_limited_at < _PRESSURE_MEMORY * typical:
             # Rate limited lately: every poll spends the key's request budget, which the
             # submits need too, so poll as sparingly as the thrifty preset would.
@@ -371,7 +383,8 @@ class PollScheduler:
         return self._planner.schedule(shape)
 
     def _next_due(self, watch: _Watch, now: float) -> float:
-        elapsed = now - watch.submitted_at
+        # A poll started early (coalesced) counts as made at its planned time.
+        elapsed = max(now, watch.planned) - watch.submitted_at
         return watch.submitted_at + self._planner.due(watch.schedule, elapsed)
 
     def _schedule(self, watch: _Watch, now: float) -> None:
