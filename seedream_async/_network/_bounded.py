@@ -9,6 +9,7 @@ reading at a cap (checking ``Content-Length`` first, then counting what arrives)
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from types import TracebackType
 
 import anyio
@@ -87,7 +88,7 @@ async def read_capped(response: httpx.Response, *, limit: int, what: str) -> byt
             raise _too_large(response, what, limit, f"{int(declared):,} bytes declared")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_bytes():
+        async for chunk in _body(response):
             size += len(chunk)
             if size > limit:
                 raise _too_large(response, what, limit, "more arrived")
@@ -95,6 +96,17 @@ async def read_capped(response: httpx.Response, *, limit: int, what: str) -> byt
         return b"".join(chunks)
     finally:
         await response.aclose()
+
+
+def _body(response: httpx.Response) -> AsyncIterable[bytes]:
+    """The body's chunks, decoded: straight from the stream when it is not encoded
+    (httpx's ``aiter_bytes`` layers, decoder and chunker, are then a no-op that still
+    costs a tenth of a small answer's CPU)."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    stream = response.stream
+    if encoding not in ("", "identity") or not isinstance(stream, httpx.AsyncByteStream):
+        return response.aiter_bytes()
+    return stream
 
 
 def _too_large(response: httpx.Response, what: str, limit: int, detail: str) -> MalformedResponse:
