@@ -49,12 +49,9 @@ _SUBMIT = "/api/v1/model/generateImage"
 _PREDICTION = "/api/v1/model/prediction/{id}"
 
 
-def _with_request_id(prediction: Prediction, response: httpx.Response) -> Prediction:
-    """``prediction`` carrying the answer's ``X-Request-ID`` (when its body had none)."""
-    header = response.headers.get("x-request-id", "").strip()
-    if prediction.request_id or not header:
-        return prediction
-    return prediction.model_copy(update={"request_id": header[:200]})
+def _request_id(response: httpx.Response) -> str | None:
+    """The answer's ``X-Request-ID`` (a prediction carries it when its body names none)."""
+    return response.headers.get("x-request-id", "").strip()[:200] or None
 
 
 def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
@@ -124,11 +121,11 @@ class PredictionCalls(PerCallOptions):
         response: httpx.Response | None = None
         try:
             response = await self._post_submit(request, retry, on_refused, images)
-            prediction = _with_request_id(
-                read_prediction(
-                    read_json(response, what="submit"), what="submit", secrets=(self._key.reveal(),)
-                ),
-                response,
+            prediction = read_prediction(
+                read_json(response, what="submit"),
+                what="submit",
+                secrets=(self._key.reveal(),),
+                request_id=_request_id(response),
             )
         except AmbiguousSubmission as err:
             going_on = _sync_timeout(err) if request.enable_sync_mode else None
@@ -189,15 +186,13 @@ class PredictionCalls(PerCallOptions):
             policy=self.retry,
             max_bytes=self._answer_cap(self._base64.get(prediction_id, 0)),
         )
-        prediction = _with_request_id(
-            read_prediction(
-                read_json(response, what=what),
-                what=what,
-                prediction_id=prediction_id,
-                status_code=response.status_code,
-                secrets=(self._key.reveal(),),
-            ),
-            response,
+        prediction = read_prediction(
+            read_json(response, what=what),
+            what=what,
+            prediction_id=prediction_id,
+            status_code=response.status_code,
+            secrets=(self._key.reveal(),),
+            request_id=_request_id(response),
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)

@@ -227,9 +227,13 @@ class Prediction(_Wire):
         data = dict(data)
         if data.get("outputs") is None and "output" in data:
             data["outputs"] = data["output"]
-        known = info.context.get("id") if isinstance(info.context, dict) else None
+        context = info.context if isinstance(info.context, dict) else {}
+        known = context.get("id")
         if data.get("id") in (None, "") and isinstance(known, str):
             data["id"] = known
+        header = context.get("request_id")
+        if data.get("request_id") in (None, "") and isinstance(header, str) and header:
+            data["request_id"] = header
         return data
 
     @field_validator("id", mode="before")
@@ -328,6 +332,7 @@ def read_prediction(
     prediction_id: str | None = None,
     status_code: int = 200,
     secrets: Sequence[str] = (),
+    request_id: str | None = None,
 ) -> Prediction:
     """Read a submit or poll answer, or raise an error that says why it cannot be read.
 
@@ -335,6 +340,7 @@ def read_prediction(
         body: the decoded JSON body.
         what: names the request (``submit``, ``poll of pred_1``).
         prediction_id: the polled id, used when the answer leaves it out.
+        request_id: the answer's ``X-Request-ID``, used when the body names none.
         status_code: the HTTP status the body came with.
         secrets: removed from every server-provided text kept (see :func:`scrub`).
 
@@ -345,7 +351,7 @@ def read_prediction(
     error = envelope_error(body, what=what, secrets=secrets)
     if error is not None:
         raise error
-    context = {"id": prediction_id} if prediction_id else None
+    context = {"id": prediction_id, "request_id": request_id}
     try:
         prediction = Prediction.model_validate(body, context=context)
     except ValidationError as err:
