@@ -279,3 +279,41 @@ async def _cancel_after_first_poll(api: _Counting, scope: anyio.CancelScope) -> 
     while not api.polls:
         await anyio.lowlevel.checkpoint()
     scope.cancel()
+
+
+async def test_polls_due_close_together_are_taken_together_early() -> None:
+    """The coalescing window is 1.5% of the typical duration (3 ms of 0.2 s): at time T,
+    the loop takes what is due by T + 3 ms (early), never what is due later, and a poll
+    taken early is counted at its planned time, so its next one is not placed again at
+    the time it was pulled forward from."""
+    scheduler = PollScheduler(_Counting(), policy=PollPolicy(typical=0.2), max_in_flight=4)
+    schedule = scheduler._planner.schedule(ONE)
+    now = 100.0
+    scheduler._clock = lambda: now
+    watches = {}
+    for pid, due in (("a", now), ("b", now + 0.002), ("c", now + 0.004)):
+        watch = watches[pid] = _Watch(pid, due - schedule.times[0], ONE, schedule, now + 60)
+        scheduler._heap.append((due, len(scheduler._heap), watch))
+    assert [scheduler._take_due(), scheduler._take_due()] == [watches["a"], watches["b"]]
+    assert scheduler._take_due() is None  # c is due 4 ms on: not in this wake-up
+    b = watches["b"]
+    assert b.planned == now + 0.002
+    # b, polled at `now` (2 ms early), next falls due at its schedule's second time.
+    assert scheduler._next_due(b, now) == pytest.approx(b.submitted_at + schedule.times[1])
+
+
+async def test_coalesced_polls_spend_no_extra_poll() -> None:
+    """Predictions submitted a millisecond apart, polled in shared wake-ups: each is polled
+    exactly the number of times it needs (done at its third poll), none dropped from the
+    schedule or handed to two workers."""
+    api = _Counting(polls_needed=3)
+    scheduler = PollScheduler(api, policy=PollPolicy(typical=0.2, deadline=5.0), max_in_flight=4)
+    async with anyio.create_task_group() as group:
+        group.start_soon(scheduler.run)
+        t0 = anyio.current_time()
+        async with anyio.create_task_group() as waiters:
+            for n in range(6):
+                wait = partial(scheduler.wait, f"p{n}", submitted_at=t0 + 0.001 * n, shape=ONE)
+                waiters.start_soon(wait)
+        group.cancel_scope.cancel()
+    assert api.polls == {f"p{n}": 3 for n in range(6)}
