@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterable
 from types import TracebackType
 
-import anyio
 import httpx
 
 from .._base._exceptions import MalformedResponse
+from ._deadline import Within
 
 __all__ = ["bounded", "read_capped", "same_origin"]
 
@@ -35,21 +35,18 @@ def bounded(request: httpx.Request, seconds: float | None) -> _Bounded:
 
 
 class _Bounded:
-    """:func:`bounded`'s context: a plain class over one ``CancelScope`` rather than
-    ``anyio.fail_after`` in a generator (every request goes through it, and the generator
-    layers showed in the client's CPU profile)."""
+    """:func:`bounded`'s context: a plain class over :class:`Within` rather than
+    ``anyio.fail_after`` in a generator (every request goes through it)."""
 
-    __slots__ = ("_request", "_scope", "_seconds")
+    __slots__ = ("_request", "_seconds", "_within")
 
     def __init__(self, request: httpx.Request, seconds: float | None) -> None:
         self._request = request
         self._seconds = seconds
-        self._scope: anyio.CancelScope | None = None
+        self._within = Within(seconds)
 
     async def __aenter__(self) -> None:
-        if self._seconds is not None:
-            self._scope = anyio.CancelScope(deadline=anyio.current_time() + self._seconds)
-            self._scope.__enter__()
+        self._within.__enter__()
 
     async def __aexit__(
         self,
@@ -57,12 +54,9 @@ class _Bounded:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope = self._scope
-        if scope is None:
-            return
-        scope.__exit__(exc_type, exc, tb)
-        # Only its deadline cancels this scope: catching its own cancellation means time ran out.
-        if scope.cancelled_caught:
+        try:
+            self._within.__exit__(exc_type, exc, tb)
+        except TimeoutError:
             url = self._request.url.copy_with(query=None)
             raise httpx.ReadTimeout(
                 f"no complete answer from {url} within {self._seconds:g}s "

@@ -10,13 +10,14 @@ import select
 import socket
 import ssl
 from contextlib import suppress
-from types import TracebackType
 
 import anyio
 import anyio.abc
 import h11
 import httpx
 from anyio.abc import SocketAttribute
+
+from ._deadline import Within
 
 __all__ = ["Connection", "Origin", "connect"]
 
@@ -25,40 +26,6 @@ Origin = tuple[str, str, int]
 _READ_SIZE = 65_536
 _FLUSH_AT = 65_536
 _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
-
-
-class _Within:
-    """``anyio.fail_after(seconds)`` (``None``: no limit) as a plain class: ``fail_after`` is
-    a generator-based context manager, and at two per request its overhead showed in the
-    client's CPU profile."""
-
-    __slots__ = ("_scope",)
-
-    def __init__(self, seconds: float | None) -> None:
-        self._scope = (
-            None if seconds is None else anyio.CancelScope(deadline=anyio.current_time() + seconds)
-        )
-
-    def __enter__(self) -> None:
-        if self._scope is not None:
-            self._scope.__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        scope = self._scope
-        if scope is None:
-            return
-        scope.__exit__(exc_type, exc, tb)
-        # Only its deadline cancels this scope: catching its own cancellation means time ran out.
-        if scope.cancelled_caught:
-            raise TimeoutError
-
-
-_within = _Within
 
 
 async def connect(
@@ -72,7 +39,7 @@ async def connect(
     """
     _, host, port = origin
     try:
-        with _within(within):
+        with Within(within):
             stream: anyio.abc.ByteStream
             if tls is None:
                 stream = await anyio.connect_tcp(host, port)
@@ -169,7 +136,7 @@ class Connection:
 
     async def _send(self, data: bytes, within: float | None, request: httpx.Request) -> None:
         try:
-            with _within(within):
+            with Within(within):
                 await self._stream.send(data)
         except TimeoutError:
             message = f"request not sent within {within} s"
@@ -212,7 +179,7 @@ class Connection:
     async def _receive(self, request: httpx.Request) -> bytes:
         timeout = self._read_timeout
         try:
-            with _within(timeout):
+            with Within(timeout):
                 return await self._stream.receive(_READ_SIZE)
         except anyio.EndOfStream:
             return b""
