@@ -207,8 +207,11 @@ async def test_a_deadline_ends_a_hanging_poll_and_the_worker_goes_on() -> None:
     """A poll that never answers ends at its prediction's deadline (DeadlineExceeded), and
     the worker that ran it polls the next prediction (its spent cancel scope is renewed)."""
     api = _Counting(polls_needed=1, hang=frozenset({"stuck"}))
-    policy = replace(QUICK, deadline=0.02)
+    policy = replace(QUICK, deadline=0.2)
     scheduler = PollScheduler(api, policy=policy, max_in_flight=1)
+    # Solve the prior's schedule now: on a loaded machine the first solve took longer than
+    # a short deadline, which then ended "stuck" before its first poll.
+    scheduler._planner.schedule(ONE)
     async with anyio.create_task_group() as group:
         group.start_soon(scheduler.run)
         with pytest.raises(DeadlineExceeded) as caught:
