@@ -209,6 +209,10 @@ async def test_any_workers_receiver_records_any_workers_items_on_postgres(
     monkeypatch.setenv("SEEDREAM_WEBHOOK_SECRET", "ab" * 32)
     from seedream_async._engine._pgjournal import PostgresJournal
 
+    # The journal is read every 50 ms; the fallback poll comes at 40 x that (2 s), not at
+    # the default 4 x (200 ms), which a loaded machine (the full suite on 2 cores, with
+    # PostgreSQL) outlasted once before the recorded delivery was read: 4 polls, not 0.
+    monkeypatch.setattr("seedream_async._webhook._completion.FALLBACK_START", 40.0)
     peek = replace(FAST_POLL, typical=0.05, deadline=None)
     async with (
         simulator() as sim,
