@@ -192,6 +192,34 @@ async def test_chunked_answers_and_streamed_uploads() -> None:
         assert all(message.count(b"\x01") == 200_000 for message in received)
 
 
+async def test_fetch_reads_whole_answers_and_drops_those_over_the_cap() -> None:
+    """``fetch`` (the client's own API calls): a whole answer, its connection reused; an
+    answer declared over the cap, or whose chunks run over it, is not read, and its
+    connection is closed, never reused; no slot is left held."""
+    bodies = iter([b"7\r\nabcdefg\r\n0\r\n\r\n", None, b"4\r\nabcd\r\n4\r\nefgh\r\n0\r\n\r\n"])
+
+    async def answers(stream: anyio.abc.ByteStream) -> None:
+        while True:
+            await _read_head(stream)
+            body = next(bodies)
+            if body is None:
+                await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100)
+            else:
+                await stream.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+
+    async with _server(answers) as url:
+        transport = Http11Transport(max_connections=2)
+        fetched = await transport.fetch(httpx.Request("GET", url), limit=7)
+        assert (fetched.status_code, fetched.body) == (200, b"abcdefg")
+        declared = await transport.fetch(httpx.Request("GET", url), limit=7)
+        assert (declared.body, declared.over) == (None, "100 bytes declared")
+        arrived = await transport.fetch(httpx.Request("GET", url), limit=7)
+        assert (arrived.body, arrived.over) == (None, "more arrived")
+        assert transport.opened == 2  # reused after the first; the second's was closed
+        assert (transport.in_flight, transport.idle) == (0, 0)
+        await transport.aclose()
+
+
 async def test_a_cancelled_request_frees_its_slot_and_drops_its_connection() -> None:
     async def slow(stream: anyio.abc.ByteStream) -> None:
         await _read_head(stream)

@@ -17,7 +17,7 @@ import httpx
 from .._base._exceptions import MalformedResponse
 from ._deadline import Within
 
-__all__ = ["bounded", "read_capped", "same_origin"]
+__all__ = ["bounded", "read_capped", "same_origin", "too_large"]
 
 
 def bounded(request: httpx.Request, seconds: float | None) -> _Bounded:
@@ -104,9 +104,14 @@ def _body(response: httpx.Response) -> AsyncIterable[bytes]:
 
 
 def _too_large(response: httpx.Response, what: str, limit: int, detail: str) -> MalformedResponse:
+    return too_large(what, limit, detail, response.status_code)
+
+
+def too_large(what: str, limit: int, detail: str, status_code: int) -> MalformedResponse:
+    """The error for an answer over the ``limit``-byte cap (``detail``: declared or came)."""
     return MalformedResponse(
         f"{what}: the answer is larger than the {limit:,}-byte cap ({detail}); not read",
-        status_code=response.status_code,
+        status_code=status_code,
     )
 
 

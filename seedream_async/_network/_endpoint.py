@@ -28,7 +28,7 @@ from .._base._secret import Secret
 from .._base._version import __version__
 from .._policies._retry import RetryPolicy
 from .._wire._envelope import envelope_error
-from ._bounded import bounded, read_capped, same_origin
+from ._bounded import bounded, read_capped, same_origin, too_large
 from ._driver import Driver, RefusedHook
 from ._errors import status_error
 from ._transport import Http11Transport
@@ -291,39 +291,48 @@ class Endpoint:
             "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
         )
 
-    async def _open(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` and return its response, the body not yet read."""
+    async def _read(
+        self, request: httpx.Request, what: str, limit: int
+    ) -> tuple[httpx.Response, httpx.Request | None]:
+        """The answer to ``request``, its body read (at most ``limit`` bytes, decoded), and
+        the request a redirect answer points to (None for any other answer)."""
         if self._direct is None:
-            return await self._http.send(request, stream=True, follow_redirects=False)
+            response = await self._http.send(request, stream=True, follow_redirects=False)
+            content = await read_capped(response, limit=limit, what=what)
+            headers, status = _decoded(response.headers), response.status_code
+            answer = _Answer(status, headers=headers, content=content, request=request)
+            return answer, (response.next_request if response.has_redirect_location else None)
         if self._http.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        response = await self._direct.handle_async_request(request)
-        response.request = request
-        return response
-
-    def _redirect(self, request: httpx.Request, response: httpx.Response) -> httpx.Request | None:
-        """The request a redirect answer points to, or None for any other answer."""
-        if not response.has_redirect_location:
-            return None
-        if self._direct is None:
-            return response.next_request
+        fetched = await self._direct.fetch(request, limit)
+        if fetched.body is None:
+            raise too_large(what, limit, fetched.over, fetched.status_code)
+        headers = httpx.Headers(fetched.headers)
+        content = fetched.body
+        if headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+            stream = httpx.ByteStream(content)
+            encoded = httpx.Response(fetched.status_code, headers=headers, stream=stream)
+            content = await read_capped(encoded, limit=limit, what=what)
+            headers = _decoded(headers)
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": fetched.reason}
+        answer = _Answer(
+            fetched.status_code,
+            headers=headers,
+            content=content,
+            request=request,
+            extensions=extensions,
+        )
+        if not answer.has_redirect_location:
+            return answer, None
         # httpx's own rule (method, headers, body kept or dropped), as http.send applies it.
-        return self._http._build_redirect_request(request, response)
+        return answer, self._http._build_redirect_request(request, answer)
 
     async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
         """Send ``request``, following only same-origin redirects, and read the answer."""
         for _ in range(_MAX_REDIRECTS + 1):
-            response = await self._open(request)
-            content = await read_capped(response, limit=limit, what=what)
-            answer = _Answer(
-                response.status_code,
-                headers=_decoded(response.headers),
-                content=content,
-                request=request,
-            )
-            target = self._redirect(request, response)
+            response, target = await self._read(request, what, limit)
             if target is None:
-                return answer
+                return response
             if not same_origin(target.url, self._base_url):
                 origin = f"{target.url.scheme}://{target.url.host}"
                 if target.url.port:

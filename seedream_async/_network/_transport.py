@@ -29,13 +29,15 @@ import ssl
 import time
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import NamedTuple
 
 import anyio
+import h11
 import httpx
 
 from ._connection import Connection, Origin, connect
 
-__all__ = ["Http11Transport"]
+__all__ = ["Fetched", "Http11Transport"]
 
 _KEEPALIVE_EXPIRY = 5.0
 
@@ -69,6 +71,26 @@ class _Body(httpx.AsyncByteStream, AsyncIterator[bytes]):
         conn, self._conn = self._conn, None
         if conn is not None:
             await self._transport._give_back(conn)
+
+
+class Fetched(NamedTuple):
+    """A whole answer read by :meth:`Http11Transport.fetch`.
+
+    Attributes:
+        status_code: the HTTP status.
+        headers: the headers, as sent.
+        reason: the reason phrase.
+        body: the body as it came (still content-encoded, if it was); None when it was
+            over the limit, declared or as it arrived (then not read, and its
+            connection closed).
+        over: what was over the limit ("N bytes declared", "more arrived"), or "".
+    """
+
+    status_code: int
+    headers: list[tuple[bytes, bytes]]
+    reason: bytes
+    body: bytes | None
+    over: str = ""
 
 
 class Http11Transport(httpx.AsyncBaseTransport):
@@ -137,6 +159,36 @@ class Http11Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
         )
 
+    async def fetch(self, request: httpx.Request, limit: int) -> Fetched:
+        """Send ``request`` and read its whole answer, at most ``limit`` bytes of body: the
+        client's own API calls, which read every answer whole, skip the streamed
+        ``httpx.Response`` and the body iterator that :meth:`handle_async_request` builds.
+
+        Raises what :meth:`handle_async_request` and reading its body raise.
+        """
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        timeouts = request.extensions.get("timeout", {})
+        await self._acquire(timeouts.get("pool"), request)
+        try:
+            conn = await self._checkout(request, timeouts.get("connect"))
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            head = await conn.exchange(request, timeouts.get("write"), timeouts.get("read"))
+            fetched = await _read_body(conn, request, head, limit)
+        except BaseException:
+            await conn.close()
+            self._slots.release()
+            raise
+        if fetched.body is None:  # not read to its end: the connection cannot be reused
+            await conn.close()
+            self._slots.release()
+        else:
+            await self._give_back(conn)
+        return fetched
+
     async def _acquire(self, within: float | None, request: httpx.Request) -> None:
         slots = self._slots
         if slots.value:
@@ -199,3 +251,23 @@ class Http11Transport(httpx.AsyncBaseTransport):
         traceback: TracebackType | None = None,
     ) -> None:
         await self.aclose()
+
+
+async def _read_body(
+    conn: Connection, request: httpx.Request, head: h11.Response, limit: int
+) -> Fetched:
+    """The rest of the answer ``head`` begins, its body capped at ``limit`` bytes."""
+    headers = list(head.headers)
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            return Fetched(
+                head.status_code, headers, head.reason, None, f"{int(value):,} bytes declared"
+            )
+    chunks: list[bytes] = []
+    size = 0
+    while (chunk := await conn.next_chunk(request)) is not None:
+        size += len(chunk)
+        if size > limit:
+            return Fetched(head.status_code, headers, head.reason, None, "more arrived")
+        chunks.append(chunk)
+    return Fetched(head.status_code, headers, head.reason, b"".join(chunks))
