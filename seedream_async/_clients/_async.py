@@ -40,7 +40,7 @@ from ._settings import (
     DEFAULT_REQUEST_DEADLINE,
     DEFAULT_TIMEOUT,
     check_limits,
-    own_http,
+    http_client_for,
     price_set,
     resolve_api_key,
     resolve_base_url,
@@ -157,9 +157,7 @@ class AsyncSeedream(PredictionCalls, ImageTransfers):
         self.requests = self._driver.requests
         """Requests sent, by operation (``upload``, ``submit``, ``poll``, ``download``)."""
         self._owns_http = http_client is None
-        self._http, direct = (
-            (http_client, None) if http_client is not None else own_http(timeout, max_connections)
-        )
+        self._http, direct = http_client_for(http_client, timeout, max_connections)
         self._endpoint = Endpoint(
             self._http, self.base_url, self._key, self._driver,
             deadline=request_deadline, max_bytes=max_response_bytes, direct=direct,

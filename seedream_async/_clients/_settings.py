@@ -25,7 +25,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "api_root",
     "check_limits",
-    "own_http",
+    "http_client_for",
     "price_set",
     "resolve_api_key",
     "resolve_base_url",
@@ -77,16 +77,19 @@ def price_set(price: PriceModel | None, per_execution: float | None) -> PriceMod
     return price
 
 
-def own_http(
-    timeout: float | httpx.Timeout, max_connections: int
+def http_client_for(
+    given: httpx.AsyncClient | None, timeout: float | httpx.Timeout, max_connections: int
 ) -> tuple[httpx.AsyncClient, Http11Transport | None]:
-    """The client's own HTTP client, on its own HTTP/1.1 transport (see ``_transport``), and
-    that transport, which the API's requests are handed to directly (see ``_endpoint``).
+    """The HTTP client to use, and the transport the API's requests are handed to directly
+    (see ``_endpoint``), or None to send them through the HTTP client.
 
-    With a proxy set in the environment (``HTTPS_PROXY``, ``ALL_PROXY``...), httpx's own
-    transport instead (and None): it honours those variables, and ours speaks only straight
-    to hosts.
+    ``given`` (the user's) is used whole, hooks and all: (``given``, None). Otherwise the
+    client's own, on its own HTTP/1.1 transport (see ``_transport``); with a proxy set in
+    the environment (``HTTPS_PROXY``, ``ALL_PROXY``...), httpx's own transport instead (and
+    None): it honours those variables, and ours speaks only straight to hosts.
     """
+    if given is not None:
+        return given, None
     if _environment_proxies():
         limits = httpx.Limits(max_connections=max_connections)
         return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=True), None

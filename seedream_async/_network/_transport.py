@@ -137,6 +137,17 @@ class Http11Transport(httpx.AsyncBaseTransport):
         return self._ssl_context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        conn, head = await self._exchange(request)
+        return httpx.Response(
+            head.status_code,
+            headers=head.headers,
+            stream=_Body(self, conn, request),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
+
+    async def _exchange(self, request: httpx.Request) -> tuple[Connection, h11.Response]:
+        """A slot and a connection for ``request``, the request sent and its answer's head
+        read; the slot and connection are the caller's to give back (the body unread)."""
         if self._closed:
             raise RuntimeError("the transport is closed")
         timeouts = request.extensions.get("timeout", {})
@@ -152,12 +163,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             await conn.close()
             self._slots.release()
             raise
-        return httpx.Response(
-            head.status_code,
-            headers=head.headers,
-            stream=_Body(self, conn, request),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-        )
+        return conn, head
 
     async def fetch(self, request: httpx.Request, limit: int) -> Fetched:
         """Send ``request`` and read its whole answer, at most ``limit`` bytes of body: the
@@ -166,17 +172,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
         Raises what :meth:`handle_async_request` and reading its body raise.
         """
-        if self._closed:
-            raise RuntimeError("the transport is closed")
-        timeouts = request.extensions.get("timeout", {})
-        await self._acquire(timeouts.get("pool"), request)
+        conn, head = await self._exchange(request)
         try:
-            conn = await self._checkout(request, timeouts.get("connect"))
-        except BaseException:
-            self._slots.release()
-            raise
-        try:
-            head = await conn.exchange(request, timeouts.get("write"), timeouts.get("read"))
             fetched = await _read_body(conn, request, head, limit)
         except BaseException:
             await conn.close()
