@@ -91,3 +91,36 @@ def test_run_shares_a_postgres_journal_and_resumes_from_it(
     assert json.loads(capsys.readouterr().out)["counts"]["delivered"] == 3
     assert len((out / "report.jsonl").read_text().splitlines()) == 3
     assert not any("postgres" in p.name for p in out.iterdir())
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["bare", "in-task-groups"])
+def test_a_journal_failing_mid_run_is_one_sentence(
+    wrapped: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fleet command whose journal fails mid-run (a paused worker whose session the server
+    ended: the error comes out of the batch's task groups, wrapped) says so in one sentence
+    with the journal's exit code, never a traceback. Unrelated errors still propagate."""
+    import argparse
+
+    from seedream_async import JournalUnavailable
+    from seedream_async.cli._fleet import run_on_journal
+    from seedream_async.cli._options import EXIT_JOURNAL
+
+    dsn = "postgresql://worker@db.example/catalog"
+    failure = JournalUnavailable(dsn, "the database cannot be reached (server closed)", "retry")
+
+    async def handler(*_: object) -> int:
+        if wrapped:
+            raise BaseExceptionGroup("batch", [ExceptionGroup("feed", [failure])])
+        raise failure
+
+    assert run_on_journal(argparse.Namespace(journal=dsn), handler) == EXIT_JOURNAL
+    said = capsys.readouterr()
+    assert "Traceback" not in said.out + said.err
+    assert "the database cannot be reached" in said.err
+
+    async def broken(*_: object) -> int:
+        raise ExceptionGroup("batch", [failure, ValueError("a bug")])
+
+    with pytest.raises(ExceptionGroup):
+        run_on_journal(argparse.Namespace(journal=dsn), broken)

@@ -23,7 +23,13 @@ from ._options import ENV_DSN, EXIT_INTERRUPTED, EXIT_JOURNAL, EXIT_OK, EXIT_USA
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["add_journal_option", "fleet_journal", "print_fleet_status", "run_on_journal"]
+__all__ = [
+    "add_journal_option",
+    "fleet_journal",
+    "journal_error_in",
+    "print_fleet_status",
+    "run_on_journal",
+]
 
 _DSN_ERROR = "a fleet's journal is a PostgreSQL DSN: postgresql://user@host/dbname"
 
@@ -72,12 +78,34 @@ def run_on_journal(ns: argparse.Namespace, handler: Handler) -> int:
     except KeyboardInterrupt:
         errors.print("\nInterrupted: claims were released; nothing billed was lost.")
         return EXIT_INTERRUPTED
-    except JournalUnavailable as err:  # down, unreachable, a wrong DSN: one sentence
-        errors.print(f"error: {escape(str(err))}")
-        return EXIT_JOURNAL
     except JournalError as err:
-        errors.print(f"error: {escape(str(err))}")
-        return EXIT_USAGE
+        return _journal_failed(err, errors)
+    except BaseExceptionGroup as group:  # the batch's task groups wrap a failure mid-run
+        failure = journal_error_in(group)
+        if failure is None:
+            raise
+        return _journal_failed(failure, errors)
+
+
+def journal_error_in(group: BaseExceptionGroup[BaseException]) -> JournalError | None:
+    """The first :class:`JournalError` in ``group`` when that is all it holds (task groups
+    around a batch wrap the journal's failure: a paused worker whose session the server
+    ended, say); None when it holds anything else."""
+    matched, rest = group.split(JournalError)
+    if matched is None or rest is not None:
+        return None
+    error: BaseException = matched
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    assert isinstance(error, JournalError)
+    return error
+
+
+def _journal_failed(err: JournalError, errors: Console) -> int:
+    """One sentence for a journal that failed, and the exit code that goes with it."""
+    errors.print(f"error: {escape(str(err))}")
+    # Down, unreachable, a wrong DSN, a session the server ended: the journal's code.
+    return EXIT_JOURNAL if isinstance(err, JournalUnavailable) else EXIT_USAGE
 
 
 async def print_fleet_status(ns: argparse.Namespace, console: Console, errors: Console) -> int:

@@ -23,6 +23,7 @@ from .._engine._items import EditItem
 from .._engine._options import as_kwargs
 from .._wire._pricing import PriceModel
 from ._dry_run import dry_run
+from ._fleet import journal_error_in
 from ._journal_view import journal_exists, load_journal
 from ._manifest import iter_items
 from ._options import (
@@ -78,15 +79,6 @@ async def _reroll(options: RunOptions, console: Console) -> None:
         f"Re-rolling {len(done)} item(s) with new seeds (a new paid attempt each); "
         f"{moved} earlier output file(s) moved to {options.out / REROLLED_DIR}."
     )
-
-
-def _first(group: BaseExceptionGroup[JournalError]) -> JournalError:
-    """The first JournalError of ``group`` (the task groups around the batch wrap it)."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    assert isinstance(error, JournalError)
-    return error
 
 
 async def _write_records(
@@ -203,7 +195,7 @@ async def _run_batch(
 
                 await _edit(options, items(), len(keys), console, runs, add)
     except* JournalError as group:  # it could not be opened (or read) at all: nothing sent
-        outcome.failure = _first(group)
+        outcome.failure = journal_error_in(group)
     finally:
         if runs:
             outcome.billed = runs[0].progress.spent
