@@ -17,7 +17,7 @@ import httpx
 from .._base._exceptions import MalformedResponse
 from ._deadline import Within
 
-__all__ = ["bounded", "read_capped", "same_origin", "too_large"]
+__all__ = ["bounded", "encoded", "read_capped", "same_origin", "too_large"]
 
 
 def bounded(request: httpx.Request, seconds: float | None) -> _Bounded:
@@ -79,13 +79,14 @@ async def read_capped(response: httpx.Response, *, limit: int, what: str) -> byt
     try:
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _too_large(response, what, limit, f"{int(declared):,} bytes declared")
+            detail = f"{int(declared):,} bytes declared"
+            raise too_large(what, limit, detail, response.status_code)
         chunks: list[bytes] = []
         size = 0
         async for chunk in _body(response):
             size += len(chunk)
             if size > limit:
-                raise _too_large(response, what, limit, "more arrived")
+                raise too_large(what, limit, "more arrived", response.status_code)
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
@@ -96,15 +97,16 @@ def _body(response: httpx.Response) -> AsyncIterable[bytes]:
     """The body's chunks, decoded: straight from the stream when it is not encoded
     (httpx's ``aiter_bytes`` layers, decoder and chunker, are then a no-op that still
     costs a tenth of a small answer's CPU)."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
     stream = response.stream
-    if encoding not in ("", "identity") or not isinstance(stream, httpx.AsyncByteStream):
+    if encoded(response.headers) or not isinstance(stream, httpx.AsyncByteStream):
         return response.aiter_bytes()
     return stream
 
 
-def _too_large(response: httpx.Response, what: str, limit: int, detail: str) -> MalformedResponse:
-    return too_large(what, limit, detail, response.status_code)
+def encoded(headers: httpx.Headers) -> bool:
+    """Whether a body with ``headers`` is content-encoded (gzip, deflate...), so httpx's
+    decoders must read it."""
+    return headers.get("content-encoding", "identity").strip().lower() not in ("", "identity")
 
 
 def too_large(what: str, limit: int, detail: str, status_code: int) -> MalformedResponse:

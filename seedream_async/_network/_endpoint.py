@@ -28,7 +28,7 @@ from .._base._secret import Secret
 from .._base._version import __version__
 from .._policies._retry import RetryPolicy
 from .._wire._envelope import envelope_error
-from ._bounded import bounded, read_capped, same_origin, too_large
+from ._bounded import bounded, encoded, read_capped, same_origin, too_large
 from ._driver import Driver, RefusedHook
 from ._errors import status_error
 from ._transport import Http11Transport
@@ -309,10 +309,10 @@ class Endpoint:
             raise too_large(what, limit, fetched.over, fetched.status_code)
         headers = httpx.Headers(fetched.headers)
         content = fetched.body
-        if headers.get("content-encoding", "identity").strip().lower() not in ("", "identity"):
+        if encoded(headers):
             stream = httpx.ByteStream(content)
-            encoded = httpx.Response(fetched.status_code, headers=headers, stream=stream)
-            content = await read_capped(encoded, limit=limit, what=what)
+            raw = httpx.Response(fetched.status_code, headers=headers, stream=stream)
+            content = await read_capped(raw, limit=limit, what=what)
             headers = _decoded(headers)
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": fetched.reason}
         answer = _Answer(
@@ -352,7 +352,7 @@ class Endpoint:
 def _decoded(headers: httpx.Headers) -> httpx.Headers:
     """``headers`` of a body now held decoded: without what described its encoded form
     (kept, ``Content-Encoding: gzip`` would have httpx decode the body a second time)."""
-    if "content-encoding" not in headers:
+    if not encoded(headers):
         return headers
     return httpx.Headers([(k, v) for k, v in headers.multi_items() if k not in _WIRE_HEADERS])
 
