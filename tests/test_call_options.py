@@ -9,6 +9,7 @@ from _helpers import FAST_POLL, simulated
 
 from seedream_async import (
     ConfigurationError,
+    EditRequest,
     InvalidInput,
     RetryPolicy,
     TransportError,
@@ -70,6 +71,31 @@ async def test_the_key_cannot_be_replaced_by_a_header() -> None:
     async with simulated() as (sim, client):
         with pytest.raises(ConfigurationError, match="authorization"):
             client.with_options(headers={"Authorization": "Bearer other"})
+        assert sum(sim.ledger.requests.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "match"),
+    [
+        ({"X-Trace": "a\r\nX-Injected: yes"}, "'X-Trace'.*line break"),
+        ({"X-Trace": "a\nb"}, "'X-Trace'.*line break"),
+        ({"X-Trace": "a\x00b"}, "'X-Trace'.*NUL"),
+        ({"X Trace": "a"}, "'X Trace' is not a valid HTTP header name"),
+    ],
+)
+async def test_a_header_http_cannot_carry_is_refused_before_anything_is_sent(
+    headers: dict[str, str], match: str
+) -> None:
+    """A CR, LF or NUL in a value (header injection) or a name that is not a token is
+    refused up front, naming the header, for a submit and a poll alike: it is never an
+    HTTP-level failure after the request may have left (a submit would read as
+    ambiguous), nor h11's own exception."""
+    async with simulated() as (sim, client):
+        request = EditRequest(prompt="p", images=[URL])
+        with pytest.raises(ConfigurationError, match=match):
+            await client.submit(request, extra_headers=headers)
+        with pytest.raises(ConfigurationError, match=match):
+            await client.get_prediction("pred_1", extra_headers=headers)
         assert sum(sim.ledger.requests.values()) == 0
 
 

@@ -16,6 +16,8 @@ import pytest
 from _helpers import simulated
 
 from seedream_async import EditRequest
+from seedream_async._network._bounded import timed_out
+from seedream_async._network._deadline import Steps
 from seedream_async._network._transport import Http11Transport
 from seedream_async.testing import make_png, serve
 
@@ -362,3 +364,84 @@ async def test_a_proxy_in_the_environment_gets_httpx_own_transport(
         assert client._http._transport_for_url(httpx.URL("https://x.test/")) is not (
             client._http._transport
         )
+
+
+async def _fetch_within(
+    transport: Http11Transport, request: httpx.Request, seconds: float | None
+) -> httpx.TimeoutException:
+    """``fetch`` under one ``Steps`` (as the client's own calls run): the timeout error
+    the endpoint would raise."""
+    steps = Steps(None if seconds is None else anyio.current_time() + seconds)
+    with pytest.raises(TimeoutError), steps:
+        await transport.fetch(request, limit=1000, steps=steps)
+    assert steps.expired
+    return timed_out(request, steps, seconds)
+
+
+async def test_one_scope_names_the_limit_that_ended_the_exchange() -> None:
+    """Under one ``Steps`` (the client's own API calls: one cancel scope whose deadline
+    each step moves), a silent server is the read timeout's, a trickling one the overall
+    deadline's, and a server that reads nothing the write timeout's; each frees its slot
+    and drops its connection, as the per-step scopes did."""
+
+    async def silent(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await anyio.sleep(30)
+
+    async def trickle(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            await stream.send(b"x")
+            await anyio.sleep(0.05)
+
+    async def deaf(stream: anyio.abc.ByteStream) -> None:
+        await anyio.sleep(30)
+
+    timeout = httpx.Timeout(5.0, read=0.2, write=0.2)
+    big = b"x" * 64_000_000  # beyond what the kernel buffers on loopback
+    transport = Http11Transport(max_connections=2)
+    async with _server(silent) as url:
+        request = httpx.Request("GET", url, extensions={"timeout": timeout.as_dict()})
+        error = await _fetch_within(transport, request, 5.0)
+        assert isinstance(error, httpx.ReadTimeout)
+        assert "no answer within 0.2 s" in str(error)
+    async with _server(trickle) as url:
+        request = httpx.Request("GET", url, extensions={"timeout": timeout.as_dict()})
+        error = await _fetch_within(transport, request, 0.4)
+        assert isinstance(error, httpx.ReadTimeout)
+        assert "within 0.4s (overall request deadline)" in str(error)
+    async with _server(deaf) as url:
+        request = httpx.Request("POST", url, content=big, extensions={"timeout": timeout.as_dict()})
+        error = await _fetch_within(transport, request, 5.0)
+        assert isinstance(error, httpx.WriteTimeout)
+        assert "request not sent within 0.2 s" in str(error)
+    assert (transport.in_flight, transport.idle) == (0, 0)
+    await transport.aclose()
+
+
+async def test_a_poll_is_built_once_and_per_call_headers_still_reach_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GET the client sends again (a poll) is built once, its HTTP/1.1 head too; a copy
+    with other headers builds its own: its header reaches that poll only."""
+    sent: list[httpx.Request] = []
+    fetch = Http11Transport.fetch
+
+    async def spy(self: Http11Transport, request: httpx.Request, *args: object) -> object:
+        sent.append(request)
+        return await fetch(self, request, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Http11Transport, "fetch", spy)
+    async with simulated() as (sim, client):
+        uploaded = await client.upload(make_png(8, 8))
+        prediction = await client.submit(EditRequest(prompt="p", images=[uploaded.download_url]))
+        await client.get_prediction(prediction.id)
+        await client.with_options(headers={"X-Trace": "t"}).get_prediction(prediction.id)
+        await client.get_prediction(prediction.id)
+        polls = [headers for endpoint, headers in sim.ledger.headers if endpoint == "poll"]
+        assert [h.get("x-trace") for h in polls] == [None, "t", None]
+        first, traced, again = (r for r in sent if r.method == "GET")
+        assert again is first
+        assert traced is not first
+        assert "x-trace" not in first.headers

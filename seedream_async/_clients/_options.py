@@ -10,6 +10,7 @@ settings differ. Closing a copy never closes the pool; close the client it came 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Literal, Self
 
@@ -29,6 +30,10 @@ Order = Literal["completion", "input"]
 
 # Headers the client owns: a per-call header may not replace them.
 _RESERVED = frozenset({"authorization", "content-type", "content-length", "host"})
+# RFC 9110 5.1 and 5.5: a name is a token; a value may not hold CR, LF or NUL (a line
+# break would end the header and start another: header injection).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BREAKS = re.compile(r"[\r\n\x00]")
 
 
 def checked_headers(headers: Mapping[str, str] | None) -> httpx.Headers:
@@ -39,6 +44,14 @@ def checked_headers(headers: Mapping[str, str] | None) -> httpx.Headers:
             f"headers may not set {', '.join(reserved)}: the client sets them (the API key "
             "goes in api_key=...)"
         )
+    for name, value in (headers or {}).items():
+        if not _TOKEN.fullmatch(name):
+            raise ConfigurationError(f"header name {name!r} is not a valid HTTP header name")
+        if _BREAKS.search(value):
+            raise ConfigurationError(
+                f"header {name!r}: its value holds a line break or NUL, which HTTP cannot "
+                "carry (it would start another header)"
+            )
     return result
 
 

@@ -15,9 +15,10 @@ from types import TracebackType
 import httpx
 
 from .._base._exceptions import MalformedResponse
-from ._deadline import Within
+from ._connection import step_timeout
+from ._deadline import Steps, Within
 
-__all__ = ["bounded", "encoded", "read_capped", "same_origin", "too_large"]
+__all__ = ["bounded", "encoded", "read_capped", "same_origin", "timed_out", "too_large"]
 
 
 def bounded(request: httpx.Request, seconds: float | None) -> _Bounded:
@@ -57,12 +58,27 @@ class _Bounded:
         try:
             self._within.__exit__(exc_type, exc, tb)
         except TimeoutError:
-            url = self._request.url.copy_with(query=None)
-            raise httpx.ReadTimeout(
-                f"no complete answer from {url} within {self._seconds:g}s "
-                "(overall request deadline)",
-                request=self._request,
-            ) from None
+            raise _overall(self._request, self._seconds) from None
+
+
+def timed_out(
+    request: httpx.Request, steps: Steps, seconds: float | None
+) -> httpx.TimeoutException:
+    """The error for an exchange that ``steps`` (an overall deadline of ``seconds``, and
+    the write and read timeouts of its steps) ended: the overall deadline's, as
+    :func:`bounded` raises it, when that had passed; else the step's, as the connection
+    raises it."""
+    if steps.overall or not steps.name:
+        return _overall(request, seconds)
+    return step_timeout(steps.name, steps.seconds, request)
+
+
+def _overall(request: httpx.Request, seconds: float | None) -> httpx.ReadTimeout:
+    url = request.url.copy_with(query=None)
+    return httpx.ReadTimeout(
+        f"no complete answer from {url} within {seconds:g}s (overall request deadline)",
+        request=request,
+    )
 
 
 async def read_capped(response: httpx.Response, *, limit: int, what: str) -> bytes:

@@ -17,9 +17,9 @@ import h11
 import httpx
 from anyio.abc import SocketAttribute
 
-from ._deadline import Within
+from ._deadline import Steps, Within
 
-__all__ = ["Connection", "Origin", "connect"]
+__all__ = ["Connection", "Origin", "connect", "h11_head", "step_timeout"]
 
 Origin = tuple[str, str, int]
 
@@ -56,6 +56,20 @@ async def connect(
     return Connection(origin, stream)
 
 
+def h11_head(request: httpx.Request) -> h11.Request:
+    """``request``'s method, target and headers as h11's event (which checks them).
+
+    Raises:
+        httpx.LocalProtocolError: a header h11 refuses (a CR or LF in a value, say).
+    """
+    try:
+        return h11.Request(
+            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        )
+    except h11.LocalProtocolError as err:
+        raise httpx.LocalProtocolError(str(err), request=request) from err
+
+
 class Connection:
     """An open connection: send one request, read its response, then maybe another."""
 
@@ -66,6 +80,10 @@ class Connection:
         self._h11 = h11.Connection(h11.CLIENT)
         self._socket: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)
         self._read_timeout: float | None = None
+        self.steps: Steps | None = None
+        """Set while a caller bounds the whole exchange with one :class:`Steps`: the send
+        and each read then move its deadline instead of entering a scope of their own,
+        and a timeout is the caller's to name."""
 
     def reusable(self) -> bool:
         """Whether an idle connection can carry another request: its socket has nothing
@@ -94,16 +112,21 @@ class Connection:
                 await self._stream.aclose()
 
     async def exchange(
-        self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
+        self,
+        request: httpx.Request,
+        head: h11.Request,
+        write_timeout: float | None,
+        read_timeout: float | None,
     ) -> h11.Response:
-        """Send ``request`` and read its response's head (1xx answers skipped).
+        """Send ``request`` (``head``: its :func:`h11_head`) and read its response's head
+        (1xx answers skipped).
 
         A server may answer and close before the whole body is sent (a 413, say): a write
         error is then held back and the answer read instead, as httpx's transport does.
         """
         self._read_timeout = read_timeout
         try:
-            await self._send_request(request, write_timeout)
+            await self._send_request(request, head, write_timeout)
         except httpx.WriteError as err:
             try:
                 return await self._head(request)
@@ -111,9 +134,9 @@ class Connection:
                 raise err from None
         return await self._head(request)
 
-    async def _send_request(self, request: httpx.Request, within: float | None) -> None:
-        url = request.url
-        head = h11.Request(method=request.method, target=url.raw_path, headers=request.headers.raw)
+    async def _send_request(
+        self, request: httpx.Request, head: h11.Request, within: float | None
+    ) -> None:
         parts = [self._encode(head, request)]
         size = len(parts[0])
         assert isinstance(request.stream, httpx.AsyncByteStream)
@@ -136,11 +159,10 @@ class Connection:
 
     async def _send(self, data: bytes, within: float | None, request: httpx.Request) -> None:
         try:
-            with Within(within):
+            with self._step("write", within):
                 await self._stream.send(data)
         except TimeoutError:
-            message = f"request not sent within {within} s"
-            raise httpx.WriteTimeout(message, request=request) from None
+            raise step_timeout("write", within, request) from None
         except _BROKEN as err:
             message = f"connection broke while sending: {err}"
             raise httpx.WriteError(message, request=request) from err
@@ -176,18 +198,39 @@ class Connection:
                 assert isinstance(event, h11.Event)
                 return event
 
+    def _step(self, name: str, seconds: float | None) -> Within:
+        """The bound on one step: its own scope, or (under :attr:`steps`) none, the
+        shared scope's deadline moved."""
+        steps = self.steps
+        if steps is None:
+            return Within(seconds)
+        steps.step(name, seconds)
+        return _UNBOUNDED
+
     async def _receive(self, request: httpx.Request) -> bytes:
         timeout = self._read_timeout
         try:
-            with Within(timeout):
+            with self._step("read", timeout):
                 return await self._stream.receive(_READ_SIZE)
         except anyio.EndOfStream:
             return b""
         except TimeoutError:
-            raise httpx.ReadTimeout(f"no answer within {timeout} s", request=request) from None
+            raise step_timeout("read", timeout, request) from None
         except _BROKEN as err:
             message = f"connection broke while reading: {err}"
             raise httpx.ReadError(message, request=request) from err
+
+
+_UNBOUNDED = Within(None)
+
+
+def step_timeout(
+    name: str, seconds: float | None, request: httpx.Request
+) -> httpx.TimeoutException:
+    """The error for a ``write`` or ``read`` step that took more than ``seconds``."""
+    if name == "write":
+        return httpx.WriteTimeout(f"request not sent within {seconds} s", request=request)
+    return httpx.ReadTimeout(f"no answer within {seconds} s", request=request)
 
 
 def _protocol_message(err: h11.RemoteProtocolError) -> str:

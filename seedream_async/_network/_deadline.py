@@ -7,11 +7,12 @@ generator's overhead showed in the client's CPU profile.
 
 from __future__ import annotations
 
+import math
 from types import TracebackType
 
 import anyio
 
-__all__ = ["Within"]
+__all__ = ["Steps", "Within"]
 
 
 class Within:
@@ -40,4 +41,57 @@ class Within:
         scope.__exit__(exc_type, exc, tb)
         # Only its deadline cancels this scope: catching its own cancellation means time ran out.
         if scope.cancelled_caught:
+            raise TimeoutError
+
+
+class Steps:
+    """One cancel scope for a whole exchange, its deadline the nearer of an overall one
+    (``until``, on the event loop's clock) and the timeout of the step running now.
+
+    A request sends, then reads once or twice: a scope per step (``Within``) enters,
+    schedules a timer, cancels it and exits three or four times a request. This one is
+    entered once, and each step only moves its deadline. Whoever owns it enters it, the
+    steps call :meth:`step`, and on a timeout the owner's ``with`` raises
+    ``TimeoutError``; :attr:`name` (the step that ran) and :attr:`overall` (the overall
+    deadline had passed) say which limit it was, :attr:`expired` that it was this one.
+    """
+
+    __slots__ = ("_now", "_scope", "_until", "expired", "name", "seconds")
+
+    def __init__(self, until: float | None) -> None:
+        self._until = math.inf if until is None else until
+        self._now = anyio.current_time
+        self._scope = anyio.CancelScope(deadline=self._until)
+        self.name = ""
+        self.seconds: float | None = None
+        self.expired = False
+        """Its deadline ended the exchange (its ``with`` raised ``TimeoutError``)."""
+
+    @property
+    def overall(self) -> bool:
+        """The overall deadline has passed."""
+        return self._now() >= self._until
+
+    def step(self, name: str, seconds: float | None) -> None:
+        """Start step ``name``, which may take ``seconds`` (None: up to the overall
+        deadline)."""
+        self.name, self.seconds = name, seconds
+        deadline = self._until if seconds is None else min(self._until, self._now() + seconds)
+        if deadline != self._scope.deadline:
+            self._scope.deadline = deadline
+
+    def __enter__(self) -> Steps:
+        self._scope.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        scope.__exit__(exc_type, exc, tb)
+        if scope.cancelled_caught:
+            self.expired = True
             raise TimeoutError

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import anyio
 import httpx
 
 from .._base._constants import MAX_JSON_BYTES
@@ -28,7 +29,8 @@ from .._base._secret import Secret
 from .._base._version import __version__
 from .._policies._retry import RetryPolicy
 from .._wire._envelope import envelope_error
-from ._bounded import bounded, encoded, read_capped, same_origin, too_large
+from ._bounded import bounded, encoded, read_capped, same_origin, timed_out, too_large
+from ._deadline import Steps
 from ._driver import Driver, RefusedHook
 from ._errors import status_error
 from ._transport import Http11Transport
@@ -56,6 +58,33 @@ class _Answer(httpx.Response):
 
     _parsed: Any = None
     _has_parsed = False
+
+    @classmethod
+    def of(
+        cls,
+        status_code: int,
+        headers: httpx.Headers,
+        body: bytes,
+        request: httpx.Request,
+        extensions: dict[str, Any] | None = None,
+    ) -> _Answer:
+        """The answer to ``request``, its (decoded) ``body`` already read.
+
+        ``httpx.Response(content=...)`` would run the body through its decoder and chunker
+        layers once more to "read" it (a tenth of a small answer's CPU); a stream of the
+        same bytes, marked read, is what ``Response.read`` leaves behind.
+        """
+        answer = cls(
+            status_code,
+            headers=headers,
+            stream=httpx.ByteStream(body),
+            request=request,
+            extensions=extensions,
+        )
+        answer._content = body
+        answer.is_stream_consumed = True
+        answer.is_closed = True
+        return answer
 
     def json(self, **kwargs: Any) -> Any:
         if kwargs:
@@ -110,6 +139,7 @@ class Endpoint:
         # Parsed once: httpx validates a URL string character by character, and a poll's
         # URL is sent again every few seconds until its prediction ends.
         self._urls: dict[tuple[str, bool], httpx.URL] = {}
+        self._gets: dict[tuple[str, bool], httpx.Request] = {}
         self._fixed_headers: httpx.Headers | None = None
 
     def with_options(
@@ -178,9 +208,14 @@ class Endpoint:
                 part_headers, content = multipart_body(upload, max_bytes=max_upload_bytes)
                 headers = httpx.Headers(headers)
                 headers.update(part_headers)
-            request = self._request(method, url, headers, json, content, timeout)
-            async with bounded(request, deadline):
-                response = await self._exchange(request, what, max_bytes or self.max_bytes)
+            route = (path, from_origin)
+            request = self._request(method, url, route, headers, json, content, timeout)
+            limit = max_bytes or self.max_bytes
+            if self._direct is not None:
+                response = await self._fetch(request, what, limit, deadline)
+            else:
+                async with bounded(request, deadline):
+                    response = await self._exchange(request, what, limit)
             return self._checked(response, what, method, url)
 
         return await self._driver.call(
@@ -199,28 +234,51 @@ class Endpoint:
         self,
         method: str,
         url: httpx.URL,
+        route: tuple[str, bool],
         headers: httpx.Headers,
         json: Any,
         content: Any,
         timeout: httpx.Timeout,
     ) -> httpx.Request:
-        """The request as ``http.send`` would get it (its defaults and timeout merged)."""
+        """The request as ``http.send`` would get it (its defaults and timeout merged);
+        ``route``: its path, and whether on the API's origin (see :meth:`send`)."""
         if self._direct is None:
             return self._http.build_request(
                 method, url, headers=headers, json=json, content=content, timeout=timeout
             )
+        plain = method == "GET" and json is None and content is None
+        if plain and timeout is self._default_timeout() and headers is self._fixed_headers:
+            # A GET is the same request every time it is sent (a poll, six times per
+            # prediction): built once, and its HTTP/1.1 head with it (the transport's).
+            request = self._gets.get(route)
+            if request is None:
+                if len(self._gets) >= _URLS_KEPT:
+                    self._gets.clear()
+                request = self._build(method, url, headers, None, None, timeout)
+                self._gets[route] = request
+            return request
+        return self._build(method, url, headers, json, content, timeout)
+
+    def _build(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: httpx.Headers,
+        json: Any,
+        content: Any,
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        extensions = {"timeout": timeout.as_dict()}
         return httpx.Request(
-            method,
-            url,
-            headers=headers,
-            json=json,
-            content=content,
-            extensions={"timeout": timeout.as_dict()},
+            method, url, headers=headers, json=json, content=content, extensions=extensions
         )
+
+    def _default_timeout(self) -> httpx.Timeout:
+        return self.timeout or self._http.timeout
 
     def _timing(self, read_timeout: float | None) -> tuple[httpx.Timeout, float | None]:
         """The request's timeout and overall deadline, lengthened to ``read_timeout``."""
-        timeout = self.timeout or self._http.timeout
+        timeout = self._default_timeout()
         if read_timeout is not None and timeout.read is not None:
             timeout = httpx.Timeout(
                 connect=timeout.connect,
@@ -291,8 +349,22 @@ class Endpoint:
             "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
         )
 
+    async def _fetch(
+        self, request: httpx.Request, what: str, limit: int, seconds: float | None
+    ) -> httpx.Response:
+        """:meth:`_exchange` through the client's own transport, the overall deadline and
+        the write and read timeouts kept by one :class:`Steps` (one cancel scope)."""
+        steps = Steps(None if seconds is None else anyio.current_time() + seconds)
+        try:
+            with steps:
+                return await self._exchange(request, what, limit, steps)
+        except TimeoutError:
+            if not steps.expired:
+                raise
+            raise timed_out(request, steps, seconds) from None
+
     async def _read(
-        self, request: httpx.Request, what: str, limit: int
+        self, request: httpx.Request, what: str, limit: int, steps: Steps | None
     ) -> tuple[httpx.Response, httpx.Request | None]:
         """The answer to ``request``, its body read (at most ``limit`` bytes, decoded), and
         the request a redirect answer points to (None for any other answer)."""
@@ -300,11 +372,11 @@ class Endpoint:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             content = await read_capped(response, limit=limit, what=what)
             headers, status = _decoded(response.headers), response.status_code
-            answer = _Answer(status, headers=headers, content=content, request=request)
+            answer = _Answer.of(status, headers, content, request)
             return answer, (response.next_request if response.has_redirect_location else None)
         if self._http.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        fetched = await self._direct.fetch(request, limit)
+        fetched = await self._direct.fetch(request, limit, steps)
         if fetched.body is None:
             raise too_large(what, limit, fetched.over, fetched.status_code)
         headers = httpx.Headers(fetched.headers)
@@ -315,22 +387,18 @@ class Endpoint:
             content = await read_capped(raw, limit=limit, what=what)
             headers = _decoded(headers)
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": fetched.reason}
-        answer = _Answer(
-            fetched.status_code,
-            headers=headers,
-            content=content,
-            request=request,
-            extensions=extensions,
-        )
+        answer = _Answer.of(fetched.status_code, headers, content, request, extensions)
         if not answer.has_redirect_location:
             return answer, None
         # httpx's own rule (method, headers, body kept or dropped), as http.send applies it.
         return answer, self._http._build_redirect_request(request, answer)
 
-    async def _exchange(self, request: httpx.Request, what: str, limit: int) -> httpx.Response:
+    async def _exchange(
+        self, request: httpx.Request, what: str, limit: int, steps: Steps | None = None
+    ) -> httpx.Response:
         """Send ``request``, following only same-origin redirects, and read the answer."""
         for _ in range(_MAX_REDIRECTS + 1):
-            response, target = await self._read(request, what, limit)
+            response, target = await self._read(request, what, limit, steps)
             if target is None:
                 return response
             if not same_origin(target.url, self._base_url):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ssl
 import time
+import weakref
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import NamedTuple
@@ -35,7 +36,8 @@ import anyio
 import h11
 import httpx
 
-from ._connection import Connection, Origin, connect
+from ._connection import Connection, Origin, connect, h11_head
+from ._deadline import Steps
 
 __all__ = ["Fetched", "Http11Transport"]
 
@@ -118,6 +120,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._ssl_context = ssl_context
         self._expiry = keepalive_expiry
         self._closed = False
+        # The HTTP/1.1 head of each GET sent while that request lives: a caller that
+        # sends one request again (a poll) has it validated and built once.
+        self._heads: weakref.WeakKeyDictionary[httpx.Request, h11.Request] = (
+            weakref.WeakKeyDictionary()
+        )
         self.opened = 0
         """Connections opened so far (a reused one is not counted again)."""
 
@@ -145,9 +152,12 @@ class Http11Transport(httpx.AsyncBaseTransport):
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
         )
 
-    async def _exchange(self, request: httpx.Request) -> tuple[Connection, h11.Response]:
+    async def _exchange(
+        self, request: httpx.Request, steps: Steps | None = None
+    ) -> tuple[Connection, h11.Response]:
         """A slot and a connection for ``request``, the request sent and its answer's head
-        read; the slot and connection are the caller's to give back (the body unread)."""
+        read; the slot and connection are the caller's to give back (the body unread).
+        ``steps``: the caller's bound on the send and reads (see :class:`Steps`)."""
         if self._closed:
             raise RuntimeError("the transport is closed")
         timeouts = request.extensions.get("timeout", {})
@@ -157,34 +167,58 @@ class Http11Transport(httpx.AsyncBaseTransport):
         except BaseException:
             self._slots.release()
             raise
+        conn.steps = steps
         try:
-            head = await conn.exchange(request, timeouts.get("write"), timeouts.get("read"))
+            head = await conn.exchange(
+                request, self._head(request), timeouts.get("write"), timeouts.get("read")
+            )
         except BaseException:
-            await conn.close()
-            self._slots.release()
+            await self._drop(conn)
             raise
         return conn, head
 
-    async def fetch(self, request: httpx.Request, limit: int) -> Fetched:
+    def _head(self, request: httpx.Request) -> h11.Request:
+        head = self._heads.get(request)
+        if head is None:
+            head = h11_head(request)
+            if request.method == "GET":
+                self._heads[request] = head
+        return head
+
+    async def fetch(
+        self, request: httpx.Request, limit: int, steps: Steps | None = None
+    ) -> Fetched:
         """Send ``request`` and read its whole answer, at most ``limit`` bytes of body: the
         client's own API calls, which read every answer whole, skip the streamed
         ``httpx.Response`` and the body iterator that :meth:`handle_async_request` builds.
 
+        ``steps``: a :class:`Steps` the caller has entered around this call; the send and
+        each read then move its deadline (write and read timeouts) instead of entering
+        scopes of their own, and a timeout raises ``TimeoutError`` from the caller's
+        ``with``, for it to name (``steps.name``). Without it, as
+        :meth:`handle_async_request`: httpx's timeout errors.
+
         Raises what :meth:`handle_async_request` and reading its body raise.
         """
-        conn, head = await self._exchange(request)
+        conn, head = await self._exchange(request, steps)
         try:
             fetched = await _read_body(conn, request, head, limit)
         except BaseException:
-            await conn.close()
-            self._slots.release()
+            await self._drop(conn)
             raise
+        conn.steps = None
         if fetched.body is None:  # not read to its end: the connection cannot be reused
             await conn.close()
             self._slots.release()
         else:
             await self._give_back(conn)
         return fetched
+
+    async def _drop(self, conn: Connection) -> None:
+        """Close ``conn`` after a failed exchange, and free its slot."""
+        conn.steps = None
+        await conn.close()
+        self._slots.release()
 
     async def _acquire(self, within: float | None, request: httpx.Request) -> None:
         slots = self._slots

@@ -61,11 +61,15 @@ class RawResponse:
 
 
 class RawResponses:
-    """The last answer per prediction id, for the most recent ``keep`` predictions."""
+    """The last answer per prediction id, for the most recent ``keep`` predictions.
+
+    An answer is kept as it came and masked when asked for (:meth:`get`): every poll
+    records one, and few are ever read.
+    """
 
     def __init__(self, keep: int = _KEEP) -> None:
         self._keep = keep
-        self._by_id: OrderedDict[str, RawResponse] = OrderedDict()
+        self._by_id: OrderedDict[str, _Kept] = OrderedDict()
 
     def record(
         self,
@@ -75,25 +79,60 @@ class RawResponses:
         operation: str,
         secrets: Sequence[str] = (),
     ) -> None:
-        """Keep ``response`` (its body read) as the last answer about ``prediction_id``,
-        with ``secrets`` (the API key) and bearer tokens a careless server echoed masked."""
-        whole = response.content
-        content = scrub(whole[:_MAX_BODY].decode("utf-8", errors="replace"), secrets).encode()
-        self._by_id[prediction_id] = RawResponse(
-            status_code=response.status_code,
-            headers=httpx.Headers(response.headers),
-            content=content,
-            truncated=len(whole) > _MAX_BODY,
-            operation=operation,
-            url=_url(response),
-        )
-        self._by_id.move_to_end(prediction_id)
-        while len(self._by_id) > self._keep:
-            self._by_id.popitem(last=False)
+        """Keep ``response`` (its body read) as the last answer about ``prediction_id``;
+        ``secrets`` (the API key) and bearer tokens a careless server echoed are masked
+        when it is read back."""
+        by_id = self._by_id
+        by_id[prediction_id] = _Kept(response, operation, tuple(secrets))
+        by_id.move_to_end(prediction_id)
+        while len(by_id) > self._keep:
+            by_id.popitem(last=False)
 
     def get(self, prediction_id: str) -> RawResponse | None:
         """The last answer about ``prediction_id``, or None if none is kept."""
-        return self._by_id.get(prediction_id)
+        kept = self._by_id.get(prediction_id)
+        return None if kept is None else kept.masked()
+
+
+class _Kept:
+    """An answer as recorded: at most ``_MAX_BODY`` of its body, masked when read."""
+
+    __slots__ = (
+        "_masked",
+        "content",
+        "headers",
+        "operation",
+        "secrets",
+        "status_code",
+        "truncated",
+        "url",
+    )
+
+    def __init__(self, response: httpx.Response, operation: str, secrets: tuple[str, ...]):
+        whole = response.content
+        self.content = whole[:_MAX_BODY]  # the same bytes object when it is shorter
+        self.truncated = len(whole) > _MAX_BODY
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self.operation = operation
+        self.secrets = secrets
+        self.url = _url(response)
+        self._masked: RawResponse | None = None
+
+    def masked(self) -> RawResponse:
+        """The answer, masked (built on the first call, the same object after)."""
+        if self._masked is not None:
+            return self._masked
+        text = self.content.decode("utf-8", errors="replace")
+        self._masked = RawResponse(
+            status_code=self.status_code,
+            headers=httpx.Headers(self.headers),
+            content=scrub(text, self.secrets).encode(),
+            truncated=self.truncated,
+            operation=self.operation,
+            url=self.url,
+        )
+        return self._masked
 
 
 def _url(response: httpx.Response) -> str:
