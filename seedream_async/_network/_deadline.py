@@ -14,6 +14,10 @@ import anyio
 
 __all__ = ["Steps", "Within"]
 
+# A step's deadline later than the current one by at most this share of its timeout
+# leaves the current one (see Steps).
+_KEPT_WITHIN = 0.01
+
 
 class Within:
     """``anyio.fail_after(seconds)`` (``None``: no limit) as a plain class."""
@@ -54,6 +58,13 @@ class Steps:
     steps call :meth:`step`, and on a timeout the owner's ``with`` raises
     ``TimeoutError``; :attr:`name` (the step that ran) and :attr:`overall` (the overall
     deadline had passed) say which limit it was, :attr:`expired` that it was this one.
+
+    Moving a deadline cancels a timer and schedules another, so it moves only when it
+    must: none is set until the first step (a step that may wait, for a free connection
+    or to connect, takes ``seconds=None``: the overall deadline), and a step whose
+    deadline falls later than the current one by at most 1% of its timeout keeps the
+    current one. A request's read step, right after its send, then costs nothing; a
+    step may end that much early, never late.
     """
 
     __slots__ = ("_now", "_scope", "_until", "expired", "name", "seconds")
@@ -61,7 +72,7 @@ class Steps:
     def __init__(self, until: float | None) -> None:
         self._until = math.inf if until is None else until
         self._now = anyio.current_time
-        self._scope = anyio.CancelScope(deadline=self._until)
+        self._scope = anyio.CancelScope()
         self.name = ""
         self.seconds: float | None = None
         self.expired = False
@@ -77,7 +88,8 @@ class Steps:
         deadline)."""
         self.name, self.seconds = name, seconds
         deadline = self._until if seconds is None else min(self._until, self._now() + seconds)
-        if deadline != self._scope.deadline:
+        current = self._scope.deadline
+        if deadline < current or deadline > current + _KEPT_WITHIN * (seconds or 0.0):
             self._scope.deadline = deadline
 
     def __enter__(self) -> Steps:

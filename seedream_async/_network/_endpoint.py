@@ -63,7 +63,7 @@ class _Answer(httpx.Response):
     def of(
         cls,
         status_code: int,
-        headers: httpx.Headers,
+        headers: httpx.Headers | list[tuple[bytes, bytes]],
         body: bytes,
         request: httpx.Request,
         extensions: dict[str, Any] | None = None,
@@ -379,13 +379,17 @@ class Endpoint:
         fetched = await self._direct.fetch(request, limit, steps)
         if fetched.body is None:
             raise too_large(what, limit, fetched.over, fetched.status_code)
-        headers = httpx.Headers(fetched.headers)
+        headers: httpx.Headers | list[tuple[bytes, bytes]] = fetched.headers
         content = fetched.body
-        if encoded(headers):
-            stream = httpx.ByteStream(content)
-            raw = httpx.Response(fetched.status_code, headers=headers, stream=stream)
-            content = await read_capped(raw, limit=limit, what=what)
-            headers = _decoded(headers)
+        # h11 gives names lowercased; a list, not httpx.Headers, unless it must be decoded
+        # (the answer builds its Headers from it once).
+        if any(name == b"content-encoding" for name, _ in fetched.headers):
+            headers = httpx.Headers(fetched.headers)
+            if encoded(headers):
+                stream = httpx.ByteStream(content)
+                raw = httpx.Response(fetched.status_code, headers=headers, stream=stream)
+                content = await read_capped(raw, limit=limit, what=what)
+                headers = _decoded(headers)
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": fetched.reason}
         answer = _Answer.of(fetched.status_code, headers, content, request, extensions)
         if not answer.has_redirect_location:

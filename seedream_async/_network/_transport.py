@@ -161,9 +161,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         timeouts = request.extensions.get("timeout", {})
-        await self._acquire(timeouts.get("pool"), request)
+        await self._acquire(timeouts.get("pool"), request, steps)
         try:
-            conn = await self._checkout(request, timeouts.get("connect"))
+            conn = await self._checkout(request, timeouts.get("connect"), steps)
         except BaseException:
             self._slots.release()
             raise
@@ -220,11 +220,15 @@ class Http11Transport(httpx.AsyncBaseTransport):
         await conn.close()
         self._slots.release()
 
-    async def _acquire(self, within: float | None, request: httpx.Request) -> None:
+    async def _acquire(
+        self, within: float | None, request: httpx.Request, steps: Steps | None
+    ) -> None:
         slots = self._slots
         if slots.value:
             slots.acquire_nowait()
             return
+        if steps is not None:  # a wait: within the overall deadline
+            steps.step("pool", None)
         try:
             with anyio.fail_after(within):
                 await slots.acquire()
@@ -233,7 +237,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 "timed out waiting for a free connection", request=request
             ) from None
 
-    async def _checkout(self, request: httpx.Request, within: float | None) -> Connection:
+    async def _checkout(
+        self, request: httpx.Request, within: float | None, steps: Steps | None
+    ) -> Connection:
         url = request.url
         port = url.port or (443 if url.scheme == "https" else 80)
         origin: Origin = (url.scheme, url.host, port)
@@ -246,6 +252,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     return conn
                 await conn.close()
         tls = self._tls() if origin[0] == "https" else None
+        if steps is not None:  # a wait: within the overall deadline
+            steps.step("connect", None)
         conn = await connect(origin, tls, within, request)
         self.opened += 1
         return conn
