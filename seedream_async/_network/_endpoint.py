@@ -371,12 +371,23 @@ class Endpoint:
         if self._direct is None:
             response = await self._http.send(request, stream=True, follow_redirects=False)
             content = await read_capped(response, limit=limit, what=what)
-            headers, status = _decoded(response.headers), response.status_code
-            answer = _Answer.of(status, headers, content, request)
+            status = response.status_code
+            answer = _Answer.of(status, _decoded(response.headers), content, request)
             return answer, (response.next_request if response.has_redirect_location else None)
+        return await self._read_direct(self._direct, request, what, limit, steps)
+
+    async def _read_direct(
+        self,
+        direct: Http11Transport,
+        request: httpx.Request,
+        what: str,
+        limit: int,
+        steps: Steps | None,
+    ) -> tuple[httpx.Response, httpx.Request | None]:
+        """:meth:`_read` through the client's own transport."""
         if self._http.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
-        fetched = await self._direct.fetch(request, limit, steps)
+        fetched = await direct.fetch(request, limit, steps)
         if fetched.body is None:
             raise too_large(what, limit, fetched.over, fetched.status_code)
         headers: httpx.Headers | list[tuple[bytes, bytes]] = fetched.headers
