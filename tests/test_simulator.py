@@ -604,3 +604,44 @@ async def test_exit_with_open_and_busy_connections() -> None:
         with anyio.fail_after(2):
             await failed.wait()
     assert isinstance(errors[0], httpx.RemoteProtocolError | httpx.ReadError)
+
+
+class _Recorder(anyio.abc.ByteStream):
+    """A byte stream that records each ``send``: what a server's answer went out as."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, item: bytes) -> None:
+        self.sent.append(item)
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        raise anyio.EndOfStream
+
+    async def send_eof(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_a_small_answer_goes_out_in_one_write_and_a_trickle_apart() -> None:
+    """The simulator sends an answer's head and body in one write, as a production
+    server's buffered writer (or a CDN's TLS record) delivers a small answer, so a client
+    is measured reading what the real API sends; a trickled answer still comes apart."""
+    from seedream_async.testing._http import Response, _Connection
+
+    async def answer(response: Response) -> list[bytes]:
+        stream = _Recorder()
+        connection = _Connection(stream)
+        connection.h11.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await connection.next_event()
+        await connection.respond(response, close=False)
+        return stream.sent
+
+    [written] = await answer(Response(status=200, body=b'{"code": 200}'))
+    assert written.startswith(b"HTTP/1.1 200 ")
+    assert written.endswith(b'\r\n\r\n{"code": 200}')
+    trickled = await answer(Response(status=200, body=b"abc", trickle=20.0))
+    assert len(trickled) == 4  # the head, then a byte at a time
+    assert b"".join(trickled).endswith(b"\r\n\r\nabc")

@@ -147,12 +147,17 @@ class _Connection:
         ]
         if close:
             headers.append(("connection", "close"))
-        await self.send(h11.Response(status_code=response.status, headers=headers))
+        head = h11.Response(status_code=response.status, headers=headers)
         if response.trickle is not None:
+            await self.send(head)
             await self._trickle(response.body, response.trickle)
-        elif response.body:
-            await self.send(h11.Data(data=response.body))
-        await self.send(h11.EndOfMessage())
+            await self.send(h11.EndOfMessage())
+            return
+        # Head and body in one write, as a production server's buffered writer (or a CDN's
+        # TLS record) delivers a small answer: not two segments a client reads apart.
+        events: list[h11.Event] = [head, h11.Data(data=response.body), h11.EndOfMessage()]
+        data = b"".join(self.h11.send(event) or b"" for event in events if _nonempty(event))
+        await self.stream.send(data)
 
     async def _trickle(self, body: bytes, rate: float) -> None:
         # A few bytes every tick: slow enough to defeat a per-read timeout, never silent.
@@ -225,3 +230,7 @@ async def serve_connection(stream: anyio.abc.ByteStream, handler: Handler) -> No
             pass
         except Exception:
             logger.exception("simulator connection crashed")
+
+
+def _nonempty(event: h11.Event) -> bool:
+    return not isinstance(event, h11.Data) or bool(event.data)
