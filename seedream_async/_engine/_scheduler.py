@@ -20,7 +20,6 @@ policy's ``max_interval``.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import itertools
 import logging
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 
 import anyio
 
+from .._base._clock import loop_clock
 from .._base._exceptions import (
     APIUnreachable,
     BadRequestError,
@@ -84,21 +84,6 @@ class _Watch:
     def finish(self, result: Prediction | None = None, error: SeedreamError | None = None) -> None:
         self.result, self.error = result, error
         self.done.set()
-
-
-def _loop_clock() -> Callable[[], float]:
-    """The running event loop's clock, bound once (``anyio.current_time`` looks up the
-    running backend on every call, which costs more than reading the clock)."""
-    try:
-        return asyncio.get_running_loop().time
-    except RuntimeError:
-        pass
-    try:
-        import trio
-
-        return trio.lowlevel.current_clock().current_time  # RuntimeError outside trio
-    except (ImportError, RuntimeError):
-        return anyio.current_time
 
 
 class _Handoff:
@@ -170,7 +155,7 @@ class PollScheduler:
     def _now(self) -> float:
         clock = self._clock
         if clock is None:
-            clock = self._clock = _loop_clock()
+            clock = self._clock = loop_clock()
         return clock()
 
     def _running(self, shape: Shape) -> list[float]:
@@ -225,7 +210,7 @@ class PollScheduler:
         and this loop only wakes to hand a due prediction to an idle worker (a task per poll
         costs more CPU than the poll's own work).
         """
-        self._clock = _loop_clock()
+        self._clock = loop_clock()
         try:
             async with anyio.create_task_group() as group:
                 while True:

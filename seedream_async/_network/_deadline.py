@@ -12,6 +12,8 @@ from types import TracebackType
 
 import anyio
 
+from .._base._clock import loop_clock
+
 __all__ = ["Steps", "Within"]
 
 # A step's deadline later than the current one by at most this share of its timeout
@@ -71,7 +73,7 @@ class Steps:
 
     def __init__(self, until: float | None) -> None:
         self._until = math.inf if until is None else until
-        self._now = anyio.current_time
+        self._now = loop_clock()
         self._scope = anyio.CancelScope()
         self.name = ""
         self.seconds: float | None = None

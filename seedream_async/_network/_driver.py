@@ -111,7 +111,8 @@ class Driver:
         while True:
             if gated:
                 self._fail_fast()
-                await self.gate.wait()
+                if not self.gate.open():
+                    await self.gate.wait()
             self.requests[operation] += 1
             started = time.perf_counter()
             try:

@@ -25,6 +25,8 @@ __all__ = ["AdaptiveLimit", "PauseGate", "RateLimiter"]
 
 Clock = Callable[[], float]
 
+_NEVER = float("-inf")
+
 
 class RateLimiter:
     """GCRA: at most ``rate`` acquisitions per second on average, bursts up to ``burst``.
@@ -165,7 +167,7 @@ class PauseGate:
     """
 
     def __init__(self, clock: Clock | None = None) -> None:
-        self._until = float("-inf")
+        self._until = _NEVER
         self._clock = clock or anyio.current_time
         self.paused_at = float("-inf")
         """When the gate was last paused, on its clock."""
@@ -174,6 +176,10 @@ class PauseGate:
         """Hold every caller for ``seconds`` from now (a longer pause already set stands)."""
         self.paused_at = self._clock()
         self._until = max(self._until, self.paused_at + seconds)
+
+    def open(self) -> bool:
+        """Whether a caller may go now (never paused: without reading the clock)."""
+        return self._until == _NEVER or self._until <= self._clock()
 
     async def wait(self) -> None:
         """Return once the gate is open."""
