@@ -123,11 +123,14 @@ class UploadCache:
             upload = self._uploads[digest] = _Upload(shape=shape)
             _trim(self._uploads, self._max)
             try:
-                async with self._slots:
+                await self._take_slot()
+                try:
                     uploaded = await self._client.upload_prepared(
                         prepared, keep_trying_for=self._persist
                     )
-                    upload.url = uploaded.download_url
+                finally:
+                    self._slots.release()
+                upload.url = uploaded.download_url
             except SeedreamError as err:
                 upload.error = err
                 raise
@@ -137,6 +140,14 @@ class UploadCache:
             raise upload.error
         assert upload.url is not None
         return upload.url
+
+    async def _take_slot(self) -> None:
+        """An upload slot: at once when one is free (``async with`` the limiter would yield
+        a whole loop pass first, per upload), else when one is given back."""
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
 
     async def _identify(
         self, image: ImageRef, *, fresh: bool = False

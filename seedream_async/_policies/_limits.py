@@ -106,11 +106,12 @@ class AdaptiveLimit:
     async def acquire(self) -> None:
         """Wait until fewer than :attr:`limit` hold it, then hold it."""
         if self._in_use < self.limit and not self._waiters:
-            # As anyio's CapacityLimiter: a cancellation may land only before the slot is
-            # taken, never after, or the caller (whose acquire raised) would leak it.
+            # A cancellation may land only before the slot is taken, never after, or the
+            # caller (whose acquire raised) would leak it. No yield after it, unlike
+            # anyio's CapacityLimiter: the caller goes straight on to send its request,
+            # which yields anyway, and a yield here was a whole loop pass per submit.
             await anyio.lowlevel.checkpoint_if_cancelled()
             self._take()
-            await anyio.lowlevel.cancel_shielded_checkpoint()
             return
         event = anyio.Event()
         self._waiters.append(event)
