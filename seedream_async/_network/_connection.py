@@ -128,10 +128,17 @@ class Connection:
         try:
             await self._send_request(request, head, write_timeout)
         except httpx.WriteError as err:
+            # That answer's read has its own timeout (under ``steps`` too: only the overall
+            # deadline stays shared), so a read that fails leaves the write error standing.
+            steps, self.steps = self.steps, None
+            if steps is not None:
+                steps.step("answer", None)
             try:
                 return await self._head(request)
             except httpx.TransportError:
                 raise err from None
+            finally:
+                self.steps = steps
         return await self._head(request)
 
     async def _send_request(

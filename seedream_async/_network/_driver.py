@@ -109,10 +109,8 @@ class Driver:
         give_up_at = None if keep_trying_for is None else anyio.current_time() + keep_trying_for
         tries = _Tries(policy)
         while True:
-            if gated:
-                self._fail_fast()
-                if not self.gate.open():
-                    await self.gate.wait()
+            if gated and not self._may_go():
+                await self.gate.wait()
             self.requests[operation] += 1
             started = time.perf_counter()
             try:
@@ -149,6 +147,12 @@ class Driver:
         status = result.status_code if isinstance(result, httpx.Response) else None
         self.observer.attempt(operation, time.perf_counter() - started, status, None)
         return result
+
+    def _may_go(self) -> bool:
+        """Whether an API request may go at once: raises if the API was judged
+        unreachable; False while a 429 holds the gate (wait at it)."""
+        self._fail_fast()
+        return self.gate.open()
 
     def _fail_fast(self) -> None:
         """Raise at once, sending nothing, once the API was judged unreachable."""

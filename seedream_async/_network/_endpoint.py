@@ -210,12 +210,7 @@ class Endpoint:
                 headers.update(part_headers)
             route = (path, from_origin)
             request = self._request(method, url, route, headers, json, content, timeout)
-            limit = max_bytes or self.max_bytes
-            if self._direct is not None:
-                response = await self._fetch(request, what, limit, deadline)
-            else:
-                async with bounded(request, deadline):
-                    response = await self._exchange(request, what, limit)
+            response = await self._answer(request, what, max_bytes or self.max_bytes, deadline)
             return self._checked(response, what, method, url)
 
         return await self._driver.call(
@@ -260,14 +255,9 @@ class Endpoint:
         return self._build(method, url, headers, json, content, timeout)
 
     def _build(
-        self,
-        method: str,
-        url: httpx.URL,
-        headers: httpx.Headers,
-        json: Any,
-        content: Any,
+        self, method: str, url: httpx.URL, headers: httpx.Headers, json: Any, content: Any,
         timeout: httpx.Timeout,
-    ) -> httpx.Request:
+    ) -> httpx.Request:  # fmt: skip
         extensions = {"timeout": timeout.as_dict()}
         return httpx.Request(
             method, url, headers=headers, json=json, content=content, extensions=extensions
@@ -349,11 +339,15 @@ class Endpoint:
             "https://api.atlascloud.ai or https://api.atlascloud.ai/api/v1)"
         )
 
-    async def _fetch(
+    async def _answer(
         self, request: httpx.Request, what: str, limit: int, seconds: float | None
     ) -> httpx.Response:
-        """:meth:`_exchange` through the client's own transport, the overall deadline and
-        the write and read timeouts kept by one :class:`Steps` (one cancel scope)."""
+        """:meth:`_exchange` within ``seconds`` in all. Through the client's own transport,
+        the overall deadline and the write and read timeouts are kept by one
+        :class:`Steps` (one cancel scope); through a given HTTP client, by :func:`bounded`."""
+        if self._direct is None:
+            async with bounded(request, seconds):
+                return await self._exchange(request, what, limit)
         steps = Steps(None if seconds is None else anyio.current_time() + seconds)
         try:
             with steps:
