@@ -98,6 +98,15 @@ class _Group:
         self.schedules: dict[float, Schedule] = {}  # by poll budget
         self.solved_at = 0  # sample count at the last solve
         self.seen = 0
+        self._median: tuple[int, float] | None = None  # (seen, median) when last sorted
+
+    def median(self) -> float:
+        """The median sample, sorted again only when a sample was learned since (a batch
+        asks at every submit; a window of 512 sorted each time cost more than its solves)."""
+        if self._median is None or self._median[0] != self.seen:
+            ordered = sorted(self.samples)
+            self._median = (self.seen, ordered[len(ordered) // 2])
+        return self._median[1]
 
 
 class PollPlanner:
@@ -152,8 +161,7 @@ class PollPlanner:
         """The median duration of ``shape``: learned, or the prior's."""
         group = self._groups.get(shape)
         if group is not None and len(group.samples) >= self._min_samples:
-            ordered = sorted(group.samples)
-            return ordered[len(ordered) // 2]
+            return group.median()
         return self._prior_median(shape)
 
     def typical_duration(self) -> float | None:
@@ -161,8 +169,7 @@ class PollPlanner:
         learned = [g for g in self._groups.values() if len(g.samples) >= self._min_samples]
         if not learned:
             return None
-        ordered = sorted(max(learned, key=lambda group: group.seen).samples)
-        return ordered[len(ordered) // 2]
+        return max(learned, key=lambda group: group.seen).median()
 
     def schedule(self, shape: Shape, *, polls: float | None = None) -> Schedule:
         """The current optimal schedule for ``shape`` (solved again when due): give it to
