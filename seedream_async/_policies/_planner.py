@@ -98,15 +98,21 @@ class _Group:
         self.schedules: dict[float, Schedule] = {}  # by poll budget
         self.solved_at = 0  # sample count at the last solve
         self.seen = 0
-        self._median: tuple[int, float] | None = None  # (seen, median) when last sorted
+        self.ordered: list[float] = []  # the same samples, sorted (kept as they come and go)
+
+    def add(self, seconds: float) -> None:
+        self.seen += 1
+        if self.samples.maxlen == 0:
+            return  # a window of none keeps nothing
+        if len(self.samples) == self.samples.maxlen:
+            del self.ordered[bisect.bisect_left(self.ordered, self.samples[0])]
+        self.samples.append(seconds)
+        bisect.insort(self.ordered, seconds)
 
     def median(self) -> float:
-        """The median sample, sorted again only when a sample was learned since (a batch
-        asks at every submit; a window of 512 sorted each time cost more than its solves)."""
-        if self._median is None or self._median[0] != self.seen:
-            ordered = sorted(self.samples)
-            self._median = (self.seen, ordered[len(ordered) // 2])
-        return self._median[1]
+        # Kept sorted as samples come, not sorted per ask: a batch asks at every submit,
+        # and sorting the 512-sample window each time cost more than its solves.
+        return self.ordered[len(self.ordered) // 2]
 
 
 class PollPlanner:
@@ -148,9 +154,7 @@ class PollPlanner:
     def learn(self, shape: Shape, seconds: float) -> None:
         """Record one finished prediction's duration (seconds from submit to done)."""
         if seconds > 0 and math.isfinite(seconds):
-            group = self._group(shape)
-            group.samples.append(seconds)
-            group.seen += 1
+            self._group(shape).add(seconds)
 
     def learned(self, shape: Shape) -> int:
         """How many durations of ``shape`` were recorded."""
