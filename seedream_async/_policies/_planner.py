@@ -96,6 +96,7 @@ class _Group:
         self.samples: deque[float] = deque(maxlen=window)
         self.durations: Durations | None = None  # what the schedules were solved for
         self.schedules: dict[float, Schedule] = {}  # by poll budget
+        self.last: dict[float, Schedule] = {}  # by poll budget, kept across solves
         self.solved_at = 0  # sample count at the last solve
         self.seen = 0
         self.ordered: list[float] = []  # the same samples, sorted (kept as they come and go)
@@ -200,7 +201,10 @@ class PollPlanner:
         budget = self.polls if polls is None else polls
         schedule = group.schedules.get(budget)
         if schedule is None:
-            schedule = group.schedules[budget] = schedule_for_polls(group.durations, budget)
+            # The last answer for this budget starts the search near its price of a poll.
+            near = group.last.get(budget)
+            schedule = schedule_for_polls(group.durations, budget, near=near)
+            group.schedules[budget] = group.last[budget] = schedule
         return schedule
 
     def due(self, schedule: Schedule, elapsed: float) -> float:
