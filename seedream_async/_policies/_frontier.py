@@ -89,6 +89,9 @@ class _Table:
     cdf: list[float]
     partial: list[float]
     mean: float
+    # Per point, independent of the price, for the DP's inner loop: i, S_i = 1 - F_i and
+    # t_i F_i - M_i, last point first (the DP runs backwards).
+    rows: list[tuple[int, float, float, float, float, float]]
 
 
 @lru_cache(maxsize=64)
@@ -99,7 +102,11 @@ def _table(durations: Durations, size: int) -> _Table:
     cdf[-1] = 1.0
     partial = [durations.partial_mean(t) for t in times]
     partial[-1] = durations.mean
-    return _Table(times, cdf, partial, durations.mean)
+    rows = [
+        (i, cdf[i], times[i], partial[i], 1.0 - cdf[i], times[i] * cdf[i] - partial[i])
+        for i in range(len(times) - 2, -1, -1)
+    ]
+    return _Table(times, cdf, partial, durations.mean, rows)
 
 
 def _solve(table: _Table, cost: float) -> Schedule:
@@ -112,8 +119,7 @@ def _solve(table: _Table, cost: float) -> Schedule:
     # largest t (the back), [-1] the smallest.
     slopes, intercepts, lines = [t[n]], [t[n] * f[n] - m[n]], [n]
     start = 0  # lines before ``start`` are no longer optimal for any query to come
-    for i in range(n - 1, -1, -1):
-        x, ti, mi = f[i], t[i], m[i]
+    for i, x, ti, mi, survival, base in table.rows:
         # Queries x = F_i only decrease, so the optimum moves toward smaller t.
         last = len(lines) - 1
         while start < last and (
@@ -122,10 +128,9 @@ def _solve(table: _Table, cost: float) -> Schedule:
         ):
             start += 1
         choice[i] = lines[start]
-        value = cost * (1.0 - x) + mi + intercepts[start] - slopes[start] * x
-        intercept = ti * x - mi + value
+        intercept = base + (cost * survival + mi + intercepts[start] - slopes[start] * x)
         # Add line i (the smallest t so far): drop lines it makes useless.
-        while last - start >= 1:
+        while last > start:
             left = (intercepts[last] - intercept) * (slopes[last - 1] - slopes[last])
             right = (intercepts[last - 1] - intercepts[last]) * (slopes[last] - ti)
             if left < right:
