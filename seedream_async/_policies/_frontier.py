@@ -41,6 +41,8 @@ __all__ = [
 
 # Grid points: the schedule's poll times are chosen among these many candidates.
 _GRID = 320
+# How close (in log price) to where two schedules' costs cross a probe is placed.
+_HAIR = 1e-6
 # The grid ends at this quantile; the mass beyond it is detected by the tail backoff.
 _TOP = 1.0 - 1e-5
 
@@ -259,19 +261,22 @@ def _bisect(
     cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
     dear_fits = fits(solve(dear))
     bounds = [-math.inf, dear]  # answers differ from the dear end's at or below [0]; not above [1]
+    def same(log_price: float) -> bool:
+        return fits(solve(log_price)) == dear_fits
+
     if near is not None and near.price > 0 and near.mean > 0:
-        guess = math.log(near.price / near.mean * durations.mean)
-        _gallop(lambda x: fits(solve(x)) == dear_fits, guess, cheap, bounds)
+        _gallop(same, math.log(near.price / near.mean * durations.mean), cheap, bounds)
+        _narrow(solved, same, bounds)
     # 16 halvings of a bracket 16 wide (in log price) pin the price within 0.03%: far
     # finer than the schedules it tells apart, each solve a millisecond or so.
     for _ in range(16):
         middle = (cheap + dear) / 2
         if bounds[0] < middle < bounds[1]:
-            same = fits(solve(middle)) == dear_fits
-            bounds[same] = middle
+            answer = same(middle)
+            bounds[answer] = middle
         else:
-            same = middle >= bounds[1]
-        if same:
+            answer = middle >= bounds[1]
+        if answer:
             dear = middle
         else:
             cheap = middle
@@ -289,6 +294,29 @@ def _gallop(same: Callable[[float], bool], guess: float, cheap: float, bounds: l
         else:
             bounds[0], x = x, x + step
         step *= 2
+
+
+def _narrow(
+    solved: dict[float, Schedule], same: Callable[[float], bool], bounds: list[float]
+) -> None:
+    """Narrow ``bounds`` (log prices, solved) to where the lines ``price -> price * polls
+    + lag`` of their two schedules cross: the optimal schedule changes there, so the answer
+    turns there unless a third schedule is optimal between. A probe a hair either side
+    tells (it brackets the turn, or it finds the third schedule, and the next round starts
+    from it), for a few rounds: the schedules between are few once the bounds are close."""
+    for _ in range(5):
+        low, high = bounds
+        if low == -math.inf or high - low <= 4 * _HAIR:
+            return
+        cheaper, dearer = solved[low], solved[high]
+        if cheaper.polls <= dearer.polls or dearer.lag <= cheaper.lag:
+            return
+        cross = math.log((dearer.lag - cheaper.lag) / (cheaper.polls - dearer.polls))
+        if not low + _HAIR < cross < high - _HAIR:
+            return
+        for x in (cross - _HAIR, cross + _HAIR):
+            if bounds[0] < x < bounds[1]:
+                bounds[same(x)] = x
 
 
 def schedule_for_polls(
