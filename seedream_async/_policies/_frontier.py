@@ -125,8 +125,7 @@ def _solve(table: _Table, cost: float) -> Schedule:
         # Queries x = F_i only decrease, so the optimum moves toward smaller t.
         last = len(lines) - 1
         while start < last and (
-            intercepts[start + 1] - slopes[start + 1] * x
-            <= intercepts[start] - slopes[start] * x
+            intercepts[start + 1] - slopes[start + 1] * x <= intercepts[start] - slopes[start] * x
         ):
             start += 1
         choice[i] = lines[start]
@@ -261,6 +260,7 @@ def _bisect(
     cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
     dear_fits = fits(solve(dear))
     bounds = [-math.inf, dear]  # answers differ from the dear end's at or below [0]; not above [1]
+
     def same(log_price: float) -> bool:
         return fits(solve(log_price)) == dear_fits
 
