@@ -3,12 +3,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
 from seedream_async._policies._durations import Durations, silverman
 from seedream_async._policies._frontier import (
+    _GRID,
     Schedule,
+    _bisect,
     _table,
     fixed_interval,
     frontier,
@@ -265,10 +268,17 @@ def test_a_search_from_a_near_answer_returns_the_same_schedule(
 def test_a_far_or_odd_hint_changes_nothing(hint: float, monkeypatch: pytest.MonkeyPatch) -> None:
     durations = _kernel_durations(7, 0.3, 300)
     near = Schedule((1.0,), 1.0, 1.0, 8.0, price=hint)
-    for search, target in ((schedule_for_polls, 4.0), (schedule_for_lag, 0.05)):
+    cases: list[tuple[object, float, Callable[[Schedule], bool]]] = [
+        (schedule_for_polls, 4.0, lambda s: s.polls <= 4.0),
+        (schedule_for_lag, 0.05, lambda s: s.lag_share <= 0.05),
+    ]
+    for search, target, fits in cases:
         cold, warm, _, _ = _cold_and_warm(search, durations, target, near, monkeypatch)
         monkeypatch.undo()
         assert warm.times == cold.times
+        # The dear end's answer is only expected, and checked: expected wrongly, the same.
+        wrong = search is schedule_for_lag
+        assert _bisect(durations, _GRID, fits, near, wrong).times == cold.times
 
 
 def test_the_kernel_table_matches_the_mixture_summed_in_full() -> None:

@@ -239,10 +239,15 @@ def frontier(
 
 
 def _bisect(
-    durations: Durations, grid: int, fits: Callable[[Schedule], bool], near: Schedule | None
+    durations: Durations,
+    grid: int,
+    fits: Callable[[Schedule], bool],
+    near: Schedule | None,
+    dear_fits: bool,
 ) -> Schedule:
     """The optimal schedule at the price of a poll where ``fits`` turns: ``fits`` must hold
-    for dear polls (few) and fail for cheap ones, or the reverse; bisected on log price.
+    for dear polls (few) and fail for cheap ones, or the reverse (``dear_fits`` says which
+    is expected; it is checked); bisected on log price.
 
     ``fits`` turns once (the optimal polls fall as the price rises), so a midpoint at or
     above a price known to answer as the dear end does, or at or below one known not to,
@@ -257,16 +262,22 @@ def _bisect(
             solved[log_price] = _solve(table, math.exp(log_price))
         return solved[log_price]
 
-    cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
-    dear_fits = fits(solve(dear))
-    bounds = [-math.inf, dear]  # answers differ from the dear end's at or below [0]; not above [1]
-
     def same(log_price: float) -> bool:
         return fits(solve(log_price)) == dear_fits
 
+    cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
+    bounds = [-math.inf, dear]  # answers differ from the dear end's at or below [0]; not above [1]
     if near is not None and near.price > 0 and near.mean > 0:
         _gallop(same, math.log(near.price / near.mean * durations.mean), cheap, bounds)
         _narrow(solved, same, bounds)
+    if bounds[0] == -math.inf or bounds[1] not in solved:
+        # Not bracketed, so the dear end's answer is solved for: had it been expected
+        # wrongly, no probe could have bracketed the turn (each side answers alike).
+        dear_fits = fits(solve(dear))
+        bounds = [
+            max((x for x in solved if not same(x)), default=-math.inf),
+            min(x for x in solved if same(x)),
+        ]
     # 16 halvings of a bracket 16 wide (in log price) pin the price within 0.03%: far
     # finer than the schedules it tells apart, each solve a millisecond or so.
     for _ in range(16):
@@ -306,7 +317,7 @@ def _narrow(
     from it), for a few rounds: the schedules between are few once the bounds are close."""
     for _ in range(5):
         low, high = bounds
-        if low == -math.inf or high - low <= 4 * _HAIR:
+        if low == -math.inf or high not in solved or high - low <= 4 * _HAIR:
             return
         cheaper, dearer = solved[low], solved[high]
         if cheaper.polls <= dearer.polls or dearer.lag <= cheaper.lag:
@@ -333,7 +344,7 @@ def schedule_for_polls(
     """
     if polls < 1:
         raise ValueError("a prediction needs at least one poll")
-    return _bisect(durations, grid, lambda schedule: schedule.polls <= polls, near)
+    return _bisect(durations, grid, lambda schedule: schedule.polls <= polls, near, True)
 
 
 def schedule_for_lag(
@@ -350,7 +361,11 @@ def schedule_for_lag(
     """
     if lag_share <= 0:
         raise ValueError("lag_share must be more than 0")
-    return _bisect(durations, grid, lambda schedule: schedule.lag_share <= lag_share, near)
+
+    def fits(schedule: Schedule) -> bool:
+        return schedule.lag_share <= lag_share
+
+    return _bisect(durations, grid, fits, near, False)
 
 
 def fixed_interval(durations: Durations, interval: float) -> Schedule:
