@@ -279,7 +279,7 @@ def _bisect(
             min(x for x in solved if same(x)),
         ]
     # 16 halvings of a bracket 16 wide (in log price) pin the price within 0.03%: far
-    # finer than the schedules it tells apart, each solve a millisecond or so.
+    # finer than the schedules it tells apart (a solve is a fraction of a millisecond).
     for _ in range(16):
         middle = (cheap + dear) / 2
         if bounds[0] < middle < bounds[1]:

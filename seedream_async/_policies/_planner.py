@@ -15,7 +15,8 @@ finished, is not biased to short durations (and so does not poll too early).
 Schedules are re-solved as samples accumulate (each time their count grows by a quarter
 while the first durations, biased to the short ones that finish first, give way to a
 fair sample; every half window once the window is full), not per poll: a solve costs a
-few tens of milliseconds of the event loop.
+few milliseconds of the event loop (the kernel's table and a dozen DP solves, the search
+for the budget's price starting from the last solve's).
 """
 
 from __future__ import annotations
