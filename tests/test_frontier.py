@@ -3,12 +3,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Callable
 
 import pytest
 
 from seedream_async._policies._durations import Durations, silverman
 from seedream_async._policies._frontier import (
+    _GRID,
     Schedule,
+    _bisect,
     _table,
     fixed_interval,
     frontier,
@@ -211,3 +214,92 @@ def test_groups_share_one_price_per_poll() -> None:
     best = mixed.best_lag_share(sum(s.polls for s in even) / 2)
     assert best is not None
     assert best <= even_share + 1e-3
+
+
+def _cold_and_warm(
+    search: object,
+    durations: Durations,
+    target: float,
+    near: Schedule,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Schedule, Schedule, int, int]:
+    """``search`` from scratch and from ``near``'s price, with the DP solves each made."""
+    from seedream_async._policies import _frontier
+
+    solve = _frontier._solve
+    counts = [0]
+
+    def counted(table: object, cost: float) -> Schedule:
+        counts[0] += 1
+        return solve(table, cost)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_frontier, "_solve", counted)
+    cold = search(durations, target)  # type: ignore[operator]
+    cold_solves, counts[0] = counts[0], 0
+    warm = search(durations, target, near=near)  # type: ignore[operator]
+    return cold, warm, cold_solves, counts[0]
+
+
+def _kernel_durations(seed: int, sigma: float, n: int) -> Durations:
+    rng = random.Random(seed)
+    samples = [rng.lognormvariate(math.log(8.0), sigma) for _ in range(n)]
+    return Durations.empirical(samples, smoothing=silverman(samples))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_search_from_a_near_answer_returns_the_same_schedule(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The planner re-solves as samples come: the last answer seeds the next search, which
+    # must land exactly where a search from scratch does (the early waves depend on it).
+    sigma, budget = (0.15, 0.3, 0.6)[seed % 3], (1.5, 3.0, 6.0)[seed % 3]
+    before = _kernel_durations(seed, sigma, 120)
+    after = _kernel_durations(seed + 100, sigma * 1.05, 400)
+    near = schedule_for_polls(before, budget)
+    cold, warm, cold_solves, warm_solves = _cold_and_warm(
+        schedule_for_polls, after, budget, near, monkeypatch
+    )
+    assert warm.times == cold.times
+    assert (warm.polls, warm.lag) == (cold.polls, cold.lag)
+    assert warm_solves < cold_solves
+
+
+@pytest.mark.parametrize("hint", [0.01, 0.5, 2.0, 300.0])
+def test_a_far_or_odd_hint_changes_nothing(hint: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    durations = _kernel_durations(7, 0.3, 300)
+    near = Schedule((1.0,), 1.0, 1.0, 8.0, price=hint)
+    cases: list[tuple[object, float, Callable[[Schedule], bool]]] = [
+        (schedule_for_polls, 4.0, lambda s: s.polls <= 4.0),
+        (schedule_for_lag, 0.05, lambda s: s.lag_share <= 0.05),
+    ]
+    for search, target, fits in cases:
+        cold, warm, _, _ = _cold_and_warm(search, durations, target, near, monkeypatch)
+        monkeypatch.undo()
+        assert warm.times == cold.times
+        # The dear end's answer is only expected, and checked: expected wrongly, the same.
+        wrong = search is schedule_for_lag
+        assert _bisect(durations, _GRID, fits, near, wrong).times == cold.times
+
+
+def test_the_kernel_table_matches_the_mixture_summed_in_full() -> None:
+    # Components far from a point are counted whole (below) or skipped (above): the table
+    # must equal the plain sum over every component, to rounding.
+    from seedream_async._policies._durations import _phi, _tabulate
+
+    rng = random.Random(3)
+    bandwidth = 0.12
+    centres = sorted(
+        (k * bandwidth / 3, rng.random()) for k in range(-40, 90) if rng.random() < 0.7
+    )
+    total = sum(w for _, w in centres)
+    centres = [(x, w / total) for x, w in centres]
+    points = [math.exp(-6.0 + 0.02 * k) for k in range(800)]
+    cdfs, partials = _tabulate(points, centres, bandwidth)
+    shift = math.exp(bandwidth * bandwidth / 2)
+    for t, cdf, partial in zip(points, cdfs, partials, strict=True):
+        z = [(math.log(t) - x) / bandwidth for x, _ in centres]
+        full_cdf = sum(w * _phi(zk) for zk, (_, w) in zip(z, centres, strict=True))
+        pairs = zip(z, centres, strict=True)
+        full_partial = sum(w * math.exp(x) * shift * _phi(zk - bandwidth) for zk, (x, w) in pairs)
+        assert cdf == pytest.approx(full_cdf, rel=1e-12, abs=1e-16)
+        assert partial == pytest.approx(full_partial, rel=1e-12, abs=1e-16)

@@ -202,3 +202,20 @@ def test_the_planner_counts_predictions_in_flight() -> None:
         plain.learn(ONE, seconds)
         censored.learn(ONE, seconds)
     assert censored.schedule(ONE).times[0] > plain.schedule(ONE).times[0]
+
+
+@pytest.mark.parametrize("window", [0, 1, 7, 50])
+def test_the_median_follows_the_window(window: int) -> None:
+    # The samples are kept sorted as they come and leave the window: the median read
+    # from them is the window's own, whatever was evicted.
+    planner = _planner(min_samples=2, window=window)
+    rng = random.Random(window)
+    kept: list[float] = []
+    for _ in range(120):
+        seconds = rng.choice([rng.uniform(1, 20), 5.0])  # ties too
+        planner.learn(ONE, seconds)
+        kept = [*kept, seconds][-window:] if window else []
+        if len(kept) >= 2:
+            assert planner.typical(ONE) == sorted(kept)[len(kept) // 2]
+            assert planner.typical_duration() == sorted(kept)[len(kept) // 2]
+    assert planner.learned(ONE) == 120

@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ._durations import Durations
@@ -41,6 +41,8 @@ __all__ = [
 
 # Grid points: the schedule's poll times are chosen among these many candidates.
 _GRID = 320
+# How close (in log price) to where two schedules' costs cross a probe is placed.
+_HAIR = 1e-6
 # The grid ends at this quantile; the mass beyond it is detected by the tail backoff.
 _TOP = 1.0 - 1e-5
 
@@ -55,12 +57,15 @@ class Schedule:
         polls: expected polls per prediction.
         lag: expected detection lag, seconds.
         mean: the distribution's mean duration, seconds.
+        price: the price of a poll (seconds of lag) it is optimal at, or 0 when it is
+            not one solve's (not compared: equal times and costs are equal schedules).
     """
 
     times: tuple[float, ...]
     polls: float
     lag: float
     mean: float
+    price: float = field(default=0.0, compare=False)
 
     @property
     def lag_share(self) -> float:
@@ -86,6 +91,9 @@ class _Table:
     cdf: list[float]
     partial: list[float]
     mean: float
+    # Per point, independent of the price, for the DP's inner loop: i, S_i = 1 - F_i and
+    # t_i F_i - M_i, last point first (the DP runs backwards).
+    rows: list[tuple[int, float, float, float, float, float]]
 
 
 @lru_cache(maxsize=64)
@@ -96,7 +104,11 @@ def _table(durations: Durations, size: int) -> _Table:
     cdf[-1] = 1.0
     partial = [durations.partial_mean(t) for t in times]
     partial[-1] = durations.mean
-    return _Table(times, cdf, partial, durations.mean)
+    rows = [
+        (i, cdf[i], times[i], partial[i], 1.0 - cdf[i], times[i] * cdf[i] - partial[i])
+        for i in range(len(times) - 2, -1, -1)
+    ]
+    return _Table(times, cdf, partial, durations.mean, rows)
 
 
 def _solve(table: _Table, cost: float) -> Schedule:
@@ -104,34 +116,31 @@ def _solve(table: _Table, cost: float) -> Schedule:
     trick: V_i = cost * S_i + M_i + min_{j>i} [A_j - t_j * F_i], A_j = t_j F_j - M_j + V_j."""
     t, f, m = table.times, table.cdf, table.partial
     n = len(t) - 1
-    value = [0.0] * (n + 1)
     choice = [n] * (n + 1)
-    intercept = [0.0] * (n + 1)
-    intercept[n] = t[n] * f[n] - m[n]
-    hull = [n]  # line indices; hull[0] has the largest t (the back), hull[-1] the smallest
+    # The hull's lines as parallel lists (slope t_j, intercept A_j, index j): [0] has the
+    # largest t (the back), [-1] the smallest.
+    slopes, intercepts, lines = [t[n]], [t[n] * f[n] - m[n]], [n]
     start = 0  # lines before ``start`` are no longer optimal for any query to come
-    for i in range(n - 1, -1, -1):
-        x = f[i]
+    for i, x, ti, mi, survival, base in table.rows:
         # Queries x = F_i only decrease, so the optimum moves toward smaller t.
-        while start + 1 < len(hull) and (
-            intercept[hull[start + 1]] - t[hull[start + 1]] * x
-            <= intercept[hull[start]] - t[hull[start]] * x
+        last = len(lines) - 1
+        while start < last and (
+            intercepts[start + 1] - slopes[start + 1] * x <= intercepts[start] - slopes[start] * x
         ):
             start += 1
-        j = hull[start]
-        value[i] = cost * (1.0 - x) + m[i] + intercept[j] - t[j] * x
-        choice[i] = j
-        intercept[i] = t[i] * f[i] - m[i] + value[i]
+        choice[i] = lines[start]
+        intercept = base + (cost * survival + mi + intercepts[start] - slopes[start] * x)
         # Add line i (the smallest t so far): drop lines it makes useless.
-        while len(hull) - start >= 2:
-            a, b = hull[-1], hull[-2]  # t[i] < t[a] < t[b]
-            left = (intercept[a] - intercept[i]) * (t[b] - t[a])
-            right = (intercept[b] - intercept[a]) * (t[a] - t[i])
-            if left >= right:
-                hull.pop()
-            else:
+        while last > start:
+            left = (intercepts[last] - intercept) * (slopes[last - 1] - slopes[last])
+            right = (intercepts[last - 1] - intercepts[last]) * (slopes[last] - ti)
+            if left < right:
                 break
-        hull.append(i)
+            del slopes[last], intercepts[last], lines[last]
+            last -= 1
+        slopes.append(ti)
+        intercepts.append(intercept)
+        lines.append(i)
     times = []
     polls = lag = 0.0
     i = 0
@@ -141,7 +150,7 @@ def _solve(table: _Table, cost: float) -> Schedule:
         lag += t[j] * (f[j] - f[i]) - (m[j] - m[i])
         times.append(t[j])
         i = j
-    return Schedule(tuple(times), polls, lag, table.mean)
+    return Schedule(tuple(times), polls, lag, table.mean, cost)
 
 
 def optimal_schedule(durations: Durations, *, cost: float, grid: int = _GRID) -> Schedule:
@@ -229,51 +238,134 @@ def frontier(
     return Frontier(tuple(schedules))
 
 
-def _bisect(durations: Durations, grid: int, fits: Callable[[Schedule], bool]) -> Schedule:
+def _bisect(
+    durations: Durations,
+    grid: int,
+    fits: Callable[[Schedule], bool],
+    near: Schedule | None,
+    dear_fits: bool,
+) -> Schedule:
     """The optimal schedule at the price of a poll where ``fits`` turns: ``fits`` must hold
-    for dear polls (few) and fail for cheap ones, or the reverse; bisected on log price."""
+    for dear polls (few) and fail for cheap ones, or the reverse (``dear_fits`` says which
+    is expected; it is checked); bisected on log price.
+
+    ``fits`` turns once (the optimal polls fall as the price rises), so a midpoint at or
+    above a price known to answer as the dear end does, or at or below one known not to,
+    is answered without a solve. ``near`` (a schedule solved for a similar distribution)
+    seeds those bounds by a few solves about its price: the bisection takes the same path
+    and returns the same schedule, with a solve only for the midpoints between them."""
     table = _table(durations, grid)
+    solved: dict[float, Schedule] = {}
+
+    def solve(log_price: float) -> Schedule:
+        if log_price not in solved:
+            solved[log_price] = _solve(table, math.exp(log_price))
+        return solved[log_price]
+
+    def same(log_price: float) -> bool:
+        return fits(solve(log_price)) == dear_fits
+
     cheap, dear = math.log(durations.mean * 1e-6), math.log(durations.mean * 10.0)
-    dear_fits = fits(_solve(table, math.exp(dear)))
-    best: Schedule | None = None
+    bounds = [-math.inf, dear]  # answers differ from the dear end's at or below [0]; not above [1]
+    if near is not None and near.price > 0 and near.mean > 0:
+        _gallop(same, math.log(near.price / near.mean * durations.mean), cheap, bounds)
+        _narrow(solved, same, bounds)
+    if bounds[0] == -math.inf or bounds[1] not in solved:
+        # Not bracketed, so the dear end's answer is solved for: had it been expected
+        # wrongly, no probe could have bracketed the turn (each side answers alike).
+        dear_fits = fits(solve(dear))
+        bounds = [
+            max((x for x in solved if not same(x)), default=-math.inf),
+            min(x for x in solved if same(x)),
+        ]
     # 16 halvings of a bracket 16 wide (in log price) pin the price within 0.03%: far
-    # finer than the schedules it tells apart, each solve a millisecond or so.
+    # finer than the schedules it tells apart (a solve is a fraction of a millisecond).
     for _ in range(16):
         middle = (cheap + dear) / 2
-        schedule = _solve(table, math.exp(middle))
-        if fits(schedule) == dear_fits:
+        if bounds[0] < middle < bounds[1]:
+            answer = same(middle)
+            bounds[answer] = middle
+        else:
+            answer = middle >= bounds[1]
+        if answer:
             dear = middle
-            best = schedule if dear_fits else best
         else:
             cheap = middle
-            best = schedule if not dear_fits else best
-    return best if best is not None else _solve(table, math.exp(dear if dear_fits else cheap))
+    return solve(dear if dear_fits else cheap)
 
 
-def schedule_for_polls(durations: Durations, polls: float, *, grid: int = _GRID) -> Schedule:
+def _gallop(same: Callable[[float], bool], guess: float, cheap: float, bounds: list[float]) -> None:
+    """Narrow ``bounds`` (where ``same`` last fails, where it first holds; log prices)
+    around ``guess``: probe it, then ever further (1%, 2%, 4%... in price) the way the
+    turn lies, until it is bracketed or the search's cheap end is passed."""
+    step, x = 0.01, guess
+    while max(bounds[0], cheap) < x < bounds[1]:
+        if same(x):
+            bounds[1], x = x, x - step
+        else:
+            bounds[0], x = x, x + step
+        step *= 2
+
+
+def _narrow(
+    solved: dict[float, Schedule], same: Callable[[float], bool], bounds: list[float]
+) -> None:
+    """Narrow ``bounds`` (log prices, solved) to where the lines ``price -> price * polls
+    + lag`` of their two schedules cross: the optimal schedule changes there, so the answer
+    turns there unless a third schedule is optimal between. A probe a hair either side
+    tells (it brackets the turn, or it finds the third schedule, and the next round starts
+    from it), for a few rounds: the schedules between are few once the bounds are close."""
+    for _ in range(5):
+        low, high = bounds
+        if low == -math.inf or high not in solved or high - low <= 4 * _HAIR:
+            return
+        cheaper, dearer = solved[low], solved[high]
+        if cheaper.polls <= dearer.polls or dearer.lag <= cheaper.lag:
+            return
+        cross = math.log((dearer.lag - cheaper.lag) / (cheaper.polls - dearer.polls))
+        if not low + _HAIR < cross < high - _HAIR:
+            return
+        for x in (cross - _HAIR, cross + _HAIR):
+            if bounds[0] < x < bounds[1]:
+                bounds[same(x)] = x
+
+
+def schedule_for_polls(
+    durations: Durations, polls: float, *, grid: int = _GRID, near: Schedule | None = None
+) -> Schedule:
     """The optimal schedule spending at most ``polls`` expected polls (the least lag).
 
     Args:
         durations: the duration distribution.
         polls: the budget, expected polls per prediction (>= 1).
         grid: how many candidate poll times.
+        near: the answer for a similar distribution (the last solve's, as durations are
+            learned), to search from its price: the same schedule, in fewer solves.
     """
     if polls < 1:
         raise ValueError("a prediction needs at least one poll")
-    return _bisect(durations, grid, lambda schedule: schedule.polls <= polls)
+    return _bisect(durations, grid, lambda schedule: schedule.polls <= polls, near, True)
 
 
-def schedule_for_lag(durations: Durations, lag_share: float, *, grid: int = _GRID) -> Schedule:
+def schedule_for_lag(
+    durations: Durations, lag_share: float, *, grid: int = _GRID, near: Schedule | None = None
+) -> Schedule:
     """The optimal schedule with mean lag at most ``lag_share`` of the mean (fewest polls).
 
     Args:
         durations: the duration distribution.
         lag_share: the target, a fraction of the mean duration (> 0).
         grid: how many candidate poll times.
+        near: the answer for a similar distribution, to search from its price (as
+            :func:`schedule_for_polls`).
     """
     if lag_share <= 0:
         raise ValueError("lag_share must be more than 0")
-    return _bisect(durations, grid, lambda schedule: schedule.lag_share <= lag_share)
+
+    def fits(schedule: Schedule) -> bool:
+        return schedule.lag_share <= lag_share
+
+    return _bisect(durations, grid, fits, near, False)
 
 
 def fixed_interval(durations: Durations, interval: float) -> Schedule:

@@ -15,7 +15,8 @@ finished, is not biased to short durations (and so does not poll too early).
 Schedules are re-solved as samples accumulate (each time their count grows by a quarter
 while the first durations, biased to the short ones that finish first, give way to a
 fair sample; every half window once the window is full), not per poll: a solve costs a
-few tens of milliseconds of the event loop.
+few milliseconds of the event loop (the kernel's table and a dozen DP solves, the search
+for the budget's price starting from the last solve's).
 """
 
 from __future__ import annotations
@@ -96,8 +97,24 @@ class _Group:
         self.samples: deque[float] = deque(maxlen=window)
         self.durations: Durations | None = None  # what the schedules were solved for
         self.schedules: dict[float, Schedule] = {}  # by poll budget
+        self.last: dict[float, Schedule] = {}  # by poll budget, kept across solves
         self.solved_at = 0  # sample count at the last solve
         self.seen = 0
+        self.ordered: list[float] = []  # the same samples, sorted (kept as they come and go)
+
+    def add(self, seconds: float) -> None:
+        self.seen += 1
+        if self.samples.maxlen == 0:
+            return  # a window of none keeps nothing
+        if len(self.samples) == self.samples.maxlen:
+            del self.ordered[bisect.bisect_left(self.ordered, self.samples[0])]
+        self.samples.append(seconds)
+        bisect.insort(self.ordered, seconds)
+
+    def median(self) -> float:
+        # Kept sorted as samples come, not sorted per ask: a batch asks at every submit,
+        # and sorting the 512-sample window each time cost more than its solves.
+        return self.ordered[len(self.ordered) // 2]
 
 
 class PollPlanner:
@@ -139,9 +156,7 @@ class PollPlanner:
     def learn(self, shape: Shape, seconds: float) -> None:
         """Record one finished prediction's duration (seconds from submit to done)."""
         if seconds > 0 and math.isfinite(seconds):
-            group = self._group(shape)
-            group.samples.append(seconds)
-            group.seen += 1
+            self._group(shape).add(seconds)
 
     def learned(self, shape: Shape) -> int:
         """How many durations of ``shape`` were recorded."""
@@ -152,8 +167,7 @@ class PollPlanner:
         """The median duration of ``shape``: learned, or the prior's."""
         group = self._groups.get(shape)
         if group is not None and len(group.samples) >= self._min_samples:
-            ordered = sorted(group.samples)
-            return ordered[len(ordered) // 2]
+            return group.median()
         return self._prior_median(shape)
 
     def typical_duration(self) -> float | None:
@@ -161,8 +175,7 @@ class PollPlanner:
         learned = [g for g in self._groups.values() if len(g.samples) >= self._min_samples]
         if not learned:
             return None
-        ordered = sorted(max(learned, key=lambda group: group.seen).samples)
-        return ordered[len(ordered) // 2]
+        return max(learned, key=lambda group: group.seen).median()
 
     def schedule(self, shape: Shape, *, polls: float | None = None) -> Schedule:
         """The current optimal schedule for ``shape`` (solved again when due): give it to
@@ -189,7 +202,10 @@ class PollPlanner:
         budget = self.polls if polls is None else polls
         schedule = group.schedules.get(budget)
         if schedule is None:
-            schedule = group.schedules[budget] = schedule_for_polls(group.durations, budget)
+            # The last answer for this budget starts the search near its price of a poll.
+            near = group.last.get(budget)
+            schedule = schedule_for_polls(group.durations, budget, near=near)
+            group.schedules[budget] = group.last[budget] = schedule
         return schedule
 
     def due(self, schedule: Schedule, elapsed: float) -> float:
