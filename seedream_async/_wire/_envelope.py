@@ -81,7 +81,13 @@ def _open(data: Any) -> Any:
     # An error envelope raises its APIStatusError here: pydantic passes exceptions that are
     # not ValueError/AssertionError through unchanged, so ``model_validate`` of an error
     # body raises what that HTTP status would have, not a ValidationError.
-    error = envelope_error(data)
-    if error is not None:
-        raise error
-    return unwrap(data)
+    if not isinstance(data, dict):
+        return data
+    # Every answer passes here: a plain int code below 400 (the usual 200) cannot be an
+    # error, so only an unusual ``code`` costs envelope_error's call.
+    code = data.get("code")
+    if code is not None and not (type(code) is int and code < 400):
+        error = envelope_error(data)
+        if error is not None:
+            raise error
+    return unwrap(data) if "data" in data else data
