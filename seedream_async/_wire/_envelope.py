@@ -61,6 +61,9 @@ def envelope_error(
     """
     if not isinstance(body, dict):
         return None
+    code = body.get("code")
+    if code is None or (type(code) is int and code < 400):
+        return None  # the usual answer (no code, or 200), checked twice per answer read
     code = _code(body)
     if code is None or not 400 <= code <= 599:
         return None
