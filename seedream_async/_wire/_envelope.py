@@ -61,6 +61,9 @@ def envelope_error(
     """
     if not isinstance(body, dict):
         return None
+    code = body.get("code")
+    if code is None or (type(code) is int and code < 400):
+        return None  # the usual answer (no code, or 200), checked twice per answer read
     code = _code(body)
     if code is None or not 400 <= code <= 599:
         return None
@@ -81,7 +84,17 @@ def _open(data: Any) -> Any:
     # An error envelope raises its APIStatusError here: pydantic passes exceptions that are
     # not ValueError/AssertionError through unchanged, so ``model_validate`` of an error
     # body raises what that HTTP status would have, not a ValidationError.
-    error = envelope_error(data)
-    if error is not None:
-        raise error
-    return unwrap(data)
+    if not isinstance(data, dict):
+        return data
+    # Every answer passes here: a plain int code below 400 (the usual 200) cannot be an
+    # error, so only an unusual ``code`` costs envelope_error's call.
+    code = data.get("code")
+    if code is not None and not (type(code) is int and code < 400):
+        error = envelope_error(data)
+        if error is not None:
+            raise error
+    if "data" in data and "id" not in data and "download_url" not in data:
+        inner = data["data"]  # unwrap's rule, inline: a call per answer less
+        if isinstance(inner, dict):
+            return inner
+    return data
