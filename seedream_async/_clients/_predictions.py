@@ -186,20 +186,19 @@ class PredictionCalls(PerCallOptions):
             policy=self.retry,
             max_bytes=self._answer_cap(self._base64.get(prediction_id, 0)),
         )
+        header = response.headers.get("x-request-id")
         prediction = read_prediction(
             read_json(response, what=what),
             what=what,
             prediction_id=prediction_id,
             status_code=response.status_code,
             secrets=(self._key.reveal(),),
-            request_id=_request_id(response),
+            request_id=(header or "").strip()[:200] or None,
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)
         self._raw.record(prediction_id, response, operation="poll", secrets=(self._key.reveal(),))
-        self.observer.answered(
-            "poll", prediction_id, prediction.status, response.headers.get("x-request-id")
-        )
+        self.observer.answered("poll", prediction_id, prediction.status, header)
         return prediction
 
     def last_response(self, prediction: Prediction | str) -> RawResponse | None:

@@ -155,7 +155,7 @@ class Connection:
             if size >= _FLUSH_AT:
                 await self._send(b"".join(parts), within, request)
                 parts, size = [], 0
-        parts.append(self._encode(h11.EndOfMessage(), request))
+        parts.append(self._encode(_END, request))
         await self._send(b"".join(parts), within, request)
 
     def _encode(self, event: h11.Event, request: httpx.Request) -> bytes:
@@ -229,6 +229,7 @@ class Connection:
 
 
 _UNBOUNDED = Within(None)
+_END = h11.EndOfMessage()  # an event is immutable: one for every request
 
 
 def step_timeout(
