@@ -448,3 +448,31 @@ async def test_a_poll_is_built_once_and_per_call_headers_still_reach_it(
         assert again is first
         assert traced is not first
         assert "x-trace" not in first.headers
+
+
+async def test_reused_polls_are_bounded_least_recent_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept GETs are bounded (a poll's request with its head is ~2.7 KB): past the
+    bound the least recently sent is dropped and built again when next sent."""
+    from seedream_async._network import _endpoint
+
+    monkeypatch.setattr(_endpoint, "_GETS_KEPT", 2)
+    sent: list[httpx.Request] = []
+    fetch = Http11Transport.fetch
+
+    async def spy(self: Http11Transport, request: httpx.Request, *args: object) -> object:
+        sent.append(request)
+        return await fetch(self, request, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Http11Transport, "fetch", spy)
+    async with simulated() as (_sim, client):
+        uploaded = await client.upload(make_png(8, 8))
+        request = EditRequest(prompt="p", images=[uploaded.download_url])
+        a, b, c = [(await client.submit(request)).id for _ in range(3)]
+        for prediction_id in (a, b, a, c, a, b):
+            await client.get_prediction(prediction_id)
+        polls = [r for r in sent if r.method == "GET"]
+        # a, b kept; a again (reused, now most recent); c drops b; a reused; b rebuilt.
+        assert polls[2] is polls[0]
+        assert polls[4] is polls[0]
+        assert polls[5] is not polls[1]
+        assert polls[5].url == polls[1].url

@@ -18,6 +18,7 @@ the attempt, so the driver retries or refuses it exactly as it does the status i
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -42,10 +43,10 @@ logger = logging.getLogger("seedream_async")
 
 # Same-origin redirects an API call follows (a path moved); never one to another origin.
 _MAX_REDIRECTS = 3
-
 # Parsed URLs kept (a poll URL each for the predictions in flight, and a few more).
 _URLS_KEPT = 4096
-
+# GET requests kept to send again (a poll's, ~2.7 KB with its head), least recent dropped.
+_GETS_KEPT = 1024
 # What httpx's client asks for by default, asked for too when the transport is used directly.
 _ACCEPT_ENCODING = "gzip, deflate"
 # Headers that describe the body as it came over the wire, not as it is once decoded.
@@ -139,7 +140,7 @@ class Endpoint:
         # Parsed once: httpx validates a URL string character by character, and a poll's
         # URL is sent again every few seconds until its prediction ends.
         self._urls: dict[tuple[str, bool], httpx.URL] = {}
-        self._gets: dict[tuple[str, bool], httpx.Request] = {}
+        self._gets: OrderedDict[tuple[str, bool], httpx.Request] = OrderedDict()
         self._fixed_headers: httpx.Headers | None = None
 
     def with_options(
@@ -245,12 +246,14 @@ class Endpoint:
         if plain and timeout is self._default_timeout() and headers is self._fixed_headers:
             # A GET is the same request every time it is sent (a poll, six times per
             # prediction): built once, and its HTTP/1.1 head with it (the transport's).
-            request = self._gets.get(route)
+            gets = self._gets
+            request = gets.get(route)
             if request is None:
-                if len(self._gets) >= _URLS_KEPT:
-                    self._gets.clear()
-                request = self._build(method, url, headers, None, None, timeout)
-                self._gets[route] = request
+                request = gets[route] = self._build(method, url, headers, None, None, timeout)
+                if len(gets) > _GETS_KEPT:
+                    gets.popitem(last=False)
+            else:
+                gets.move_to_end(route)
             return request
         return self._build(method, url, headers, json, content, timeout)
 
