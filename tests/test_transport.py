@@ -423,11 +423,9 @@ async def test_one_scope_names_the_limit_that_ended_the_exchange() -> None:
     await transport.aclose()
 
 
-async def test_a_poll_is_built_once_and_per_call_headers_still_reach_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A GET the client sends again (a poll) is built once, its HTTP/1.1 head too; a copy
-    with other headers builds its own: its header reaches that poll only."""
+def _record_fetches(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
+    """Every request the client's transport fetches, in order (the same object when a
+    request is sent again)."""
     sent: list[httpx.Request] = []
     fetch = Http11Transport.fetch
 
@@ -436,6 +434,15 @@ async def test_a_poll_is_built_once_and_per_call_headers_still_reach_it(
         return await fetch(self, request, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Http11Transport, "fetch", spy)
+    return sent
+
+
+async def test_a_poll_is_built_once_and_per_call_headers_still_reach_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A GET the client sends again (a poll) is built once, its HTTP/1.1 head too; a copy
+    with other headers builds its own: its header reaches that poll only."""
+    sent = _record_fetches(monkeypatch)
     async with simulated() as (sim, client):
         uploaded = await client.upload(make_png(8, 8))
         prediction = await client.submit(EditRequest(prompt="p", images=[uploaded.download_url]))
@@ -456,14 +463,7 @@ async def test_reused_polls_are_bounded_least_recent_first(monkeypatch: pytest.M
     from seedream_async._network import _endpoint
 
     monkeypatch.setattr(_endpoint, "_GETS_KEPT", 2)
-    sent: list[httpx.Request] = []
-    fetch = Http11Transport.fetch
-
-    async def spy(self: Http11Transport, request: httpx.Request, *args: object) -> object:
-        sent.append(request)
-        return await fetch(self, request, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Http11Transport, "fetch", spy)
+    sent = _record_fetches(monkeypatch)
     async with simulated() as (_sim, client):
         uploaded = await client.upload(make_png(8, 8))
         request = EditRequest(prompt="p", images=[uploaded.download_url])
