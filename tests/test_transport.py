@@ -372,11 +372,11 @@ async def _fetch_within(
 ) -> httpx.TimeoutException:
     """``fetch`` under one ``Steps`` (as the client's own calls run): the timeout error
     the endpoint would raise."""
-    steps = Steps(None if seconds is None else anyio.current_time() + seconds)
+    steps = Steps(seconds)
     with pytest.raises(TimeoutError), steps:
         await transport.fetch(request, limit=1000, steps=steps)
     assert steps.expired
-    return timed_out(request, steps, seconds)
+    return timed_out(request, steps)
 
 
 async def test_one_scope_names_the_limit_that_ended_the_exchange() -> None:

@@ -51,7 +51,13 @@ _PREDICTION = "/api/v1/model/prediction/{id}"
 
 def _request_id(response: httpx.Response) -> str | None:
     """The answer's ``X-Request-ID`` (a prediction carries it when its body names none)."""
-    return response.headers.get("x-request-id", "").strip()[:200] or None
+    return _cleaned_request_id(response.headers.get("x-request-id"))
+
+
+def _cleaned_request_id(header: str | None) -> str | None:
+    """An ``X-Request-ID`` value as a prediction keeps it: stripped, at most 200
+    characters, None when empty."""
+    return (header or "").strip()[:200] or None
 
 
 def _sync_timeout(err: AmbiguousSubmission) -> Prediction | None:
@@ -193,7 +199,7 @@ class PredictionCalls(PerCallOptions):
             prediction_id=prediction_id,
             status_code=response.status_code,
             secrets=(self._key.reveal(),),
-            request_id=(header or "").strip()[:200] or None,
+            request_id=_cleaned_request_id(header),
         )
         if prediction.terminal:
             self._base64.pop(prediction_id, None)

@@ -61,15 +61,12 @@ class _Bounded:
             raise _overall(self._request, self._seconds) from None
 
 
-def timed_out(
-    request: httpx.Request, steps: Steps, seconds: float | None
-) -> httpx.TimeoutException:
-    """The error for an exchange that ``steps`` (an overall deadline of ``seconds``, and
-    the write and read timeouts of its steps) ended: the overall deadline's, as
-    :func:`bounded` raises it, when that had passed; else the step's, as the connection
-    raises it."""
+def timed_out(request: httpx.Request, steps: Steps) -> httpx.TimeoutException:
+    """The error for an exchange that ``steps`` (its overall deadline, and the write and
+    read timeouts of its steps) ended: the overall deadline's, as :func:`bounded` raises
+    it, when that had passed; else the step's, as the connection raises it."""
     if steps.overall or not steps.name:
-        return _overall(request, seconds)
+        return _overall(request, steps.limit)
     return step_timeout(steps.name, steps.seconds, request)
 
 

@@ -42,17 +42,25 @@ class Within:
         tb: TracebackType | None,
     ) -> None:
         scope = self._scope
-        if scope is None:
-            return
-        scope.__exit__(exc_type, exc, tb)
-        # Only its deadline cancels this scope: catching its own cancellation means time ran out.
-        if scope.cancelled_caught:
+        if scope is not None and _left(scope, exc_type, exc, tb):
             raise TimeoutError
+
+
+def _left(
+    scope: anyio.CancelScope,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> bool:
+    """Exit ``scope``; True when its deadline ran out (only its deadline cancels it, so
+    catching its own cancellation means time ran out)."""
+    scope.__exit__(exc_type, exc, tb)
+    return scope.cancelled_caught
 
 
 class Steps:
     """One cancel scope for a whole exchange, its deadline the nearer of an overall one
-    (``until``, on the event loop's clock) and the timeout of the step running now.
+    (``seconds`` from now, or none) and the timeout of the step running now.
 
     A request sends, then reads once or twice: a scope per step (``Within``) enters,
     schedules a timer, cancels it and exits three or four times a request. This one is
@@ -69,11 +77,13 @@ class Steps:
     step may end that much early, never late.
     """
 
-    __slots__ = ("_now", "_scope", "_until", "expired", "name", "seconds")
+    __slots__ = ("_now", "_scope", "_until", "expired", "limit", "name", "seconds")
 
-    def __init__(self, until: float | None) -> None:
-        self._until = math.inf if until is None else until
+    def __init__(self, seconds: float | None) -> None:
         self._now = loop_clock()
+        self.limit = seconds
+        """The overall deadline, in seconds from the start (None: none)."""
+        self._until = math.inf if seconds is None else self._now() + seconds
         self._scope = anyio.CancelScope()
         self.name = ""
         self.seconds: float | None = None
@@ -104,8 +114,6 @@ class Steps:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        scope = self._scope
-        scope.__exit__(exc_type, exc, tb)
-        if scope.cancelled_caught:
+        if _left(self._scope, exc_type, exc, tb):
             self.expired = True
             raise TimeoutError

@@ -21,7 +21,6 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-import anyio
 import httpx
 
 from .._base._constants import MAX_JSON_BYTES
@@ -351,14 +350,14 @@ class Endpoint:
         if self._direct is None:
             async with bounded(request, seconds):
                 return await self._exchange(request, what, limit)
-        steps = Steps(None if seconds is None else anyio.current_time() + seconds)
+        steps = Steps(seconds)
         try:
             with steps:
                 return await self._exchange(request, what, limit, steps)
         except TimeoutError:
             if not steps.expired:
                 raise
-            raise timed_out(request, steps, seconds) from None
+            raise timed_out(request, steps) from None
 
     async def _read(
         self, request: httpx.Request, what: str, limit: int, steps: Steps | None
