@@ -116,7 +116,7 @@ class _Kept:
         self.headers = response.headers
         self.operation = operation
         self.secrets = secrets
-        self.url = _url(response)
+        self.url = _url(response)  # spelled out when read: few are
         self._masked: RawResponse | None = None
 
     def masked(self) -> RawResponse:
@@ -130,13 +130,13 @@ class _Kept:
             content=scrub(text, self.secrets).encode(),
             truncated=self.truncated,
             operation=self.operation,
-            url=self.url,
+            url="" if self.url is None else str(self.url),
         )
         return self._masked
 
 
-def _url(response: httpx.Response) -> str:
+def _url(response: httpx.Response) -> httpx.URL | None:
     try:
-        return str(response.request.url)
+        return response.request.url
     except RuntimeError:  # a response made without a request
-        return ""
+        return None
