@@ -1,4 +1,4 @@
-"""One HTTP/1.1 connection: h11's state machine over an anyio byte stream, errors as httpx's.
+"""One HTTP/1.1 connection: h11's state machine over a byte stream, errors as httpx's.
 
 Every failure leaves as the httpx exception httpx's own transport raises for it, with the
 request attached: the client's retry and ambiguity rules (``_driver``) read only those.
@@ -6,24 +6,20 @@ request attached: the client's retry and ambiguity rules (``_driver``) read only
 
 from __future__ import annotations
 
-import select
-import socket
 import ssl
 from contextlib import suppress
 
 import anyio
-import anyio.abc
 import h11
 import httpx
-from anyio.abc import SocketAttribute
 
 from ._deadline import Steps, Within
+from ._stream import Stream, open_stream
 
 __all__ = ["Connection", "Origin", "connect", "h11_head", "step_timeout"]
 
 Origin = tuple[str, str, int]
 
-_READ_SIZE = 65_536
 _FLUSH_AT = 65_536
 _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
 
@@ -40,13 +36,7 @@ async def connect(
     _, host, port = origin
     try:
         with Within(within):
-            stream: anyio.abc.ByteStream
-            if tls is None:
-                stream = await anyio.connect_tcp(host, port)
-            else:
-                stream = await anyio.connect_tcp(
-                    host, port, ssl_context=tls, tls_hostname=host, tls_standard_compatible=False
-                )
+            stream = await open_stream(host, port, tls)
     except TimeoutError:
         message = f"no connection to {host}:{port} within {within} s"
         raise httpx.ConnectTimeout(message, request=request) from None
@@ -73,12 +63,11 @@ def h11_head(request: httpx.Request) -> h11.Request:
 class Connection:
     """An open connection: send one request, read its response, then maybe another."""
 
-    def __init__(self, origin: Origin, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, origin: Origin, stream: Stream) -> None:
         self.origin = origin
         self.idle_since = 0.0
         self._stream = stream
         self._h11 = h11.Connection(h11.CLIENT)
-        self._socket: socket.socket | None = stream.extra(SocketAttribute.raw_socket, None)
         self._read_timeout: float | None = None
         self.steps: Steps | None = None
         """Set while a caller bounds the whole exchange with one :class:`Steps`: the send
@@ -86,16 +75,9 @@ class Connection:
         and a timeout is the caller's to name."""
 
     def reusable(self) -> bool:
-        """Whether an idle connection can carry another request: its socket has nothing
-        to read (a server that closed it makes it readable, at EOF)."""
-        sock = self._socket
-        if sock is None or sock.fileno() < 0:
-            return False
-        if not hasattr(select, "poll"):  # Windows
-            return not select.select([sock], [], [], 0)[0]
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return not poller.poll(0)
+        """Whether an idle connection can carry another request: still open, with
+        nothing to read (a server that closed it has sent its EOF)."""
+        return self._stream.quiet()
 
     def next_cycle(self) -> bool:
         """Ready the connection for its next request; False when it must be closed (the
@@ -145,9 +127,18 @@ class Connection:
         self, request: httpx.Request, head: h11.Request, within: float | None
     ) -> None:
         parts = [self._encode(head, request)]
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):  # a body httpx holds whole (a poll, a JSON
+            # submit): written in one go, with no async generator for asyncio to track
+            body = b"".join(stream)  # its one chunk, read without a coroutine
+            if body:
+                parts.append(self._encode(h11.Data(data=body), request))
+            parts.append(self._encode(_END, request))
+            await self._send(b"".join(parts), within, request)
+            return
         size = len(parts[0])
-        assert isinstance(request.stream, httpx.AsyncByteStream)
-        async for chunk in request.stream:
+        assert isinstance(stream, httpx.AsyncByteStream)
+        async for chunk in stream:
             if not chunk:
                 continue
             parts.append(self._encode(h11.Data(data=chunk), request))
@@ -218,9 +209,7 @@ class Connection:
         timeout = self._read_timeout
         try:
             with self._step("read", timeout):
-                return await self._stream.receive(_READ_SIZE)
-        except anyio.EndOfStream:
-            return b""
+                return await self._stream.receive()
         except TimeoutError:
             raise step_timeout("read", timeout, request) from None
         except _BROKEN as err:
