@@ -6,8 +6,9 @@ request, a few percent of the client's CPU at a catalog's polling rate. On async
 connection therefore speaks to asyncio's transport through :class:`_Buffered`: the socket
 stays registered, what arrives (bytes, the peer's EOF) is buffered as it comes, reading
 pauses past :data:`_HIGH` buffered bytes, and a write the transport can buffer returns
-without yielding. TLS is asyncio's own (``ssl=``), as anyio's is on this backend a memory
-BIO over the same socket. Under trio, anyio's stream is trio's, which does none of this.
+without yielding. anyio still makes the connection; asyncio's TLS runs over it when asked
+(anyio's own is a memory BIO driven from Python). Under trio, anyio's stream is trio's own, which
+does none of this.
 
 Either stream raises what anyio's would: :class:`anyio.BrokenResourceError` when the
 connection broke, :class:`anyio.ClosedResourceError` once closed; EOF reads as ``b""``.
@@ -19,7 +20,6 @@ import asyncio
 import select
 import socket
 import ssl
-from asyncio import BaseEventLoop
 from collections import deque
 from typing import Protocol
 
@@ -72,21 +72,26 @@ async def open_stream(host: str, port: int, tls: ssl.SSLContext | None) -> Strea
 
 
 async def _open_on_asyncio(host: str, port: int, tls: ssl.SSLContext | None) -> Stream:
+    # anyio connects (its happy eyeballs close every socket they opened when cancelled;
+    # asyncio's staggered race can drop a connected one); the socket then moves to a
+    # transport with this module's protocol, asyncio's TLS on top when asked.
+    tcp = await anyio.connect_tcp(host, port)
+    try:
+        sock = tcp.extra(SocketAttribute.raw_socket).dup()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await tcp.aclose()
     loop = asyncio.get_running_loop()
-    name = host if tls is not None else None
-    if isinstance(loop, BaseEventLoop):  # asyncio's own loop: anyio's happy-eyeballs delay
+    try:
         transport, protocol = await loop.create_connection(
             lambda: _Buffered(loop),
-            host,
-            port,
+            sock=sock,
             ssl=tls,
-            server_hostname=name,
-            happy_eyeballs_delay=0.25,
+            server_hostname=host if tls is not None else None,
         )
-    else:  # uvloop and others, which may not take that argument
-        transport, protocol = await loop.create_connection(
-            lambda: _Buffered(loop), host, port, ssl=tls, server_hostname=name
-        )
+    except BaseException:
+        sock.close()
+        raise
     return _AsyncioStream(transport, protocol)
 
 
