@@ -10,14 +10,14 @@ gets the same identity.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections import OrderedDict
 from typing import Any
 
-import anyio.to_thread
-
 from .._base._exceptions import InvalidImage
+from .._base._threads import off_loop
 from .._media._inputs import decode_data_uri, is_data_uri
 
 __all__ = ["DigestCache", "file_digest"]
@@ -88,11 +88,11 @@ class DigestCache:
         known = self._digests.get(path)
         try:
             if known is not None:
-                stat = await anyio.to_thread.run_sync(os.stat, path)
+                stat = await off_loop(functools.partial(os.stat, path))
                 if (path, stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev) == known[0]:
                     self._digests.move_to_end(path)
                     return "blake2b:" + known[1]
-            key, digest = await anyio.to_thread.run_sync(file_digest, path)
+            key, digest = await off_loop(functools.partial(file_digest, path))
         except OSError:
             return f"missing:{path}"
         self._store(path, key, digest)

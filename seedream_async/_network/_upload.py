@@ -25,6 +25,7 @@ import anyio
 
 from .._base._constants import INPUT_TYPES, MAX_INPUT_SIDE, MAX_UPLOAD_BYTES
 from .._base._exceptions import InvalidImage
+from .._base._threads import off_loop
 from .._media._files import open_binary
 from .._media._header import image_dimensions
 from .._media._inputs import (
@@ -174,7 +175,7 @@ async def probe_file(
     Raises:
         InvalidImage: missing, unreadable, empty, too large or not an accepted image.
     """
-    return await anyio.to_thread.run_sync(
+    return await off_loop(
         functools.partial(
             _probe,
             path,
