@@ -32,7 +32,10 @@ from ._workload import Spec, prepare_images
 def _one(name: str, spec: Spec, ns: argparse.Namespace, logs: Path) -> float:
     """CPU ms per prediction of one run of contender ``name``."""
     contender = CONTENDERS[name]
-    with SimProcess(seed=ns.seed, time_scale=ns.time_scale, log=logs / "sim.log") as sim:
+    with SimProcess(
+        seed=ns.seed, time_scale=ns.time_scale, extra=list(contender.sim_args),
+        log=logs / "sim.log",
+    ) as sim:  # fmt: skip
         result = _run_contender(
             contender.module,
             [
