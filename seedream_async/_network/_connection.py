@@ -126,27 +126,34 @@ class Connection:
     async def _send_request(
         self, request: httpx.Request, head: h11.Request, within: float | None
     ) -> None:
-        parts = [self._encode(head, request)]
+        # The body goes out as few h11 events as it can (a multipart upload streams six or
+        # seven small pieces): joined up to _FLUSH_AT bytes, then written with the head.
+        first = self._encode(head, request)
         stream = request.stream
         if isinstance(stream, httpx.ByteStream):  # a body httpx holds whole (a poll, a JSON
-            # submit): written in one go, with no async generator for asyncio to track
-            body = b"".join(stream)  # its one chunk, read without a coroutine
-            if body:
-                parts.append(self._encode(h11.Data(data=body), request))
-            parts.append(self._encode(_END, request))
-            await self._send(b"".join(parts), within, request)
+            # submit): its one chunk read without a coroutine for asyncio to track
+            await self._flush(first, b"".join(stream), True, within, request)
             return
-        size = len(parts[0])
         assert isinstance(stream, httpx.AsyncByteStream)
+        pending: list[bytes] = []
+        size = 0
         async for chunk in stream:
-            if not chunk:
-                continue
-            parts.append(self._encode(h11.Data(data=chunk), request))
-            size += len(chunk)
-            if size >= _FLUSH_AT:
-                await self._send(b"".join(parts), within, request)
-                parts, size = [], 0
-        parts.append(self._encode(_END, request))
+            if chunk:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= _FLUSH_AT:
+                    await self._flush(first, b"".join(pending), False, within, request)
+                    first, pending, size = b"", [], 0
+        await self._flush(first, b"".join(pending), True, within, request)
+
+    async def _flush(
+        self, head: bytes, body: bytes, last: bool, within: float | None, request: httpx.Request
+    ) -> None:
+        parts = [head]
+        if body:
+            parts.append(self._encode(h11.Data(data=body), request))
+        if last:
+            parts.append(self._encode(_END, request))
         await self._send(b"".join(parts), within, request)
 
     def _encode(self, event: h11.Event, request: httpx.Request) -> bytes:
