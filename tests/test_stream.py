@@ -167,3 +167,43 @@ async def test_closing_wakes_a_waiting_reader_with_closed_resource() -> None:
         assert len(failures) == 1
         with pytest.raises(anyio.ClosedResourceError):
             await stream.send(b"x")
+
+
+class _Hidden(anyio.abc.ByteStream):
+    """anyio's stream with its socket hidden, as a loop whose transports keep theirs."""
+
+    def __init__(self, inner: anyio.abc.ByteStream) -> None:
+        self.inner = inner
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        return await self.inner.receive(max_bytes)
+
+    async def send(self, item: bytes) -> None:
+        await self.inner.send(item)
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_loop_that_keeps_its_sockets_gets_anyio_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a socket to move (uvloop's transports, say), the connection keeps anyio's
+    stream and still carries bytes both ways."""
+    connect = anyio.connect_tcp
+
+    async def hiding(host: str, port: int) -> anyio.abc.ByteStream:
+        return _Hidden(await connect(host, port))
+
+    monkeypatch.setattr(anyio, "connect_tcp", hiding)
+
+    async def echo(peer: anyio.abc.ByteStream) -> None:
+        await peer.send(await peer.receive())
+
+    async with _connected(echo) as stream:
+        assert type(stream).__name__ == "_AnyioStream"
+        await stream.send(b"ping")
+        assert await stream.receive() == b"ping"

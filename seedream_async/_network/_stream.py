@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 import anyio
@@ -28,6 +29,7 @@ import anyio.abc
 import anyio.lowlevel
 import sniffio
 from anyio.abc import SocketAttribute
+from anyio.streams.tls import TLSStream
 
 __all__ = ["Stream", "open_stream"]
 
@@ -57,27 +59,41 @@ class Stream(Protocol):
 async def open_stream(host: str, port: int, tls: ssl.SSLContext | None) -> Stream:
     """A TCP connection to ``host``:``port`` (TLS when ``tls`` is given).
 
+    anyio connects on every backend (its happy eyeballs close every socket they opened
+    when cancelled; asyncio's own race in Python 3.11 can drop a connected one). On
+    asyncio the socket then moves to a transport with this module's protocol, asyncio's
+    TLS on top when asked; a loop whose transports do not hand their socket over keeps
+    anyio's stream, as trio does.
+
     Raises:
         OSError, ssl.SSLError: refused, unreachable, or the TLS handshake failed.
     """
-    if sniffio.current_async_library() == "asyncio":
-        return await _open_on_asyncio(host, port, tls)
-    if tls is None:
-        return _AnyioStream(await anyio.connect_tcp(host, port))
-    return _AnyioStream(
-        await anyio.connect_tcp(
-            host, port, ssl_context=tls, tls_hostname=host, tls_standard_compatible=False
-        )
-    )
-
-
-async def _open_on_asyncio(host: str, port: int, tls: ssl.SSLContext | None) -> Stream:
-    # anyio connects (its happy eyeballs close every socket they opened when cancelled;
-    # asyncio's staggered race can drop a connected one); the socket then moves to a
-    # transport with this module's protocol, asyncio's TLS on top when asked.
     tcp = await anyio.connect_tcp(host, port)
+    if sniffio.current_async_library() == "asyncio":
+        dup = getattr(tcp.extra(SocketAttribute.raw_socket, None), "dup", None)
+        if dup is not None:
+            return await _moved_to_asyncio(tcp, dup, host, tls)
+    if tls is None:
+        return _AnyioStream(tcp)
     try:
-        sock = tcp.extra(SocketAttribute.raw_socket).dup()
+        wrapped = await TLSStream.wrap(
+            tcp, server_side=False, hostname=host, ssl_context=tls, standard_compatible=False
+        )
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await tcp.aclose()
+        raise
+    return _AnyioStream(wrapped)
+
+
+async def _moved_to_asyncio(
+    tcp: anyio.abc.SocketStream,
+    dup: Callable[[], socket.socket],
+    host: str,
+    tls: ssl.SSLContext | None,
+) -> Stream:
+    try:
+        sock = dup()
     finally:
         with anyio.CancelScope(shield=True):
             await tcp.aclose()
