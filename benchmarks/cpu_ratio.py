@@ -6,11 +6,12 @@
 The main harness runs each contender once, one after the other, so the machine's speed
 drifting between two runs moves their ratio: on this shared VM gather-1 alone has cost
 15.2 to 25.4 ms a prediction from one run to the next, and a single run's ratio has moved
-by up to +-0.08 around its median. Here each pair runs gather-1 and every contender back to back (the
-order flipped every other pair, so a steady drift weighs on both sides alike), each in
-its own process against a fresh simulator in another, on the default workload. It prints
-every pair's ratios, then each contender's median ratio, its range and the median of its
-CPU per prediction. Nothing is asserted; the figure is CPU time, not wall time.
+by up to +-0.08 around its median. Here each pair runs gather-1 and every contender back
+to back (the order flipped every other pair, so a steady drift weighs on both sides
+alike), each in its own process against a fresh simulator in another, on the default
+workload. It prints every pair's ratios, then each contender's median ratio, its range
+and the median of its CPU per prediction. Nothing is asserted; the figure is CPU time,
+not wall time.
 """
 
 from __future__ import annotations
