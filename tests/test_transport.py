@@ -476,3 +476,21 @@ async def test_reused_polls_are_bounded_least_recent_first(monkeypatch: pytest.M
         assert polls[4] is polls[0]
         assert polls[5] is not polls[1]
         assert polls[5].url == polls[1].url
+
+
+async def test_over_tls_a_body_cut_short_is_a_protocol_error(tmp_path: Path) -> None:
+    """A TLS server that hangs up mid-body without TLS's goodbye (a ragged EOF, as a
+    crashed proxy leaves it): the same RemoteProtocolError as over plain TCP, no SSL error,
+    and no slot or connection left behind."""
+    server_tls, client_tls = _self_signed(tmp_path)
+
+    async def cut(stream: anyio.abc.ByteStream) -> None:
+        await _read_head(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+
+    async with _server(cut, tls=server_tls) as url:
+        transport = Http11Transport(max_connections=2, ssl_context=client_tls)
+        async with httpx.AsyncClient(transport=transport) as http:
+            with anyio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
+                await http.get(url)
+        assert (transport.in_flight, transport.idle) == (0, 0)
