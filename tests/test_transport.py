@@ -494,3 +494,24 @@ async def test_over_tls_a_body_cut_short_is_a_protocol_error(tmp_path: Path) -> 
             with anyio.fail_after(10), pytest.raises(httpx.RemoteProtocolError):
                 await http.get(url)
         assert (transport.in_flight, transport.idle) == (0, 0)
+
+
+async def test_over_tls_a_large_answer_arrives_whole(tmp_path: Path) -> None:
+    """3 MiB over TLS, more than the stream buffers before it pauses reading: whole, in
+    order, and the connection reused for the next request."""
+    server_tls, client_tls = _self_signed(tmp_path)
+    body = bytes(i % 253 for i in range(3 << 20))
+
+    async def large(stream: anyio.abc.ByteStream) -> None:
+        while True:
+            await _read_head(stream)
+            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+            await stream.send(body)
+
+    async with _server(large, tls=server_tls) as url:
+        transport = Http11Transport(max_connections=2, ssl_context=client_tls)
+        async with httpx.AsyncClient(transport=transport) as http:
+            for _ in range(2):
+                with anyio.fail_after(20):
+                    assert (await http.get(url)).content == body
+        assert transport.opened == 1
