@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import anyio
+import anyio.abc
 
 from seedream_async import AsyncSeedream, PollPolicy, RetryPolicy
 from seedream_async.testing import Simulator, make_png, serve
@@ -76,3 +79,18 @@ async def external_simulator(*args: str) -> AsyncIterator[tuple[str, str, Any]]:
             finally:
                 process.terminate()
                 await process.wait()
+
+
+Handler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """``handler`` for one connection of a small test server: the stream closed after it,
+    and a peer that hung up (or a stream already closed) ending it quietly."""
+
+    async def run(stream: anyio.abc.ByteStream) -> None:
+        async with stream:
+            with suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await handler(stream)
+
+    return run

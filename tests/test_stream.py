@@ -5,18 +5,18 @@ reader)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
 import pytest
+from _helpers import Handler, guarded
 
 from seedream_async._network._stream import Stream, open_stream
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
 _MB = 1 << 20
 
 
@@ -26,13 +26,8 @@ async def _connected(handler: Handler) -> AsyncIterator[Stream]:
     tcp = await anyio.create_tcp_listener(local_host="127.0.0.1")
     port = tcp.extra(anyio.abc.SocketAttribute.local_port)
 
-    async def guarded(peer: anyio.abc.ByteStream) -> None:
-        async with peer:
-            with suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await handler(peer)
-
     async with tcp, anyio.create_task_group() as group:
-        group.start_soon(tcp.serve, guarded)
+        group.start_soon(tcp.serve, guarded(handler))
         stream = await open_stream("127.0.0.1", port, None)
         try:
             yield stream

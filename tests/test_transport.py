@@ -6,15 +6,15 @@ from __future__ import annotations
 import datetime
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import anyio.abc
 import httpx
 import pytest
-from _helpers import simulated
+from _helpers import Handler, guarded, simulated
 
 from seedream_async import EditRequest
 from seedream_async._network._bounded import timed_out
@@ -24,7 +24,6 @@ from seedream_async.testing import make_png, serve
 
 pytestmark = pytest.mark.anyio
 
-Handler = Callable[[anyio.abc.ByteStream], Awaitable[None]]
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -44,13 +43,8 @@ async def _server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncI
     port = tcp.extra(anyio.abc.SocketAttribute.local_port)
     listener = tcp if tls is None else anyio.streams.tls.TLSListener(tcp, tls, False)
 
-    async def guarded(stream: anyio.abc.ByteStream) -> None:
-        async with stream:
-            with suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                await handler(stream)
-
     async with listener, anyio.create_task_group() as group:
-        group.start_soon(listener.serve, guarded)
+        group.start_soon(listener.serve, guarded(handler))
         yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         group.cancel_scope.cancel()
 
