@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
         help="smoke run: 200 items, 5 naive, memory at 1,000 vs 10,000, 2 upload repeats",
     )  # fmt: skip
     return parser
+
+
+def batch_args(
+    sim: SimProcess, spec: Spec, *, time_scale: float, concurrency: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """A batch contender's command line: the simulator, the workload, the scale."""
+    return [
+        "--base-url", sim.base_url, "--key", sim.key,
+        "--spec", json.dumps(spec.to_json()),
+        "--time-scale", repr(time_scale),
+        "--concurrency", str(concurrency), *extra,
+    ]  # fmt: skip
 
 
 def _run_contender(module: str, args: list[str], *, timeout: float, log: Path) -> dict[str, Any]:
@@ -306,12 +319,10 @@ def _workload_runs(
                     sim_cpu = sim.cpu_seconds()
                     result = _run_contender(
                         contender.module,
-                        [
-                            "--base-url", sim.base_url, "--key", sim.key,
-                            "--spec", json.dumps(spec.to_json()),
-                            "--time-scale", repr(time_scale),
-                            "--concurrency", str(ns.concurrency), *contender.args,
-                        ],
+                        batch_args(
+                            sim, spec, time_scale=time_scale, concurrency=ns.concurrency,
+                            extra=contender.args,
+                        ),
                         timeout=ns.timeout,
                         log=logs / f"{name}.log",
                     )  # fmt: skip
@@ -422,12 +433,9 @@ def _memory_runs(ns: argparse.Namespace, sizes: list[int], folder: Path, logs: P
             ) as sim:
                 result = _run_contender(
                     "seedream_default",
-                    [
-                        "--base-url", sim.base_url, "--key", sim.key,
-                        "--spec", json.dumps(spec.to_json()),
-                        "--time-scale", repr(ns.memory_time_scale),
-                        "--concurrency", str(ns.concurrency),
-                    ],
+                    batch_args(
+                        sim, spec, time_scale=ns.memory_time_scale, concurrency=ns.concurrency
+                    ),
                     timeout=ns.timeout,
                     log=logs / "memory.log",
                 )  # fmt: skip

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._harness import CONTENDERS, CPU_BASELINE, _run_contender
+from ._harness import CONTENDERS, CPU_BASELINE, _run_contender, batch_args
 from ._sim import SimProcess
 from ._workload import Spec, prepare_images
 
@@ -39,12 +39,10 @@ def _one(name: str, spec: Spec, ns: argparse.Namespace, logs: Path) -> float:
     ) as sim:  # fmt: skip
         result = _run_contender(
             contender.module,
-            [
-                "--base-url", sim.base_url, "--key", sim.key,
-                "--spec", json.dumps(spec.to_json()),
-                "--time-scale", repr(ns.time_scale),
-                "--concurrency", str(ns.concurrency), *contender.args,
-            ],
+            batch_args(
+                sim, spec, time_scale=ns.time_scale, concurrency=ns.concurrency,
+                extra=contender.args,
+            ),
             timeout=ns.timeout,
             log=logs / f"{name}.log",
         )  # fmt: skip
