@@ -1,4 +1,5 @@
-"""One HTTP/1.1 connection: h11's state machine over a byte stream, errors as httpx's.
+"""One HTTP/1.1 connection: the client's HTTP/1.1 (``_http11``) over a byte stream, errors
+as httpx's.
 
 Every failure leaves as the httpx exception httpx's own transport raises for it, with the
 request attached: the client's retry and ambiguity rules (``_driver``) read only those.
@@ -10,13 +11,13 @@ import ssl
 from contextlib import suppress
 
 import anyio
-import h11
 import httpx
 
 from ._deadline import Steps, Within
+from ._http11 import END, Broken, ClientConnection, Closed, LocalError, RequestHead, ResponseHead
 from ._stream import Stream, open_stream
 
-__all__ = ["Connection", "Origin", "connect", "h11_head", "step_timeout"]
+__all__ = ["Connection", "Origin", "connect", "request_head", "step_timeout"]
 
 Origin = tuple[str, str, int]
 
@@ -46,17 +47,18 @@ async def connect(
     return Connection(origin, stream)
 
 
-def h11_head(request: httpx.Request) -> h11.Request:
-    """``request``'s method, target and headers as h11's event (which checks them).
+def request_head(request: httpx.Request) -> RequestHead:
+    """``request``'s method, target and headers, checked and encoded.
 
     Raises:
-        httpx.LocalProtocolError: a header h11 refuses (a CR or LF in a value, say).
+        httpx.LocalProtocolError: what HTTP/1.1 does not allow (a CR or LF in a header
+            value, say).
     """
     try:
-        return h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
+        return RequestHead.of(
+            request.method.encode("ascii"), request.url.raw_path, request.headers.raw
         )
-    except h11.LocalProtocolError as err:
+    except (LocalError, UnicodeEncodeError) as err:
         raise httpx.LocalProtocolError(str(err), request=request) from err
 
 
@@ -67,7 +69,7 @@ class Connection:
         self.origin = origin
         self.idle_since = 0.0
         self._stream = stream
-        self._h11 = h11.Connection(h11.CLIENT)
+        self._http = ClientConnection()
         self._read_timeout: float | None = None
         self.steps: Steps | None = None
         """Set while a caller bounds the whole exchange with one :class:`Steps`: the send
@@ -82,11 +84,7 @@ class Connection:
     def next_cycle(self) -> bool:
         """Ready the connection for its next request; False when it must be closed (the
         response was not read to its end, or either side asked to close)."""
-        conn = self._h11
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            return True
-        return False
+        return self._http.next_cycle()
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -96,11 +94,11 @@ class Connection:
     async def exchange(
         self,
         request: httpx.Request,
-        head: h11.Request,
+        head: RequestHead,
         write_timeout: float | None,
         read_timeout: float | None,
-    ) -> h11.Response:
-        """Send ``request`` (``head``: its :func:`h11_head`) and read its response's head
+    ) -> ResponseHead:
+        """Send ``request`` (``head``: its :func:`request_head`) and read its response's head
         (1xx answers skipped).
 
         A server may answer and close before the whole body is sent (a 413, say): a write
@@ -124,11 +122,14 @@ class Connection:
         return await self._head(request)
 
     async def _send_request(
-        self, request: httpx.Request, head: h11.Request, within: float | None
+        self, request: httpx.Request, head: RequestHead, within: float | None
     ) -> None:
-        # The body goes out as few h11 events as it can (a multipart upload streams six or
+        # The body goes out in as few writes as it can (a multipart upload streams six or
         # seven small pieces): joined up to _FLUSH_AT bytes, then written with the head.
-        first = self._encode(head, request)
+        try:
+            first = self._http.head(head)
+        except LocalError as err:
+            raise httpx.LocalProtocolError(str(err), request=request) from err
         stream = request.stream
         if isinstance(stream, httpx.ByteStream):  # a body httpx holds whole (a poll, a JSON
             # submit): its one chunk read without a coroutine for asyncio to track
@@ -149,18 +150,12 @@ class Connection:
     async def _flush(
         self, head: bytes, body: bytes, last: bool, within: float | None, request: httpx.Request
     ) -> None:
-        parts = [head]
-        if body:
-            parts.append(self._encode(h11.Data(data=body), request))
-        if last:
-            parts.append(self._encode(_END, request))
-        await self._send(b"".join(parts), within, request)
-
-    def _encode(self, event: h11.Event, request: httpx.Request) -> bytes:
         try:
-            return self._h11.send(event) or b""
-        except h11.LocalProtocolError as err:
+            data = self._http.data(body) if body else b""
+            end = self._http.end() if last else b""
+        except LocalError as err:
             raise httpx.LocalProtocolError(str(err), request=request) from err
+        await self._send(head + data + end if data or end else head, within, request)
 
     async def _send(self, data: bytes, within: float | None, request: httpx.Request) -> None:
         try:
@@ -172,36 +167,28 @@ class Connection:
             message = f"connection broke while sending: {err}"
             raise httpx.WriteError(message, request=request) from err
 
-    async def _head(self, request: httpx.Request) -> h11.Response:
+    async def _head(self, request: httpx.Request) -> ResponseHead:
+        http = self._http
         while True:
-            event = await self._next_event(request)
-            if isinstance(event, h11.Response):
-                return event
+            try:
+                head = http.next_head()
+            except Broken as err:
+                raise _remote_error(err, request) from err
+            if head is not None:
+                return head
+            http.receive(await self._receive(request))
 
     async def next_chunk(self, request: httpx.Request) -> bytes | None:
         """The response body's next bytes, or None at its end."""
-        while True:
-            event = await self._next_event(request)
-            if isinstance(event, h11.Data):
-                if event.data:
-                    return bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return None
-
-    async def _next_event(self, request: httpx.Request) -> h11.Event:
-        conn = self._h11
+        http = self._http
         while True:
             try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as err:
-                raise httpx.RemoteProtocolError(_protocol_message(err), request=request) from err
-            if event is h11.NEED_DATA:
-                conn.receive_data(await self._receive(request))
-            elif event is h11.PAUSED:  # only after a whole response, which ends the reads
-                raise httpx.RemoteProtocolError("read past the response's end", request=request)
-            else:
-                assert isinstance(event, h11.Event)
-                return event
+                data = http.next_data()
+            except Broken as err:
+                raise _remote_error(err, request) from err
+            if data is END or data:
+                return data
+            http.receive(await self._receive(request))
 
     def _step(self, name: str, seconds: float | None) -> Within:
         """The bound on one step: its own scope, or (under :attr:`steps`) none, the
@@ -225,7 +212,6 @@ class Connection:
 
 
 _UNBOUNDED = Within(None)
-_END = h11.EndOfMessage()  # an event is immutable: one for every request
 
 
 def step_timeout(
@@ -237,8 +223,9 @@ def step_timeout(
     return httpx.ReadTimeout(f"no answer within {seconds} s", request=request)
 
 
-def _protocol_message(err: h11.RemoteProtocolError) -> str:
-    text = str(err)
-    if "ConnectionClosed" in text or "peer unexpectedly closed" in text:
-        return "Server disconnected without sending a complete response."
-    return f"the server broke HTTP/1.1: {text}"
+def _remote_error(err: Broken, request: httpx.Request) -> httpx.RemoteProtocolError:
+    if isinstance(err, Closed):
+        message = "Server disconnected without sending a complete response."
+    else:
+        message = f"the server broke HTTP/1.1: {err}"
+    return httpx.RemoteProtocolError(message, request=request)

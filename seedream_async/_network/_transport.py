@@ -1,12 +1,12 @@
-"""The HTTP transport the client makes for itself: HTTP/1.1 on h11 and anyio, O(1) a request.
+"""The HTTP transport the client makes for itself: HTTP/1.1 on anyio, O(1) a request.
 
 httpcore's connection pool (1.0) rescans every connection it holds whenever a request
 starts or ends: a socket-readability check per idle connection and a count over the whole
 pool, O(connections^2) per request. Even split into small pools, httpcore's own layers
 (the pool's request queue, its connection and stream wrappers, trace hooks) cost as much
 CPU again as the HTTP itself (``benchmarks/README.md``, the profile). :class:`Http11Transport`
-is the same protocol engine httpcore uses, h11, over anyio's streams, with a pool that does
-only what a client of one API and one storage host needs:
+is HTTP/1.1 with h11's rules (``_http11``, checked against h11) over anyio's streams, with a
+pool that does only what a client of one API and one storage host needs:
 
 * an idle stack per origin (scheme, host, port), last in first out, so a quiet run keeps
   reusing its warmest connections and the rest expire;
@@ -33,11 +33,11 @@ from types import TracebackType
 from typing import NamedTuple
 
 import anyio
-import h11
 import httpx
 
-from ._connection import Connection, Origin, connect, h11_head
+from ._connection import Connection, Origin, connect, request_head
 from ._deadline import Steps
+from ._http11 import RequestHead, ResponseHead
 
 __all__ = ["Fetched", "Http11Transport"]
 
@@ -122,7 +122,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
         # The HTTP/1.1 head of each GET sent while that request lives: a caller that
         # sends one request again (a poll) has it validated and built once.
-        self._heads: weakref.WeakKeyDictionary[httpx.Request, h11.Request] = (
+        self._heads: weakref.WeakKeyDictionary[httpx.Request, RequestHead] = (
             weakref.WeakKeyDictionary()
         )
         self.opened = 0
@@ -154,7 +154,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def _exchange(
         self, request: httpx.Request, steps: Steps | None = None
-    ) -> tuple[Connection, h11.Response]:
+    ) -> tuple[Connection, ResponseHead]:
         """A slot and a connection for ``request``, the request sent and its answer's head
         read; the slot and connection are the caller's to give back (the body unread).
         ``steps``: the caller's bound on the send and reads (see :class:`Steps`)."""
@@ -177,10 +177,10 @@ class Http11Transport(httpx.AsyncBaseTransport):
             raise
         return conn, head
 
-    def _head(self, request: httpx.Request) -> h11.Request:
+    def _head(self, request: httpx.Request) -> RequestHead:
         head = self._heads.get(request)
         if head is None:
-            head = h11_head(request)
+            head = request_head(request)
             if request.method == "GET":
                 self._heads[request] = head
         return head
@@ -293,7 +293,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
 
 async def _read_body(
-    conn: Connection, request: httpx.Request, head: h11.Response, limit: int
+    conn: Connection, request: httpx.Request, head: ResponseHead, limit: int
 ) -> Fetched:
     """The rest of the answer ``head`` begins, its body capped at ``limit`` bytes."""
     headers = list(head.headers)
