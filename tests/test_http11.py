@@ -369,6 +369,12 @@ def test_a_request_head_h11_refuses_is_a_local_error(
         RequestHead.of(method, target, headers)
 
 
+def test_connect_is_refused_before_anything_is_sent() -> None:
+    # h11 would send it and read the answer as a tunnel; this transport never opens one.
+    with pytest.raises(LocalError, match="CONNECT"):
+        RequestHead.of(b"CONNECT", b"example.com:443", HOST)
+
+
 def sending(headers: list[tuple[bytes, bytes]]) -> tuple[ClientConnection, h11.Connection]:
     """Ours and h11's client, each with the same request head sent."""
     ours, theirs = ClientConnection(), h11.Connection(h11.CLIENT)

@@ -90,6 +90,8 @@ class RequestHead(NamedTuple):
         """
         if not _NAME_RE.fullmatch(method):
             raise LocalError(f"Illegal method {method!r}")
+        if method == b"CONNECT":  # a tunnel, which this connection never becomes
+            raise LocalError("CONNECT is not supported: this transport opens no tunnels")
         if not _TARGET_RE.fullmatch(target):
             raise LocalError(f"Illegal target characters in {target!r}")
         host: list[bytes] = []
