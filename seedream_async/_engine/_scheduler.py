@@ -263,16 +263,22 @@ class PollScheduler:
             with anyio.CancelScope() as scope:
                 while not scope.cancel_called:
                     if watch is None:
+                        scope.deadline = math.inf  # idle: no prediction's deadline applies
                         self._idle.append(handoff)
                         if self._starved:
                             self._wake()  # the loop waits for a free worker
                         watch = await handoff.take()
+                    # The prediction's deadline bounds its polls too: a poll whose answer
+                    # trickles in, or whose retries each get the full request deadline,
+                    # ends at it. Moved from poll to poll, and cleared only to go idle
+                    # (moving a deadline reschedules a timer).
+                    scope.deadline = watch.deadline_at
                     if self._rate is not None:
                         await self._rate.acquire()
-                    await self._poll(watch, scope)
+                    await self._poll(watch)
                     watch = self._take_due()
             if scope.cancelled_caught and watch is not None:
-                # The deadline ended the poll of ``watch`` (only a poll runs with one set).
+                # The deadline ended the poll of ``watch`` (or its wait for the poll rate).
                 limit = self._policy.deadline or 0.0
                 watch.finish(error=DeadlineExceeded(watch.prediction_id, limit))
                 watch = self._take_due()
@@ -289,17 +295,11 @@ class PollScheduler:
             self._sleep.cancel()
             self._sleep = None
 
-    async def _poll(self, watch: _Watch, scope: anyio.CancelScope) -> None:
-        """Poll ``watch`` once and act on the answer; ``scope`` is the worker's, whose
-        deadline is the prediction's while the poll runs."""
+    async def _poll(self, watch: _Watch) -> None:
+        """Poll ``watch`` once and act on the answer (under the worker's scope, whose
+        deadline is the prediction's)."""
         try:
-            # The prediction's deadline bounds its polls too: a poll whose answer trickles
-            # in, or whose retries each get the full request deadline, ends at it.
-            scope.deadline = watch.deadline_at
-            try:
-                prediction = await self._client.get_prediction(watch.prediction_id)
-            finally:
-                scope.deadline = math.inf
+            prediction = await self._client.get_prediction(watch.prediction_id)
         except APIUnreachable as err:
             # Nothing has reached the API: asking again until the deadline would only hide
             # a wrong URL for minutes. The id stays with the item's result.
