@@ -6,9 +6,8 @@ machine pass and a header re-validation per event, three or four events a respon
 is the client half only, with h11's rules, which it was checked against
 (``tests/test_http11.py`` feeds both the same bytes, cut at every point):
 
-* a request's head is checked (method and header names are tokens, no CR, LF or NUL in
-  a value, one ``Host``, a digit ``Content-Length``, ``Transfer-Encoding: chunked`` only)
-  and encoded once, so a poll sent again costs nothing to build;
+* a request's head is checked and encoded once (``_request_head``), so a poll sent again
+  costs nothing to build;
 * a response's head is read when whole (up to :data:`MAX_HEAD` bytes; CRLF or bare LF
   line ends, folded lines unfolded), its body framed as RFC 9112 6.3 says (none after
   a HEAD or for 204 and 304, chunked, ``Content-Length``, or up to the close), and 1xx
@@ -27,6 +26,8 @@ from __future__ import annotations
 import re
 from typing import Final, NamedTuple
 
+from ._request_head import CHUNKED, TOKEN, VALUE, LocalError, RequestHead, comma_values, one_length
+
 __all__ = [
     "END",
     "MAX_HEAD",
@@ -43,26 +44,15 @@ MAX_HEAD: Final = 16_384  # h11's default cap on a head in the making
 NEED_DATA: Final = b""  # next_data(): nothing to hand out until more bytes arrive
 END: Final = None  # next_data(): the body has ended
 
-_TOKEN = rb"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"
-_VALUE = rb"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?"
-_NAME_RE = re.compile(_TOKEN)
-_VALUE_RE = re.compile(_VALUE)
-_TARGET_RE = re.compile(rb"[\x21-\x7e]+")
-_FIELD_RE = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")[ \t]*")
+_FIELD_RE = re.compile(rb"(" + TOKEN + rb"):[ \t]*(" + VALUE + rb")[ \t]*")
 _STATUS_RE = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: ((?:[ \t]|[^\x00\s])*))?")
 _CHUNK_RE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _HEAD_END_RE = re.compile(rb"\r?\n\r?\n")
 _LINE_RE = re.compile(rb"\r?\n")
 _FOLD_RE = re.compile(rb"[ \t]+")
-_DIGITS_RE = re.compile(rb"[0-9]{1,20}")
 
-# How a body is framed: its length, or one of these.
-_CHUNKED: Final = -1
+# How a response body is framed: its length, CHUNKED, or this.
 _UNTIL_CLOSE: Final = -2
-
-
-class LocalError(Exception):
-    """The request cannot be sent as HTTP/1.1 (a header value with a line break, say)."""
 
 
 class Broken(Exception):
@@ -71,61 +61,6 @@ class Broken(Exception):
 
 class Closed(Broken):
     """The server closed the connection before its answer was whole."""
-
-
-class RequestHead(NamedTuple):
-    """A request's head, checked and encoded (see :func:`RequestHead.of`)."""
-
-    method: bytes
-    data: bytes
-    framing: int  # the body's length, or _CHUNKED
-    keep_alive: bool
-
-    @classmethod
-    def of(cls, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> RequestHead:
-        """Check and encode a request line and its headers (``Host`` goes first).
-
-        Raises:
-            LocalError: a method, target or header HTTP/1.1 does not allow.
-        """
-        if not _NAME_RE.fullmatch(method):
-            raise LocalError(f"Illegal method {method!r}")
-        if method == b"CONNECT":  # a tunnel, which this connection never becomes
-            raise LocalError("CONNECT is not supported: this transport opens no tunnels")
-        if not _TARGET_RE.fullmatch(target):
-            raise LocalError(f"Illegal target characters in {target!r}")
-        host: list[bytes] = []
-        lines: list[bytes] = []
-        framing, keep_alive = 0, True
-        length: bytes | None = None
-        for name, value in headers:
-            if not _NAME_RE.fullmatch(name):
-                raise LocalError(f"Illegal header name {name!r}")
-            if not _VALUE_RE.fullmatch(value):
-                raise LocalError(f"Illegal header value {value!r}")
-            lower = name.lower()
-            if lower == b"host":
-                host.append(b"%s: %s\r\n" % (name, value))
-                continue
-            if lower == b"content-length":  # sent once, as one number (``5, 5`` is 5)
-                seen, length = length, _one_length(value, length, LocalError)
-                if seen is not None:
-                    continue
-                value = length
-                framing = framing if framing == _CHUNKED else int(length)
-            elif lower == b"transfer-encoding":
-                if framing == _CHUNKED or value.lower() != b"chunked":
-                    raise LocalError("Only one Transfer-Encoding: chunked is supported")
-                framing, value = _CHUNKED, b"chunked"
-            elif lower == b"connection" and b"close" in _comma_values(value):
-                keep_alive = False
-            lines.append(b"%s: %s\r\n" % (name, value))
-        if len(host) != 1:
-            raise LocalError(
-                "Missing mandatory Host: header" if not host else "Found multiple Host: headers"
-            )
-        data = b"".join([b"%s %s HTTP/1.1\r\n" % (method, target), *host, *lines, b"\r\n"])
-        return cls(method, data, framing, keep_alive)
 
 
 class ResponseHead(NamedTuple):
@@ -166,7 +101,7 @@ class ClientConnection:
 
     def _reset(self) -> None:
         self._method = b""
-        self._to_send = 0  # body bytes still to send (framed by length), or _CHUNKED
+        self._to_send = 0  # body bytes still to send (framed by length), or CHUNKED
         self._sent = False  # the request ended
         self._keep_alive = True
         self._framing = 0  # the response body's framing, once its head is read
@@ -190,7 +125,7 @@ class ClientConnection:
         Raises:
             LocalError: more than the declared ``Content-Length``.
         """
-        if self._to_send == _CHUNKED:
+        if self._to_send == CHUNKED:
             return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
         if len(data) > self._to_send:
             raise LocalError("Too much data for declared Content-Length")
@@ -206,7 +141,7 @@ class ClientConnection:
         if self._to_send > 0:
             raise LocalError("Too little data for declared Content-Length")
         self._sent = True
-        return b"0\r\n\r\n" if self._to_send == _CHUNKED else b""
+        return b"0\r\n\r\n" if self._to_send == CHUNKED else b""
 
     # The response.
 
@@ -410,7 +345,7 @@ def _fields(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], bytes | None
             raise Broken(f"illegal header line: {line!r}")
         name, value = match[1].lower(), match[2]
         if name == b"content-length":
-            seen, length = length, _one_length(value, length, Broken)
+            seen, length = length, one_length(value, length, Broken)
             if seen is None:
                 fields.append((name, length))
             continue
@@ -421,7 +356,7 @@ def _fields(lines: list[bytes]) -> tuple[list[tuple[bytes, bytes]], bytes | None
             if value != b"chunked":
                 raise Broken("Only Transfer-Encoding: chunked is supported")
             chunked = True
-        elif name == b"connection" and b"close" in _comma_values(value):
+        elif name == b"connection" and b"close" in comma_values(value):
             close = True
         fields.append((name, value))
     return fields, length, chunked, close
@@ -441,25 +376,10 @@ def _unfold(lines: list[bytes]) -> list[bytes]:
     return out
 
 
-def _one_length(value: bytes, seen: bytes | None, error: type[LocalError] | type[Broken]) -> bytes:
-    """A ``Content-Length`` value (``1, 1`` is one), checked against one seen before."""
-    lengths = {part.strip() for part in value.split(b",")}
-    if len(lengths) != 1 or (seen is not None and seen != next(iter(lengths))):
-        raise error("conflicting Content-Length headers")
-    length = lengths.pop()
-    if not _DIGITS_RE.fullmatch(length):
-        raise error("bad Content-Length")
-    return length
-
-
-def _comma_values(value: bytes) -> list[bytes]:
-    return [part.strip() for part in value.lower().split(b",")]
-
-
 def _framing(method: bytes, parsed: _Parsed) -> int:
-    """The body's framing (RFC 9112 6.3): its length, _CHUNKED or _UNTIL_CLOSE."""
+    """The body's framing (RFC 9112 6.3): its length, CHUNKED or _UNTIL_CLOSE."""
     if parsed.head.status_code in (204, 304) or method == b"HEAD":
         return 0
     if parsed.chunked:
-        return _CHUNKED  # beats Content-Length
+        return CHUNKED  # beats Content-Length
     return _UNTIL_CLOSE if parsed.length is None else parsed.length
