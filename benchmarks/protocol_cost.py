@@ -1,4 +1,5 @@
-"""CPU per request of the HTTP protocol engines alone, in memory: h11 (HTTP/1.1) against h2.
+"""CPU per request of the HTTP protocol engines alone, in memory: h11 (HTTP/1.1) against h2,
+and the client's half: h11's against the client's own codec (``_network/_http11.py``).
 
     pip install h2 && python -m benchmarks.protocol_cost [--n 20000]
 
@@ -9,6 +10,11 @@ It answers one question from issue 22: would HTTP/2 (``httpx[http2]``, one conne
 pool to scan) make a request cheaper for this client? Connection handling is no longer what
 costs (the client's own transport does O(1) work a request), so what is left is the
 protocol engine, and h2's (HPACK, frames, flow control) is the heavier of the two.
+
+The second line times the client's half alone, as the client's transport runs it: a poll's
+head built once and sent again, a whole answer (head and body, as the simulator writes it)
+read, the connection readied for the next request. h11 there is what the client used until
+the sixth pass; the codec is what it uses now.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import argparse
 import time
 
 import h11
+
+from seedream_async._network._http11 import END, ClientConnection, RequestHead
 
 _BODY = b'{"code":200,"data":{"id":"abc","status":"processing","outputs":[]}}' * 6
 _PATH = "/api/v1/model/prediction/abc"
@@ -47,6 +55,42 @@ def _h11(n: int) -> float:
             pass
         client.start_next_cycle()
         server.start_next_cycle()
+    return (time.process_time() - start) / n
+
+
+def _answer() -> bytes:
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+    return head % len(_BODY) + b"x-request-id: 0123456789abcdef\r\n\r\n" + _BODY
+
+
+def _client_h11(n: int) -> float:
+    conn, answer = h11.Connection(h11.CLIENT), _answer()
+    request = h11.Request(method="GET", target=_PATH, headers=_HEADERS)  # built once
+    end = h11.EndOfMessage()
+    start = time.process_time()
+    for _ in range(n):
+        conn.send(request)
+        conn.send(end)
+        conn.receive_data(answer)
+        while not isinstance(conn.next_event(), h11.EndOfMessage):
+            pass
+        conn.start_next_cycle()
+    return (time.process_time() - start) / n
+
+
+def _client_codec(n: int) -> float:
+    conn, answer = ClientConnection(), _answer()
+    headers = [(name.encode(), value.encode()) for name, value in _HEADERS]
+    request = RequestHead.of(b"GET", _PATH.encode(), headers)  # built once
+    start = time.process_time()
+    for _ in range(n):
+        conn.head(request)
+        conn.end()
+        conn.receive(answer)
+        conn.next_head()
+        while conn.next_data() is not END:
+            pass
+        conn.next_cycle()
     return (time.process_time() - start) / n
 
 
@@ -89,6 +133,11 @@ def main() -> None:
         print(
             f"h11 {one * 1e6:6.1f} us/request | h2 {two * 1e6:6.1f} us/request | "
             f"h2/h11 = {two / one:.2f} (both ends, in memory, {ns.n} requests)"
+        )
+        old, new = _client_h11(ns.n), _client_codec(ns.n)
+        print(
+            f"client half: h11 {old * 1e6:6.1f} us/request | codec {new * 1e6:6.1f} "
+            f"us/request | codec/h11 = {new / old:.2f}"
         )
 
 

@@ -388,7 +388,7 @@ class Endpoint:
             raise too_large(what, limit, fetched.over, fetched.status_code)
         headers: httpx.Headers | list[tuple[bytes, bytes]] = fetched.headers
         content = fetched.body
-        # h11 gives names lowercased; a list, not httpx.Headers, unless it must be decoded
+        # The transport gives names lowercased: a list, not httpx.Headers, unless decoded
         # (the answer builds its Headers from it once).
         if any(name == b"content-encoding" for name, _ in fetched.headers):
             headers = httpx.Headers(fetched.headers)
